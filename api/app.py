@@ -1,0 +1,38 @@
+"""Flask app factory: config, extensions, blueprints, error handlers."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from api.errors import ProblemApi, register_error_handlers
+from api.metrics import init_metrics
+from api.ops import ops
+from orchestration.bootstrap import Services, bootstrap
+from runtime.settings import Settings, get_settings
+
+MAX_BODY_BYTES = 1 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    """Build the WSGI app; connections come from `services` (bootstrap builds them lazily)."""
+    settings = settings or (services.settings if services else get_settings())
+    services = services or bootstrap(settings)
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="creditflow",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="v1/openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["creditflow"] = services
+    api = ProblemApi(app)
+    register_error_handlers(app, api)
+    app.register_blueprint(ops)
+    if settings.METRICS_ENABLED:
+        init_metrics(app)
+    return app

@@ -1,0 +1,82 @@
+"""RFC 9457 problem+json for every error, including 404/405/422/500; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask, Response, json
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://creditflow.dev/problems/"
+
+
+class ProblemSchema(ma.Schema):
+    """An error answer: `{type, title, status, detail}` plus problem-specific fields."""
+
+    type = ma.fields.String(metadata={"description": "URI naming the kind of problem"})
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    errors = ma.fields.Dict(metadata={"description": "Field errors, for validation problems"})
+
+
+def problem(status: int, detail: str, *, kind: str | None = None, **extra: Any) -> Response:
+    """A problem+json response with the given status, detail and extra fields."""
+    title = _title(status)
+    body = {"type": PROBLEM_BASE + (kind or _slug(title)), "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _slug(title: str) -> str:
+    return title.lower().replace(" ", "-").replace("'", "")
+
+
+class ProblemApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api, answering errors as problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        """Turn any HTTPException (abort, routing, validation) into problem+json."""
+        data = getattr(error, "data", None) or {}
+        extra: dict[str, Any] = {}
+        errors = data.get("errors") or data.get("messages")
+        if errors:
+            # webargs nests errors by location ("json", "query"); keep the field map readable.
+            extra["errors"] = errors.get("json", errors) if isinstance(errors, dict) else errors
+        extra.update(data.get("extra", {}))
+        detail = data.get("message") or error.description or ""
+        if error.code == 422 and errors and not data.get("message"):
+            detail = "The request body or parameters are invalid; see `errors`."
+        response = problem(error.code or 500, detail, kind=data.get("kind"), **extra)
+        for name, value in (data.get("headers") or {}).items():
+            response.headers[name] = value
+        if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+
+def register_error_handlers(app: Flask, api: ProblemApi) -> None:
+    """Unhandled exceptions become a 500 problem without internals."""
+
+    @app.errorhandler(Exception)
+    def _unhandled(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            return api.handle_http_exception(exc)
+        log.exception("unhandled error")
+        return problem(500, InternalServerError.description)

@@ -1,0 +1,68 @@
+"""Operations endpoints: liveness, readiness (database, Redis, broker) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, jsonify
+from kombu import Connection
+from sqlalchemy import text
+
+from api.metrics import render_metrics
+from orchestration.bootstrap import Services
+
+ops = Blueprint("ops", __name__)
+
+
+def _services() -> Services:
+    return current_app.extensions["creditflow"]  # type: ignore[no-any-return]
+
+
+def _check_database(services: Services) -> None:
+    with services.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _check_redis(services: Services) -> None:
+    services.redis.ping()
+
+
+def _check_broker(services: Services) -> None:
+    with Connection(services.settings.broker_url, connect_timeout=2) as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+CHECKS: dict[str, Callable[[Services], None]] = {
+    "database": _check_database,
+    "redis": _check_redis,
+    "broker": _check_broker,
+}
+
+
+@ops.get("/healthz")
+def healthz() -> Response:
+    """The process is up."""
+    return jsonify(status="ok")
+
+
+@ops.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """200 when database, Redis and broker answer; 503 naming each that does not."""
+    services = _services()
+    checks: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        try:
+            check(services)
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means "not ready", reported by name
+            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    failed = sorted(name for name, state in checks.items() if state != "ok")
+    status = 503 if failed else 200
+    return jsonify(status="ready" if not failed else "unavailable", failed=failed, checks=checks), status
+
+
+@ops.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text exposition of this API (all gunicorn workers) and queue lengths."""
+    body, content_type = render_metrics(_services())
+    return Response(body, content_type=content_type)

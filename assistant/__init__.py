@@ -1,0 +1,1 @@
+"""Model catalog, pricing, providers and the LangGraph chat and agent graphs."""

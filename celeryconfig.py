@@ -1,0 +1,73 @@
+"""Celery configuration: the queue table, routes, acks and time limits, in one place.
+
+Loaded by `workers.app` with `config_from_object`. Reading the environment is all it does at
+import; connections are opened by Celery when a worker or producer first needs one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kombu import Queue
+
+from runtime.settings import get_settings
+
+_settings = get_settings()
+
+# name -> (soft time limit s, hard time limit s); the table of DESIGN.md "Queues".
+QUEUE_LIMITS: dict[str, tuple[int, int]] = {
+    "critical": (60, 90),
+    "interactive": (_settings.TASK_SOFT_TIME_LIMIT_S, _settings.TASK_SOFT_TIME_LIMIT_S + 30),
+    "agents": (_settings.AGENT_TIME_LIMIT_S, _settings.AGENT_TIME_LIMIT_S + 60),
+    "images": (600, 660),
+    "maintenance": (300, 330),
+}
+QUEUES = tuple(QUEUE_LIMITS)
+LONGEST_TIME_LIMIT_S = max(hard for _soft, hard in QUEUE_LIMITS.values())
+# A message not acked within the visibility timeout is handed to another worker; it must outlast
+# the longest task or long tasks run twice (kombu#337).
+VISIBILITY_TIMEOUT_S = LONGEST_TIME_LIMIT_S + 600
+
+broker_url = _settings.broker_url
+result_backend = _settings.result_backend_url or None
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT_S,
+    "queue_order_strategy": "priority",
+    "priority_steps": list(range(10)),
+    "sep": ":",
+}
+result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+result_expires = timedelta(days=1)
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# At-least-once: ack after the task ran; a child killed mid-task puts the message back. Our base
+# task caps redeliveries (Redis only flags `redelivered`, it does not count).
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_track_started = True
+# Per-queue limits are set on each task by `workers.app.queue_task` (annotations match exact names).
+task_time_limit = QUEUE_LIMITS["maintenance"][1]
+task_soft_time_limit = QUEUE_LIMITS["maintenance"][0]
+
+task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
+task_default_queue = "maintenance"
+task_create_missing_queues = False
+# Routing by name only: a `queue=` on a decorator is lost on later chain steps (celery#5219).
+task_routes = {f"creditflow.{name}.*": {"queue": name, "routing_key": name} for name in QUEUES}
+
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+worker_cancel_long_running_tasks_on_connection_loss = True
+
+beat_schedule: dict[str, dict[str, object]] = {
+    "heartbeat": {"task": "creditflow.maintenance.heartbeat", "schedule": 30.0},
+}
+beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

@@ -1,0 +1,1 @@
+"""Use cases: jobs, sagas, quotes, progress, reaper; `bootstrap` is the composition root."""

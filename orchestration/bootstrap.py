@@ -1,0 +1,50 @@
+"""The composition root: builds the connections and services every entry point uses."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from runtime.db import make_engine, make_session_factory
+from runtime.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Services:
+    """What handlers need: settings, the database and Redis, created once per process."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+
+    def close(self) -> None:
+        """Release pooled connections (tests and process shutdown)."""
+        self.engine.dispose()
+        self.redis.close()
+
+
+def bootstrap(settings: Settings | None = None) -> Services:
+    """Wire adapters from settings; opens nothing until first use (pools are lazy)."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url, pool_size=settings.DATABASE_POOL_SIZE)
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, decode_responses=True, health_check_interval=30, socket_connect_timeout=5
+    )
+    return Services(settings, engine, make_session_factory(engine), client)
+
+
+_by_pid: dict[int, Services] = {}
+
+
+def process_services() -> Services:
+    """This process's services, rebuilt after a fork so pools are never shared."""
+    pid = os.getpid()
+    if pid not in _by_pid:
+        _by_pid.clear()  # inherited from the parent: its pools must not be used here
+        _by_pid[pid] = bootstrap()
+    return _by_pid[pid]

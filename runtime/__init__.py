@@ -1,0 +1,1 @@
+"""Settings and connections: the one small module everything may import."""

@@ -1,0 +1,132 @@
+"""Settings read from the environment (12-factor), validated once at start."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+Environment = Literal["development", "test", "production"]
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of creditflow; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    CREDITFLOW_ENV: Environment = "development"
+    VAR_DIR: Path = Path("var")
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    DATABASE_URL: str = ""
+    DATABASE_POOL_SIZE: int = Field(10, ge=1, le=500)
+    REDIS_URL: str = ""
+    BROKER_URL: str = ""
+    RESULT_BACKEND_URL: str = ""
+
+    AUTH_JWT_SECRET: str = ""
+    LEDGER_SIGNING_KEY: str = ""
+
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = Field(8000, ge=1, le=65535)
+    API_WORKERS: int = Field(2, ge=1, le=64)
+    API_THREADS: int = Field(32, ge=1, le=1024)
+    FLOWER_PORT: int = Field(5555, ge=1, le=65535)
+    METRICS_ENABLED: bool = True
+
+    WORKER_CONCURRENCY: int = Field(2, ge=1, le=256)
+    TASK_MAX_REDELIVERIES: int = Field(3, ge=0, le=100)
+    WORKER_EXTRA_TASK_MODULES: str = ""
+    TASK_SOFT_TIME_LIMIT_S: int = Field(300, ge=1)
+    AGENT_TIME_LIMIT_S: int = Field(1800, ge=1)
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+            if url.drivername in ("postgresql", "postgres"):
+                url = url.set(drivername="postgresql+psycopg")
+            url.get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise ValueError(f"not a database URL SQLAlchemy can use ({exc})") from None
+        if url.get_backend_name() not in ("postgresql", "sqlite"):
+            raise ValueError("only postgresql:// and sqlite:/// are supported")
+        return url.render_as_string(hide_password=False)
+
+    @field_validator("REDIS_URL", "BROKER_URL", "RESULT_BACKEND_URL")
+    @classmethod
+    def _redis_like_url(cls, value: str) -> str:
+        schemes = ("redis://", "rediss://", "unix://", "amqp://", "amqps://", "pyamqp://")
+        if value and not value.startswith(schemes):
+            raise ValueError(f"must start with one of {', '.join(schemes)}")
+        return value
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.CREDITFLOW_ENV == "production":
+            for name in ("DATABASE_URL", "REDIS_URL", "AUTH_JWT_SECRET", "LEDGER_SIGNING_KEY"):
+                if not getattr(self, name):
+                    raise ValueError(f"{name} is required when CREDITFLOW_ENV=production")
+        if self.CREDITFLOW_ENV == "production" and self.WORKER_EXTRA_TASK_MODULES:
+            raise ValueError("WORKER_EXTRA_TASK_MODULES is for tests; leave it empty in production")
+        if self.REDIS_URL.startswith(("amqp", "pyamqp")):
+            raise ValueError("REDIS_URL must be a Redis URL; put RabbitMQ in BROKER_URL")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, defaulting to an embedded SQLite file under VAR_DIR."""
+        return self.DATABASE_URL or f"sqlite:///{(self.VAR_DIR / 'creditflow.db').resolve()}"
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker: BROKER_URL, else REDIS_URL."""
+        return self.BROKER_URL or self.REDIS_URL
+
+    @property
+    def result_backend_url(self) -> str:
+        """The Celery result backend: RESULT_BACKEND_URL, else REDIS_URL."""
+        return self.RESULT_BACKEND_URL or self.REDIS_URL
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "settings"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"invalid setting {name}: {message}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate settings; raise SettingsError naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+def settings_or_exit() -> Settings:
+    """Settings for an entry point: a bad value stops the process with one line."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"creditflow: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

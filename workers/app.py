@@ -1,0 +1,35 @@
+"""The Celery application and `queue_task`, the decorator every task module uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from celery import Celery
+
+import celeryconfig
+from runtime.settings import get_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TASK_MODULES = ["workers.maintenance"]
+EXTRA_MODULES = [name.strip() for name in get_settings().WORKER_EXTRA_TASK_MODULES.split(",") if name.strip()]
+
+celery_app = Celery(
+    "creditflow", task_cls="workers.base:CreditflowTask", include=TASK_MODULES + EXTRA_MODULES
+)
+celery_app.config_from_object(celeryconfig)
+
+
+def queue_task(queue: str, **options: Any) -> Callable[[F], Any]:
+    """Register a task named `creditflow.<queue>.<function>`: routed to `queue` by name."""
+    if queue not in celeryconfig.QUEUE_LIMITS:
+        raise ValueError(f"unknown queue {queue!r}; known: {', '.join(celeryconfig.QUEUES)}")
+    soft, hard = celeryconfig.QUEUE_LIMITS[queue]
+
+    def decorate(fn: F) -> Any:
+        name = f"creditflow.{queue}.{fn.__name__}"
+        defaults = {"soft_time_limit": soft, "time_limit": hard, "bind": True}
+        return celery_app.task(name=name, **{**defaults, **options})(fn)
+
+    return decorate
