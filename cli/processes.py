@@ -29,15 +29,15 @@ def prepare_environment(*, start_redis: bool = True) -> Settings:
 
 def run_api(args: argparse.Namespace) -> int:
     """Serve the API with gunicorn (threaded workers hold SSE streams open)."""
+    settings = prepare_environment()
+    metrics_dir = settings.VAR_DIR.resolve() / f"prometheus-{os.getpid()}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    # prometheus_client picks its multiprocess value store when first imported: set this first.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
-
-    settings = prepare_environment()
-    metrics_dir = settings.VAR_DIR.resolve() / "prometheus"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -51,6 +51,7 @@ def run_api(args: argparse.Namespace) -> int:
                 "keepalive": 5,
                 "accesslog": "-" if args.access_log else None,
                 "child_exit": _mark_worker_dead,
+                "on_exit": lambda _server: shutil.rmtree(metrics_dir, ignore_errors=True),
             }
             for key, value in options.items():
                 if value is not None:

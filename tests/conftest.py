@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
+from runtime.db import make_engine
+from runtime.local import embedded_redis_url, stop_embedded_redis
+from runtime.migrate import upgrade
+from runtime.settings import load_settings
 from tests.support.databases import backends, fresh_database
 
 
@@ -22,3 +27,25 @@ def engine(backend: str, tmp_path: Path) -> Iterator[Engine]:
     """A fresh, migrated database of the current backend."""
     with fresh_database(backend, tmp_path) as db:
         yield db
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when the suite runs against a real server, else an embedded Redis for the session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    var_dir = tmp_path_factory.mktemp("redis")
+    yield embedded_redis_url(var_dir)
+    stop_embedded_redis(var_dir)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """DATABASE_URL when configured, else a SQLite file for the session (migrated)."""
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db') / 'suite.db'}"
+    engine = make_engine(load_settings(DATABASE_URL=url).database_url)
+    upgrade(engine)
+    engine.dispose()
+    return url

@@ -1,0 +1,51 @@
+"""The queue table of DESIGN.md and the Celery settings the pitfalls call for."""
+
+from __future__ import annotations
+
+import pytest
+from celery import Celery
+
+import celeryconfig
+import workers.maintenance  # noqa: F401  (registers the tasks)
+from workers.app import celery_app, queue_task
+
+
+def test_queue_table_matches_the_design() -> None:
+    assert set(celeryconfig.QUEUES) == {"critical", "interactive", "agents", "images", "maintenance"}
+    assert {queue.name for queue in celeryconfig.task_queues} == set(celeryconfig.QUEUES)
+
+
+def test_visibility_timeout_outlasts_every_time_limit() -> None:
+    longest = max(hard for _soft, hard in celeryconfig.QUEUE_LIMITS.values())
+    assert celeryconfig.broker_transport_options["visibility_timeout"] > longest
+    assert celeryconfig.result_backend_transport_options["visibility_timeout"] > longest
+    for task in celery_app.tasks.values():
+        if task.name.startswith("creditflow."):
+            assert (task.time_limit or 0) < celeryconfig.VISIBILITY_TIMEOUT_S, task.name
+
+
+def test_money_safe_delivery_settings() -> None:
+    assert celeryconfig.task_acks_late is True
+    assert celeryconfig.task_reject_on_worker_lost is True
+    assert celeryconfig.worker_prefetch_multiplier == 1
+    assert celeryconfig.accept_content == ["json"]
+    assert celeryconfig.worker_send_task_events is True
+
+
+@pytest.mark.parametrize("queue", celeryconfig.QUEUES)
+def test_tasks_are_routed_by_name_to_their_queue(queue: str) -> None:
+    app = Celery("routing")
+    app.config_from_object(celeryconfig)
+    route = app.amqp.router.route({}, f"creditflow.{queue}.anything", args=(), kwargs={})
+    assert route["queue"].name == queue
+
+
+def test_queue_task_refuses_an_unknown_queue() -> None:
+    with pytest.raises(ValueError, match="unknown queue 'gpu'"):
+        queue_task("gpu")
+
+
+def test_queue_task_sets_that_queues_time_limits() -> None:
+    soft, hard = celeryconfig.QUEUE_LIMITS["agents"]
+    task = celery_app.tasks["creditflow.agents.ping"]
+    assert (task.soft_time_limit, task.time_limit) == (soft, hard)
