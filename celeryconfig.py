@@ -69,5 +69,15 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 
 beat_schedule: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "creditflow.maintenance.heartbeat", "schedule": 30.0},
+    "reap": {
+        "task": "creditflow.maintenance.reap",
+        "schedule": _settings.REAPER_INTERVAL_S,
+        "options": {"expires": _settings.REAPER_INTERVAL_S * 3},
+    },
+    "seal-ledger": {
+        "task": "creditflow.maintenance.seal",
+        "schedule": _settings.SEAL_INTERVAL_S,
+        "options": {"expires": _settings.SEAL_INTERVAL_S * 3},
+    },
 }
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

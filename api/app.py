@@ -7,6 +7,8 @@ from flask import Flask
 from api.errors import ProblemApi, register_error_handlers
 from api.metrics import init_metrics
 from api.ops import ops
+from api.ratelimit import init_rate_limits
+from api.v1 import register_v1
 from orchestration.bootstrap import Services, bootstrap
 from runtime.settings import Settings, get_settings
 
@@ -33,6 +35,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     api = ProblemApi(app)
     register_error_handlers(app, api)
     app.register_blueprint(ops)
+    register_v1(app, api, settings)
     if settings.METRICS_ENABLED:
         init_metrics(app)
+    init_rate_limits(app, settings)  # last: it looks at every registered view
     return app

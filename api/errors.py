@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import marshmallow as ma
 from flask import Flask, Response, json
@@ -53,6 +53,9 @@ class ProblemApi(Api):  # type: ignore[misc]
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         """Turn any HTTPException (abort, routing, validation) into problem+json."""
+        if error.response is not None and error.response.mimetype == PROBLEM_JSON:
+            # Already a problem, e.g. flask-limiter's on_breach answer carrying Retry-After.
+            return cast(Response, error.response)
         data = getattr(error, "data", None) or {}
         extra: dict[str, Any] = {}
         errors = data.get("errors") or data.get("messages")

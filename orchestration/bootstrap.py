@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 import redis
+from celery import Celery
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,11 +22,13 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     redis: redis.Redis
+    producer: Celery
 
     def close(self) -> None:
         """Release pooled connections (tests and process shutdown)."""
         self.engine.dispose()
         self.redis.close()
+        self.producer.close()
 
 
 def bootstrap(settings: Settings | None = None) -> Services:
@@ -35,7 +38,17 @@ def bootstrap(settings: Settings | None = None) -> Services:
     client = redis.Redis.from_url(
         settings.REDIS_URL, decode_responses=True, health_check_interval=30, socket_connect_timeout=5
     )
-    return Services(settings, engine, make_session_factory(engine), client)
+    return Services(settings, engine, make_session_factory(engine), client, make_producer(settings))
+
+
+def make_producer(settings: Settings) -> Celery:
+    """A Celery client for sending sagas: celeryconfig's routes, this settings' broker."""
+    import celeryconfig
+
+    producer = Celery("creditflow-producer")
+    producer.config_from_object(celeryconfig)
+    producer.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend_url or None)
+    return producer
 
 
 _by_pid: dict[int, Services] = {}

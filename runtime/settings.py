@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -17,6 +17,31 @@ Environment = Literal["development", "test", "production"]
 
 class SettingsError(RuntimeError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+class OidcIssuer(BaseModel):
+    """An OpenID Connect issuer whose ID tokens are accepted (Firebase Auth, Google, Auth0, ...)."""
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
+    jwks_refresh_cooldown_s: float = Field(30, ge=0)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+        if not value or not set(value) <= allowed:
+            raise ValueError(f"algorithms must be asymmetric, some of {sorted(allowed)}")
+        return value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("jwks_url must be an http(s) URL")
+        return value
 
 
 class Settings(BaseSettings):
@@ -47,8 +72,50 @@ class Settings(BaseSettings):
     WORKER_CONCURRENCY: int = Field(2, ge=1, le=256)
     TASK_MAX_REDELIVERIES: int = Field(3, ge=0, le=100)
     WORKER_EXTRA_TASK_MODULES: str = ""
+    FAULT_INJECTION_ENABLED: bool = False
+    DIAGNOSTIC_JOBS_ENABLED: bool | None = None
+    REAPER_INTERVAL_S: float = Field(10.0, gt=0)
+    SEAL_INTERVAL_S: float = Field(5.0, gt=0)
+    JOB_QUEUE_TIMEOUT_S: int = Field(3600, ge=10)
+    JOB_REENQUEUE_AFTER_S: int = Field(30, ge=1)
+    SSE_HEARTBEAT_S: float = Field(15.0, gt=0, le=120)
     TASK_SOFT_TIME_LIMIT_S: int = Field(300, ge=1)
     AGENT_TIME_LIMIT_S: int = Field(1800, ge=1)
+
+    # Authentication (api/auth): OIDC issuers as JSON, admins by external id, leeway on exp/nbf/iat.
+    OIDC_ISSUERS: list[OidcIssuer] = Field(default_factory=list)
+    ADMIN_SUBJECTS: str = ""
+    AUTH_LEEWAY_S: int = Field(30, ge=0, le=300)
+    AUTH_TOKEN_TTL_S: int = Field(24 * 3600, ge=60)
+    SIWE_DOMAIN: str = ""
+    SIWE_CHAIN_IDS: str = "1"
+    SIWE_NONCE_TTL_S: int = Field(300, ge=10, le=3600)
+    TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
+    # Rate limits (flask-limiter on REDIS_URL), in the `limits` notation ("600/minute;20/second").
+    RATE_LIMITS_ENABLED: bool = True
+    RATE_LIMIT_USER: str = "600/minute"
+    RATE_LIMIT_IP: str = "1200/minute"
+    RATE_LIMIT_AUTH: str = "20/minute"
+    RATE_LIMIT_JOBS: str = "60/minute"
+    IDEMPOTENCY_TTL_S: int = Field(24 * 3600, ge=60)
+
+    @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit such as '60/minute': {value!r}") from None
+        return value
+
+    @field_validator("SIWE_CHAIN_IDS")
+    @classmethod
+    def _chain_ids(cls, value: str) -> str:
+        if not all(part.strip().isdigit() for part in value.split(",")):
+            raise ValueError("a comma-separated list of chain ids, e.g. 1,8453")
+        return value
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -82,6 +149,8 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name} is required when CREDITFLOW_ENV=production")
         if self.CREDITFLOW_ENV == "production" and self.WORKER_EXTRA_TASK_MODULES:
             raise ValueError("WORKER_EXTRA_TASK_MODULES is for tests; leave it empty in production")
+        if self.CREDITFLOW_ENV == "production" and self.FAULT_INJECTION_ENABLED:
+            raise ValueError("FAULT_INJECTION_ENABLED is for tests; it must be false in production")
         if self.REDIS_URL.startswith(("amqp", "pyamqp")):
             raise ValueError("REDIS_URL must be a Redis URL; put RabbitMQ in BROKER_URL")
         return self
@@ -90,6 +159,23 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """The database URL, defaulting to an embedded SQLite file under VAR_DIR."""
         return self.DATABASE_URL or f"sqlite:///{(self.VAR_DIR / 'creditflow.db').resolve()}"
+
+    @property
+    def admin_subjects(self) -> frozenset[str]:
+        """External ids (JWT `sub`, wallet address, `issuer#sub`) that are admins."""
+        return frozenset(part.strip() for part in self.ADMIN_SUBJECTS.split(",") if part.strip())
+
+    @property
+    def siwe_chain_ids(self) -> frozenset[int]:
+        """Chain ids a Sign-In With Ethereum message may name."""
+        return frozenset(int(part) for part in self.SIWE_CHAIN_IDS.split(",") if part.strip())
+
+    @property
+    def diagnostic_jobs(self) -> bool:
+        """Whether the `diagnostic` job kind may be created (default: not in production)."""
+        if self.DIAGNOSTIC_JOBS_ENABLED is None:
+            return self.CREDITFLOW_ENV != "production"
+        return self.DIAGNOSTIC_JOBS_ENABLED
 
     @property
     def broker_url(self) -> str:

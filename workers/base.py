@@ -8,9 +8,11 @@ from typing import Any
 from celery import Task
 
 import celeryconfig
+from orchestration import dead_letters
 from orchestration.bootstrap import Services, process_services
 
 log = logging.getLogger(__name__)
+SAGA_STEPS = frozenset({"run", "settle", "compensate"})
 
 
 class CreditflowTask(Task):  # type: ignore[misc]
@@ -43,8 +45,19 @@ class CreditflowTask(Task):  # type: ignore[misc]
         return count > self.services.settings.TASK_MAX_REDELIVERIES
 
     def on_redelivery_cap(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Called instead of the task body once the cap is hit; the message is then acked."""
+        """Called instead of the task body once the cap is hit: dead-letter it; the message is acked."""
+        cap = self.services.settings.TASK_MAX_REDELIVERIES
         log.error(
-            "task %s[%s] dropped after %d redeliveries (args=%r kwargs=%r)",
-            self.name, self.request.id, self.services.settings.TASK_MAX_REDELIVERIES, args, kwargs,
+            "task %s[%s] dropped after %d redeliveries (args=%r)", self.name, self.request.id, cap, args
+        )
+        saga_step = self.name.rsplit(".", 1)[-1] in SAGA_STEPS
+        dead_letters.record(
+            self.services,
+            task_name=self.name,
+            task_id=self.request.id,
+            args=list(args),
+            kwargs=kwargs,
+            reason="redelivery_cap",
+            error=f"redelivered {cap} times; its process kept dying",
+            job_id=str(args[0]) if saga_step and args else None,
         )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import time
 from typing import Any
 
 import celeryconfig
+import ledger
+from orchestration import reaper
+from runtime.db import transaction
 from workers.app import queue_task
 
 
@@ -28,3 +33,22 @@ def heartbeat(self: Any) -> float:
     now = time.time()
     self.services.redis.set("creditflow:beat:last", now, ex=300)
     return now
+
+
+@queue_task("maintenance", ignore_result=True)
+def reap(self: Any) -> dict[str, int]:
+    """Fail overrun jobs, re-send lost sagas, expire holds and lots (beat, every few seconds)."""
+    return dataclasses.asdict(reaper.sweep(self.services))
+
+
+@queue_task("maintenance", ignore_result=True)
+def seal(self: Any) -> int:
+    """Seal the ledger's pending entries into a signed checkpoint (beat, every few seconds)."""
+    with transaction(self.services.sessions) as session:
+        checkpoint = ledger.seal(session, signer=_signer(self.services.settings.LEDGER_SIGNING_KEY))
+    return checkpoint.size if checkpoint else 0
+
+
+@functools.lru_cache(maxsize=2)
+def _signer(key: str) -> Any:
+    return ledger.signer_from_key(key)

@@ -1,0 +1,94 @@
+"""`/api/v1/api-keys`: make (shown once), list by prefix, revoke. Managing keys needs a user's token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest import Blueprint, abort
+
+from api.auth import current_auth, user_token_required
+from api.money import Credits
+from api.pagination import PageArgsSchema, decode_cursor, page, page_schema
+from api.services import services
+from orchestration.api_keys import ApiKey, create_key, list_keys, revoke_key
+from runtime.db import transaction
+
+blp = Blueprint("api-keys", __name__, url_prefix="/api/v1/api-keys", description="API keys")
+
+
+class NewApiKeySchema(ma.Schema):
+    """A key to make; `daily_credit_limit` caps what holds placed with it may reserve per UTC day."""
+
+    name = ma.fields.String(required=True, validate=ma.validate.Length(1, 100))
+    daily_credit_limit = Credits(allow_none=True, load_default=None)
+
+    @ma.validates("daily_credit_limit")
+    def _positive(self, value: int | None, **_kwargs: Any) -> None:
+        if value is not None and value <= 0:
+            raise ma.ValidationError("Must be positive.")
+
+
+class ApiKeySchema(ma.Schema):
+    """A key as listed: its prefix, never the key."""
+
+    id = ma.fields.String(required=True)
+    name = ma.fields.String(required=True)
+    prefix = ma.fields.String(required=True)
+    daily_credit_limit = Credits(allow_none=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+    last_used_at = ma.fields.AwareDateTime(allow_none=True)
+
+
+class CreatedApiKeySchema(ApiKeySchema):
+    """A new key: `key` is shown this once."""
+
+    key = ma.fields.String(required=True, metadata={"description": "Use as `Authorization: Bearer <key>`"})
+
+
+ApiKeyPageSchema = page_schema(ApiKeySchema, "ApiKeyPageSchema")
+
+
+def _position(key: ApiKey) -> list[Any]:
+    return [key.created_at.isoformat(), key.id]
+
+
+@blp.route("", methods=["POST"])
+@user_token_required
+@blp.arguments(NewApiKeySchema)
+@blp.response(201, CreatedApiKeySchema)
+def create(args: dict[str, Any]) -> dict[str, Any]:
+    """Make an API key; the answer holds the key, which is not stored and cannot be shown again."""
+    with transaction(services().sessions) as session:
+        key, secret = create_key(session, user_id=current_auth().user_id, **args)
+    return {**key.__dict__, "key": secret}
+
+
+@blp.route("", methods=["GET"])
+@user_token_required
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, ApiKeyPageSchema)
+def list_(args: dict[str, Any]) -> dict[str, Any]:
+    """The caller's live keys, newest first."""
+    values = decode_cursor(args["cursor"], size=2)
+    after = None
+    if values is not None:
+        try:
+            after = (datetime.fromisoformat(str(values[0])), str(values[1]))
+        except ValueError:
+            abort(422, message="The cursor is not one this API gave out.",
+                  errors={"cursor": ["Invalid cursor."]})
+    with transaction(services().sessions) as session:
+        keys = list_keys(session, user_id=current_auth().user_id, limit=args["limit"] + 1, after=after)
+    return page(keys, limit=args["limit"], position=_position)
+
+
+@blp.route("/<key_id>", methods=["DELETE"])
+@user_token_required
+@blp.response(204)
+def revoke(key_id: str) -> None:
+    """Revoke a key: it stops working at once. Someone else's key is a 404."""
+    with transaction(services().sessions) as session:
+        if not revoke_key(session, user_id=current_auth().user_id, key_id=key_id[:40]):
+            abort(404, message="Not found.")

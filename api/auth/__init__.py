@@ -1,0 +1,27 @@
+"""Authentication: who is calling (`current_auth()`), and decorators that require a caller."""
+
+from api.auth.context import (
+    AuthContext,
+    admin_required,
+    auth_required,
+    current_auth,
+    current_user_id,
+    rate_limit_key,
+    user_token_required,
+)
+from api.auth.tokens import JWT_ISSUER, AuthError, Principal, issue_token, verify_bearer
+
+__all__ = [
+    "JWT_ISSUER",
+    "AuthContext",
+    "AuthError",
+    "Principal",
+    "admin_required",
+    "auth_required",
+    "current_auth",
+    "current_user_id",
+    "issue_token",
+    "rate_limit_key",
+    "user_token_required",
+    "verify_bearer",
+]

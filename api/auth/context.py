@@ -1,0 +1,147 @@
+"""The authenticated caller of a request (`g.auth`) and the decorators that require one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, Literal, NoReturn, TypeVar, cast
+
+from flask import g, request
+from flask_smorest import Blueprint, abort
+
+from api.auth.tokens import AuthError, Principal, verify_bearer
+from api.services import services
+from orchestration.api_keys import authenticate_key
+from orchestration.users import get_or_create_user, get_user
+from runtime.db import transaction
+
+F = TypeVar("F", bound=Callable[..., Any])
+BEARER_DOC: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """Who is calling: the user, how they authenticated, and an API key's daily limit (micro-credits)."""
+
+    user_id: str
+    external_id: str
+    email: str | None
+    is_admin: bool
+    method: Literal["jwt", "oidc", "api_key"]
+    api_key_id: str | None = None
+    daily_credit_limit: int | None = None
+
+
+def bearer_principal() -> Principal | None:
+    """The verified principal of this request's bearer credential (memoized); raises AuthError."""
+    if "auth_principal" not in g:
+        g.auth_principal, g.auth_error = None, None
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if header and (scheme.lower() != "bearer" or not token.strip()):
+            g.auth_error = AuthError("Use `Authorization: Bearer <token>`.")
+        elif header:
+            try:
+                g.auth_principal = verify_bearer(token.strip(), services().settings)
+            except AuthError as exc:
+                g.auth_error = exc
+    if g.auth_error is not None:
+        raise g.auth_error
+    return cast(Principal | None, g.auth_principal)
+
+
+def rate_limit_key() -> str:
+    """The caller's rate-limit bucket: its principal when the credential verifies, else its IP."""
+    try:
+        principal = bearer_principal()
+    except AuthError:
+        principal = None
+    return principal.rate_key if principal else "ip:" + (request.remote_addr or "unknown")
+
+
+def _unauthorized(detail: str, status: int = 401) -> NoReturn:
+    headers = {"WWW-Authenticate": 'Bearer realm="creditflow"'} if status == 401 else {}
+    abort(status, message=detail, kind="unauthorized" if status == 401 else None, headers=headers)
+    raise AssertionError("abort returned")
+
+
+def authenticate() -> AuthContext:
+    """Resolve this request's caller (creating the user on first sight) or answer 401."""
+    if "auth" in g:
+        return cast(AuthContext, g.auth)
+    try:
+        principal = bearer_principal()
+    except AuthError as exc:
+        _unauthorized(str(exc), exc.status)
+    if principal is None:
+        _unauthorized("This endpoint needs `Authorization: Bearer <token>`.")
+    g.auth = _resolve(principal)
+    return cast(AuthContext, g.auth)
+
+
+def _resolve(principal: Principal) -> AuthContext:
+    settings = services().settings
+    with transaction(services().sessions) as session:
+        if principal.kind == "api_key":
+            key = authenticate_key(session, secret=principal.secret or "")
+            user = get_user(session, user_id=key.user_id) if key else None
+            if key is None or user is None:
+                _unauthorized("The API key is unknown or revoked.")
+            return AuthContext(user.id, user.external_id, user.email, False, "api_key", key.id,
+                               key.daily_credit_limit)
+        assert principal.external_id is not None
+        user = get_or_create_user(session, external_id=principal.external_id, email=principal.email)
+    admin = (principal.kind == "jwt" and ADMIN_ROLE in principal.roles) or (
+        user.external_id in settings.admin_subjects
+    )
+    return AuthContext(user.id, user.external_id, user.email, admin, principal.kind)
+
+
+def current_auth() -> AuthContext:
+    """The caller of this request; only valid inside a view guarded by `auth_required`."""
+    return authenticate()
+
+
+def current_user_id() -> str:
+    """The calling user's opaque id."""
+    return authenticate().user_id
+
+
+def _guard(func: F, check: Callable[[AuthContext], None]) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check(authenticate())
+        return func(*args, **kwargs)
+
+    return cast(F, Blueprint.doc(security=BEARER_DOC)(wrapper))
+
+
+def _any(_ctx: AuthContext) -> None:
+    return None
+
+
+def _user_token(ctx: AuthContext) -> None:
+    if ctx.method == "api_key":
+        abort(403, message="This needs a signed-in user's token; API keys cannot do it.")
+
+
+def _admin(ctx: AuthContext) -> None:
+    if not ctx.is_admin:
+        abort(403, message="This needs the admin role.")
+
+
+def auth_required(func: F) -> F:
+    """Require any valid credential (JWT, OIDC token or API key); sets `g.auth`."""
+    return _guard(func, _any)
+
+
+def user_token_required(func: F) -> F:
+    """Require a user's JWT or OIDC token; API keys get 403 (e.g. they cannot mint more keys)."""
+    return _guard(func, _user_token)
+
+
+def admin_required(func: F) -> F:
+    """Require an admin: `roles: ["admin"]` in a creditflow JWT, or a subject in ADMIN_SUBJECTS."""
+    return _guard(func, _admin)

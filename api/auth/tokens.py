@@ -1,0 +1,143 @@
+"""Bearer credentials -> a Principal: creditflow HS256 JWTs, OIDC ID tokens, API keys. No database here."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jwt
+
+from api.auth.oidc import verify_oidc
+from orchestration.api_keys import looks_like_key
+from runtime.settings import Settings
+
+JWT_ISSUER = "creditflow"
+BUILTIN_ALGORITHMS = ["HS256"]
+
+
+class AuthError(Exception):
+    """The credential is missing, malformed or invalid; the message is safe to show."""
+
+    status = 401
+
+
+class AuthUnavailable(AuthError):
+    """The credential could not be checked right now (an issuer's keys are unreachable)."""
+
+    status = 503
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified bearer credential names, before the database is consulted."""
+
+    kind: Literal["jwt", "oidc", "api_key"]
+    issuer: str
+    external_id: str | None = None
+    email: str | None = None
+    roles: frozenset[str] = frozenset()
+    secret: str | None = field(default=None, repr=False)  # API key material, for the lookup only
+
+    @property
+    def rate_key(self) -> str:
+        """The rate-limit bucket of this principal (an API key is a bucket of its own)."""
+        if self.kind == "api_key":
+            return "key:" + hashlib.sha256((self.secret or "").encode()).hexdigest()[:24]
+        return "sub:" + (self.external_id or "")
+
+
+def issue_token(
+    settings: Settings,
+    *,
+    sub: str,
+    email: str | None = None,
+    roles: Iterable[str] = (),
+    ttl_s: int | None = None,
+) -> str:
+    """A creditflow JWT (HS256, issuer `creditflow`) for `sub`."""
+    now = int(time.time())
+    exp = now + (ttl_s or settings.AUTH_TOKEN_TTL_S)
+    claims: dict[str, Any] = {"iss": JWT_ISSUER, "sub": sub, "iat": now, "exp": exp}
+    if email:
+        claims["email"] = email
+    if roles:
+        claims["roles"] = sorted(roles)
+    return jwt.encode(claims, settings.AUTH_JWT_SECRET, algorithm="HS256")
+
+
+def verify_bearer(token: str, settings: Settings) -> Principal:
+    """Check a bearer credential's form, signature and claims; raise AuthError if anything is off."""
+    if looks_like_key(token):
+        return Principal("api_key", "api-key", secret=token)
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise AuthError("The bearer token is not a JWT or API key.") from None
+    if str(header.get("alg", "none")).lower() == "none":
+        raise AuthError("Unsigned tokens are not accepted.")
+    issuer = unverified.get("iss")
+    if issuer == JWT_ISSUER:
+        return _builtin(token, settings)
+    for config in settings.OIDC_ISSUERS:
+        if issuer == config.issuer:
+            try:
+                claims = verify_oidc(token, config, leeway=settings.AUTH_LEEWAY_S)
+            except ConnectionError:
+                raise AuthUnavailable("The token issuer's keys cannot be fetched right now.") from None
+            except jwt.PyJWTError as exc:
+                raise AuthError(_reason(exc)) from None
+            email = claims.get("email") if claims.get("email_verified", True) is not False else None
+            return Principal(
+                "oidc", config.issuer, f"{config.issuer}#{_subject(claims)}", _text(email), frozenset()
+            )
+    raise AuthError("The token's issuer is not accepted.")
+
+
+def _builtin(token: str, settings: Settings) -> Principal:
+    if not settings.AUTH_JWT_SECRET:
+        raise AuthError("creditflow tokens are not enabled (AUTH_JWT_SECRET is empty).")
+    try:
+        claims = jwt.decode(
+            token,
+            settings.AUTH_JWT_SECRET,
+            algorithms=BUILTIN_ALGORITHMS,
+            issuer=JWT_ISSUER,
+            leeway=settings.AUTH_LEEWAY_S,
+            options={"require": ["exp", "iss", "sub"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise AuthError(_reason(exc)) from None
+    roles = claims.get("roles")
+    role_set = frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
+    return Principal("jwt", JWT_ISSUER, _subject(claims), _text(claims.get("email")), role_set)
+
+
+def _subject(claims: dict[str, Any]) -> str:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip() or len(sub) > 200:
+        raise AuthError("The token's subject is missing or invalid.")
+    return sub
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 320 else None
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    reasons: list[tuple[type[jwt.PyJWTError], str]] = [
+        (jwt.ExpiredSignatureError, "The token has expired."),
+        (jwt.ImmatureSignatureError, "The token is not valid yet."),
+        (jwt.InvalidAudienceError, "The token's audience is not accepted."),
+        (jwt.InvalidIssuerError, "The token's issuer is not accepted."),
+        (jwt.MissingRequiredClaimError, "The token lacks a required claim."),
+        (jwt.InvalidAlgorithmError, "The token's algorithm is not accepted."),
+        (jwt.InvalidSignatureError, "The token's signature does not verify."),
+    ]
+    for kind, text in reasons:
+        if isinstance(exc, kind):
+            return text
+    return "The token is invalid."

@@ -1,0 +1,94 @@
+"""`/api/v1/credits`: balance, transaction history and inclusion proofs of the caller's entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest import Blueprint, abort
+from sqlalchemy import select
+
+import ledger
+from api.auth import auth_required, current_auth
+from api.me import BalanceSchema, balance_dict
+from api.money import Credits
+from api.pagination import PageArgsSchema, decode_cursor, encode_cursor, page_schema
+from api.services import services
+from ledger.tables import entries
+from runtime.db import transaction
+
+blp = Blueprint("credits", __name__, url_prefix="/api/v1/credits", description="Balance and ledger history")
+
+
+class TransactionSchema(ma.Schema):
+    """One ledger entry of the caller's account; `amount` is negative for spending."""
+
+    id = ma.fields.String(required=True)
+    kind = ma.fields.String(required=True)
+    amount = Credits(required=True, metadata={"description": "Change of posted credits"})
+    held = Credits(required=True, metadata={"description": "Change of held credits"})
+    balance_after = Credits(required=True)
+    available_after = Credits(required=True)
+    job_id = ma.fields.String(allow_none=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+    hash = ma.fields.String(required=True)
+    sealed = ma.fields.Boolean(required=True)
+
+
+TransactionPageSchema = page_schema(TransactionSchema, "TransactionPageSchema")
+
+
+class ProofSchema(ma.Schema):
+    """An inclusion proof, checkable offline with the ledger's public key (ledger.verify_proof)."""
+
+    entry = ma.fields.Dict(required=True)
+    prev_hash = ma.fields.String(required=True)
+    entry_hash = ma.fields.String(required=True)
+    leaf_index = ma.fields.Integer(required=True)
+    tree_size = ma.fields.Integer(required=True)
+    audit_path = ma.fields.List(ma.fields.String(), required=True)
+    checkpoint = ma.fields.Dict(required=True)
+    public_key = ma.fields.String(allow_none=True, metadata={"description": "Ed25519 PEM (null for HMAC)"})
+
+
+@blp.route("/balance", methods=["GET"])
+@auth_required
+@blp.response(200, BalanceSchema)
+def balance() -> dict[str, int]:
+    """The caller's balance: available, held, posted."""
+    with transaction(services().sessions) as session:
+        return balance_dict(ledger.balance(session, user_id=current_auth().user_id))
+
+
+@blp.route("/transactions", methods=["GET"])
+@auth_required
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, TransactionPageSchema)
+def transactions(args: dict[str, Any]) -> dict[str, Any]:
+    """The caller's ledger entries, newest first."""
+    values = decode_cursor(args["cursor"], size=1)
+    cursor = str(values[0]) if values else None
+    with transaction(services().sessions) as session:
+        found = ledger.transactions(
+            session, user_id=current_auth().user_id, limit=args["limit"], cursor=cursor
+        )
+    after = found["next_cursor"]
+    return {"items": found["items"], "next_cursor": encode_cursor([int(after)]) if after else None}
+
+
+@blp.route("/transactions/<entry_id>/proof", methods=["GET"])
+@auth_required
+@blp.response(200, ProofSchema)
+def proof(entry_id: str) -> dict[str, Any]:
+    """The inclusion proof of one of the caller's entries in a signed checkpoint (409 until sealed)."""
+    if not entry_id.isdigit() or len(entry_id) > 18:
+        abort(404, message="Not found.")
+    with transaction(services().sessions) as session:
+        account = ledger.account(session, user_id=current_auth().user_id)
+        owner = session.execute(select(entries.c.account_id).where(entries.c.id == int(entry_id))).scalar()
+        if owner != account.id:  # someone else's entry, or none: the same 404 either way
+            abort(404, message="Not found.")
+        found = ledger.proof(session, entry_id=int(entry_id))
+    key = services().settings.LEDGER_SIGNING_KEY
+    found["public_key"] = ledger.verifier_from_key(key).public_key_pem() if key else None
+    return found

@@ -1,0 +1,92 @@
+"""Server-Sent Events over Redis streams: a job's progress and a user's balance changes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, request
+from flask_smorest import abort
+
+from api.services import services
+from orchestration import progress
+from orchestration.tables import FINAL_STATUSES
+
+ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+
+
+def _frame(entry_id: str, event: dict[str, Any]) -> str:
+    data = json.dumps(event, separators=(",", ":"))
+    return f"id: {entry_id}\nevent: {event['type']}\ndata: {data}\n\n"
+
+
+def _last_event_id(default: str) -> str:
+    last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or default
+    if last not in ("0-0", "$") and not ENTRY_ID.match(last):
+        abort(400, message="Last-Event-ID must be an id this stream sent (like 1700000000000-0).")
+    return last
+
+
+def _final_from_row(job: Any) -> dict[str, Any]:
+    kind = {"succeeded": "result", "failed": "failed", "canceled": "canceled"}[job.status]
+    return progress.job_event(
+        job.id,
+        kind,
+        held=job.cost_held,
+        spent=job.cost_charged or 0,
+        status=job.status,
+        result=job.result,
+        error=job.error,
+    )
+
+
+def job_event_stream(job: Any) -> Response:
+    """The job's events from Last-Event-ID (or the start), heartbeats, ending after the final one."""
+    client = services().redis
+    heartbeat_ms = int(services().settings.SSE_HEARTBEAT_S * 1000)
+    last = _last_event_id("0-0")
+    key = progress.job_stream(job.id)
+    # A finished job whose stream already expired still answers, from its row.
+    expired = job.status in FINAL_STATUSES and not client.exists(key)
+
+    def frames() -> Iterator[str]:
+        yield "retry: 2000\n\n"
+        if expired:
+            yield _frame("0-1", _final_from_row(job))
+            return
+        if job.status in FINAL_STATUSES:
+            # Everything is written already: send what follows Last-Event-ID and end, never block.
+            for entry in progress.read_events(client, key, last, block_ms=None, count=100_000):
+                yield _frame(*entry)
+            return
+        for item in progress.follow(client, key, last, block_ms=heartbeat_ms):
+            yield ": keep-alive\n\n" if item is None else _frame(*item)
+
+    return Response(frames(), mimetype="text/event-stream", headers=HEADERS)
+
+
+def user_event_stream(user_id: str) -> Response:
+    """The user's balance changes and notifications, from Last-Event-ID or from now; never ends."""
+    client = services().redis
+    heartbeat_ms = int(services().settings.SSE_HEARTBEAT_S * 1000)
+    last = _last_event_id("$")
+    if last == "$":
+        # XREAD with "$" would miss what arrives between two reads; pin the current end once.
+        info = (
+            client.xinfo_stream(progress.user_stream(user_id))
+            if client.exists(progress.user_stream(user_id))
+            else None
+        )
+        last = str(info["last-generated-id"]) if info else "0-0"
+
+    def frames() -> Iterator[str]:
+        yield "retry: 2000\n\n"
+        for item in progress.follow(
+            client, progress.user_stream(user_id), last, block_ms=heartbeat_ms, final=frozenset()
+        ):
+            yield ": keep-alive\n\n" if item is None else _frame(*item)
+
+    return Response(frames(), mimetype="text/event-stream", headers=HEADERS)

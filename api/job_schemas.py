@@ -1,0 +1,127 @@
+"""Marshmallow schemas of jobs: the job resource, the 202 answer, the diagnostic request."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import marshmallow as ma
+from flask import url_for
+
+from api.money import Credits
+from api.pagination import page_schema
+from orchestration.tables import JOB_STATUSES
+
+WORK_QUEUES = ("interactive", "agents", "images")
+
+
+class CostSchema(ma.Schema):
+    """What a job was quoted, holds, and was charged and released (credits)."""
+
+    quoted = Credits(required=True)
+    held = Credits(required=True)
+    charged = Credits(allow_none=True)
+    released = Credits(allow_none=True)
+
+
+class JobSchema(ma.Schema):
+    """A job of any kind."""
+
+    id = ma.fields.String(required=True)
+    kind = ma.fields.String(required=True)
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(JOB_STATUSES))
+    model = ma.fields.String(allow_none=True)
+    queue = ma.fields.String()
+    priority = ma.fields.Integer()
+    progress = ma.fields.Dict(allow_none=True)
+    result = ma.fields.Dict(allow_none=True)
+    error = ma.fields.Dict(allow_none=True)
+    cost = ma.fields.Nested(CostSchema, required=True)
+    attempts = ma.fields.Integer()
+    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
+    started_at = ma.fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    finished_at = ma.fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+
+
+JobPageSchema = page_schema(JobSchema, "JobPage")
+
+
+class JobListArgsSchema(ma.Schema):
+    """Filters of the job list."""
+
+    status = ma.fields.String(validate=ma.validate.OneOf(JOB_STATUSES))
+    kind = ma.fields.String(validate=ma.validate.Length(max=40))
+
+
+class JobAcceptedSchema(ma.Schema):
+    """The 202 answer of every job-creating POST."""
+
+    job_id = ma.fields.String(required=True)
+    status = ma.fields.String(required=True)
+    status_url = ma.fields.String(required=True)
+    events_url = ma.fields.String(required=True)
+    cost = ma.fields.Nested(CostSchema(only=("quoted", "held")), required=True)
+
+
+class CancelAnswerSchema(ma.Schema):
+    """`canceled` when it ended at once, `canceling` when its running step will stop."""
+
+    job_id = ma.fields.String(required=True)
+    status = ma.fields.String(required=True)
+
+
+class DiagnosticJobSchema(ma.Schema):
+    """A job that exercises the pipeline: steps of sleep, progress, tokens, injected failures."""
+
+    steps = ma.fields.Integer(load_default=3, validate=ma.validate.Range(0, 10_000))
+    sleep_ms = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, 60_000))
+    cost_per_step = Credits(load_default=1000, metadata={"description": "credits charged per step"})
+    fail_at_step = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1))
+    retryable_failures = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, 10))
+    tokens = ma.fields.Boolean(load_default=False)
+    queue = ma.fields.String(load_default="interactive", validate=ma.validate.OneOf(WORK_QUEUES))
+    time_limit_s = ma.fields.Integer(load_default=300, validate=ma.validate.Range(1, 3600))
+    priority = ma.fields.Integer(
+        load_default=5, validate=ma.validate.Range(0, 9), metadata={"description": "0 is the most urgent"}
+    )
+
+
+def job_view(row: Any) -> dict[str, Any]:
+    """A job row as the JobSchema expects it."""
+    return {
+        **{
+            name: getattr(row, name)
+            for name in (
+                "id",
+                "kind",
+                "status",
+                "model",
+                "queue",
+                "priority",
+                "progress",
+                "result",
+                "error",
+                "attempts",
+                "created_at",
+                "started_at",
+                "finished_at",
+            )
+        },
+        "cost": {
+            "quoted": row.cost_quoted,
+            "held": row.cost_held,
+            "charged": row.cost_charged,
+            "released": row.cost_released,
+        },
+    }
+
+
+def accepted_view(row: Any) -> dict[str, Any]:
+    """The 202 answer for a created (or replayed) job."""
+    return {
+        "job_id": row.id,
+        "status": row.status,
+        "status_url": url_for("jobs.JobById", job_id=row.id),
+        "events_url": url_for("jobs.JobEvents", job_id=row.id),
+        "cost": {"quoted": row.cost_quoted, "held": row.cost_held},
+    }

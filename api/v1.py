@@ -1,0 +1,39 @@
+"""Wires the v1 account surface into the app: blueprints, bearer security scheme, request guards."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_smorest import abort
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from api import admin, api_keys, credits, job_admin, jobs, me
+from api.auth import routes as auth_routes
+from api.errors import ProblemApi
+from api.ledger_errors import register_ledger_errors
+from api.money import Credits
+from runtime.settings import Settings
+
+
+def _reject_oversized_body() -> None:
+    limit = request.max_content_length
+    if limit is not None and request.content_length is not None and request.content_length > limit:
+        abort(413, message=f"The request body is larger than {limit} bytes.")
+
+
+def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
+    """Register /me, /credits, /api-keys, /auth and /admin with their shared guards."""
+    if settings.TRUSTED_PROXIES:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES,
+            x_host=settings.TRUSTED_PROXIES,
+        )
+    app.before_request(_reject_oversized_body)
+    api.spec.components.security_scheme(
+        "bearerAuth",
+        {"type": "http", "scheme": "bearer", "description": "creditflow JWT, OIDC ID token or API key"},
+    )
+    api.register_field(Credits, "string", "decimal")
+    register_ledger_errors(app)
+    jobs.register_job_errors(app)
+    for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp):
+        api.register_blueprint(blueprint)

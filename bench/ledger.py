@@ -1,0 +1,255 @@
+"""Ledger benchmark on PostgreSQL: hold+capture pairs/s next to raw single-statement updates.
+
+Run: DATABASE_URL=postgresql://... .venv/bin/python bench/ledger.py [--seconds 8]
+Creates (and drops) its own throw-away database.
+
+Floor: the same number of raw `UPDATE bench_floor SET balance = balance - 1 WHERE id = :id AND
+balance >= 1` statements, one per transaction, through the same engine and connection pool.
+A hold+capture pair is two ledger transactions, so the table shows pairs/s against both the
+floor's updates/s (one update per pair) and half of it (one update per ledger transaction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ledger  # noqa: E402
+from ledger.tables import unsealed  # noqa: E402
+from runtime.db import make_engine  # noqa: E402
+from runtime.migrate import upgrade  # noqa: E402
+
+THREADS = 8
+ACCOUNTS = 1000
+M = ledger.MICRO
+KEY = "hmac:bench-ledger-signing-key-0123456789"
+
+
+@contextmanager
+def throwaway_database(base_url: str) -> Iterator[Engine]:
+    """A new migrated PostgreSQL database, dropped afterwards."""
+    admin_url = make_url(base_url).set(drivername="postgresql+psycopg")
+    admin = make_engine(admin_url.render_as_string(hide_password=False)).execution_options(
+        isolation_level="AUTOCOMMIT"
+    )
+    name = f"cf_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(admin_url.set(database=name).render_as_string(hide_password=False), pool_size=THREADS)
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def setup(factory: sessionmaker[Session], engine: Engine) -> list[str]:
+    """1000 funded users plus a hot one, and the floor's plain balance table."""
+    users = [f"user-{i}" for i in range(ACCOUNTS)] + ["hot"]
+    for start in range(0, len(users), 100):
+        with factory.begin() as session:
+            for user in users[start:start + 100]:
+                ledger.ensure_user_account(session, user_id=user)
+                ledger.purchase(session, user_id=user, amount=1_000_000 * M, rail="stripe",
+                                reference=f"seed-{user}", idempotency_key=f"seed-{user}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_floor (id integer PRIMARY KEY, balance bigint NOT NULL "
+                          "CHECK (balance >= 0))"))
+        conn.execute(text("INSERT INTO bench_floor SELECT g, 1000000000000 FROM generate_series(0, :n) g"),
+                     {"n": ACCOUNTS})
+    return users
+
+
+def run_threads(work: Callable[[int, random.Random], None], count: int) -> float:
+    """Run `count` calls of work spread over THREADS threads; returns elapsed seconds."""
+    per_thread = [count // THREADS + (1 if i < count % THREADS else 0) for i in range(THREADS)]
+    errors: list[BaseException] = []
+
+    def loop(index: int) -> None:
+        rng = random.Random(index)
+        try:
+            for _ in range(per_thread[index]):
+                work(index, rng)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(THREADS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
+
+
+def run_for(work: Callable[[int, random.Random], None], seconds: float) -> tuple[int, float]:
+    """Run work on THREADS threads for about `seconds`; returns (calls, elapsed)."""
+    deadline = time.perf_counter() + seconds
+    counts = [0] * THREADS
+    errors: list[BaseException] = []
+
+    def loop(index: int) -> None:
+        rng = random.Random(1000 + index)
+        try:
+            while time.perf_counter() < deadline:
+                work(index, rng)
+                counts[index] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(THREADS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return sum(counts), time.perf_counter() - started
+
+
+class Sealer:
+    """Seals every `interval` seconds in the background and records the unsealed backlog."""
+
+    def __init__(self, factory: sessionmaker[Session], interval: float = 0.5) -> None:
+        self.factory, self.interval = factory, interval
+        self.signer = ledger.signer_from_key(KEY)
+        self.max_backlog = 0
+        self.sealed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self.factory.begin() as session:
+                checkpoint = ledger.seal(session, signer=self.signer)
+                self.sealed += checkpoint.size if checkpoint else 0
+            with self.factory() as session:
+                backlog = session.execute(select(func.count()).select_from(unsealed)).scalar_one()
+            self.max_backlog = max(self.max_backlog, backlog)
+
+    def __enter__(self) -> Sealer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def ledger_pairs(factory: sessionmaker[Session], pick: Callable[[random.Random], str],
+                 charged: dict[str, int], lock: threading.Lock) -> Callable[[int, random.Random], None]:
+    """One hold (3 credits) and one capture (1..3 credits), each in its own transaction."""
+    def pair(index: int, rng: random.Random) -> None:
+        user = pick(rng)
+        key = uuid.uuid4().hex
+        now = datetime.now(UTC)
+        with factory.begin() as session:
+            held = ledger.hold(session, user_id=user, amount=3 * M, expires_at=now + timedelta(minutes=10),
+                               reference=f"job-{key}", idempotency_key=f"h-{key}", now=now)
+        amount = rng.randint(1, 3) * M
+        with factory.begin() as session:
+            ledger.capture(session, hold_id=held.id, amount=amount, idempotency_key=f"c-{key}")
+        with lock:
+            charged[user] = charged.get(user, 0) + amount
+    return pair
+
+
+def floor_updates(engine: Engine, pick: Callable[[random.Random], int]) -> Callable[[int, random.Random], None]:
+    """The floor: one raw conditional update per transaction, same engine and pool."""
+    statement = text("UPDATE bench_floor SET balance = balance - 1 WHERE id = :id AND balance >= 1")
+
+    def update(index: int, rng: random.Random) -> None:
+        with engine.begin() as conn:
+            if conn.execute(statement, {"id": pick(rng)}).rowcount != 1:
+                raise RuntimeError("floor update refused")
+    return update
+
+
+def check_invariants(factory: sessionmaker[Session], charged: dict[str, int]) -> int:
+    """Violations: held left over, balances that don't match what was charged, negative available."""
+    violations = 0
+    with factory() as session:
+        for user, spent in charged.items():
+            posted, held, available = ledger.balance(session, user_id=user)
+            expected = 1_000_000 * M + ledger.WELCOME_GRANT - spent
+            violations += int(held != 0) + int(posted != expected) + int(available < 0)
+    return violations
+
+
+def scenario(name: str, engine: Engine, factory: sessionmaker[Session], users: list[str], seconds: float,
+             hot: bool) -> tuple[float, float, int, Sealer]:
+    """Measure ledger pairs for `seconds`, then the floor with the same number of updates."""
+    charged: dict[str, int] = {}
+    lock = threading.Lock()
+    pick_user = (lambda rng: "hot") if hot else (lambda rng: users[rng.randrange(ACCOUNTS)])
+    with Sealer(factory) as sealer:
+        pairs, elapsed = run_for(ledger_pairs(factory, pick_user, charged, lock), seconds)
+    pick_row = (lambda rng: ACCOUNTS) if hot else (lambda rng: rng.randrange(ACCOUNTS))
+    floor_elapsed = run_threads(floor_updates(engine, pick_row), pairs)
+    violations = check_invariants(factory, charged)
+    return pairs / elapsed, pairs / floor_elapsed, violations, sealer
+
+
+def main() -> int:
+    """Run both scenarios, sealing and verification; print figures and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=8.0, help="ledger run time per scenario")
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        print("bench/ledger.py needs DATABASE_URL=postgresql://...", file=sys.stderr)
+        return 2
+    with throwaway_database(url) as engine:
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
+        users = setup(factory, engine)
+        print(f"PostgreSQL, {THREADS} client threads, pool {THREADS}; floor = raw single-statement UPDATE "
+              "per transaction\n")
+        print(f"{'scenario':<14}{'pairs/s':>10}{'floor upd/s':>13}{'pair:upd':>10}{'pair:upd/2':>12}"
+              f"{'violations':>12}{'max unsealed':>14}")
+        total_violations = 0
+        backlog_ok = True
+        for name, hot in (("1000 accounts", False), ("hot account", True)):
+            rate, floor_rate, violations, sealer = scenario(name, engine, factory, users, args.seconds, hot)
+            entries_per_s = 2 * rate
+            backlog_s = sealer.max_backlog / entries_per_s
+            backlog_ok &= backlog_s < 5
+            total_violations += violations
+            print(f"{name:<14}{rate:>10.0f}{floor_rate:>13.0f}{rate / floor_rate:>10.1%}"
+                  f"{2 * rate / floor_rate:>12.1%}{violations:>12}{backlog_s:>12.2f} s")
+        with factory.begin() as session:
+            while ledger.seal(session, signer=ledger.signer_from_key(KEY)):
+                pass
+        with factory() as session:
+            report = ledger.verify(session, verifier=ledger.verifier_from_key(KEY))
+        rate = report.entries_checked / report.seconds
+        print(f"\nverify: {report.entries_checked} entries, {report.checkpoints_checked} checkpoints in "
+              f"{report.seconds:.2f} s = {rate:,.0f} entries/s, ok={report.ok}")
+        if not report.ok:
+            print(f"  problems: {report.problems[:5]}")
+        print(f"invariant violations: {total_violations}; sealing kept up (< 5 s backlog): {backlog_ok}")
+    return 0 if report.ok and total_violations == 0 and backlog_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

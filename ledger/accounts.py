@@ -1,0 +1,78 @@
+"""User accounts: created once with the welcome grant; balances read from the cached row."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from ledger import canonical, chart
+from ledger.errors import AccountNotFound
+from ledger.idempotency import upsert_ignore
+from ledger.lots import grant
+from ledger.models import WELCOME_GRANT, Account, Balance
+from ledger.tables import accounts, entries
+
+_ACCOUNT_COLUMNS = (
+    accounts.c.id, accounts.c.user_id, accounts.c.posted, accounts.c.held, accounts.c.debt,
+    accounts.c.promo, accounts.c.seq,
+)
+
+
+def _load(session: Session, user_id: str) -> Account | None:
+    row = session.execute(select(*_ACCOUNT_COLUMNS).where(accounts.c.user_id == user_id)).one_or_none()
+    return None if row is None else Account(*row)
+
+
+def ensure_user_account(session: Session, *, user_id: str, now: datetime | None = None) -> Account:
+    """The user's account, created with the 1000-credit welcome grant exactly once, even racing."""
+    existing = _load(session, user_id)
+    if existing is not None:
+        return existing
+    now = now or datetime.now(UTC)
+    statement = upsert_ignore(session, accounts).values(
+        code=f"user:{user_id}", kind="user", user_id=user_id, head=canonical.ZERO_HASH, created_at=now
+    )
+    # A racing creator blocks here until the first commits, then inserts nothing.
+    created = session.execute(statement.returning(accounts.c.id)).first() is not None
+    if created:
+        grant(
+            session, user_id=user_id, amount=WELCOME_GRANT, reason="welcome",
+            idempotency_key=f"welcome:{user_id}", now=now,
+        )
+    account = _load(session, user_id)
+    assert account is not None
+    return Account(**{**account.__dict__, "created": created})
+
+
+def account(session: Session, *, user_id: str) -> Account:
+    """The user's account with cached balances; AccountNotFound if there is none."""
+    found = _load(session, user_id)
+    if found is None:
+        raise AccountNotFound(user_id)
+    return found
+
+
+def balance(session: Session, *, user_id: str) -> Balance:
+    """(posted, held, available) in micro-credits, from the cached row (one indexed read)."""
+    row = session.execute(
+        select(accounts.c.posted, accounts.c.held).where(accounts.c.user_id == user_id)
+    ).one_or_none()
+    if row is None:
+        raise AccountNotFound(user_id)
+    return Balance(row.posted, row.held, row.posted - row.held)
+
+
+def system_balances(session: Session) -> dict[str, int]:
+    """Derived posted balances of the system accounts (sums over entries; not for the hot path)."""
+    pending = entries.c.kind.in_(sorted(chart.PENDING_KINDS))
+    result: dict[str, int] = {}
+    for name, account_id in chart.SYSTEM_ACCOUNTS.items():
+        credited = func.coalesce(func.sum(case((entries.c.credit_account_id == account_id, entries.c.amount),
+                                               else_=0)), 0)
+        debited = func.coalesce(func.sum(case((entries.c.debit_account_id == account_id, entries.c.amount),
+                                              else_=0)), 0)
+        total = session.execute(select(credited - debited).where(~pending)).scalar_one()
+        result[name] = int(total)
+    return result

@@ -1,0 +1,142 @@
+"""The hot-path SQL: one statement per operation on PostgreSQL (CTEs), a short sequence on SQLite.
+
+Every balance change is a single conditional UPDATE of the user's account row that also advances
+the per-account hash chain (`ledger_link`, computed in SQL so the head never leaves the row lock).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from ledger import canonical
+
+_ACCOUNT_SET = """
+    posted = posted + :dp,
+    held = held + {dh},
+    debt = debt + :dd,
+    promo = CASE WHEN promo - :spend <= 0 THEN 0
+                 WHEN promo - :spend > posted + :dp THEN posted + :dp
+                 ELSE promo - :spend END,
+    seq = seq + 1,
+    head = ledger_link(head, id, seq + 1, posted + :dp, held + {dh}, debt + :dd, :body)
+"""
+_ENTRY_COLUMNS = """(account_id, seq, kind, debit_account_id, credit_account_id, amount, hold_id, lot_id,
+    reference, idempotency_key, created_at, posted_after, held_after, debt_after, hash)"""
+_PG_ENTRY_SELECT = """
+    SELECT a.id, a.seq, CAST(:kind AS VARCHAR), {debit}, {credit}, CAST(:amount AS BIGINT),
+           CAST(:hold_id AS VARCHAR), CAST(:lot_id AS BIGINT), CAST(:reference AS VARCHAR),
+           CAST(:key AS VARCHAR), CAST(:now AS TIMESTAMPTZ), a.posted, a.held, a.debt, a.head
+    FROM a
+"""
+
+# --- PostgreSQL: one round trip per operation -------------------------------------------------
+
+PG_POST = text(f"""
+WITH a AS (
+    UPDATE ledger_accounts SET {_ACCOUNT_SET.format(dh=":dh")}
+    WHERE id = :account_id AND posted + :dp >= held + :dh
+    RETURNING id, seq, posted, held, debt, head
+)
+INSERT INTO ledger_entries {_ENTRY_COLUMNS}
+{_PG_ENTRY_SELECT.format(debit="CAST(:debit AS BIGINT)", credit="CAST(:credit AS BIGINT)")}
+RETURNING id, seq, posted_after, held_after, debt_after
+""")
+
+PG_HOLD = text(f"""
+WITH h AS (
+    INSERT INTO ledger_holds (id, account_id, amount, status, captured, expires_at, reference,
+                              idempotency_key, created_at)
+    SELECT CAST(:hold_id AS VARCHAR), acc.id, CAST(:amount AS BIGINT), 'pending', 0,
+           CAST(:expires_at AS TIMESTAMPTZ), CAST(:reference AS VARCHAR), CAST(:key AS VARCHAR),
+           CAST(:now AS TIMESTAMPTZ)
+    FROM ledger_accounts acc WHERE acc.user_id = :user_id
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id AS new_hold_id, account_id
+), a AS (
+    UPDATE ledger_accounts SET {_ACCOUNT_SET.format(dh=":dh")}
+    FROM h WHERE ledger_accounts.id = h.account_id AND posted + :dp >= held + :dh
+    RETURNING ledger_accounts.id, seq, posted, held, debt, head
+), e AS (
+    INSERT INTO ledger_entries {_ENTRY_COLUMNS}
+    {_PG_ENTRY_SELECT.format(debit="a.id", credit="CAST(:credit AS BIGINT)")}
+    RETURNING id
+)
+SELECT h.account_id, e.id AS entry_id FROM h LEFT JOIN e ON true
+""")
+
+PG_CAPTURE = text(f"""
+WITH h AS (
+    UPDATE ledger_holds SET status = 'captured', captured = :amount, resolve_key = :key,
+                            resolved_at = :now
+    WHERE id = :hold_id AND status = 'pending' AND amount >= :amount
+    RETURNING account_id, amount AS hold_amount
+), a AS (
+    UPDATE ledger_accounts SET {_ACCOUNT_SET.format(dh="-h.hold_amount")}
+    FROM h WHERE ledger_accounts.id = h.account_id
+    RETURNING ledger_accounts.id, seq, posted, held, debt, head, h.hold_amount
+), e AS (
+    INSERT INTO ledger_entries {_ENTRY_COLUMNS}
+    {_PG_ENTRY_SELECT.format(debit="a.id", credit="CAST(:credit AS BIGINT)")}
+    RETURNING id
+)
+SELECT a.hold_amount, e.id AS entry_id FROM a JOIN e ON true
+""")
+
+# --- SQLite (and the pieces of the above, run one after another) --------------------------------
+
+ACCOUNT_UPDATE = text(f"""
+UPDATE ledger_accounts SET {_ACCOUNT_SET.format(dh=":dh")}
+WHERE id = :account_id AND posted + :dp >= held + :dh
+RETURNING id, seq, posted, held, debt, head
+""")
+
+ENTRY_INSERT = text(f"""
+INSERT INTO ledger_entries {_ENTRY_COLUMNS}
+VALUES (:account_id, :seq, :kind, :debit, :credit, :amount, :hold_id, :lot_id, :reference, :key, :now,
+        :posted, :held, :debt, :hash)
+RETURNING id
+""")
+
+HOLD_INSERT = text("""
+INSERT INTO ledger_holds (id, account_id, amount, status, captured, expires_at, reference,
+                          idempotency_key, created_at)
+SELECT :hold_id, acc.id, :amount, 'pending', 0, :expires_at, :reference, :key, :now
+FROM ledger_accounts acc WHERE acc.user_id = :user_id
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING account_id
+""")
+
+HOLD_CAPTURE = text("""
+UPDATE ledger_holds SET status = 'captured', captured = :amount, resolve_key = :key, resolved_at = :now
+WHERE id = :hold_id AND status = 'pending' AND amount >= :amount
+RETURNING account_id, amount
+""")
+
+HOLD_RELEASE = text("""
+UPDATE ledger_holds SET status = :status, resolve_key = :key, resolved_at = :now
+WHERE id = :hold_id AND status = 'pending'
+RETURNING account_id, amount
+""")
+
+HOLD_DELETE = text("DELETE FROM ledger_holds WHERE id = :hold_id")
+
+
+def _sqlite_link(
+    prev: bytes, account_id: int, seq: int, posted: int, held: int, debt: int, body: bytes
+) -> bytes:
+    return canonical.link(prev, account_id, seq, posted, held, debt, body)
+
+
+def dialect(session: Session) -> str:
+    """The session's dialect name; on SQLite, registers `ledger_link` on the connection once."""
+    connection = session.connection()
+    name = connection.dialect.name
+    if name == "sqlite":
+        proxied = connection.connection
+        if "ledger_link" not in proxied.info:
+            raw = proxied.dbapi_connection
+            assert raw is not None
+            raw.create_function("ledger_link", 7, _sqlite_link, deterministic=True)
+            proxied.info["ledger_link"] = True
+    return name

@@ -1,0 +1,42 @@
+"""Errors a `run` step raises to tell the saga what to do next."""
+
+from __future__ import annotations
+
+
+class StepError(Exception):
+    """Base of the errors a step raises on purpose; the message is shown to the user."""
+
+    code = "step_failed"
+
+
+class RetryableError(StepError):
+    """A passing failure (provider timeout, 429, 5xx): retry with backoff."""
+
+    code = "retryable"
+
+
+class FinalError(StepError):
+    """A failure that another try won't fix (4xx, content refused): compensate now."""
+
+    code = "final"
+
+
+class DailyLimitExceeded(Exception):
+    """The API key's daily credit limit can't cover this job's hold."""
+
+    def __init__(self, *, limit: int, required: int) -> None:
+        super().__init__("the API key's daily credit limit can't cover this job")
+        self.limit = limit
+        self.required = required
+
+
+class JobNotFound(LookupError):
+    """No such job for this user."""
+
+
+class JobAlreadyFinished(RuntimeError):
+    """The job already ended; it can't be canceled any more."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the job already ended ({status})")
+        self.status = status

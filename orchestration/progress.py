@@ -1,0 +1,112 @@
+"""Progress events: one Redis stream per job and one per user, read with XREAD BLOCK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from ledger.amounts import credits_text
+
+EVENT_TYPES = frozenset({"queued", "started", "progress", "token", "result", "failed", "canceled"})
+FINAL_TYPES = frozenset({"result", "failed", "canceled"})
+STREAM_MAXLEN = 5000  # approximate trim (MAXLEN ~): long token streams keep their recent part
+FINAL_TTL_S = 24 * 3600  # a finished job's stream lives a day, then the job row answers alone
+USER_STREAM_MAXLEN = 1000
+CANCEL_TTL_S = 7 * 24 * 3600
+
+
+def job_stream(job_id: str) -> str:
+    """The Redis stream key of a job's events."""
+    return f"jobs:{job_id}"
+
+
+def user_stream(user_id: str) -> str:
+    """The Redis stream key of a user's balance changes and notifications."""
+    return f"users:{user_id}:events"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def job_event(job_id: str, kind: str, *, held: int, spent: int, **fields: Any) -> dict[str, Any]:
+    """One event of the common schema; credits as decimal strings."""
+    if kind not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {kind!r}")
+    return {
+        "type": kind,
+        "job_id": job_id,
+        "at": _now(),
+        "credits_held": credits_text(held),
+        "credits_spent": credits_text(spent),
+        **fields,
+    }
+
+
+def publish_job_event(
+    client: redis.Redis, job_id: str, kind: str, *, held: int, spent: int, **fields: Any
+) -> str:
+    """Append an event to the job's stream; a final event also starts the stream's expiry."""
+    key = job_stream(job_id)
+    event = job_event(job_id, kind, held=held, spent=spent, **fields)
+    pipe = client.pipeline(transaction=False)
+    pipe.xadd(key, {"data": json.dumps(event, separators=(",", ":"))}, maxlen=STREAM_MAXLEN, approximate=True)
+    if kind in FINAL_TYPES:
+        pipe.expire(key, FINAL_TTL_S)
+    entry_id = pipe.execute()[0]
+    return entry_id if isinstance(entry_id, str) else entry_id.decode()
+
+
+def publish_user_event(client: redis.Redis, user_id: str, kind: str, **fields: Any) -> None:
+    """Append a balance change or notification to the user's stream."""
+    event = {"type": kind, "user_id": user_id, "at": _now(), **fields}
+    client.xadd(
+        user_stream(user_id),
+        {"data": json.dumps(event, separators=(",", ":"))},
+        maxlen=USER_STREAM_MAXLEN,
+        approximate=True,
+    )
+
+
+def read_events(
+    client: redis.Redis, key: str, last_id: str, *, block_ms: int | None, count: int = 500
+) -> list[tuple[str, dict[str, Any]]]:
+    """Entries after `last_id`, waiting up to `block_ms` (None: not at all) for the first."""
+    answer = client.xread({key: last_id}, block=block_ms, count=count)
+    events: list[tuple[str, dict[str, Any]]] = []
+    for _key, entries in answer or []:
+        for entry_id, fields in entries:
+            entry = entry_id if isinstance(entry_id, str) else entry_id.decode()
+            raw = fields.get("data") or fields.get(b"data")
+            events.append((entry, json.loads(raw)))
+    return events
+
+
+def follow(
+    client: redis.Redis, key: str, last_id: str, *, block_ms: int, final: frozenset[str] = FINAL_TYPES
+) -> Iterator[tuple[str, dict[str, Any]] | None]:
+    """Yield entries as they come, None after each silent `block_ms`; stop after a final event."""
+    while True:
+        events = read_events(client, key, last_id, block_ms=block_ms)
+        if not events:
+            yield None
+            continue
+        for entry_id, event in events:
+            last_id = entry_id
+            yield entry_id, event
+            if event.get("type") in final:
+                return
+
+
+def request_cancel(client: redis.Redis, job_id: str) -> None:
+    """Flag a running job for cancellation; its step sees it at the next check."""
+    client.set(f"creditflow:cancel:{job_id}", "1", ex=CANCEL_TTL_S)
+
+
+def cancel_requested(client: redis.Redis, job_id: str) -> bool:
+    """Whether the user asked to cancel this job."""
+    return bool(client.exists(f"creditflow:cancel:{job_id}"))

@@ -1,0 +1,49 @@
+"""Sagas as data, and the builder that turns one into a linear Celery chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery, chain
+from celery.canvas import Signature
+
+
+@dataclass(frozen=True)
+class Step:
+    """One task of a saga: `creditflow.<queue>.<name>`, called with the job id only."""
+
+    name: str
+    queue: str
+
+    @property
+    def task_name(self) -> str:
+        """The task's registered name; `task_routes` sends it to `queue`."""
+        return f"creditflow.{self.queue}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Saga:
+    """Steps run in order; on any failure only `compensation` is enqueued."""
+
+    steps: tuple[Step, ...]
+    compensation: Step
+
+
+def job_saga(queue: str) -> Saga:
+    """Every job's saga: `run` on its kind's queue, then `settle` on critical."""
+    return Saga(
+        steps=(Step("run", queue), Step("settle", "critical")), compensation=Step("compensate", "critical")
+    )
+
+
+def build_canvas(producer: Celery, saga: Saga, job_id: str) -> Signature:
+    """A linear chain (no chords); the errback is an immutable signature, so Celery enqueues it."""
+    steps = [producer.signature(step.task_name, args=(job_id,), immutable=True) for step in saga.steps]
+    canvas = chain(*steps)
+    canvas.link_error(producer.signature(saga.compensation.task_name, args=(job_id,), immutable=True))
+    return canvas
+
+
+def send(producer: Celery, saga: Saga, job_id: str, *, priority: int) -> None:
+    """Enqueue the saga (call only after the job's transaction committed)."""
+    build_canvas(producer, saga, job_id).apply_async(priority=priority)

@@ -1,0 +1,237 @@
+"""The saga's steps as plain functions: claim + run, settle, compensate. Tasks only call these."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, or_, select, update
+
+import ledger
+from ledger.amounts import credits_text
+from orchestration import progress
+from orchestration.api_keys import return_daily_allowance
+from orchestration.bootstrap import Services
+from orchestration.context import RunContext
+from orchestration.errors import StepError
+from orchestration.kinds import get_kind
+from orchestration.tables import jobs
+from runtime.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job this delivery of `run` owns."""
+
+    id: str
+    user_id: str
+    kind: str
+    params: dict[str, Any]
+    model: str | None
+    held: int
+    attempt: int
+    hold_id: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def claim(services: Services, *, job_id: str, token: str, previous: str | None) -> Claimed | None:
+    """Compare-and-set `queued -> running` (or take over our own retried attempt); None if taken."""
+    condition = jobs.c.status == "queued"
+    if previous:
+        condition = or_(condition, and_(jobs.c.status == "running", jobs.c.claim == previous))
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == job_id, condition, jobs.c.cancel_requested.is_(False))
+        .values(
+            status="running",
+            claim=token,
+            attempts=jobs.c.attempts + 1,
+            started_at=case((jobs.c.started_at.is_(None), _now()), else_=jobs.c.started_at),
+        )
+        .returning(
+            jobs.c.user_id,
+            jobs.c.kind,
+            jobs.c.params,
+            jobs.c.model,
+            jobs.c.cost_held,
+            jobs.c.attempts,
+            jobs.c.hold_id,
+        )
+    )
+    with transaction(services.sessions) as session:
+        row = session.execute(statement).first()
+    if row is None:
+        return None
+    return Claimed(
+        job_id, row.user_id, row.kind, dict(row.params), row.model, row.cost_held, row.attempts, row.hold_id
+    )
+
+
+def run(services: Services, job: Claimed, *, token: str) -> bool:
+    """Run the kind's step and record its outcome; False if the job was taken from us meanwhile."""
+    context = RunContext(services, job.id, job.user_id, job.params, job.model, job.held, job.attempt)
+    if job.attempt == 1:
+        progress.publish_job_event(services.redis, job.id, "started", held=job.held, spent=0)
+    try:
+        result = dict(get_kind(job.kind).run(context))
+    except StepError as exc:
+        _record_error(services, job.id, token, code=exc.code, message=str(exc), spent=context.spent)
+        raise
+    except Exception as exc:
+        _record_error(
+            services, job.id, token, code="internal", message=type(exc).__name__, spent=context.spent
+        )
+        raise
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == job.id, jobs.c.claim == token, jobs.c.status == "running")
+        .values(
+            run_completed=True,
+            result=result,
+            cost_running=context.spent,
+            progress=context.last_progress,
+            cancel_requested=context.canceled,
+        )
+    )
+    with transaction(services.sessions) as session:
+        return session.execute(statement).rowcount == 1
+
+
+def _record_error(
+    services: Services, job_id: str, token: str, *, code: str, message: str, spent: int
+) -> None:
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.claim == token)
+            .values(error={"code": code, "message": message}, cost_running=spent)
+        )
+
+
+def settle(services: Services, *, job_id: str) -> str | None:
+    """Capture the delivered cost, release the rest, end the job: one transaction, exactly once."""
+    charged = case((jobs.c.cost_running < jobs.c.cost_held, jobs.c.cost_running), else_=jobs.c.cost_held)
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "running", jobs.c.run_completed.is_(True))
+        .values(
+            status=case((jobs.c.cancel_requested.is_(True), "canceled"), else_="succeeded"),
+            finished_at=_now(),
+            cost_charged=charged,
+            cost_released=jobs.c.cost_held - charged,
+        )
+        .returning(
+            jobs.c.user_id,
+            jobs.c.status,
+            jobs.c.hold_id,
+            jobs.c.cost_held,
+            jobs.c.cost_charged,
+            jobs.c.result,
+            jobs.c.api_key_id,
+        )
+    )
+    try:
+        with transaction(services.sessions) as session:
+            row = session.execute(statement).first()
+            if row is None:
+                return None  # already settled, or failed by the reaper: a late settle changes nothing
+            if row.hold_id and row.cost_charged > 0:
+                ledger.capture(
+                    session, hold_id=row.hold_id, amount=row.cost_charged, idempotency_key=f"settle:{job_id}"
+                )
+            elif row.hold_id:
+                ledger.void(session, hold_id=row.hold_id, idempotency_key=f"settle:{job_id}")
+            if row.api_key_id:
+                return_daily_allowance(
+                    session, key_id=row.api_key_id, amount=row.cost_held - row.cost_charged
+                )
+    except ledger.HoldAlreadyResolved as exc:
+        # The hold expired before settlement (it must outlive the time limit; this is the backstop):
+        # the job fails and nothing is charged.
+        log.error("job %s could not settle: %s", job_id, exc)
+        fail(
+            services, job_id=job_id, code="hold_expired", message="the credit hold expired before settlement"
+        )
+        return "failed"
+    final = "result" if row.status == "succeeded" else "canceled"
+    progress.publish_job_event(
+        services.redis,
+        job_id,
+        final,
+        held=row.cost_held,
+        spent=row.cost_charged,
+        status=row.status,
+        result=row.result,
+    )
+    notify_balance(services, row.user_id)
+    return str(row.status)
+
+
+def fail(
+    services: Services,
+    *,
+    job_id: str,
+    code: str,
+    message: str,
+    statuses: tuple[str, ...] = ("queued", "running"),
+) -> bool:
+    """Compensate: void the hold and mark the job failed, once; False if it already ended."""
+    with transaction(services.sessions) as session:
+        row = session.execute(
+            select(jobs.c.error).where(jobs.c.id == job_id, jobs.c.status.in_(statuses))
+        ).first()
+        if row is None:
+            return False
+        error = row.error or {"code": code, "message": message}
+        ended = session.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status.in_(statuses))
+            .values(
+                status="failed",
+                finished_at=_now(),
+                cost_charged=0,
+                cost_released=jobs.c.cost_held,
+                error=error,
+            )
+            .returning(jobs.c.user_id, jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id)
+        ).first()
+        if ended is None:
+            return False
+        _void(session, ended.hold_id, key=f"compensate:{job_id}")
+        if ended.api_key_id:
+            return_daily_allowance(session, key_id=ended.api_key_id, amount=ended.cost_held)
+    progress.publish_job_event(
+        services.redis, job_id, "failed", held=ended.cost_held, spent=0, status="failed", error=error
+    )
+    notify_balance(services, ended.user_id)
+    return True
+
+
+def _void(session: Any, hold_id: str | None, *, key: str) -> None:
+    if hold_id is None:
+        return
+    # Expired or voided already: the credits are back either way.
+    with contextlib.suppress(ledger.HoldAlreadyResolved):
+        ledger.void(session, hold_id=hold_id, idempotency_key=key)
+
+
+def notify_balance(services: Services, user_id: str) -> None:
+    """Publish the user's new balance on their event stream."""
+    with services.sessions() as session:
+        balance = ledger.balance(session, user_id=user_id)
+    progress.publish_user_event(
+        services.redis,
+        user_id,
+        "balance",
+        posted=credits_text(balance.posted),
+        held=credits_text(balance.held),
+        available=credits_text(balance.available),
+    )

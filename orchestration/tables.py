@@ -1,0 +1,91 @@
+"""Tables of the orchestration room: jobs and dead letters."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from runtime.db import Base
+
+Timestamp = DateTime(timezone=True)
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+
+jobs = Table(
+    "jobs",
+    Base.metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(100), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("queue", String(20), nullable=False),
+    Column("priority", Integer, nullable=False, server_default=text("5")),
+    Column("params", JSON, nullable=False),
+    Column("model", String(100)),
+    Column("quote", JSON, nullable=False),
+    Column("hold_id", String(32)),
+    Column("cost_quoted", BigInteger, nullable=False),
+    Column("cost_held", BigInteger, nullable=False),
+    Column("cost_charged", BigInteger),
+    Column("cost_released", BigInteger),
+    Column("cost_running", BigInteger, nullable=False, server_default=text("0")),
+    Column("progress", JSON),
+    Column("result", JSON),
+    Column("error", JSON),
+    Column("idempotency_key", String(200)),
+    Column("api_key_id", String(40)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # Which delivery of `run` owns the job: "<celery task id>:<retry number>"; a redelivered
+    # or duplicated message carries no matching claim and stops.
+    Column("claim", String(80)),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("run_completed", Boolean, nullable=False, server_default=text("false")),
+    Column("enqueues", Integer, nullable=False, server_default=text("0")),
+    Column("time_limit_s", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("enqueued_at", Timestamp),
+    Column("started_at", Timestamp),
+    Column("finished_at", Timestamp),
+    UniqueConstraint("user_id", "idempotency_key", name="uq_jobs_user_idempotency_key"),
+    CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status"),
+    CheckConstraint("cost_held >= 0 AND cost_quoted >= 0", name="costs_non_negative"),
+    CheckConstraint("cost_charged IS NULL OR cost_charged <= cost_held", name="charged_within_hold"),
+    Index("ix_jobs_user_created", "user_id", "created_at"),
+    Index(
+        "ix_jobs_open",
+        "status",
+        "created_at",
+        postgresql_where=text("status IN ('queued', 'running')"),
+        sqlite_where=text("status IN ('queued', 'running')"),
+    ),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    Base.metadata,
+    Column("id", String(32), primary_key=True),
+    Column("task_name", String(200), nullable=False),
+    Column("task_id", String(100), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("kwargs", JSON, nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("job_id", String(32)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("replayed_at", Timestamp),
+    Column("replays", Integer, nullable=False, server_default=text("0")),
+    Index("ix_dead_letters_created", "created_at"),
+)

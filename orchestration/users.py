@@ -1,0 +1,111 @@
+"""Users: created on their first valid token, together with their ledger account, exactly once."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, String, Table, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from runtime.db import Base
+
+users = Table(
+    "users",
+    Base.metadata,
+    Column("id", String(40), primary_key=True),
+    Column("external_id", String(300), nullable=False, unique=True),
+    Column("email", String(320)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("preferences", JSON, nullable=False),
+)
+
+COST_MODES = ("cheapest", "balanced", "best")
+DEFAULT_PREFERENCES: dict[str, Any] = {
+    "default_chat_model": None,
+    "cost_mode": "balanced",
+    "low_balance_threshold": None,  # micro-credits, or None for no warning
+}
+
+
+@dataclass(frozen=True)
+class User:
+    """A person (or wallet) known to creditflow; `id` is opaque, `external_id` comes from the token."""
+
+    id: str
+    external_id: str
+    email: str | None
+    created_at: datetime
+    preferences: dict[str, Any] = field(default_factory=dict)
+
+
+def _user(row: Row[Any]) -> User:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    preferences = {**DEFAULT_PREFERENCES, **(row.preferences or {})}
+    return User(row.id, row.external_id, row.email, created, preferences)
+
+
+def new_user_id() -> str:
+    """A fresh opaque user id."""
+    return "usr_" + secrets.token_hex(10)
+
+
+def find_user(session: Session, *, external_id: str) -> User | None:
+    """The user with this external id, if any."""
+    row = session.execute(select(users).where(users.c.external_id == external_id)).first()
+    return _user(row) if row else None
+
+
+def get_user(session: Session, *, user_id: str) -> User | None:
+    """The user with this id, if any."""
+    row = session.execute(select(users).where(users.c.id == user_id)).first()
+    return _user(row) if row else None
+
+
+def get_or_create_user(session: Session, *, external_id: str, email: str | None = None) -> User:
+    """The user for `external_id`, created with its ledger account and welcome grant on first sight.
+
+    Racing first requests all insert; the unique external id lets one win, the others roll their
+    savepoint back and read the winner's row, so the welcome grant is made exactly once.
+    """
+    existing = find_user(session, external_id=external_id)
+    if existing is not None:
+        return existing
+    from ledger import ensure_user_account
+
+    user = User(new_user_id(), external_id, email, datetime.now(UTC), dict(DEFAULT_PREFERENCES))
+    try:
+        with session.begin_nested():
+            session.execute(
+                insert(users).values(
+                    id=user.id, external_id=external_id, email=email, created_at=user.created_at,
+                    preferences={},
+                )
+            )
+            ensure_user_account(session, user_id=user.id)
+    except IntegrityError:
+        winner = find_user(session, external_id=external_id)
+        if winner is None:
+            raise
+        return winner
+    return user
+
+
+def update_preferences(session: Session, *, user_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `changes` into the user's preferences; return the full preferences."""
+    unknown = set(changes) - set(DEFAULT_PREFERENCES)
+    if unknown:
+        raise ValueError(f"unknown preferences: {', '.join(sorted(unknown))}")
+    if "cost_mode" in changes and changes["cost_mode"] not in COST_MODES:
+        raise ValueError(f"cost_mode must be one of {', '.join(COST_MODES)}")
+    row = session.execute(select(users.c.preferences).where(users.c.id == user_id)).first()
+    if row is None:
+        raise LookupError(user_id)
+    stored = {**(row.preferences or {}), **changes}
+    session.execute(update(users).where(users.c.id == user_id).values(preferences=stored))
+    return {**DEFAULT_PREFERENCES, **stored}

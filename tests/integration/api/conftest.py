@@ -1,0 +1,126 @@
+"""The API on real services: one migrated database per backend for the module run, real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api.app import create_app
+from orchestration.bootstrap import Services, bootstrap
+from runtime.settings import Settings, load_settings
+from tests.support.databases import backends, fresh_database
+
+JWT_SECRET = "test-secret-for-the-api-suite-0123456789"
+SIWE_DOMAIN = "creditflow.test"
+BASE_SETTINGS: dict[str, Any] = {
+    "AUTH_JWT_SECRET": JWT_SECRET,
+    "LEDGER_SIGNING_KEY": "hmac:api-suite-ledger-key-0123456789",
+    "SIWE_DOMAIN": SIWE_DOMAIN,
+    "SIWE_CHAIN_IDS": "1,8453",
+    "RATE_LIMIT_USER": "100000/minute",
+    "RATE_LIMIT_IP": "100000/minute",
+    "RATE_LIMIT_AUTH": "100000/minute",
+    "RATE_LIMIT_JOBS": "100000/minute",
+    "METRICS_ENABLED": False,
+}
+
+
+@pytest.fixture(scope="session", params=backends())
+def api_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh migrated database per backend, shared by the API tests (users are unique per test)."""
+    with fresh_database(str(request.param), Path(tmp_path_factory.mktemp("apidb"))) as engine:
+        yield engine.url.render_as_string(hide_password=False)
+
+
+AppFactory = Callable[..., tuple[Flask, Services]]
+
+
+@pytest.fixture(scope="session")
+def make_app(api_database_url: str, redis_url: str) -> Iterator[AppFactory]:
+    """Build an app on the suite's database and Redis with setting overrides; closed at the end."""
+    made: list[Services] = []
+
+    def factory(**overrides: Any) -> tuple[Flask, Services]:
+        settings = load_settings(DATABASE_URL=api_database_url, REDIS_URL=redis_url, **{**BASE_SETTINGS, **overrides})
+        services = bootstrap(settings)
+        made.append(services)
+        app = create_app(settings, services)
+        app.testing = True
+        return app, services
+
+    yield factory
+    for services in made:
+        services.close()
+
+
+@pytest.fixture(scope="session")
+def shared_app(make_app: AppFactory) -> tuple[Flask, Services]:
+    """One app with the default test settings, for tests that need nothing special."""
+    return make_app()
+
+
+@pytest.fixture
+def app(shared_app: tuple[Flask, Services]) -> Flask:
+    """The default test app."""
+    return shared_app[0]
+
+
+@pytest.fixture
+def services(shared_app: tuple[Flask, Services]) -> Services:
+    """The default test app's services."""
+    return shared_app[1]
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the default app."""
+    return app.test_client()
+
+
+def make_token(sub: str | None = None, *, secret: str = JWT_SECRET, **claims: Any) -> str:
+    """A creditflow JWT for `sub` (a fresh random subject by default); claims override."""
+    now = int(time.time())
+    body: dict[str, Any] = {"iss": "creditflow", "sub": sub or f"user-{uuid.uuid4().hex[:10]}", "iat": now,
+                            "exp": now + 600}
+    body.update(claims)
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm="HS256")
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_user(client: FlaskClient, **claims: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    """Sign a fresh user in: (headers, /me answer)."""
+    headers = bearer(make_token(**claims))
+    answer = client.get("/api/v1/me", headers=headers)
+    assert answer.status_code == 200, answer.json
+    return headers, answer.json
+
+
+def admin_headers() -> dict[str, str]:
+    """Headers of a fresh admin (roles: [admin] in a creditflow JWT)."""
+    return bearer(make_token(roles=["admin"]))
+
+
+def assert_problem(answer: Any, status: int) -> dict[str, Any]:
+    """The answer is a problem+json document with this status; return it."""
+    assert answer.status_code == status, (answer.status_code, answer.get_data(as_text=True)[:500])
+    assert answer.content_type == "application/problem+json", answer.content_type
+    body = answer.json
+    assert body["status"] == status and {"type", "title", "detail"} <= set(body)
+    return dict(body)
+
+
+def settings_of(app: Flask) -> Settings:
+    """The settings an app was built with."""
+    return app.extensions["creditflow"].settings  # type: ignore[no-any-return]

@@ -1,0 +1,191 @@
+"""JWT attacks, OIDC against a local JWKS server, and the admin rule — all 401/403 problem+json."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask.testing import FlaskClient
+from jwt.algorithms import RSAAlgorithm
+
+from tests.integration.api.conftest import AppFactory, assert_problem, bearer, make_token
+from tests.support.processes import free_port
+
+ISSUER = "https://issuer.creditflow.test"
+AUDIENCE = "creditflow-web"
+
+
+class Jwks:
+    """A JWKS document served over HTTP on 127.0.0.1, with keys that tests rotate."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.fetches = 0
+        self.url = ""
+
+    def add(self, kid: str) -> rsa.RSAPrivateKey:
+        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self.keys[kid]
+
+    def document(self) -> bytes:
+        keys = []
+        for kid, key in self.keys.items():
+            jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+            keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+        return json.dumps({"keys": keys}).encode()
+
+    def token(self, kid: str, **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "oidc-user", "iat": now, "exp": now + 300,
+                "email": "o@example.com"} | claims
+        return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[Jwks]:
+    """A JWKS server thread, stopped after the module."""
+    state = Jwks()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            state.fetches += 1
+            body = state.document()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    state.url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def oidc_client(make_app: AppFactory, jwks: Jwks) -> FlaskClient:
+    """An app that accepts ID tokens of the local issuer (refresh cooldown off, to test rotation)."""
+    app, _ = make_app(OIDC_ISSUERS=[{"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": jwks.url,
+                                     "jwks_refresh_cooldown_s": 0}])
+    return app.test_client()
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _refused(client: FlaskClient, token: str) -> dict[str, Any]:
+    answer = client.get("/api/v1/me", headers=bearer(token))
+    problem = assert_problem(answer, 401)
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    return problem
+
+
+def test_builtin_tokens_are_checked(client: FlaskClient) -> None:
+    now = int(time.time())
+    good = make_token()
+    assert client.get("/api/v1/me", headers=bearer(good)).status_code == 200
+    head, body, signature = good.split(".")
+    unsigned = _b64({"alg": "none", "typ": "JWT"}) + "." + body + "."
+    tampered_body = _b64({**json.loads(base64.urlsafe_b64decode(body + "==")), "sub": "someone-else"})
+    attacks = {
+        "none alg": unsigned,
+        "tampered payload": f"{head}.{tampered_body}.{signature}",
+        "tampered signature": f"{head}.{body}.{signature[:-4]}AAAA",
+        "wrong secret": make_token(secret="another-secret-another-secret-12345"),
+        "expired": make_token(exp=now - 3600),
+        "no exp": make_token(exp=None),
+        "not yet valid": make_token(nbf=now + 3600),
+        "issued in the future": make_token(iat=now + 3600),
+        "wrong issuer": make_token(iss="someone-else"),
+        "audience on a built-in token": make_token(aud="other-service"),
+        "no subject": make_token(sub=""),
+        "garbage": "not.a.token",
+    }
+    for name, token in attacks.items():
+        answer = client.get("/api/v1/me", headers=bearer(token))
+        assert answer.status_code == 401, name
+        assert token not in answer.get_data(as_text=True), name
+    assert client.get("/api/v1/me", headers=bearer(make_token(exp=now - 10))).status_code == 200  # within leeway
+    for header in ({"Authorization": f"Basic {good}"}, {"Authorization": "Bearer "}, {}):
+        assert_problem(client.get("/api/v1/me", headers=header), 401)
+
+
+def test_oidc_tokens_verify_against_the_jwks(oidc_client: FlaskClient, jwks: Jwks) -> None:
+    jwks.add("k1")
+    sub = f"oidc-{uuid.uuid4().hex[:8]}"
+    me = oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k1", sub=sub)))
+    assert me.status_code == 200, me.json
+    assert me.json["external_id"] == f"{ISSUER}#{sub}" and me.json["email"] == "o@example.com"
+    # The same subject from the built-in issuer is another user: issuers cannot impersonate each other.
+    assert oidc_client.get("/api/v1/me", headers=bearer(make_token(sub=sub))).json["id"] != me.json["id"]
+    # A rotated-in key is fetched when an unknown kid shows up.
+    jwks.add("k2")
+    fetches = jwks.fetches
+    assert oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k2", sub=sub))).json["id"] == me.json["id"]
+    assert jwks.fetches == fetches + 1
+    assert oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k2", sub=sub))).status_code == 200
+    assert jwks.fetches == fetches + 1  # cached
+
+
+def test_oidc_attacks_are_refused(oidc_client: FlaskClient, jwks: Jwks) -> None:
+    jwks.add("k1")
+    now = int(time.time())
+    public_pem = jwks.keys["k1"].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "iat": now, "exp": now + 300}
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    header = _b64({"alg": "HS256", "typ": "JWT", "kid": "k1"})
+    payload = _b64(claims)
+    import hashlib
+    import hmac
+
+    confused_sig = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    confused = f"{header}.{payload}." + base64.urlsafe_b64encode(confused_sig).decode().rstrip("=")
+    attacks = {
+        "wrong audience": jwks.token("k1", aud="someone-else"),
+        "expired": jwks.token("k1", exp=now - 3600),
+        "no exp": jwt.encode({k: v for k, v in claims.items() if k != "exp"}, jwks.keys["k1"], algorithm="RS256",
+                             headers={"kid": "k1"}),
+        "signed by a stranger with a known kid": jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": "k1"}),
+        "unknown kid": jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": "nope"}),
+        "HS256 signed with the issuer's public key": confused,
+        "alg none": _b64({"alg": "none"}) + "." + payload + ".",
+        "unconfigured issuer": jwks.token("k1", iss="https://evil.example"),
+        "the built-in secret on an OIDC issuer": make_token(iss=ISSUER, aud=AUDIENCE),
+    }
+    for token in attacks.values():
+        _refused(oidc_client, token)
+
+
+def test_unreachable_jwks_is_a_503(make_app: AppFactory, jwks: Jwks) -> None:
+    jwks.add("k1")
+    app, _ = make_app(OIDC_ISSUERS=[{"issuer": ISSUER, "audience": AUDIENCE,
+                                     "jwks_url": f"http://127.0.0.1:{free_port()}/jwks.json"}])
+    assert_problem(app.test_client().get("/api/v1/me", headers=bearer(jwks.token("k1"))), 503)
+
+
+def test_admin_role_and_admin_subjects(make_app: AppFactory, client: FlaskClient) -> None:
+    sub = f"boss-{uuid.uuid4().hex[:8]}"
+    assert_problem(client.get("/api/v1/admin/ledger/verify", headers=bearer(make_token(sub=sub))), 403)
+    assert_problem(client.get("/api/v1/admin/ledger/verify", headers=bearer(make_token(roles="admin"))), 403)
+    assert client.get("/api/v1/admin/ledger/verify", headers=bearer(make_token(roles=["admin"]))).status_code == 200
+    app, _ = make_app(ADMIN_SUBJECTS=f"someone,{sub}")
+    assert app.test_client().get("/api/v1/admin/ledger/verify", headers=bearer(make_token(sub=sub))).status_code == 200
+    assert_problem(client.get("/api/v1/admin/ledger/verify"), 401)

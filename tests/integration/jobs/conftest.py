@@ -1,0 +1,85 @@
+"""Fixtures for the job machinery: real worker processes, services, users with credits."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from orchestration.bootstrap import Services, bootstrap
+from orchestration.tables import FINAL_STATUSES, jobs
+from orchestration.users import get_or_create_user
+from runtime.db import transaction
+from runtime.settings import load_settings
+from tests.support.processes import ROOT, child_env, worker
+
+JWT_SECRET = "jobs-test-secret-jobs-test-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def job_env(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment shared by workers and API servers of these tests."""
+    return child_env(
+        REDIS_URL=redis_url, DATABASE_URL=database_url, AUTH_JWT_SECRET=JWT_SECRET,
+        VAR_DIR=str(tmp_path_factory.mktemp("var")), FAULT_INJECTION_ENABLED="true",
+        TASK_MAX_REDELIVERIES="2", CREDITFLOW_ENV="test", SSE_HEARTBEAT_S="1",
+    )
+
+
+@pytest.fixture(scope="module")
+def services(job_env: dict[str, str]) -> Iterator[Services]:
+    """The test process's own services on the same database and Redis as the workers."""
+    built = bootstrap(load_settings(**{k: job_env[k] for k in ("REDIS_URL", "DATABASE_URL", "AUTH_JWT_SECRET")},
+                                    FAULT_INJECTION_ENABLED=True))
+    yield built
+    built.close()
+
+
+@pytest.fixture(scope="module")
+def workers(job_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Two real prefork pools, as `creditflow dev` runs them: critical+maintenance, and the work queues."""
+    logs = tmp_path_factory.mktemp("logs")
+    with worker("critical,maintenance", env=job_env, cwd=ROOT, log=logs / "critical.log", name="crit"), \
+            worker("interactive,agents", env=job_env, cwd=ROOT, log=logs / "work.log", name="work"):
+        yield
+
+
+@pytest.fixture
+def user(services: Services) -> str:
+    """A new user with the 1000-credit welcome grant; returns the user id."""
+    with transaction(services.sessions) as session:
+        return get_or_create_user(session, external_id=f"test-{uuid.uuid4().hex}").id
+
+
+def wait_final(services: Services, job_id: str, timeout: float = 60) -> Any:
+    """Poll the job row until it is final; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with services.sessions() as session:
+            row = session.execute(select(jobs).where(jobs.c.id == job_id)).one()
+        if row.status in FINAL_STATUSES:
+            return row
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {row.status} after {timeout}s")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll until `predicate()` is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not met in {timeout}s")
+
+
+@pytest.fixture
+def logs_dir(tmp_path: Path) -> Path:
+    """Where a test's own processes write their logs."""
+    return tmp_path
