@@ -65,7 +65,8 @@ task_routes = {f"creditflow.{name}.*": {"queue": name, "routing_key": name} for 
 worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A running task finishes after a broker outage; a redelivered copy finds its job claimed and stops.
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 beat_schedule: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "creditflow.maintenance.heartbeat", "schedule": 30.0},

@@ -27,11 +27,11 @@ class ProblemSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "Field errors, for validation problems"})
 
 
-def problem(status: int, detail: str, *, kind: str | None = None, **extra: Any) -> Response:
-    """A problem+json response with the given status, detail and extra fields."""
+def problem(status: int, detail: str, /, *, kind: str | None = None, **extra: Any) -> Response:
+    """A problem+json response with the given status, detail and extra fields (never overriding those)."""
     title = _title(status)
     body = {"type": PROBLEM_BASE + (kind or _slug(title)), "title": title, "status": status, "detail": detail}
-    body.update(extra)
+    body.update({name: value for name, value in extra.items() if name not in body})
     return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
 
 

@@ -127,7 +127,7 @@ class JobCancel(MethodView):
         try:
             status = job_cases.cancel_job(services(), user_id=current_user_id(), job_id=job_id)
         except JobAlreadyFinished as exc:
-            abort(409, message=str(exc), kind="job-finished", extra={"status": exc.status})
+            abort(409, message=str(exc), kind="job-finished", extra={"job_status": exc.status})
         return {"job_id": job_id, "status": status}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger import canonical, chart
@@ -66,13 +66,11 @@ def balance(session: Session, *, user_id: str) -> Balance:
 
 def system_balances(session: Session) -> dict[str, int]:
     """Derived posted balances of the system accounts (sums over entries; not for the hot path)."""
-    pending = entries.c.kind.in_(sorted(chart.PENDING_KINDS))
-    result: dict[str, int] = {}
-    for name, account_id in chart.SYSTEM_ACCOUNTS.items():
-        credited = func.coalesce(func.sum(case((entries.c.credit_account_id == account_id, entries.c.amount),
-                                               else_=0)), 0)
-        debited = func.coalesce(func.sum(case((entries.c.debit_account_id == account_id, entries.c.amount),
-                                              else_=0)), 0)
-        total = session.execute(select(credited - debited).where(~pending)).scalar_one()
-        result[name] = int(total)
-    return result
+    posted = ~entries.c.kind.in_(sorted(chart.PENDING_KINDS))
+    totals = dict.fromkeys(chart.SYSTEM_ACCOUNTS.values(), 0)
+    for column, sign in ((entries.c.credit_account_id, 1), (entries.c.debit_account_id, -1)):
+        rows = session.execute(select(column, func.sum(entries.c.amount)).where(posted).group_by(column))
+        for account_id, total in rows:
+            if account_id in totals:
+                totals[account_id] += sign * int(total)
+    return {name: totals[account_id] for name, account_id in chart.SYSTEM_ACCOUNTS.items()}

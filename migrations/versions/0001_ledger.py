@@ -23,6 +23,7 @@ SYSTEM_ACCOUNTS = {
 }
 IMMUTABLE = ("ledger_entries", "ledger_checkpoints", "ledger_checkpoint_leaves")
 
+# CHECK names are short: the shared naming convention (runtime/db.py) prefixes ck_<table>_.
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Ts = sa.DateTime(timezone=True)
 

@@ -115,7 +115,8 @@ def test_builtin_tokens_are_checked(client: FlaskClient) -> None:
         "issued in the future": make_token(iat=now + 3600),
         "wrong issuer": make_token(iss="someone-else"),
         "audience on a built-in token": make_token(aud="other-service"),
-        "no subject": make_token(sub=""),
+        "blank subject": make_token(sub=" "),
+        "numeric subject": make_token(sub=12345),
         "garbage": "not.a.token",
     }
     for name, token in attacks.items():

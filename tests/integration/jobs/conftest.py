@@ -83,3 +83,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "con
 def logs_dir(tmp_path: Path) -> Path:
     """Where a test's own processes write their logs."""
     return tmp_path
+
+
+def zero_sum(services: Services) -> int:
+    """Sum of every account's posted balance (users cached, system derived): 0 when the books balance."""
+    from sqlalchemy import func
+
+    import ledger
+    from ledger.tables import accounts
+
+    with services.sessions() as session:
+        users_total = session.execute(
+            select(func.coalesce(func.sum(accounts.c.posted), 0)).where(accounts.c.kind == "user")
+        ).scalar_one()
+        return int(users_total) + sum(ledger.system_balances(session).values())
+
+
+def hold_entries(services: Services, hold_id: str) -> list[str]:
+    """The kinds of the ledger entries that touched a hold, in order."""
+    from ledger.tables import entries
+
+    with services.sessions() as session:
+        return list(session.execute(
+            select(entries.c.kind).where(entries.c.hold_id == hold_id).order_by(entries.c.id)
+        ).scalars())

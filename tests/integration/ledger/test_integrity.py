@@ -114,7 +114,7 @@ def test_swapped_entries_are_named(engine: Engine, sessions: sessionmaker[Sessio
         conn.execute(text("UPDATE ledger_entries SET seq = :s WHERE id = :a"), {"s": seqs[second], "a": first})
     report = _verify(sessions, signer)
     assert report.first_bad_entry == min(first, second)
-    assert {p["entry_id"] for p in report.problems if p["code"] == "hash_mismatch"} == {first, second}
+    assert {p["entry_id"] for p in report.problems if p["code"] == "hash_mismatch"} >= {first, second}
 
 
 def test_forged_entry_is_named(engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer) -> None:
