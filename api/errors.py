@@ -51,6 +51,14 @@ class ProblemApi(Api):  # type: ignore[misc]
 
     ERROR_SCHEMA = ProblemSchema
 
+    def _register_responses(self) -> None:
+        """Document every error response as application/problem+json (what handlers send)."""
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM_JSON
+        try:
+            super()._register_responses()
+        finally:
+            del self.DEFAULT_RESPONSE_CONTENT_TYPE  # back to the class default for success answers
+
     def handle_http_exception(self, error: HTTPException) -> Response:
         """Turn any HTTPException (abort, routing, validation) into problem+json."""
         if error.response is not None and error.response.mimetype == PROBLEM_JSON:

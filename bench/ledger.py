@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import ledger  # noqa: E402
-from ledger.tables import unsealed  # noqa: E402
-from runtime.db import make_engine  # noqa: E402
-from runtime.migrate import upgrade  # noqa: E402
+import ledger
+from ledger.tables import unsealed
+from runtime.db import make_engine
+from runtime.migrate import upgrade
 
 THREADS = 8
 ACCOUNTS = 1000
@@ -50,7 +50,9 @@ def throwaway_database(base_url: str) -> Iterator[Engine]:
     name = f"cf_bench_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(admin_url.set(database=name).render_as_string(hide_password=False), pool_size=THREADS)
+    engine = make_engine(
+        admin_url.set(database=name).render_as_string(hide_password=False), pool_size=THREADS
+    )
     try:
         upgrade(engine)
         yield engine
@@ -66,15 +68,27 @@ def setup(factory: sessionmaker[Session], engine: Engine) -> list[str]:
     users = [f"user-{i}" for i in range(ACCOUNTS)] + ["hot"]
     for start in range(0, len(users), 100):
         with factory.begin() as session:
-            for user in users[start:start + 100]:
+            for user in users[start : start + 100]:
                 ledger.ensure_user_account(session, user_id=user)
-                ledger.purchase(session, user_id=user, amount=1_000_000 * M, rail="stripe",
-                                reference=f"seed-{user}", idempotency_key=f"seed-{user}")
+                ledger.purchase(
+                    session,
+                    user_id=user,
+                    amount=1_000_000 * M,
+                    rail="stripe",
+                    reference=f"seed-{user}",
+                    idempotency_key=f"seed-{user}",
+                )
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE bench_floor (id integer PRIMARY KEY, balance bigint NOT NULL "
-                          "CHECK (balance >= 0))"))
-        conn.execute(text("INSERT INTO bench_floor SELECT g, 1000000000000 FROM generate_series(0, :n) g"),
-                     {"n": ACCOUNTS})
+        conn.execute(
+            text(
+                "CREATE TABLE bench_floor (id integer PRIMARY KEY, balance bigint NOT NULL "
+                "CHECK (balance >= 0))"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO bench_floor SELECT g, 1000000000000 FROM generate_series(0, :n) g"),
+            {"n": ACCOUNTS},
+        )
     return users
 
 
@@ -157,25 +171,40 @@ class Sealer:
         self._thread.join()
 
 
-def ledger_pairs(factory: sessionmaker[Session], pick: Callable[[random.Random], str],
-                 charged: dict[str, int], lock: threading.Lock) -> Callable[[int, random.Random], None]:
+def ledger_pairs(
+    factory: sessionmaker[Session],
+    pick: Callable[[random.Random], str],
+    charged: dict[str, int],
+    lock: threading.Lock,
+) -> Callable[[int, random.Random], None]:
     """One hold (3 credits) and one capture (1..3 credits), each in its own transaction."""
+
     def pair(index: int, rng: random.Random) -> None:
         user = pick(rng)
         key = uuid.uuid4().hex
         now = datetime.now(UTC)
         with factory.begin() as session:
-            held = ledger.hold(session, user_id=user, amount=3 * M, expires_at=now + timedelta(minutes=10),
-                               reference=f"job-{key}", idempotency_key=f"h-{key}", now=now)
+            held = ledger.hold(
+                session,
+                user_id=user,
+                amount=3 * M,
+                expires_at=now + timedelta(minutes=10),
+                reference=f"job-{key}",
+                idempotency_key=f"h-{key}",
+                now=now,
+            )
         amount = rng.randint(1, 3) * M
         with factory.begin() as session:
             ledger.capture(session, hold_id=held.id, amount=amount, idempotency_key=f"c-{key}")
         with lock:
             charged[user] = charged.get(user, 0) + amount
+
     return pair
 
 
-def floor_updates(engine: Engine, pick: Callable[[random.Random], int]) -> Callable[[int, random.Random], None]:
+def floor_updates(
+    engine: Engine, pick: Callable[[random.Random], int]
+) -> Callable[[int, random.Random], None]:
     """The floor: one raw conditional update per transaction, same engine and pool."""
     statement = text("UPDATE bench_floor SET balance = balance - 1 WHERE id = :id AND balance >= 1")
 
@@ -183,6 +212,7 @@ def floor_updates(engine: Engine, pick: Callable[[random.Random], int]) -> Calla
         with engine.begin() as conn:
             if conn.execute(statement, {"id": pick(rng)}).rowcount != 1:
                 raise RuntimeError("floor update refused")
+
     return update
 
 
@@ -197,8 +227,9 @@ def check_invariants(factory: sessionmaker[Session], charged: dict[str, int]) ->
     return violations
 
 
-def scenario(name: str, engine: Engine, factory: sessionmaker[Session], users: list[str], seconds: float,
-             hot: bool) -> tuple[float, float, int, Sealer]:
+def scenario(
+    *, engine: Engine, factory: sessionmaker[Session], users: list[str], seconds: float, hot: bool
+) -> tuple[float, float, int, Sealer]:
     """Measure ledger pairs for `seconds`, then the floor with the same number of updates."""
     charged: dict[str, int] = {}
     lock = threading.Lock()
@@ -223,28 +254,38 @@ def main() -> int:
     with throwaway_database(url) as engine:
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         users = setup(factory, engine)
-        print(f"PostgreSQL, {THREADS} client threads, pool {THREADS}; floor = raw single-statement UPDATE "
-              "per transaction\n")
-        print(f"{'scenario':<14}{'pairs/s':>10}{'floor upd/s':>13}{'pair:upd':>10}{'pair:upd/2':>12}"
-              f"{'violations':>12}{'max unsealed':>14}")
+        print(
+            f"PostgreSQL, {THREADS} client threads, pool {THREADS}; floor = raw single-statement UPDATE "
+            "per transaction\n"
+        )
+        print(
+            f"{'scenario':<14}{'pairs/s':>10}{'floor upd/s':>13}{'pair:upd':>10}{'pair:upd/2':>12}"
+            f"{'violations':>12}{'max unsealed':>14}"
+        )
         total_violations = 0
         backlog_ok = True
         for name, hot in (("1000 accounts", False), ("hot account", True)):
-            rate, floor_rate, violations, sealer = scenario(name, engine, factory, users, args.seconds, hot)
+            rate, floor_rate, violations, sealer = scenario(
+                engine=engine, factory=factory, users=users, seconds=args.seconds, hot=hot
+            )
             entries_per_s = 2 * rate
             backlog_s = sealer.max_backlog / entries_per_s
             backlog_ok &= backlog_s < 5
             total_violations += violations
-            print(f"{name:<14}{rate:>10.0f}{floor_rate:>13.0f}{rate / floor_rate:>10.1%}"
-                  f"{2 * rate / floor_rate:>12.1%}{violations:>12}{backlog_s:>12.2f} s")
+            print(
+                f"{name:<14}{rate:>10.0f}{floor_rate:>13.0f}{rate / floor_rate:>10.1%}"
+                f"{2 * rate / floor_rate:>12.1%}{violations:>12}{backlog_s:>12.2f} s"
+            )
         with factory.begin() as session:
             while ledger.seal(session, signer=ledger.signer_from_key(KEY)):
                 pass
         with factory() as session:
             report = ledger.verify(session, verifier=ledger.verifier_from_key(KEY))
         rate = report.entries_checked / report.seconds
-        print(f"\nverify: {report.entries_checked} entries, {report.checkpoints_checked} checkpoints in "
-              f"{report.seconds:.2f} s = {rate:,.0f} entries/s, ok={report.ok}")
+        print(
+            f"\nverify: {report.entries_checked} entries, {report.checkpoints_checked} checkpoints in "
+            f"{report.seconds:.2f} s = {rate:,.0f} entries/s, ok={report.ok}"
+        )
         if not report.ok:
             print(f"  problems: {report.problems[:5]}")
         print(f"invariant violations: {total_violations}; sealing kept up (< 5 s backlog): {backlog_ok}")

@@ -28,8 +28,12 @@ def utc(moment: datetime | str) -> datetime:
 
 
 def micros(moment: datetime | str) -> int:
-    """Microseconds since the Unix epoch (UTC) of a timestamp."""
-    return (utc(moment) - _EPOCH) // _MICROSECOND
+    """Microseconds since the Unix epoch (UTC) of a timestamp; naive values are read as UTC."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def _field(value: Field) -> bytes:
@@ -49,7 +53,14 @@ def canonical(*fields: Field) -> bytes:
     return b"".join(_field(value) for value in fields)
 
 
-def entry_body(
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return b"N"
+    data = value.encode()
+    return b"S" + _LEN.pack(len(data)) + data
+
+
+def entry_body(  # noqa: PLR0917 - a fixed, ordered field list is the point
     kind: str,
     counterparty_id: int,
     amount: int,
@@ -59,15 +70,24 @@ def entry_body(
     idempotency_key: str | None,
     created_at_us: int,
 ) -> bytes:
-    """SHA-256 of what an entry says happened (everything but its place in the account chain)."""
-    data = canonical(
-        ENTRY_VERSION, kind, counterparty_id, amount, hold_id, lot_id, reference, idempotency_key,
-        created_at_us,
-    )
+    """SHA-256 of what an entry says happened (everything but its place in the account chain).
+
+    Same bytes as canonical(ENTRY_VERSION, kind, counterparty_id, amount, hold_id, lot_id,
+    reference, idempotency_key, created_at_us), spelled out because verify() runs it per entry.
+    """
+    data = b"".join((
+        _ENTRY_PREFIX, _text(kind), b"I", _INT.pack(counterparty_id), b"I", _INT.pack(amount), _text(hold_id),
+        b"N" if lot_id is None else b"I" + _INT.pack(lot_id), _text(reference), _text(idempotency_key),
+        b"I", _INT.pack(created_at_us),
+    ))
     return hashlib.sha256(data).digest()
 
 
-def link(prev: bytes, account_id: int, seq: int, posted: int, held: int, debt: int, body: bytes) -> bytes:
+_ENTRY_PREFIX = canonical(ENTRY_VERSION)
+
+
+def link(  # noqa: PLR0917 - mirrors the `ledger_link` SQL function
+    prev: bytes, account_id: int, seq: int, posted: int, held: int, debt: int, body: bytes) -> bytes:
     """An entry's hash: chains the previous hash, its position, the balances after it and its body.
 
     The database computes the same value with the `ledger_link` SQL function inside the

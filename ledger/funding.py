@@ -70,7 +70,7 @@ def _take_back(
     replay = claim(session, key=key, operation=kind, request=request, now=now)
     if replay is not None:
         return replay
-    covered = max(0, min(amount, account.posted))
+    covered = max(0, min(amount, account.posted - account.held))
     shortfall = amount - covered
     entry_ids = []
     if covered:

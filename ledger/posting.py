@@ -116,4 +116,4 @@ def lock_account(session: Session, user_id: str | None = None, *, account_id: in
     ).one_or_none()
     if row is None:
         raise AccountNotFound(str(user_id if account_id is None else account_id))
-    return row
+    return row  # type: ignore[return-value]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,12 +63,15 @@ def seal(
     prev_hash = previous.hash if previous else canonical.ZERO_HASH
     root = merkle.root([row.hash for row in rows])
     message = canonical.checkpoint_bytes(number, prev_hash, root, len(rows), canonical.micros(now))
-    values = {
-        "number": number, "prev_hash": prev_hash, "root": root, "size": len(rows), "created_at": now,
-        "algorithm": signer.algorithm, "key_id": signer.key_id, "signature": signer.sign(message),
-        "hash": hashlib.sha256(message).digest(),
-    }
-    checkpoint_id = session.execute(insert(checkpoints).values(**values).returning(checkpoints.c.id)).scalar()
+    checkpoint = Checkpoint(
+        id=0, number=number, prev_hash=prev_hash, root=root, size=len(rows), created_at=now,
+        algorithm=signer.algorithm, key_id=signer.key_id, signature=signer.sign(message),
+        hash=hashlib.sha256(message).digest(),
+    )
+    values = {name: value for name, value in asdict(checkpoint).items() if name != "id"}
+    checkpoint_id = int(
+        session.execute(insert(checkpoints).values(**values).returning(checkpoints.c.id)).scalar_one()
+    )
     session.execute(
         insert(checkpoint_leaves),
         [
@@ -75,7 +79,7 @@ def seal(
             for index, row in enumerate(rows)
         ],
     )
-    return Checkpoint(id=int(checkpoint_id or 0), **values)
+    return replace(checkpoint, id=checkpoint_id)
 
 
 def _hex(value: bytes | None) -> str | None:

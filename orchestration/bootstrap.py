@@ -35,9 +35,13 @@ def bootstrap(settings: Settings | None = None) -> Services:
     """Wire adapters from settings; opens nothing until first use (pools are lazy)."""
     settings = settings or get_settings()
     engine = make_engine(settings.database_url, pool_size=settings.DATABASE_POOL_SIZE)
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, decode_responses=True, health_check_interval=30, socket_connect_timeout=5
+    # Every SSE reader blocks on its own connection (XREAD BLOCK): size the pool for all threads,
+    # and make a request wait for a free connection rather than fail when they are all taken.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL, max_connections=settings.redis_max_connections, timeout=10, decode_responses=True,
+        health_check_interval=30, socket_connect_timeout=5,
     )
+    client = redis.Redis(connection_pool=pool)
     return Services(settings, engine, make_session_factory(engine), client, make_producer(settings))
 
 

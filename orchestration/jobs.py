@@ -69,7 +69,7 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
                 reference=f"job:{job_id}",
                 idempotency_key=f"job:{job_id}",
             )
-            session.execute(
+            row = session.execute(
                 jobs.insert().values(
                     id=job_id,
                     user_id=command.user_id,
@@ -87,8 +87,11 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
                     api_key_id=command.api_key_id,
                     time_limit_s=time_limit_s,
                     created_at=now,
+                    enqueued_at=now,
+                    enqueues=1,
                 )
-            )
+                .returning(*jobs.c)
+            ).one()
     except IntegrityError:
         # A concurrent request with the same idempotency key won the insert; answer its job.
         if command.idempotency_key:
@@ -97,16 +100,24 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
                 return existing, False
         raise
     progress.publish_job_event(services.redis, job_id, "queued", held=hold.amount, spent=0)
-    enqueue(services, job_id=job_id, queue=queue, priority=command.priority)
-    return get_job(services, user_id=command.user_id, job_id=job_id), True
+    if not _send(services, job_id=job_id, queue=queue, priority=command.priority):
+        with transaction(services.sessions) as session:  # tell the reaper to send it again soon
+            session.execute(update(jobs).where(jobs.c.id == job_id).values(enqueued_at=None))
+    return row, True
 
 
-def enqueue(services: Services, *, job_id: str, queue: str, priority: int) -> bool:
-    """Send the saga and note it; a broker outage leaves the job for the reaper to re-send."""
+def _send(services: Services, *, job_id: str, queue: str, priority: int) -> bool:
     try:
         sagas.send(services.producer, sagas.job_saga(queue), job_id, priority=priority)
     except Exception:  # the broker may be down: the job stays queued, the reaper re-sends it
         log.exception("could not enqueue job %s; the reaper will retry", job_id)
+        return False
+    return True
+
+
+def enqueue(services: Services, *, job_id: str, queue: str, priority: int) -> bool:
+    """Send the saga again (the reaper) and count it; duplicates are harmless, `run` claims once."""
+    if not _send(services, job_id=job_id, queue=queue, priority=priority):
         return False
     with transaction(services.sessions) as session:
         session.execute(

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 
 import ledger
 from ledger.tables import holds
@@ -84,9 +84,15 @@ def _resend_lost(services: Services, now: datetime, *, epoch_lost: bool) -> tupl
     settings = services.settings
     if epoch_lost:
         lost = jobs.c.status == "queued"
-    else:  # the send after commit failed (broker down at the time)
+    else:
+        # The send after commit failed (enqueued_at cleared), or the process died between commit
+        # and send: after a while a queued job gets its saga again (a duplicate is harmless).
         cutoff = now - timedelta(seconds=settings.JOB_REENQUEUE_AFTER_S)
-        lost = and_(jobs.c.status == "queued", jobs.c.enqueued_at.is_(None), jobs.c.created_at < cutoff)
+        resend = now - timedelta(seconds=settings.JOB_RESEND_AFTER_S)
+        lost = and_(
+            jobs.c.status == "queued",
+            or_(and_(jobs.c.enqueued_at.is_(None), jobs.c.created_at < cutoff), jobs.c.enqueued_at < resend),
+        )
     too_old = and_(
         jobs.c.status == "queued", jobs.c.created_at < now - timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_S)
     )

@@ -153,6 +153,7 @@ def settle(services: Services, *, job_id: str) -> str | None:
                 return_daily_allowance(
                     session, key_id=row.api_key_id, amount=row.cost_held - row.cost_charged
                 )
+            balance = ledger.balance(session, user_id=row.user_id)
     except ledger.HoldAlreadyResolved as exc:
         # The hold expired before settlement (it must outlive the time limit; this is the backstop):
         # the job fails and nothing is charged.
@@ -171,7 +172,7 @@ def settle(services: Services, *, job_id: str) -> str | None:
         status=row.status,
         result=row.result,
     )
-    notify_balance(services, row.user_id)
+    notify_balance(services, row.user_id, balance)
     return str(row.status)
 
 
@@ -208,10 +209,11 @@ def fail(
         _void(session, ended.hold_id, key=f"compensate:{job_id}")
         if ended.api_key_id:
             return_daily_allowance(session, key_id=ended.api_key_id, amount=ended.cost_held)
+        balance = ledger.balance(session, user_id=ended.user_id)
     progress.publish_job_event(
         services.redis, job_id, "failed", held=ended.cost_held, spent=0, status="failed", error=error
     )
-    notify_balance(services, ended.user_id)
+    notify_balance(services, ended.user_id, balance)
     return True
 
 
@@ -223,10 +225,11 @@ def _void(session: Any, hold_id: str | None, *, key: str) -> None:
         ledger.void(session, hold_id=hold_id, idempotency_key=key)
 
 
-def notify_balance(services: Services, user_id: str) -> None:
-    """Publish the user's new balance on their event stream."""
-    with services.sessions() as session:
-        balance = ledger.balance(session, user_id=user_id)
+def notify_balance(services: Services, user_id: str, balance: ledger.Balance | None = None) -> None:
+    """Publish the user's new balance (read now unless given) on their event stream."""
+    if balance is None:
+        with services.sessions() as session:
+            balance = ledger.balance(session, user_id=user_id)
     progress.publish_user_event(
         services.redis,
         user_id,

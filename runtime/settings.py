@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     API_HOST: str = "127.0.0.1"
     API_PORT: int = Field(8000, ge=1, le=65535)
     API_WORKERS: int = Field(2, ge=1, le=64)
-    API_THREADS: int = Field(32, ge=1, le=1024)
+    API_THREADS: int = Field(64, ge=1, le=1024)
     FLOWER_PORT: int = Field(5555, ge=1, le=65535)
     METRICS_ENABLED: bool = True
 
@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     SEAL_INTERVAL_S: float = Field(5.0, gt=0)
     JOB_QUEUE_TIMEOUT_S: int = Field(3600, ge=10)
     JOB_REENQUEUE_AFTER_S: int = Field(30, ge=1)
+    JOB_RESEND_AFTER_S: int = Field(300, ge=10)
+    REDIS_MAX_CONNECTIONS: int = Field(0, ge=0, le=100_000)
     SSE_HEARTBEAT_S: float = Field(15.0, gt=0, le=120)
     TASK_SOFT_TIME_LIMIT_S: int = Field(300, ge=1)
     AGENT_TIME_LIMIT_S: int = Field(1800, ge=1)
@@ -169,6 +171,11 @@ class Settings(BaseSettings):
     def siwe_chain_ids(self) -> frozenset[int]:
         """Chain ids a Sign-In With Ethereum message may name."""
         return frozenset(int(part) for part in self.SIWE_CHAIN_IDS.split(",") if part.strip())
+
+    @property
+    def redis_max_connections(self) -> int:
+        """Redis connections per process: REDIS_MAX_CONNECTIONS, else one per API thread and spare."""
+        return self.REDIS_MAX_CONNECTIONS or self.API_THREADS + 32
 
     @property
     def diagnostic_jobs(self) -> bool:

@@ -34,7 +34,9 @@ BASE_SETTINGS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session", params=backends())
-def api_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A fresh migrated database per backend, shared by the API tests (users are unique per test)."""
     with fresh_database(str(request.param), Path(tmp_path_factory.mktemp("apidb"))) as engine:
         yield engine.url.render_as_string(hide_password=False)
@@ -49,7 +51,9 @@ def make_app(api_database_url: str, redis_url: str) -> Iterator[AppFactory]:
     made: list[Services] = []
 
     def factory(**overrides: Any) -> tuple[Flask, Services]:
-        settings = load_settings(DATABASE_URL=api_database_url, REDIS_URL=redis_url, **{**BASE_SETTINGS, **overrides})
+        settings = load_settings(
+            DATABASE_URL=api_database_url, REDIS_URL=redis_url, **{**BASE_SETTINGS, **overrides}
+        )
         services = bootstrap(settings)
         made.append(services)
         app = create_app(settings, services)
@@ -88,8 +92,12 @@ def client(app: Flask) -> FlaskClient:
 def make_token(sub: str | None = None, *, secret: str = JWT_SECRET, **claims: Any) -> str:
     """A creditflow JWT for `sub` (a fresh random subject by default); claims override."""
     now = int(time.time())
-    body: dict[str, Any] = {"iss": "creditflow", "sub": sub or f"user-{uuid.uuid4().hex[:10]}", "iat": now,
-                            "exp": now + 600}
+    body: dict[str, Any] = {
+        "iss": "creditflow",
+        "sub": sub or f"user-{uuid.uuid4().hex[:10]}",
+        "iat": now,
+        "exp": now + 600,
+    }
     body.update(claims)
     return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm="HS256")
 
@@ -117,7 +125,8 @@ def assert_problem(answer: Any, status: int) -> dict[str, Any]:
     assert answer.status_code == status, (answer.status_code, answer.get_data(as_text=True)[:500])
     assert answer.content_type == "application/problem+json", answer.content_type
     body = answer.json
-    assert body["status"] == status and {"type", "title", "detail"} <= set(body)
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
     return dict(body)
 
 

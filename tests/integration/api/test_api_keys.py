@@ -15,17 +15,23 @@ from tests.integration.api.conftest import assert_problem, bearer, new_user
 
 def test_key_is_shown_once_stored_hashed_and_works(client: FlaskClient, services: Services) -> None:
     headers, me = new_user(client)
-    made = client.post("/api/v1/api-keys", headers=headers, json={"name": "laptop", "daily_credit_limit": "25.5"})
+    made = client.post(
+        "/api/v1/api-keys", headers=headers, json={"name": "laptop", "daily_credit_limit": "25.5"}
+    )
     assert made.status_code == 201
     key = made.json["key"]
-    assert key.startswith("cf_") and len(key) > 40 and made.json["prefix"] == key[:11]
+    assert key.startswith("cf_")
+    assert len(key) > 40
+    assert made.json["prefix"] == key[:11]
     assert made.json["daily_credit_limit"] == "25.5"
     with transaction(services.sessions) as session:
         row = session.execute(select(api_keys).where(api_keys.c.id == made.json["id"])).one()
-    assert row.key_hash == hash_key(key) and key not in str(tuple(row))
+    assert row.key_hash == hash_key(key)
+    assert key not in str(tuple(row))
     listed = client.get("/api/v1/api-keys", headers=headers).json
     assert [item["prefix"] for item in listed["items"]] == [key[:11]]
-    assert "key" not in listed["items"][0] and key not in str(listed)
+    assert "key" not in listed["items"][0]
+    assert key not in str(listed)
     # The key authenticates as its user, and carries its limit on the auth context.
     assert client.get("/api/v1/me", headers=bearer(key)).json["id"] == me["id"]
     assert client.get("/api/v1/credits/balance", headers=bearer(key)).status_code == 200
@@ -39,14 +45,20 @@ def test_key_is_shown_once_stored_hashed_and_works(client: FlaskClient, services
 
 def test_auth_context_exposes_key_and_limit(client: FlaskClient) -> None:
     headers, me = new_user(client)
-    key = client.post("/api/v1/api-keys", headers=headers, json={"name": "bot", "daily_credit_limit": "3"}).json
+    key = client.post(
+        "/api/v1/api-keys", headers=headers, json={"name": "bot", "daily_credit_limit": "3"}
+    ).json
     app = client.application
     with app.test_request_context("/api/v1/me", headers=bearer(key["key"])):
         from api.auth import current_auth
 
         auth = current_auth()
     assert (auth.user_id, auth.method, auth.api_key_id, auth.daily_credit_limit) == (
-        me["id"], "api_key", key["id"], 3_000_000)
+        me["id"],
+        "api_key",
+        key["id"],
+        3_000_000,
+    )
     assert auth.is_admin is False
 
 
@@ -62,12 +74,17 @@ def test_someone_elses_key_is_a_404(client: FlaskClient) -> None:
 
 def test_keys_paginate_newest_first_and_bodies_are_validated(client: FlaskClient) -> None:
     headers, _ = new_user(client)
-    made = [client.post("/api/v1/api-keys", headers=headers, json={"name": f"k{i}"}).json["id"] for i in range(5)]
+    made = [
+        client.post("/api/v1/api-keys", headers=headers, json={"name": f"k{i}"}).json["id"] for i in range(5)
+    ]
     seen: list[str] = []
     cursor = None
     while True:
-        page = client.get("/api/v1/api-keys", headers=headers,
-                          query_string={"limit": 2} | ({"cursor": cursor} if cursor else {})).json
+        page = client.get(
+            "/api/v1/api-keys",
+            headers=headers,
+            query_string={"limit": 2} | ({"cursor": cursor} if cursor else {}),
+        ).json
         seen += [item["id"] for item in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
@@ -80,7 +97,9 @@ def test_keys_paginate_newest_first_and_bodies_are_validated(client: FlaskClient
 
 def test_daily_allowance_is_counted_per_utc_day(client: FlaskClient, services: Services) -> None:
     headers, _ = new_user(client)
-    key_id = client.post("/api/v1/api-keys", headers=headers, json={"name": "b", "daily_credit_limit": "10"}).json["id"]
+    key_id = client.post(
+        "/api/v1/api-keys", headers=headers, json={"name": "b", "daily_credit_limit": "10"}
+    ).json["id"]
     day = date(2030, 1, 1)
     with transaction(services.sessions) as session:
         assert reserve_daily_allowance(session, key_id=key_id, amount=6_000_000, today=day)

@@ -46,8 +46,14 @@ class Jwks:
 
     def token(self, kid: str, **claims: Any) -> str:
         now = int(time.time())
-        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "oidc-user", "iat": now, "exp": now + 300,
-                "email": "o@example.com"} | claims
+        body = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "oidc-user",
+            "iat": now,
+            "exp": now + 300,
+            "email": "o@example.com",
+        } | claims
         return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
 
@@ -57,7 +63,7 @@ def jwks() -> Iterator[Jwks]:
     state = Jwks()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             state.fetches += 1
             body = state.document()
             self.send_response(200)
@@ -81,8 +87,11 @@ def jwks() -> Iterator[Jwks]:
 @pytest.fixture
 def oidc_client(make_app: AppFactory, jwks: Jwks) -> FlaskClient:
     """An app that accepts ID tokens of the local issuer (refresh cooldown off, to test rotation)."""
-    app, _ = make_app(OIDC_ISSUERS=[{"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": jwks.url,
-                                     "jwks_refresh_cooldown_s": 0}])
+    app, _ = make_app(
+        OIDC_ISSUERS=[
+            {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": jwks.url, "jwks_refresh_cooldown_s": 0}
+        ]
+    )
     return app.test_client()
 
 
@@ -123,7 +132,9 @@ def test_builtin_tokens_are_checked(client: FlaskClient) -> None:
         answer = client.get("/api/v1/me", headers=bearer(token))
         assert answer.status_code == 401, name
         assert token not in answer.get_data(as_text=True), name
-    assert client.get("/api/v1/me", headers=bearer(make_token(exp=now - 10))).status_code == 200  # within leeway
+    assert (
+        client.get("/api/v1/me", headers=bearer(make_token(exp=now - 10))).status_code == 200
+    )  # within leeway
     for header in ({"Authorization": f"Basic {good}"}, {"Authorization": "Bearer "}, {}):
         assert_problem(client.get("/api/v1/me", headers=header), 401)
 
@@ -133,13 +144,16 @@ def test_oidc_tokens_verify_against_the_jwks(oidc_client: FlaskClient, jwks: Jwk
     sub = f"oidc-{uuid.uuid4().hex[:8]}"
     me = oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k1", sub=sub)))
     assert me.status_code == 200, me.json
-    assert me.json["external_id"] == f"{ISSUER}#{sub}" and me.json["email"] == "o@example.com"
+    assert me.json["external_id"] == f"{ISSUER}#{sub}"
+    assert me.json["email"] == "o@example.com"
     # The same subject from the built-in issuer is another user: issuers cannot impersonate each other.
     assert oidc_client.get("/api/v1/me", headers=bearer(make_token(sub=sub))).json["id"] != me.json["id"]
     # A rotated-in key is fetched when an unknown kid shows up.
     jwks.add("k2")
     fetches = jwks.fetches
-    assert oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k2", sub=sub))).json["id"] == me.json["id"]
+    assert (
+        oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k2", sub=sub))).json["id"] == me.json["id"]
+    )
     assert jwks.fetches == fetches + 1
     assert oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k2", sub=sub))).status_code == 200
     assert jwks.fetches == fetches + 1  # cached
@@ -148,8 +162,11 @@ def test_oidc_tokens_verify_against_the_jwks(oidc_client: FlaskClient, jwks: Jwk
 def test_oidc_attacks_are_refused(oidc_client: FlaskClient, jwks: Jwks) -> None:
     jwks.add("k1")
     now = int(time.time())
-    public_pem = jwks.keys["k1"].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = (
+        jwks.keys["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "iat": now, "exp": now + 300}
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     header = _b64({"alg": "HS256", "typ": "JWT", "kid": "k1"})
@@ -162,9 +179,15 @@ def test_oidc_attacks_are_refused(oidc_client: FlaskClient, jwks: Jwks) -> None:
     attacks = {
         "wrong audience": jwks.token("k1", aud="someone-else"),
         "expired": jwks.token("k1", exp=now - 3600),
-        "no exp": jwt.encode({k: v for k, v in claims.items() if k != "exp"}, jwks.keys["k1"], algorithm="RS256",
-                             headers={"kid": "k1"}),
-        "signed by a stranger with a known kid": jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": "k1"}),
+        "no exp": jwt.encode(
+            {k: v for k, v in claims.items() if k != "exp"},
+            jwks.keys["k1"],
+            algorithm="RS256",
+            headers={"kid": "k1"},
+        ),
+        "signed by a stranger with a known kid": jwt.encode(
+            claims, stranger, algorithm="RS256", headers={"kid": "k1"}
+        ),
         "unknown kid": jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": "nope"}),
         "HS256 signed with the issuer's public key": confused,
         "alg none": _b64({"alg": "none"}) + "." + payload + ".",
@@ -177,8 +200,11 @@ def test_oidc_attacks_are_refused(oidc_client: FlaskClient, jwks: Jwks) -> None:
 
 def test_unreachable_jwks_is_a_503(make_app: AppFactory, jwks: Jwks) -> None:
     jwks.add("k1")
-    app, _ = make_app(OIDC_ISSUERS=[{"issuer": ISSUER, "audience": AUDIENCE,
-                                     "jwks_url": f"http://127.0.0.1:{free_port()}/jwks.json"}])
+    app, _ = make_app(
+        OIDC_ISSUERS=[
+            {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": f"http://127.0.0.1:{free_port()}/jwks.json"}
+        ]
+    )
     assert_problem(app.test_client().get("/api/v1/me", headers=bearer(jwks.token("k1"))), 503)
 
 
@@ -186,7 +212,13 @@ def test_admin_role_and_admin_subjects(make_app: AppFactory, client: FlaskClient
     sub = f"boss-{uuid.uuid4().hex[:8]}"
     assert_problem(client.get("/api/v1/admin/ledger/verify", headers=bearer(make_token(sub=sub))), 403)
     assert_problem(client.get("/api/v1/admin/ledger/verify", headers=bearer(make_token(roles="admin"))), 403)
-    assert client.get("/api/v1/admin/ledger/verify", headers=bearer(make_token(roles=["admin"]))).status_code == 200
+    assert (
+        client.get("/api/v1/admin/ledger/verify", headers=bearer(make_token(roles=["admin"]))).status_code
+        == 200
+    )
     app, _ = make_app(ADMIN_SUBJECTS=f"someone,{sub}")
-    assert app.test_client().get("/api/v1/admin/ledger/verify", headers=bearer(make_token(sub=sub))).status_code == 200
+    assert (
+        app.test_client().get("/api/v1/admin/ledger/verify", headers=bearer(make_token(sub=sub))).status_code
+        == 200
+    )
     assert_problem(client.get("/api/v1/admin/ledger/verify"), 401)

@@ -41,15 +41,22 @@ def test_per_ip_and_auth_limits(make_app: AppFactory) -> None:
     assert int(limited.headers["Retry-After"]) >= 1
     assert client.post("/api/v1/auth/siwe/nonce", environ_base=_ip()).status_code == 200
     # The per-IP limit (4/minute: three nonce requests so far) covers every route, whoever calls.
-    assert client.get("/api/v1/credits/balance", headers=bearer(make_token()), environ_base=environ).status_code == 200
-    assert_problem(client.get("/api/v1/credits/balance", headers=bearer(make_token()), environ_base=environ), 429)
+    assert (
+        client.get("/api/v1/credits/balance", headers=bearer(make_token()), environ_base=environ).status_code
+        == 200
+    )
+    assert_problem(
+        client.get("/api/v1/credits/balance", headers=bearer(make_token()), environ_base=environ), 429
+    )
 
 
 def test_limits_can_be_switched_off(make_app: AppFactory) -> None:
     app, _ = make_app(RATE_LIMITS_ENABLED=False, RATE_LIMIT_AUTH="1/minute")
     client = app.test_client()
     environ = _ip()
-    assert all(client.post("/api/v1/auth/siwe/nonce", environ_base=environ).status_code == 200 for _ in range(3))
+    assert all(
+        client.post("/api/v1/auth/siwe/nonce", environ_base=environ).status_code == 200 for _ in range(3)
+    )
 
 
 def test_oversized_bodies_are_413(client: FlaskClient) -> None:
@@ -61,8 +68,12 @@ def test_oversized_bodies_are_413(client: FlaskClient) -> None:
 
 def test_bad_requests_are_problem_json(client: FlaskClient) -> None:
     headers = bearer(make_token())
-    assert_problem(client.post("/api/v1/api-keys", headers=headers | {"Content-Type": "application/json"},
-                               data=b"{not json"), 400)
+    assert_problem(
+        client.post(
+            "/api/v1/api-keys", headers=headers | {"Content-Type": "application/json"}, data=b"{not json"
+        ),
+        400,
+    )
     assert_problem(client.post("/api/v1/api-keys", headers=headers, json={"name": "k", "surprise": 1}), 422)
     assert_problem(client.get("/api/v1/nothing-here", headers=headers), 404)
     assert_problem(client.put("/api/v1/credits/balance", headers=headers), 405)

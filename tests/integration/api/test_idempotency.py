@@ -15,10 +15,15 @@ from runtime.db import transaction
 from tests.integration.api.conftest import admin_headers, assert_problem, new_user
 
 
-def _grant(client: FlaskClient, headers: dict[str, str], key: str | None, user_id: str, credits: str = "5") -> Any:
+def _grant(
+    client: FlaskClient, headers: dict[str, str], key: str | None, user_id: str, credits: str = "5"
+) -> Any:
     extra = {"Idempotency-Key": key} if key else {}
-    return client.post("/api/v1/admin/grants", headers=headers | extra,
-                       json={"user_id": user_id, "credits": credits, "reason": "idem"})
+    return client.post(
+        "/api/v1/admin/grants",
+        headers=headers | extra,
+        json={"user_id": user_id, "credits": credits, "reason": "idem"},
+    )
 
 
 def test_same_key_and_body_replays_the_first_answer(client: FlaskClient) -> None:
@@ -28,7 +33,8 @@ def test_same_key_and_body_replays_the_first_answer(client: FlaskClient) -> None
     first = _grant(client, admin, key, me["id"])
     assert first.status_code == 201
     again = _grant(client, admin, key, me["id"])
-    assert again.status_code == 201 and again.json == first.json
+    assert again.status_code == 201
+    assert again.json == first.json
     assert again.headers["Idempotent-Replayed"] == "true"
     assert client.get("/api/v1/credits/balance", headers=user_headers).json["posted"] == "1005"
     assert_problem(_grant(client, admin, key, me["id"], credits="6"), 409)
@@ -49,19 +55,25 @@ def test_a_request_still_in_flight_is_a_409(client: FlaskClient, services: Servi
     with client.application.test_request_context("/api/v1/admin/grants", method="POST", json=body):
         print_ = fingerprint()
     with transaction(services.sessions) as session:  # the first request has claimed the key, not finished
-        claim = idempotency.claim(session, user_id=admin_id, key=key, fingerprint=print_, ttl=timedelta(days=1))
+        claim = idempotency.claim(
+            session, user_id=admin_id, key=key, fingerprint=print_, ttl=timedelta(days=1)
+        )
     assert claim.outcome == "new"
     answer = client.post("/api/v1/admin/grants", headers=admin | {"Idempotency-Key": key}, json=body)
     problem = assert_problem(answer, 409)
-    assert problem["type"].endswith("idempotency-request-in-flight") and answer.headers["Retry-After"] == "1"
+    assert problem["type"].endswith("idempotency-request-in-flight")
+    assert answer.headers["Retry-After"] == "1"
 
 
 def test_errors_release_the_key(client: FlaskClient) -> None:
     user_headers, me = new_user(client)
     admin = admin_headers()
     key = uuid.uuid4().hex
-    bad = client.post("/api/v1/admin/grants", headers=admin | {"Idempotency-Key": key},
-                      json={"user_id": "usr_nobody", "credits": "5", "reason": "idem"})
+    bad = client.post(
+        "/api/v1/admin/grants",
+        headers=admin | {"Idempotency-Key": key},
+        json={"user_id": "usr_nobody", "credits": "5", "reason": "idem"},
+    )
     assert_problem(bad, 404)
     assert _grant(client, admin, key, me["id"]).status_code == 201  # the key was not burnt by the 404
     assert client.get("/api/v1/credits/balance", headers=user_headers).json["posted"] == "1005"

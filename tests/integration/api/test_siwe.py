@@ -17,8 +17,13 @@ from tests.integration.api.conftest import SIWE_DOMAIN, assert_problem, bearer
 def _signed(client: FlaskClient, account: LocalAccount, **overrides: Any) -> dict[str, str]:
     nonce = overrides.pop("nonce", None) or client.post("/api/v1/auth/siwe/nonce").json["nonce"]
     fields: dict[str, Any] = {
-        "domain": SIWE_DOMAIN, "address": account.address, "uri": f"https://{SIWE_DOMAIN}/login",
-        "chain_id": 1, "nonce": nonce, "issued_at": datetime.now(UTC), "statement": "Sign in to creditflow.",
+        "domain": SIWE_DOMAIN,
+        "address": account.address,
+        "uri": f"https://{SIWE_DOMAIN}/login",
+        "chain_id": 1,
+        "nonce": nonce,
+        "issued_at": datetime.now(UTC),
+        "statement": "Sign in to creditflow.",
     } | overrides
     message = build_message(**fields)
     signature = Account.sign_message(encode_defunct(text=message), account.key).signature.hex()
@@ -32,7 +37,8 @@ def test_round_trip_gives_a_token_for_the_checksummed_address(client: FlaskClien
     assert answer.status_code == 200, answer.json
     assert answer.json["address"] == account.address
     me = client.get("/api/v1/me", headers=bearer(answer.json["token"])).json
-    assert me["external_id"] == account.address and me["balance"]["available"] == "1000"
+    assert me["external_id"] == account.address
+    assert me["balance"]["available"] == "1000"
     # The nonce is spent: the very same signed message cannot sign in again.
     assert_problem(client.post("/api/v1/auth/siwe/verify", json=body), 401)
     # Signing in again with a new nonce is the same user.
@@ -60,4 +66,6 @@ def test_bad_messages_are_refused_without_spending_the_nonce(client: FlaskClient
     good = client.post("/api/v1/auth/siwe/verify", json=_signed(client, account, nonce=nonce, chain_id=8453))
     assert good.status_code == 200, good.json
     assert_problem(client.post("/api/v1/auth/siwe/verify", json={"message": "x"}), 422)
-    assert_problem(client.post("/api/v1/auth/siwe/verify", json={"message": "x", "signature": "y", "z": 1}), 422)
+    assert_problem(
+        client.post("/api/v1/auth/siwe/verify", json={"message": "x", "signature": "y", "z": 1}), 422
+    )

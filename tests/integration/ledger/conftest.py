@@ -50,8 +50,14 @@ def new_user(sessions: sessionmaker[Session], user_id: str, *, paid: int = 0) ->
     with sessions.begin() as session:
         ledger.ensure_user_account(session, user_id=user_id)
         if paid:
-            ledger.purchase(session, user_id=user_id, amount=paid, rail="stripe", reference=f"seed-{user_id}",
-                            idempotency_key=f"seed-{user_id}")
+            ledger.purchase(
+                session,
+                user_id=user_id,
+                amount=paid,
+                rail="stripe",
+                reference=f"seed-{user_id}",
+                idempotency_key=f"seed-{user_id}",
+            )
 
 
 def in_threads(count: int, work: Callable[[int], T]) -> list[T | BaseException]:

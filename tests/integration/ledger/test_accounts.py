@@ -35,8 +35,9 @@ def test_welcome_grant_exactly_once_when_first_requests_race(
 def test_unknown_user_is_refused(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         with pytest.raises(ledger.AccountNotFound):
-            ledger.hold(session, user_id="ghost", amount=M, expires_at=later(), reference=None,
-                        idempotency_key="g")
+            ledger.hold(
+                session, user_id="ghost", amount=M, expires_at=later(), reference=None, idempotency_key="g"
+            )
         with pytest.raises(ledger.AccountNotFound):
             ledger.balance(session, user_id="ghost")
 
@@ -46,13 +47,20 @@ def test_amounts_must_be_positive_ints(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         for bad in (1.5, 0, -1, True, "5"):
             with pytest.raises(ledger.InvalidAmount):
-                ledger.hold(session, user_id="floaty", amount=bad,  # type: ignore[arg-type]
-                            expires_at=later(), reference=None, idempotency_key=f"bad-{bad!r}")
+                ledger.hold(
+                    session,
+                    user_id="floaty",
+                    amount=bad,  # type: ignore[arg-type]
+                    expires_at=later(),
+                    reference=None,
+                    idempotency_key=f"bad-{bad!r}",
+                )
 
 
 def _spend(session: Session, user: str, amount: int, key: str) -> None:
-    held = ledger.hold(session, user_id=user, amount=amount, expires_at=later(), reference=key,
-                       idempotency_key=f"h-{key}")
+    held = ledger.hold(
+        session, user_id=user, amount=amount, expires_at=later(), reference=key, idempotency_key=f"h-{key}"
+    )
     ledger.capture(session, hold_id=held.id, amount=amount, idempotency_key=f"c-{key}")
 
 
@@ -62,12 +70,25 @@ def test_lots_are_spent_by_priority_then_expiry_then_age_and_expire(
     now = datetime.now(UTC)
     new_user(sessions, "lots", paid=500 * M)
     with sessions.begin() as session:
-        soon = ledger.grant(session, user_id="lots", amount=100 * M, reason="soon", idempotency_key="g-soon",
-                            expires_at=now + timedelta(days=1))
-        later_lot = ledger.grant(session, user_id="lots", amount=100 * M, reason="later",
-                                 idempotency_key="g-later", expires_at=now + timedelta(days=2))
-        urgent = ledger.grant(session, user_id="lots", amount=50 * M, reason="urgent",
-                              idempotency_key="g-urgent", priority=-1)
+        soon = ledger.grant(
+            session,
+            user_id="lots",
+            amount=100 * M,
+            reason="soon",
+            idempotency_key="g-soon",
+            expires_at=now + timedelta(days=1),
+        )
+        later_lot = ledger.grant(
+            session,
+            user_id="lots",
+            amount=100 * M,
+            reason="later",
+            idempotency_key="g-later",
+            expires_at=now + timedelta(days=2),
+        )
+        urgent = ledger.grant(
+            session, user_id="lots", amount=50 * M, reason="urgent", idempotency_key="g-urgent", priority=-1
+        )
         # Order: urgent (priority -1), soon, later (expiry), welcome (no expiry, oldest).
         order = [lot.reason for lot in ledger.lots_of(session, user_id="lots")]
         assert order == ["urgent", "soon", "later", "welcome"]
@@ -94,12 +115,29 @@ def test_lot_expiry_never_takes_what_a_pending_hold_relies_on(
     now = datetime.now(UTC)
     with sessions.begin() as session:
         ledger.ensure_user_account(session, user_id="promo-only")
-        ledger.adjust(session, user_id="promo-only", amount=-1000 * M, reason="test: drop welcome",
-                      idempotency_key="drop")
-        ledger.grant(session, user_id="promo-only", amount=100 * M, reason="trial", idempotency_key="trial",
-                     expires_at=now + timedelta(hours=1))
-        held = ledger.hold(session, user_id="promo-only", amount=80 * M, expires_at=later(), reference="job",
-                           idempotency_key="h")
+        ledger.adjust(
+            session,
+            user_id="promo-only",
+            amount=-1000 * M,
+            reason="test: drop welcome",
+            idempotency_key="drop",
+        )
+        ledger.grant(
+            session,
+            user_id="promo-only",
+            amount=100 * M,
+            reason="trial",
+            idempotency_key="trial",
+            expires_at=now + timedelta(hours=1),
+        )
+        held = ledger.hold(
+            session,
+            user_id="promo-only",
+            amount=80 * M,
+            expires_at=later(),
+            reference="job",
+            idempotency_key="h",
+        )
         assert ledger.expire_lots(session, now=now + timedelta(hours=2)) == 1  # only the free 20
         assert ledger.balance(session, user_id="promo-only") == (80 * M, 80 * M, 0)
         ledger.capture(session, hold_id=held.id, amount=50 * M, idempotency_key="c")
@@ -114,27 +152,61 @@ def test_refund_and_clawback_go_into_debt_and_the_next_purchase_repays(
 ) -> None:
     new_user(sessions, "payer", paid=200 * M)
     with sessions.begin() as session:
-        held = ledger.hold(session, user_id="payer", amount=1100 * M, expires_at=later(), reference="job",
-                           idempotency_key="big")
-        refunded = ledger.refund(session, user_id="payer", amount=150 * M, rail="stripe", reference="pi_1",
-                                 idempotency_key="refund-1")
+        held = ledger.hold(
+            session,
+            user_id="payer",
+            amount=1100 * M,
+            expires_at=later(),
+            reference="job",
+            idempotency_key="big",
+        )
+        refunded = ledger.refund(
+            session,
+            user_id="payer",
+            amount=150 * M,
+            rail="stripe",
+            reference="pi_1",
+            idempotency_key="refund-1",
+        )
         # Only 100 was available (1200 posted, 1100 held): 50 goes to debt; the hold is untouched.
         assert (refunded.amount, refunded.to_debt) == (150 * M, 50 * M)
         assert ledger.balance(session, user_id="payer") == (1100 * M, 1100 * M, 0)
-        clawed = ledger.clawback(session, user_id="payer", amount=70 * M, rail="stripe", reference="dp_1",
-                                 idempotency_key="dispute-1")
+        clawed = ledger.clawback(
+            session,
+            user_id="payer",
+            amount=70 * M,
+            rail="stripe",
+            reference="dp_1",
+            idempotency_key="dispute-1",
+        )
         assert clawed.to_debt == 70 * M
         assert ledger.account(session, user_id="payer").debt == 120 * M
         assert ledger.system_balances(session)["debt"] == -120 * M
-        assert ledger.refund(session, user_id="payer", amount=150 * M, rail="stripe", reference="pi_1",
-                             idempotency_key="refund-1") == refunded  # replay
+        assert (
+            ledger.refund(
+                session,
+                user_id="payer",
+                amount=150 * M,
+                rail="stripe",
+                reference="pi_1",
+                idempotency_key="refund-1",
+            )
+            == refunded
+        )  # replay
         with pytest.raises(ledger.IdempotencyConflict) as conflict:
-            ledger.refund(session, user_id="payer", amount=151 * M, rail="stripe", reference="pi_1",
-                          idempotency_key="refund-1")
+            ledger.refund(
+                session,
+                user_id="payer",
+                amount=151 * M,
+                rail="stripe",
+                reference="pi_1",
+                idempotency_key="refund-1",
+            )
         assert conflict.value.field == "amount"
         ledger.void(session, hold_id=held.id, idempotency_key="v")
-        bought = ledger.purchase(session, user_id="payer", amount=500 * M, rail="paypal", reference="o_1",
-                                 idempotency_key="buy-2")
+        bought = ledger.purchase(
+            session, user_id="payer", amount=500 * M, rail="paypal", reference="o_1", idempotency_key="buy-2"
+        )
         assert bought.debt_repaid == 120 * M
         assert ledger.account(session, user_id="payer").debt == 0
         assert ledger.balance(session, user_id="payer") == (1480 * M, 0, 1480 * M)
@@ -146,7 +218,9 @@ def test_refund_and_clawback_go_into_debt_and_the_next_purchase_repays(
     check_ledger(sessions, signer)
 
 
-def test_transactions_newest_first_with_cursor(sessions: sessionmaker[Session], signer: ledger.Signer) -> None:
+def test_transactions_newest_first_with_cursor(
+    sessions: sessionmaker[Session], signer: ledger.Signer
+) -> None:
     new_user(sessions, "hist")
     with sessions.begin() as session:
         for i in range(3):
@@ -156,10 +230,13 @@ def test_transactions_newest_first_with_cursor(sessions: sessionmaker[Session], 
         page = ledger.transactions(session, user_id="hist", limit=4)
         kinds = [item["kind"] for item in page["items"]]
         assert kinds == ["capture", "hold", "capture", "hold"]
-        assert page["items"][0]["amount"] == -3 * M and page["items"][0]["job_id"] == "job-2"
-        assert page["items"][0]["balance_after"] == 994 * M and page["items"][0]["sealed"] is True
+        assert page["items"][0]["amount"] == -3 * M
+        assert page["items"][0]["job_id"] == "job-2"
+        assert page["items"][0]["balance_after"] == 994 * M
+        assert page["items"][0]["sealed"] is True
         rest = ledger.transactions(session, user_id="hist", limit=4, cursor=page["next_cursor"])
         assert [item["kind"] for item in rest["items"]] == ["capture", "hold", "grant"]
-        assert rest["next_cursor"] is None and rest["items"][-1]["amount"] == 1000 * M
+        assert rest["next_cursor"] is None
+        assert rest["items"][-1]["amount"] == 1000 * M
         with pytest.raises(ledger.InvalidCursor):
             ledger.transactions(session, user_id="hist", cursor="nope")

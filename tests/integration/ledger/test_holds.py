@@ -16,8 +16,14 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _hold(session: Session, user: str, amount: int, key: str, **extra: object) -> ledger.Hold:
-    return ledger.hold(session, user_id=user, amount=amount, expires_at=extra.pop("expires_at", later()),
-                       reference=extra.pop("reference", f"job-{key}"), idempotency_key=key)
+    return ledger.hold(
+        session,
+        user_id=user,
+        amount=amount,
+        expires_at=extra.pop("expires_at", later()),
+        reference=extra.pop("reference", f"job-{key}"),
+        idempotency_key=key,
+    )
 
 
 def test_capture_releases_the_rest_and_charges_revenue(
@@ -132,17 +138,21 @@ def test_capture_void_and_expiry_race_exactly_one_wins(
         def resolve(contender: int, hold_id: str = held.id, round_: int = round_) -> str:
             with sessions.begin() as session:
                 if contender % 3 == 0:
-                    return ledger.capture(session, hold_id=hold_id, amount=4 * M,
-                                          idempotency_key=f"c{round_}-{contender}").status
+                    return ledger.capture(
+                        session, hold_id=hold_id, amount=4 * M, idempotency_key=f"c{round_}-{contender}"
+                    ).status
                 if contender % 3 == 1:
-                    return ledger.void(session, hold_id=hold_id, idempotency_key=f"v{round_}-{contender}").status
+                    return ledger.void(
+                        session, hold_id=hold_id, idempotency_key=f"v{round_}-{contender}"
+                    ).status
                 swept = ledger.expire_holds(session, now=datetime.now(UTC) + timedelta(seconds=1))
                 return "expired" if swept else "nothing"
 
         results = in_threads(6, resolve)
         wins = [r for r in results if r in ("captured", "voided", "expired")]
         losers = [r for r in results if isinstance(r, ledger.HoldAlreadyResolved) or r == "nothing"]
-        assert len(wins) == 1 and len(losers) == 5, results
+        assert len(wins) == 1, results
+        assert len(losers) == 5, results
         with sessions() as session:
             assert ledger.get_hold(session, hold_id=held.id).status == wins[0]
             count = select(func.count()).select_from(entries).where(entries.c.hold_id == held.id)
@@ -162,21 +172,28 @@ def test_one_key_ten_concurrent_calls_make_one_hold(
             return _hold(session, "idem", 5 * M, "same-key", reference="job-1").id
 
     results = in_threads(10, place)
-    assert len(set(results)) == 1 and isinstance(results[0], str), results
+    assert len(set(results)) == 1, results
+    assert isinstance(results[0], str), results
     with sessions.begin() as session:
         assert ledger.balance(session, user_id="idem") == (1000 * M, 5 * M, 995 * M)
         with pytest.raises(ledger.IdempotencyConflict) as conflict:
             _hold(session, "idem", 6 * M, "same-key", reference="job-1")
-        assert conflict.value.field == "amount" and conflict.value.code == "idempotency_conflict"
+        assert conflict.value.field == "amount"
+        assert conflict.value.code == "idempotency_conflict"
 
     def settle(_: int) -> int:
         with sessions.begin() as session:
-            return ledger.capture(session, hold_id=str(results[0]), amount=2 * M,
-                                  idempotency_key="settle-1").captured
+            return ledger.capture(
+                session, hold_id=str(results[0]), amount=2 * M, idempotency_key="settle-1"
+            ).captured
 
     assert in_threads(10, settle) == [2 * M] * 10
     with sessions() as session:
         assert ledger.balance(session, user_id="idem") == (998 * M, 0, 998 * M)
-        assert session.execute(select(func.count()).select_from(entries).where(
-            entries.c.kind == "capture")).scalar_one() == 1
+        assert (
+            session.execute(
+                select(func.count()).select_from(entries).where(entries.c.kind == "capture")
+            ).scalar_one()
+            == 1
+        )
     check_ledger(sessions, signer)

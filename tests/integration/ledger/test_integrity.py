@@ -27,10 +27,17 @@ def _history(sessions: sessionmaker[Session], signer: ledger.Signer) -> dict[str
         new_user(sessions, user)
         with sessions.begin() as session:
             for i in range(3):
-                held = ledger.hold(session, user_id=user, amount=(i + 2) * M, expires_at=later(),
-                                   reference=f"{user}-{i}", idempotency_key=f"{user}-h{i}")
-                settled = ledger.capture(session, hold_id=held.id, amount=(i + 1) * M,
-                                         idempotency_key=f"{user}-c{i}")
+                held = ledger.hold(
+                    session,
+                    user_id=user,
+                    amount=(i + 2) * M,
+                    expires_at=later(),
+                    reference=f"{user}-{i}",
+                    idempotency_key=f"{user}-h{i}",
+                )
+                settled = ledger.capture(
+                    session, hold_id=held.id, amount=(i + 1) * M, idempotency_key=f"{user}-c{i}"
+                )
                 ids[f"{user}-hold{i}"] = held.entry_id or 0
                 ids[f"{user}-capture{i}"] = settled.entry_id or 0
             ledger.seal(session, signer=signer)
@@ -58,14 +65,19 @@ def _verify(sessions: sessionmaker[Session], signer: ledger.Signer) -> ledger.Ve
     return report
 
 
-def test_changed_amount_is_named(engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer) -> None:
+def test_changed_amount_is_named(
+    engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer
+) -> None:
     ids = _history(sessions, signer)
     target = ids["ann-capture1"]
     with tampering(engine) as conn:
         conn.execute(text("UPDATE ledger_entries SET amount = 1 WHERE id = :id"), {"id": target})
     report = _verify(sessions, signer)
     assert report.first_bad_entry == target
-    assert {p["code"] for p in report.problems if p["entry_id"] == target} >= {"hash_mismatch", "balance_mismatch"}
+    assert {p["code"] for p in report.problems if p["entry_id"] == target} >= {
+        "hash_mismatch",
+        "balance_mismatch",
+    }
 
 
 def test_changed_amount_with_recomputed_hash_breaks_chain_and_root(
@@ -77,22 +89,44 @@ def test_changed_amount_with_recomputed_hash_breaks_chain_and_root(
         proof = ledger.proof(session, entry_id=target)
     entry = proof["entry"]
     forged_amount = entry["amount"] + M
-    body = canonical.entry_body(entry["kind"], entry["counterparty_id"], forged_amount, entry["hold_id"],
-                                entry["lot_id"], entry["reference"], entry["idempotency_key"],
-                                entry["created_at_us"])
-    forged_hash = canonical.link(bytes.fromhex(proof["prev_hash"]), entry["account_id"], entry["seq"],
-                                 entry["posted_after"], entry["held_after"] + M, entry["debt_after"], body)
+    body = canonical.entry_body(
+        entry["kind"],
+        entry["counterparty_id"],
+        forged_amount,
+        entry["hold_id"],
+        entry["lot_id"],
+        entry["reference"],
+        entry["idempotency_key"],
+        entry["created_at_us"],
+    )
+    forged_hash = canonical.link(
+        bytes.fromhex(proof["prev_hash"]),
+        entry["account_id"],
+        entry["seq"],
+        entry["posted_after"],
+        entry["held_after"] + M,
+        entry["debt_after"],
+        body,
+    )
     with tampering(engine) as conn:
-        conn.execute(text("UPDATE ledger_entries SET amount = :a, held_after = held_after + :m, hash = :h "
-                          "WHERE id = :id"), {"a": forged_amount, "m": M, "h": forged_hash, "id": target})
+        conn.execute(
+            text(
+                "UPDATE ledger_entries SET amount = :a, held_after = held_after + :m, hash = :h "
+                "WHERE id = :id"
+            ),
+            {"a": forged_amount, "m": M, "h": forged_hash, "id": target},
+        )
     report = _verify(sessions, signer)
     codes = {p["code"] for p in report.problems}
-    assert "checkpoint_root_mismatch" in codes and "hash_mismatch" in codes  # the next entry's link
+    assert "checkpoint_root_mismatch" in codes
+    assert "hash_mismatch" in codes
     # The chain breaks between the forged entry and the next one (same checkpoint).
     assert report.first_bad_entry in (target, ids["ben-capture0"])
 
 
-def test_deleted_entry_is_named(engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer) -> None:
+def test_deleted_entry_is_named(
+    engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer
+) -> None:
     ids = _history(sessions, signer)
     target = ids["ann-hold2"]
     with tampering(engine) as conn:
@@ -103,32 +137,55 @@ def test_deleted_entry_is_named(engine: Engine, sessions: sessionmaker[Session],
     assert {"sealed_entry_missing", "sequence_gap"} <= codes
 
 
-def test_swapped_entries_are_named(engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer) -> None:
+def test_swapped_entries_are_named(
+    engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer
+) -> None:
     ids = _history(sessions, signer)
     first, second = ids["ben-hold1"], ids["ben-capture1"]
     with tampering(engine) as conn:
-        seqs = dict(conn.execute(text("SELECT id, seq FROM ledger_entries WHERE id IN (:a, :b)"),
-                                 {"a": first, "b": second}).all())
+        seqs = dict(
+            conn.execute(
+                text("SELECT id, seq FROM ledger_entries WHERE id IN (:a, :b)"), {"a": first, "b": second}
+            ).all()
+        )
         conn.execute(text("UPDATE ledger_entries SET seq = 1000000 WHERE id = :a"), {"a": first})
-        conn.execute(text("UPDATE ledger_entries SET seq = :s WHERE id = :b"), {"s": seqs[first], "b": second})
-        conn.execute(text("UPDATE ledger_entries SET seq = :s WHERE id = :a"), {"s": seqs[second], "a": first})
+        conn.execute(
+            text("UPDATE ledger_entries SET seq = :s WHERE id = :b"), {"s": seqs[first], "b": second}
+        )
+        conn.execute(
+            text("UPDATE ledger_entries SET seq = :s WHERE id = :a"), {"s": seqs[second], "a": first}
+        )
     report = _verify(sessions, signer)
     assert report.first_bad_entry == min(first, second)
     assert {p["entry_id"] for p in report.problems if p["code"] == "hash_mismatch"} >= {first, second}
 
 
-def test_forged_entry_is_named(engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer) -> None:
+def test_forged_entry_is_named(
+    engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer
+) -> None:
     _history(sessions, signer)
     with tampering(engine) as conn:
-        account = conn.execute(text("SELECT id, seq, posted, head FROM ledger_accounts WHERE user_id = 'ann'")).one()
-        forged = conn.execute(text(
-            "INSERT INTO ledger_entries (account_id, seq, kind, debit_account_id, credit_account_id, amount,"
-            " created_at, posted_after, held_after, debt_after, hash) VALUES (:acc, :seq, 'grant', 1, :acc,"
-            " :amount, CURRENT_TIMESTAMP, :posted, 0, 0, :hash) RETURNING id"),
-            {"acc": account.id, "seq": account.seq + 1, "amount": 500 * M, "posted": account.posted + 500 * M,
-             "hash": bytes(32)}).scalar_one()
-        conn.execute(text("UPDATE ledger_accounts SET posted = posted + :a, seq = seq + 1 WHERE id = :acc"),
-                     {"a": 500 * M, "acc": account.id})
+        account = conn.execute(
+            text("SELECT id, seq, posted, head FROM ledger_accounts WHERE user_id = 'ann'")
+        ).one()
+        forged = conn.execute(
+            text(
+                "INSERT INTO ledger_entries (account_id, seq, kind, debit_account_id, credit_account_id,"
+                " amount, created_at, posted_after, held_after, debt_after, hash) VALUES (:acc, :seq,"
+                " 'grant', 1, :acc, :amount, CURRENT_TIMESTAMP, :posted, 0, 0, :hash) RETURNING id"
+            ),
+            {
+                "acc": account.id,
+                "seq": account.seq + 1,
+                "amount": 500 * M,
+                "posted": account.posted + 500 * M,
+                "hash": bytes(32),
+            },
+        ).scalar_one()
+        conn.execute(
+            text("UPDATE ledger_accounts SET posted = posted + :a, seq = seq + 1 WHERE id = :acc"),
+            {"a": 500 * M, "acc": account.id},
+        )
     report = _verify(sessions, signer)
     assert report.first_bad_entry == forged
     assert "hash_mismatch" in {p["code"] for p in report.problems if p["entry_id"] == forged}
@@ -140,9 +197,12 @@ def test_changed_checkpoint_signature_is_named(
     ids = _history(sessions, signer)
     with tampering(engine) as conn:
         conn.execute(text("UPDATE ledger_checkpoints SET signature = :s WHERE number = 2"), {"s": bytes(64)})
-        first_in_second = conn.execute(text(
-            "SELECT min(l.entry_id) FROM ledger_checkpoint_leaves l JOIN ledger_checkpoints c"
-            " ON c.id = l.checkpoint_id WHERE c.number = 2")).scalar_one()
+        first_in_second = conn.execute(
+            text(
+                "SELECT min(l.entry_id) FROM ledger_checkpoint_leaves l JOIN ledger_checkpoints c"
+                " ON c.id = l.checkpoint_id WHERE c.number = 2"
+            )
+        ).scalar_one()
     report = _verify(sessions, signer)
     assert [p["code"] for p in report.problems] == ["checkpoint_signature_invalid"]
     assert report.first_bad_entry == first_in_second
@@ -154,7 +214,8 @@ def test_other_key_fails_verification(sessions: sessionmaker[Session], signer: l
     other = ledger.signer_from_key("hmac:another-secret-that-is-long-enough")
     with sessions() as session:
         report = ledger.verify(session, verifier=other.verifier)
-    assert not report.ok and {p["code"] for p in report.problems} == {"checkpoint_signature_invalid"}
+    assert not report.ok
+    assert {p["code"] for p in report.problems} == {"checkpoint_signature_invalid"}
 
 
 def test_proof_verifies_for_honest_entry_and_fails_once_tampered(
@@ -162,14 +223,16 @@ def test_proof_verifies_for_honest_entry_and_fails_once_tampered(
 ) -> None:
     ids = _history(sessions, signer)
     public_key = signer.verifier.public_key_pem()
-    assert public_key is not None and "PRIVATE" not in public_key
+    assert public_key is not None
+    assert "PRIVATE" not in public_key
     with sessions() as session:
         proofs = {name: ledger.proof(session, entry_id=entry_id) for name, entry_id in ids.items()}
     assert all(ledger.verify_proof(p, public_key) for p in proofs.values())
     assert not ledger.verify_proof(proofs["ann-hold0"], ledger.signer_from_key("hmac:" + "x" * 32).verifier)
     with tampering(engine) as conn:
-        conn.execute(text("UPDATE ledger_entries SET amount = amount + 1 WHERE id = :id"),
-                     {"id": ids["ann-capture0"]})
+        conn.execute(
+            text("UPDATE ledger_entries SET amount = amount + 1 WHERE id = :id"), {"id": ids["ann-capture0"]}
+        )
     with sessions() as session:
         tampered = ledger.proof(session, entry_id=ids["ann-capture0"])
         neighbour = ledger.proof(session, entry_id=ids["ann-hold0"])
@@ -187,12 +250,15 @@ def test_unsealed_entry_has_no_proof_yet(sessions: sessionmaker[Session]) -> Non
             ledger.proof(session, entry_id=10**9)
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE ledger_entries SET amount = amount + 1",
-    "DELETE FROM ledger_entries",
-    "UPDATE ledger_checkpoints SET root = root",
-    "DELETE FROM ledger_checkpoint_leaves",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_entries SET amount = amount + 1",
+        "DELETE FROM ledger_entries",
+        "UPDATE ledger_checkpoints SET root = root",
+        "DELETE FROM ledger_checkpoint_leaves",
+    ],
+)
 def test_append_only_tables_refuse_update_and_delete(
     engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer, statement: str
 ) -> None:
@@ -211,20 +277,25 @@ def test_entry_committed_late_is_sealed_later_not_lost(
     new_user(sessions, "quick")
     slow = sessions()
     slow.begin()
-    late = ledger.hold(slow, user_id="slow", amount=M, expires_at=later(), reference=None, idempotency_key="s")
+    late = ledger.hold(
+        slow, user_id="slow", amount=M, expires_at=later(), reference=None, idempotency_key="s"
+    )
     with sessions.begin() as session:
-        early = ledger.hold(session, user_id="quick", amount=M, expires_at=later(), reference=None,
-                            idempotency_key="q")
+        early = ledger.hold(
+            session, user_id="quick", amount=M, expires_at=later(), reference=None, idempotency_key="q"
+        )
         assert (late.entry_id or 0) < (early.entry_id or 0)
     with sessions.begin() as session:
         checkpoint = ledger.seal(session, signer=signer)
         assert checkpoint is not None
         sealed = session.execute(text("SELECT entry_id FROM ledger_checkpoint_leaves")).scalars().all()
-        assert early.entry_id in sealed and late.entry_id not in sealed
+        assert early.entry_id in sealed
+        assert late.entry_id not in sealed
     slow.commit()
     slow.close()
     with sessions.begin() as session:
         again = ledger.seal(session, signer=signer)
-        assert again is not None and again.size == 1
+        assert again is not None
+        assert again.size == 1
         assert ledger.verify_proof(ledger.proof(session, entry_id=late.entry_id or 0), signer.verifier)
     check_ledger(sessions, signer)

@@ -1,0 +1,214 @@
+"""Job pipeline benchmark: bare Celery chain (floor) vs our full job, and SSE fan-out latency.
+
+Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/jobs.py
+It creates (and drops) a throw-away database, starts real workers and `creditflow api`.
+
+(a) floor: a chain of two no-op tasks (interactive -> critical) on the same broker and worker pools;
+(b) ours: POST /api/v1/diagnostics/jobs with zero-work `run` -> final SSE event;
+(c) SSE fan-out: 200 concurrent streams, XADD (as the worker does it) -> client receipt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import jwt
+import redis
+import requests
+from celery import Celery, chain
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import celeryconfig  # noqa: E402
+from orchestration import progress  # noqa: E402
+from tests.support.databases import fresh_database  # noqa: E402
+from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker  # noqa: E402
+from tests.support.sse import frames  # noqa: E402
+
+SECRET = "bench-jobs-secret-bench-jobs-secret-0123456789"
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of `values`, in the same unit."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def token(sub: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": "creditflow", "sub": sub, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256")
+
+
+@contextmanager
+def stack(database_url: str, redis_url: str, tmp: Path, threads: int) -> Iterator[str]:
+    """Workers (critical; interactive) and the API, as production runs them; yields the API URL."""
+    env = child_env(DATABASE_URL=database_url, REDIS_URL=redis_url, AUTH_JWT_SECRET=SECRET,
+                    VAR_DIR=str(tmp / "var"), WORKER_EXTRA_TASK_MODULES="bench.tasks", CREDITFLOW_ENV="test",
+                    RATE_LIMITS_ENABLED="false", API_THREADS=str(threads), API_WORKERS="2")
+    port = free_port()
+    with ExitStack() as stack_:
+        stack_.enter_context(worker("critical", env=env, cwd=ROOT, log=tmp / "critical.log", name="crit",
+                                    concurrency=2))
+        stack_.enter_context(worker("interactive", env=env, cwd=ROOT, log=tmp / "inter.log", name="inter",
+                                    concurrency=2))
+        api = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=tmp / "api.log")
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz", process=api, log=tmp / "api.log")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(api)
+
+
+def floor(redis_url: str, runs: int, burst: int) -> dict[str, float]:
+    """Bare Celery: latency of one two-step chain, and chains/s when `burst` are in flight."""
+    app = Celery("bench-floor")
+    app.config_from_object(celeryconfig)
+    app.conf.update(broker_url=redis_url, result_backend=redis_url)
+    canvas = chain(app.signature("creditflow.interactive.noop", immutable=True),
+                   app.signature("creditflow.critical.noop_last", immutable=True))
+    canvas.apply_async().get(timeout=30)  # warm up
+    latencies = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        canvas.apply_async().get(timeout=30)
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    results = [canvas.apply_async() for _ in range(burst)]
+    for result in results:
+        result.get(timeout=120)
+    elapsed = time.perf_counter() - started
+    app.close()
+    return {"p50": pct(latencies, 0.5), "p95": pct(latencies, 0.95), "per_s": burst / elapsed}
+
+
+def one_job(api: str, bearer: str) -> float:
+    """POST a zero-work job and follow its SSE stream to the final event; seconds taken."""
+    started = time.perf_counter()
+    answer = requests.post(f"{api}/api/v1/diagnostics/jobs", json={"steps": 0},
+                           headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
+    answer.raise_for_status()
+    url = api + answer.json()["events_url"]
+    with requests.get(url, headers={"Authorization": f"Bearer {bearer}"}, stream=True, timeout=60) as stream:
+        for frame in frames(stream):
+            if frame.event in progress.FINAL_TYPES:
+                if frame.event != "result":
+                    raise RuntimeError(f"job ended {frame.event}: {frame.data}")
+                break
+    return time.perf_counter() - started
+
+
+def ours(api: str, runs: int, burst: int, clients: int) -> dict[str, float]:
+    """Our full job: latency one at a time, then jobs/s with `clients` concurrent clients."""
+    bearers = [token(f"bench-{uuid.uuid4().hex}") for _ in range(clients)]
+    one_job(api, bearers[0])
+    latencies = [one_job(api, bearers[0]) for _ in range(runs)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda i: one_job(api, bearers[i % clients]), range(burst)))
+    elapsed = time.perf_counter() - started
+    return {"p50": pct(latencies, 0.5), "p95": pct(latencies, 0.95), "per_s": burst / elapsed}
+
+
+def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, float]:
+    """`streams` concurrent SSE clients, each on its own job; XADD -> receipt latency."""
+    bearer = token(f"fanout-{uuid.uuid4().hex}")
+    headers = {"Authorization": f"Bearer {bearer}"}
+    job_ids = []
+    for _ in range(streams):  # queued on `images`, which no worker serves here: only we write to them
+        body = {"steps": 1, "queue": "images", "cost_per_step": "0.001"}
+        answer = requests.post(f"{api}/api/v1/diagnostics/jobs", json=body, headers=headers, timeout=30)
+        answer.raise_for_status()
+        job_ids.append(answer.json()["job_id"])
+    latencies: list[float] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(streams + 1)
+
+    errors: list[str] = []
+
+    def follow(job_id: str) -> None:
+        try:
+            _follow(job_id)
+        except Exception as exc:  # reported in the figures, not swallowed
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _follow(job_id: str) -> None:
+        with requests.get(f"{api}/api/v1/jobs/{job_id}/events", headers=headers, stream=True,
+                          timeout=120) as response:
+            ready.wait()
+            for frame in frames(response):
+                if frame.event == "progress" and "sent_ns" in frame.data:
+                    delay = (time.time_ns() - frame.data["sent_ns"]) / 1e9
+                    with lock:
+                        latencies.append(delay)
+                elif frame.event in progress.FINAL_TYPES:
+                    return
+
+    threads = [threading.Thread(target=follow, args=(job_id,)) for job_id in job_ids]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    time.sleep(1.0)  # every stream is past its history and blocked in XREAD
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for step in range(events):
+        for job_id in job_ids:
+            progress.publish_job_event(client, job_id, "progress", held=1000, spent=0, stage="bench", step=step,
+                                       total=events, sent_ns=time.time_ns())
+        time.sleep(0.05)
+    for job_id in job_ids:
+        progress.publish_job_event(client, job_id, "canceled", held=1000, spent=0)
+    for thread in threads:
+        thread.join(timeout=60)
+    expected = streams * events
+    if errors:
+        print(f"fan-out client errors: {len(errors)}; first: {errors[0]}", file=sys.stderr)
+    return {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99), "max": max(latencies),
+            "received": len(latencies), "expected": expected, "errors": len(errors)}
+
+
+def main() -> int:
+    """Run (a), (b), (c) and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=60, help="sequential runs for latency")
+    parser.add_argument("--burst", type=int, default=300, help="jobs for throughput")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--events", type=int, default=20)
+    args = parser.parse_args()
+    base, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not base.startswith("postgres") or not redis_url:
+        raise SystemExit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"cf-bench-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    with fresh_database("postgresql", tmp, pool_size=20) as engine:
+        url = engine.url.render_as_string(hide_password=False)
+        with stack(url, redis_url, tmp, threads=max(128, args.streams)) as api:
+            a = floor(redis_url, args.runs, args.burst)
+            b = ours(api, args.runs, args.burst, args.clients)
+            c = fanout(api, redis_url, args.streams, args.events)
+    print(json.dumps({"floor": a, "ours": b, "fanout": c}, indent=1))
+    print(f"(a) floor  bare Celery chain of 2 no-ops: p50 {a['p50']*1000:7.1f} ms  p95 {a['p95']*1000:7.1f} ms  "
+          f"{a['per_s']:7.1f} chains/s")
+    print(f"(b) ours   POST -> final SSE event:        p50 {b['p50']*1000:7.1f} ms  p95 {b['p95']*1000:7.1f} ms  "
+          f"{b['per_s']:7.1f} jobs/s")
+    print(f"    ratios: p50 {b['p50']/a['p50']:.2f}x the floor (goal <= 3x); throughput "
+          f"{100*b['per_s']/a['per_s']:.0f}% of the floor (goal >= 40%)")
+    print(f"(c) SSE fan-out {args.streams} streams: XADD -> client p50 {c['p50']*1000:.1f} ms  p99 "
+          f"{c['p99']*1000:.1f} ms (goal < 50 ms)  max {c['max']*1000:.1f} ms  received "
+          f"{c['received']}/{c['expected']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
