@@ -70,6 +70,7 @@ class DeadLetterReplay(MethodView):
             return _view(dead_letters.replay(services(), letter_id=letter_id))
         except dead_letters.DeadLetterNotFound:
             abort(404, message="No such dead letter.")
+            raise  # abort raised already; this tells type checkers so
 
 
 @blp.route("/me/events")

@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 import jwt
 import redis
@@ -31,13 +30,13 @@ from celery import Celery, chain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import celeryconfig  # noqa: E402
-from orchestration import progress  # noqa: E402
-from tests.support.databases import fresh_database  # noqa: E402
-from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker  # noqa: E402
-from tests.support.sse import frames  # noqa: E402
+import celeryconfig
+from orchestration import progress
+from tests.support.databases import fresh_database
+from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker
+from tests.support.sse import frames
 
-SECRET = "bench-jobs-secret-bench-jobs-secret-0123456789"
+SECRET = "bench-jobs-secret-bench-jobs-secret-0123456789"  # noqa: S105 (a throw-away stack)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -48,21 +47,33 @@ def pct(values: list[float], q: float) -> float:
 
 def token(sub: str) -> str:
     now = int(time.time())
-    return jwt.encode({"iss": "creditflow", "sub": sub, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256")
+    return jwt.encode(
+        {"iss": "creditflow", "sub": sub, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256"
+    )
 
 
 @contextmanager
 def stack(database_url: str, redis_url: str, tmp: Path, threads: int) -> Iterator[str]:
     """Workers (critical; interactive) and the API, as production runs them; yields the API URL."""
-    env = child_env(DATABASE_URL=database_url, REDIS_URL=redis_url, AUTH_JWT_SECRET=SECRET,
-                    VAR_DIR=str(tmp / "var"), WORKER_EXTRA_TASK_MODULES="bench.tasks", CREDITFLOW_ENV="test",
-                    RATE_LIMITS_ENABLED="false", API_THREADS=str(threads), API_WORKERS="2")
+    env = child_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        AUTH_JWT_SECRET=SECRET,
+        VAR_DIR=str(tmp / "var"),
+        WORKER_EXTRA_TASK_MODULES="bench.tasks",
+        CREDITFLOW_ENV="test",
+        RATE_LIMITS_ENABLED="false",
+        API_THREADS=str(threads),
+        API_WORKERS="2",
+    )
     port = free_port()
     with ExitStack() as stack_:
-        stack_.enter_context(worker("critical", env=env, cwd=ROOT, log=tmp / "critical.log", name="crit",
-                                    concurrency=2))
-        stack_.enter_context(worker("interactive", env=env, cwd=ROOT, log=tmp / "inter.log", name="inter",
-                                    concurrency=2))
+        stack_.enter_context(
+            worker("critical", env=env, cwd=ROOT, log=tmp / "critical.log", name="crit", concurrency=2)
+        )
+        stack_.enter_context(
+            worker("interactive", env=env, cwd=ROOT, log=tmp / "inter.log", name="inter", concurrency=2)
+        )
         api = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=tmp / "api.log")
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", process=api, log=tmp / "api.log")
@@ -76,8 +87,10 @@ def floor(redis_url: str, runs: int, burst: int) -> dict[str, float]:
     app = Celery("bench-floor")
     app.config_from_object(celeryconfig)
     app.conf.update(broker_url=redis_url, result_backend=redis_url)
-    canvas = chain(app.signature("creditflow.interactive.noop", immutable=True),
-                   app.signature("creditflow.critical.noop_last", immutable=True))
+    canvas = chain(
+        app.signature("creditflow.interactive.noop", immutable=True),
+        app.signature("creditflow.critical.noop_last", immutable=True),
+    )
     canvas.apply_async().get(timeout=30)  # warm up
     latencies = []
     for _ in range(runs):
@@ -96,8 +109,12 @@ def floor(redis_url: str, runs: int, burst: int) -> dict[str, float]:
 def one_job(api: str, bearer: str) -> float:
     """POST a zero-work job and follow its SSE stream to the final event; seconds taken."""
     started = time.perf_counter()
-    answer = requests.post(f"{api}/api/v1/diagnostics/jobs", json={"steps": 0},
-                           headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
+    answer = requests.post(
+        f"{api}/api/v1/diagnostics/jobs",
+        json={"steps": 0},
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=30,
+    )
     answer.raise_for_status()
     url = api + answer.json()["events_url"]
     with requests.get(url, headers={"Authorization": f"Bearer {bearer}"}, stream=True, timeout=60) as stream:
@@ -144,8 +161,9 @@ def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, flo
             errors.append(f"{type(exc).__name__}: {exc}")
 
     def _follow(job_id: str) -> None:
-        with requests.get(f"{api}/api/v1/jobs/{job_id}/events", headers=headers, stream=True,
-                          timeout=120) as response:
+        with requests.get(
+            f"{api}/api/v1/jobs/{job_id}/events", headers=headers, stream=True, timeout=120
+        ) as response:
             ready.wait()
             for frame in frames(response):
                 if frame.event == "progress" and "sent_ns" in frame.data:
@@ -163,8 +181,17 @@ def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, flo
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     for step in range(events):
         for job_id in job_ids:
-            progress.publish_job_event(client, job_id, "progress", held=1000, spent=0, stage="bench", step=step,
-                                       total=events, sent_ns=time.time_ns())
+            progress.publish_job_event(
+                client,
+                job_id,
+                "progress",
+                held=1000,
+                spent=0,
+                stage="bench",
+                step=step,
+                total=events,
+                sent_ns=time.time_ns(),
+            )
         time.sleep(0.05)
     for job_id in job_ids:
         progress.publish_job_event(client, job_id, "canceled", held=1000, spent=0)
@@ -173,8 +200,14 @@ def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, flo
     expected = streams * events
     if errors:
         print(f"fan-out client errors: {len(errors)}; first: {errors[0]}", file=sys.stderr)
-    return {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99), "max": max(latencies),
-            "received": len(latencies), "expected": expected, "errors": len(errors)}
+    return {
+        "p50": pct(latencies, 0.5),
+        "p99": pct(latencies, 0.99),
+        "max": max(latencies),
+        "received": len(latencies),
+        "expected": expected,
+        "errors": len(errors),
+    }
 
 
 def main() -> int:
@@ -189,8 +222,7 @@ def main() -> int:
     base, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not base.startswith("postgres") or not redis_url:
         raise SystemExit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"cf-bench-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    tmp = Path(tempfile.mkdtemp(prefix="cf-bench-"))
     with fresh_database("postgresql", tmp, pool_size=20) as engine:
         url = engine.url.render_as_string(hide_password=False)
         with stack(url, redis_url, tmp, threads=max(128, args.streams)) as api:
@@ -198,15 +230,25 @@ def main() -> int:
             b = ours(api, args.runs, args.burst, args.clients)
             c = fanout(api, redis_url, args.streams, args.events)
     print(json.dumps({"floor": a, "ours": b, "fanout": c}, indent=1))
-    print(f"(a) floor  bare Celery chain of 2 no-ops: p50 {a['p50']*1000:7.1f} ms  p95 {a['p95']*1000:7.1f} ms  "
-          f"{a['per_s']:7.1f} chains/s")
-    print(f"(b) ours   POST -> final SSE event:        p50 {b['p50']*1000:7.1f} ms  p95 {b['p95']*1000:7.1f} ms  "
-          f"{b['per_s']:7.1f} jobs/s")
-    print(f"    ratios: p50 {b['p50']/a['p50']:.2f}x the floor (goal <= 3x); throughput "
-          f"{100*b['per_s']/a['per_s']:.0f}% of the floor (goal >= 40%)")
-    print(f"(c) SSE fan-out {args.streams} streams: XADD -> client p50 {c['p50']*1000:.1f} ms  p99 "
-          f"{c['p99']*1000:.1f} ms (goal < 50 ms)  max {c['max']*1000:.1f} ms  received "
-          f"{c['received']}/{c['expected']}")
+    print(
+        f"(a) floor  bare Celery chain of 2 no-ops: p50 {a['p50'] * 1000:7.1f} ms  "
+        f"p95 {a['p95'] * 1000:7.1f} ms  "
+        f"{a['per_s']:7.1f} chains/s"
+    )
+    print(
+        f"(b) ours   POST -> final SSE event:        p50 {b['p50'] * 1000:7.1f} ms  "
+        f"p95 {b['p95'] * 1000:7.1f} ms  "
+        f"{b['per_s']:7.1f} jobs/s"
+    )
+    print(
+        f"    ratios: p50 {b['p50'] / a['p50']:.2f}x the floor (goal <= 3x); throughput "
+        f"{100 * b['per_s'] / a['per_s']:.0f}% of the floor (goal >= 40%)"
+    )
+    print(
+        f"(c) SSE fan-out {args.streams} streams: XADD -> client p50 {c['p50'] * 1000:.1f} ms  p99 "
+        f"{c['p99'] * 1000:.1f} ms (goal < 50 ms)  max {c['max'] * 1000:.1f} ms  received "
+        f"{c['received']}/{c['expected']}"
+    )
     return 0
 
 

@@ -76,7 +76,7 @@ def read_events(
     client: redis.Redis, key: str, last_id: str, *, block_ms: int | None, count: int = 500
 ) -> list[tuple[str, dict[str, Any]]]:
     """Entries after `last_id`, waiting up to `block_ms` (None: not at all) for the first."""
-    answer = client.xread({key: last_id}, block=block_ms, count=count)
+    answer: Any = client.xread({key: last_id}, block=block_ms, count=count)
     events: list[tuple[str, dict[str, Any]]] = []
     for _key, entries in answer or []:
         for entry_id, fields in entries:

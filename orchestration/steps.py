@@ -102,7 +102,7 @@ def run(services: Services, job: Claimed, *, token: str) -> bool:
         )
     )
     with transaction(services.sessions) as session:
-        return session.execute(statement).rowcount == 1
+        return bool(session.execute(statement).rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _record_error(

@@ -23,8 +23,9 @@ def test_dev_stack_serves_consumes_every_queue_and_stops_cleanly(tmp_path: Path)
     api_port, flower_port = free_port(), free_port()
     env = child_env(**EMBEDDED, VAR_DIR=str(tmp_path / "var"), CREDITFLOW_ENV="development")
     log = tmp_path / "dev.log"
-    dev = creditflow("dev", "--port", str(api_port), "--flower-port", str(flower_port), env=env, cwd=tmp_path,
-                     log=log)
+    dev = creditflow(
+        "dev", "--port", str(api_port), "--flower-port", str(flower_port), env=env, cwd=tmp_path, log=log
+    )
     try:
         base = f"http://127.0.0.1:{api_port}"
         ready = wait_http(f"{base}/readyz", timeout=90, process=dev, log=log).json()

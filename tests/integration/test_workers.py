@@ -40,8 +40,9 @@ def worker_env(redis_url: str, database_url: str, tmp_path: Path) -> dict[str, s
     )
 
 
-def test_every_queue_is_consumed_by_a_prefork_child(producer: Celery, worker_env: dict[str, str],
-                                                     tmp_path: Path) -> None:
+def test_every_queue_is_consumed_by_a_prefork_child(
+    producer: Celery, worker_env: dict[str, str], tmp_path: Path
+) -> None:
     log = tmp_path / "worker.log"
     with worker(",".join(celeryconfig.QUEUES), env=worker_env, cwd=ROOT, log=log) as process:
         children = {child.pid for child in psutil.Process(process.pid).children(recursive=True)}

@@ -38,7 +38,11 @@ def creditflow(*args: str, env: Mapping[str, str], cwd: Path, log: Path) -> subp
     handle = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", *args],
-        env=dict(env), cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        env=dict(env),
+        cwd=cwd,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -75,8 +79,12 @@ def wait_for_log(log: Path, needle: str, *, timeout: float = 60, process: subpro
 
 
 def wait_http(
-    url: str, *, status: int = 200, timeout: float = 90,
-    process: subprocess.Popen[bytes] | None = None, log: Path | None = None,
+    url: str,
+    *,
+    status: int = 200,
+    timeout: float = 90,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
 ) -> requests.Response:
     """Poll `url` until it answers `status`."""
     deadline = time.monotonic() + timeout
@@ -97,12 +105,21 @@ def wait_http(
 
 
 @contextmanager
-def worker(queues: str, *, env: Mapping[str, str], cwd: Path, log: Path, concurrency: int = 2,
-           name: str = "test") -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    queues: str, *, env: Mapping[str, str], cwd: Path, log: Path, concurrency: int = 2, name: str = "test"
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real prefork `creditflow worker` for `queues`, ready when yielded, stopped after."""
     process = creditflow(
-        "worker", "--queues", queues, "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-        env=env, cwd=cwd, log=log,
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"{name}@%h",
+        env=env,
+        cwd=cwd,
+        log=log,
     )
     try:
         wait_for_log(log, " ready.", process=process)

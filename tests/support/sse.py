@@ -46,7 +46,9 @@ def frames(response: requests.Response) -> Iterator[Frame]:
             lines.append(value)
 
 
-def open_stream(url: str, token: str, last_event_id: str | None = None, timeout: float = 30) -> requests.Response:
+def open_stream(
+    url: str, token: str, last_event_id: str | None = None, timeout: float = 30
+) -> requests.Response:
     """GET an SSE endpoint, streaming."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     if last_event_id:

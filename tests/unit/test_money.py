@@ -26,7 +26,7 @@ def test_round_trip(micro: int) -> None:
 
 @pytest.mark.parametrize("bad", ["", "abc", "1.0000001", "NaN", "Infinity", "1e"])
 def test_bad_text_is_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match="credits|decimal"):
+    with pytest.raises(ValueError, match=r"credits|decimal"):
         parse_credits(bad)
 
 

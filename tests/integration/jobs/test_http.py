@@ -39,8 +39,12 @@ def api(job_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
 def token(sub: str | None = None, *, admin: bool = False) -> str:
     """A creditflow JWT for a (new) user."""
     now = int(time.time())
-    claims: dict[str, Any] = {"iss": "creditflow", "sub": sub or f"u-{uuid.uuid4().hex}", "iat": now,
-                              "exp": now + 600}
+    claims: dict[str, Any] = {
+        "iss": "creditflow",
+        "sub": sub or f"u-{uuid.uuid4().hex}",
+        "iat": now,
+        "exp": now + 600,
+    }
     if admin:
         claims["roles"] = ["admin"]
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
@@ -57,7 +61,9 @@ def get(api: str, bearer: str, path: str) -> requests.Response:
     return requests.get(f"{api}{path}", headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
 
 
-def read_all(api: str, bearer: str, path: str, last: str | None = None, limit: int | None = None) -> list[Frame]:
+def read_all(
+    api: str, bearer: str, path: str, last: str | None = None, limit: int | None = None
+) -> list[Frame]:
     """Events of an SSE endpoint until it ends (or `limit` events), without comments."""
     got: list[Frame] = []
     with open_stream(f"{api}{path}", bearer, last) as response:
@@ -79,11 +85,12 @@ def test_job_lifecycle_over_http(api: str) -> None:
     assert body["status"] == "queued"
     assert body["cost"] == {"quoted": "1.5", "held": "1.5"}
     events = read_all(api, bearer, body["events_url"])
-    assert [e.event for e in events][0] == "queued"
+    assert next(e.event for e in events) == "queued"
     assert events[-1].event == "result"
     assert events[-1].data["credits_spent"] == "1.5"
     ids = [e.id for e in events]
-    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-")))) and len(set(ids)) == len(ids)
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+    assert len(set(ids)) == len(ids)
     job = get(api, bearer, body["status_url"]).json()
     assert job["status"] == "succeeded"
     assert job["cost"] == {"quoted": "1.5", "held": "1.5", "charged": "1.5", "released": "0"}
@@ -106,18 +113,27 @@ def test_sse_resume_misses_nothing_and_late_joiner_gets_history(api: str) -> Non
 def test_cancel_before_start_charges_nothing(api: str) -> None:
     bearer = token()
     body = post_job(api, bearer, queue="images", steps=2, cost_per_step="3").json()  # no images worker here
-    canceled = requests.post(f"{api}/api/v1/jobs/{body['job_id']}/cancel",
-                             headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
+    canceled = requests.post(
+        f"{api}/api/v1/jobs/{body['job_id']}/cancel",
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=30,
+    )
     assert canceled.status_code == 202
     assert canceled.json()["status"] == "canceled"
     job = get(api, bearer, body["status_url"]).json()
     assert job["status"] == "canceled"
     assert job["cost"]["charged"] == "0"
-    assert get(api, bearer, "/api/v1/credits/balance").json() == {"available": "1000", "held": "0",
-                                                                    "posted": "1000"}
+    assert get(api, bearer, "/api/v1/credits/balance").json() == {
+        "available": "1000",
+        "held": "0",
+        "posted": "1000",
+    }
     assert read_all(api, bearer, body["events_url"])[-1].event == "canceled"
-    again = requests.post(f"{api}/api/v1/jobs/{body['job_id']}/cancel",
-                          headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
+    again = requests.post(
+        f"{api}/api/v1/jobs/{body['job_id']}/cancel",
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=30,
+    )
     assert again.status_code == 409
     assert again.headers["Content-Type"] == "application/problem+json"
 
@@ -138,8 +154,9 @@ def test_someone_elses_job_is_404_everywhere(api: str) -> None:
         answer = get(api, other, path)
         assert answer.status_code == 404
         assert answer.headers["Content-Type"] == "application/problem+json"
-    cancel = requests.post(f"{api}/api/v1/jobs/{body['job_id']}/cancel",
-                           headers={"Authorization": f"Bearer {other}"}, timeout=30)
+    cancel = requests.post(
+        f"{api}/api/v1/jobs/{body['job_id']}/cancel", headers={"Authorization": f"Bearer {other}"}, timeout=30
+    )
     assert cancel.status_code == 404
 
 
@@ -164,8 +181,11 @@ def test_heartbeat_comments_keep_a_quiet_stream_alive(api: str) -> None:
             if comments >= 2 or time.monotonic() - started > 10:
                 break
     assert comments >= 2  # SSE_HEARTBEAT_S=1 in these tests (15 s by default)
-    requests.post(f"{api}/api/v1/jobs/{body['job_id']}/cancel", headers={"Authorization": f"Bearer {bearer}"},
-                  timeout=30)
+    requests.post(
+        f"{api}/api/v1/jobs/{body['job_id']}/cancel",
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=30,
+    )
 
 
 def test_user_stream_carries_balance_changes(api: str, services: Services) -> None:
@@ -187,18 +207,31 @@ def test_dead_letters_are_listed_and_replayed_by_admins(api: str, services: Serv
     bearer = token()
     job = post_job(api, bearer, steps=1).json()
     wait_final(services, job["job_id"])
-    letter = dead_letters.record(services, task_name="creditflow.critical.settle", task_id="t-1",
-                                 args=[job["job_id"]], kwargs={}, reason="retries_exhausted",
-                                 error="OperationalError: database went away", job_id=job["job_id"])
+    letter = dead_letters.record(
+        services,
+        task_name="creditflow.critical.settle",
+        task_id="t-1",
+        args=[job["job_id"]],
+        kwargs={},
+        reason="retries_exhausted",
+        error="OperationalError: database went away",
+        job_id=job["job_id"],
+    )
     admin = token(admin=True)
     assert get(api, bearer, "/api/v1/admin/dead-letters").status_code == 403
     listed = get(api, admin, "/api/v1/admin/dead-letters?limit=200").json()
     assert letter in [item["id"] for item in listed["items"]]
-    replayed = requests.post(f"{api}/api/v1/admin/dead-letters/{letter}/replay",
-                             headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+    replayed = requests.post(
+        f"{api}/api/v1/admin/dead-letters/{letter}/replay",
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    )
     assert replayed.status_code == 202
     assert replayed.json()["replays"] == 1
     assert get(api, admin, "/api/v1/admin/dead-letters/nope/replay").status_code == 405
-    missing = requests.post(f"{api}/api/v1/admin/dead-letters/nope/replay",
-                            headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+    missing = requests.post(
+        f"{api}/api/v1/admin/dead-letters/nope/replay",
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    )
     assert missing.status_code == 404

@@ -19,8 +19,9 @@ WELCOME = 1000 * 1_000_000
 
 
 def _create(services: Services, user: str, **params: object) -> str:
-    row, created = job_cases.create_job(services, job_cases.CreateJob(user_id=user, kind="diagnostic",
-                                                                       params=params))
+    row, created = job_cases.create_job(
+        services, job_cases.CreateJob(user_id=user, kind="diagnostic", params=params)
+    )
     assert created
     return str(row.id)
 
@@ -46,8 +47,12 @@ def test_happy_path_charges_the_delivered_cost(services: Services, user: str) ->
     assert _balance(services, user).held == 1_000_000
     row = wait_final(services, job_id)
     assert row.status == "succeeded"
-    assert (row.cost_quoted, row.cost_held, row.cost_charged, row.cost_released) == (1_000_000, 1_000_000,
-                                                                                     1_000_000, 0)
+    assert (row.cost_quoted, row.cost_held, row.cost_charged, row.cost_released) == (
+        1_000_000,
+        1_000_000,
+        1_000_000,
+        0,
+    )
     assert row.result == {"steps_done": 4, "attempt": 1}
     balance = _balance(services, user)
     assert balance == (WELCOME - 1_000_000, 0, WELCOME - 1_000_000)
@@ -97,8 +102,12 @@ def test_same_message_delivered_twice_runs_once(services: Services, user: str) -
 
 
 def test_compensate_failing_twice_then_succeeding_voids_the_hold(services: Services, user: str) -> None:
-    row, _ = job_cases.create_job(services, job_cases.CreateJob(
-        user_id=user, kind="diagnostic", params={"steps": 5, "sleep_ms": 400, "fail_at_step": 2}))
+    row, _ = job_cases.create_job(
+        services,
+        job_cases.CreateJob(
+            user_id=user, kind="diagnostic", params={"steps": 5, "sleep_ms": 400, "fail_at_step": 2}
+        ),
+    )
     services.redis.set(f"creditflow:faults:compensate:{row.id}", 2)
     final = wait_final(services, row.id, timeout=60)
     assert final.status == "failed"
@@ -123,8 +132,12 @@ def test_cancel_during_run_charges_what_was_delivered(services: Services, user: 
 
 def test_insufficient_credits_creates_nothing(services: Services, user: str) -> None:
     with pytest.raises(ledger.InsufficientCredits) as refused:
-        job_cases.create_job(services, job_cases.CreateJob(
-            user_id=user, kind="diagnostic", params={"steps": 2, "cost_per_step": 600 * 1_000_000}))
+        job_cases.create_job(
+            services,
+            job_cases.CreateJob(
+                user_id=user, kind="diagnostic", params={"steps": 2, "cost_per_step": 600 * 1_000_000}
+            ),
+        )
     assert (refused.value.available, refused.value.required) == (WELCOME, 1200 * 1_000_000)
     assert job_cases.list_jobs(services, user_id=user, limit=10) == []
     assert _balance(services, user) == (WELCOME, 0, WELCOME)
