@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,7 +38,18 @@ class _Problems:
 
 
 def _stream(session: Session, statement: Any, batch: int) -> Iterator[Any]:
-    return iter(session.execute(statement, execution_options={"yield_per": batch}))
+    """Rows as plain tuples, streamed; on PostgreSQL a binary server-side cursor (verify's hot path)."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        yield from session.execute(statement, execution_options={"yield_per": batch}).tuples()
+        return
+    compiled = statement.compile(dialect=connection.dialect)
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor(name=f"ledger_verify_{uuid.uuid4().hex[:8]}", binary=True) as cursor:  # type: ignore[call-arg]
+        cursor.itersize = batch
+        cursor.execute(str(compiled), compiled.params)
+        yield from cursor
 
 
 # The per-entry loop stays inline on purpose: function calls per entry would cost the >= 100k

@@ -128,21 +128,16 @@ def settle(services: Services, *, job_id: str) -> str | None:
             cost_charged=charged,
             cost_released=jobs.c.cost_held - charged,
         )
-        .returning(
-            jobs.c.user_id,
-            jobs.c.status,
-            jobs.c.hold_id,
-            jobs.c.cost_held,
-            jobs.c.cost_charged,
-            jobs.c.result,
-            jobs.c.api_key_id,
-        )
+        .returning(*jobs.c)
     )
     try:
         with transaction(services.sessions) as session:
             row = session.execute(statement).first()
             if row is None:
                 return None  # already settled, or failed by the reaper: a late settle changes nothing
+            on_settled = get_kind(row.kind).on_settled
+            if on_settled is not None:
+                on_settled(session, row)
             if row.hold_id and row.cost_charged > 0:
                 ledger.capture(
                     session, hold_id=row.hold_id, amount=row.cost_charged, idempotency_key=f"settle:{job_id}"
