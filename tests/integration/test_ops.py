@@ -66,6 +66,7 @@ def test_metrics_count_requests(client: FlaskClient) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert 'creditflow_http_requests_total{endpoint="/healthz",method="GET",status="200"}' in text
     assert 'creditflow_queue_length{queue="critical"}' in text
+    assert "creditflow_dead_letters_pending" in text
 
 
 def test_openapi_document_is_served(client: FlaskClient) -> None:

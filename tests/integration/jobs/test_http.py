@@ -181,6 +181,8 @@ def test_heartbeat_comments_keep_a_quiet_stream_alive(api: str) -> None:
             if comments >= 2 or time.monotonic() - started > 10:
                 break
     assert comments >= 2  # SSE_HEARTBEAT_S=1 in these tests (15 s by default)
+    metrics = requests.get(f"{api}/metrics", timeout=30).text
+    assert 'creditflow_jobs_open{queue="images",status="queued"}' in metrics
     requests.post(
         f"{api}/api/v1/jobs/{body['job_id']}/cancel",
         headers={"Authorization": f"Bearer {bearer}"},

@@ -1,0 +1,29 @@
+"""Numbers operators watch: open jobs by status and queue, dead letters not yet replayed."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from orchestration.bootstrap import Services
+from orchestration.tables import dead_letters, jobs
+
+
+def open_jobs(services: Services) -> dict[tuple[str, str], int]:
+    """Count of queued and running jobs, by (status, queue)."""
+    query = (
+        select(jobs.c.status, jobs.c.queue, func.count())
+        .where(jobs.c.status.in_(("queued", "running")))
+        .group_by(jobs.c.status, jobs.c.queue)
+    )
+    with services.sessions() as session:
+        return {(status, queue): int(count) for status, queue, count in session.execute(query)}
+
+
+def pending_dead_letters(services: Services) -> int:
+    """Dead letters nobody replayed yet."""
+    with services.sessions() as session:
+        return int(
+            session.execute(
+                select(func.count()).select_from(dead_letters).where(dead_letters.c.replayed_at.is_(None))
+            ).scalar_one()
+        )
