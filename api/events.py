@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 from flask import Response, request
 from flask_smorest import abort
 
@@ -14,6 +16,7 @@ from api.services import services
 from orchestration import progress
 from orchestration.tables import FINAL_STATUSES
 
+log = logging.getLogger(__name__)
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
@@ -52,7 +55,7 @@ def job_event_stream(job: Any) -> Response:
     # A finished job whose stream already expired still answers, from its row.
     expired = job.status in FINAL_STATUSES and not client.exists(key)
 
-    def frames() -> Iterator[str]:
+    def job_frames() -> Iterator[str]:
         yield "retry: 2000\n\n"
         if expired:
             yield _frame("0-1", _final_from_row(job))
@@ -65,7 +68,16 @@ def job_event_stream(job: Any) -> Response:
         for item in progress.follow(client, key, last, block_ms=heartbeat_ms):
             yield ": keep-alive\n\n" if item is None else _frame(*item)
 
-    return Response(frames(), mimetype="text/event-stream", headers=HEADERS)
+    return Response(_ending_cleanly(job_frames()), mimetype="text/event-stream", headers=HEADERS)
+
+
+def _ending_cleanly(frames: Iterator[str]) -> Iterator[str]:
+    # If Redis goes away mid-stream, end the response properly: the client reconnects with
+    # Last-Event-ID (after `retry:`) and misses nothing; a half-written chunk would look like a crash.
+    try:
+        yield from frames
+    except redis.RedisError as exc:
+        log.warning("event stream ended early: %s", exc)
 
 
 def user_event_stream(user_id: str) -> Response:
@@ -89,4 +101,4 @@ def user_event_stream(user_id: str) -> Response:
         ):
             yield ": keep-alive\n\n" if item is None else _frame(*item)
 
-    return Response(frames(), mimetype="text/event-stream", headers=HEADERS)
+    return Response(_ending_cleanly(frames()), mimetype="text/event-stream", headers=HEADERS)

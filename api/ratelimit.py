@@ -1,4 +1,4 @@
-"""Rate limits (flask-limiter on Redis): per user and per IP on every route, stricter named scopes."""
+"""Rate limits (flask-limiter on Redis): per caller and per IP on every route, stricter named scopes."""
 
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ def rate_limit(scope: str) -> Callable[[F], F]:
 def ip_key() -> str:
     """The client's address (after ProxyFix when TRUSTED_PROXIES is set)."""
     return "ip:" + (request.remote_addr or "unknown")
+
+
+def _signed_in() -> bool:
+    """A verified JWT: its own bucket only. API keys (checked later, in the database) also count per IP."""
+    return rate_limit_key().startswith("sub:")
+
+
+def _anonymous() -> bool:
+    return rate_limit_key().startswith("ip:")
 
 
 def _retry_after(reset_at: float) -> str:
@@ -83,9 +92,14 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
         return None
     limiter = Limiter(
         key_func=ip_key,
+        # A signed-in caller counts against its own bucket only (one Redis round trip); anyone else (no,
+        # bad or guessed credentials, API keys) against its address's too, so guessing is throttled.
         application_limits=[
-            ApplicationLimit(settings.RATE_LIMIT_USER, key_function=rate_limit_key, scope="user"),
-            ApplicationLimit(settings.RATE_LIMIT_IP, key_function=ip_key, scope="ip"),
+            ApplicationLimit(settings.RATE_LIMIT_USER, key_function=rate_limit_key, scope="user",
+                             exempt_when=_anonymous),
+            ApplicationLimit(
+                settings.RATE_LIMIT_IP, key_function=ip_key, scope="ip", exempt_when=_signed_in
+            ),
         ],
         storage_uri=settings.REDIS_URL or "memory://",
         storage_options={"socket_connect_timeout": 2, "socket_timeout": 2},

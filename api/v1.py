@@ -6,7 +6,7 @@ from flask import Flask, request
 from flask_smorest import abort
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import admin, api_keys, credits, job_admin, jobs, me
+from api import admin, api_keys, chat, credits, job_admin, jobs, me
 from api.auth import routes as auth_routes
 from api.errors import ProblemApi
 from api.ledger_errors import register_ledger_errors
@@ -20,6 +20,13 @@ def _reject_oversized_body() -> None:
         abort(413, message=f"The request body is larger than {limit} bytes.")
 
 
+def _reject_nul() -> None:
+    # PostgreSQL text cannot hold NUL: refuse it at the door rather than fail deep in a query.
+    body = request.get_data(cache=True) if request.content_length else b""
+    if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in body or b"\\u0000" in body:
+        abort(422, message="NUL characters are not accepted.", kind="nul-character")
+
+
 def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     """Register /me, /credits, /api-keys, /auth and /admin with their shared guards."""
     if settings.TRUSTED_PROXIES:
@@ -28,6 +35,7 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
             x_host=settings.TRUSTED_PROXIES,
         )
     app.before_request(_reject_oversized_body)
+    app.before_request(_reject_nul)
     api.spec.components.security_scheme(
         "bearerAuth",
         {"type": "http", "scheme": "bearer", "description": "creditflow JWT, OIDC ID token or API key"},
@@ -35,5 +43,6 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     api.register_field(Credits, "string", "decimal")
     register_ledger_errors(app)
     jobs.register_job_errors(app)
-    for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp):
+    for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
+                      chat.blp):
         api.register_blueprint(blueprint)

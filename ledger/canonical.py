@@ -75,15 +75,25 @@ def entry_body(  # noqa: PLR0917 - a fixed, ordered field list is the point
     Same bytes as canonical(ENTRY_VERSION, kind, counterparty_id, amount, hold_id, lot_id,
     reference, idempotency_key, created_at_us), spelled out because verify() runs it per entry.
     """
+    pack_len, pack_int = _LEN.pack, _INT.pack
     data = b"".join((
-        _ENTRY_PREFIX, _text(kind), b"I", _INT.pack(counterparty_id), b"I", _INT.pack(amount), _text(hold_id),
-        b"N" if lot_id is None else b"I" + _INT.pack(lot_id), _text(reference), _text(idempotency_key),
-        b"I", _INT.pack(created_at_us),
+        _ENTRY_PREFIX,
+        _KINDS.get(kind) or _text(kind),
+        b"I", pack_int(counterparty_id), b"I", pack_int(amount),
+        b"N" if hold_id is None else b"S" + pack_len(len(h := hold_id.encode())) + h,
+        b"N" if lot_id is None else b"I" + pack_int(lot_id),
+        b"N" if reference is None else b"S" + pack_len(len(r := reference.encode())) + r,
+        b"N" if idempotency_key is None else b"S" + pack_len(len(k := idempotency_key.encode())) + k,
+        b"I", pack_int(created_at_us),
     ))
     return hashlib.sha256(data).digest()
 
 
 _ENTRY_PREFIX = canonical(ENTRY_VERSION)
+_KINDS = {kind: _text(kind) for kind in (
+    "grant", "purchase", "adjust_credit", "capture", "lot_expiry", "refund", "clawback", "adjust_debit",
+    "hold", "void", "expire", "debt", "debt_repayment",
+)}
 
 
 def link(  # noqa: PLR0917 - mirrors the `ledger_link` SQL function

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
-from ledger import chart, sql
+from ledger import canonical, chart, sql
 from ledger.accounts import balance
 from ledger.errors import (
     AccountNotFound,
@@ -70,7 +70,8 @@ def hold(
     is not compared: a retry naturally computes a later one).
     """
     amount = check_amount(amount)
-    now = now or datetime.now(UTC)
+    now = canonical.utc(now) if now else datetime.now(UTC)
+    expires_at = canonical.utc(expires_at)
     hold_id = uuid.uuid4().hex
     params = entry_params(
         kind="hold", counterparty_id=chart.REVENUE, amount=amount, now=now, hold_id=hold_id,
@@ -78,8 +79,9 @@ def hold(
     )
     params.update(user_id=user_id, expires_at=expires_at, dp=0, dh=amount, dd=0, spend=0)
     entry_id: int | None
-    if sql.dialect(session) == "postgresql":
-        row = session.execute(sql.PG_HOLD, params).one_or_none()
+    connection = sql.connection(session)
+    if connection.dialect.name == "postgresql":
+        row = connection.execute(sql.PG_HOLD, params).one_or_none()
         if row is None:
             return _replay_hold(session, idempotency_key, user_id, amount, reference)
         account_id, entry_id = row.account_id, row.entry_id
@@ -119,16 +121,21 @@ def _already(session: Session, hold_id: str, kind: str, amount: int, key: str) -
 def capture(
     session: Session, *, hold_id: str, amount: int, idempotency_key: str, now: datetime | None = None
 ) -> Settlement:
-    """Charge `amount` (<= the hold) and release the rest, in the caller's transaction."""
+    """Charge `amount` (<= the hold) and release the rest, in the caller's transaction.
+
+    A hold past its expiry that the reaper has not swept yet can still be captured: its status,
+    not the clock, decides (the sweep and a late capture race through the same compare-and-set).
+    """
     amount = check_amount(amount, allow_zero=True)
-    now = now or datetime.now(UTC)
+    now = canonical.utc(now) if now else datetime.now(UTC)
     params = entry_params(
         kind="capture", counterparty_id=chart.REVENUE, amount=amount, now=now, hold_id=hold_id,
         key=idempotency_key,
     )
     params.update(dp=-amount, dd=0, spend=amount)
-    if sql.dialect(session) == "postgresql":
-        row = session.execute(sql.PG_CAPTURE, params).one_or_none()
+    connection = sql.connection(session)
+    if connection.dialect.name == "postgresql":
+        row = connection.execute(sql.PG_CAPTURE, params).one_or_none()
         if row is None:
             return _already(session, hold_id, "capture", amount, idempotency_key)
         return Settlement(hold_id, "captured", amount, row.hold_amount - amount, row.entry_id)
@@ -159,11 +166,13 @@ def _release(session: Session, hold_id: str, kind: str, key: str, now: datetime)
 
 def void(session: Session, *, hold_id: str, idempotency_key: str, now: datetime | None = None) -> Settlement:
     """Release the whole hold (compensation); replays with the same key return the first result."""
-    return _release(session, hold_id, "void", idempotency_key, now or datetime.now(UTC))
+    moment = canonical.utc(now) if now else datetime.now(UTC)
+    return _release(session, hold_id, "void", idempotency_key, moment)
 
 
 def expire_holds(session: Session, *, now: datetime, limit: int = 500) -> int:
     """Release pending holds past their expiry (the reaper); returns how many expired."""
+    now = canonical.utc(now)
     due = (
         select(holds.c.id)
         .where(holds.c.status == "pending", holds.c.expires_at <= now)

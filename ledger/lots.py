@@ -73,7 +73,8 @@ def grant(
 ) -> Receipt:
     """Grant promotional credits as a lot (optional expiry, priority: lower is spent first)."""
     amount = check_amount(amount)
-    now = now or datetime.now(UTC)
+    now = canonical.utc(now) if now else datetime.now(UTC)
+    expires_at = canonical.utc(expires_at) if expires_at else None
     request = {
         "user_id": user_id, "amount": amount, "reason": reason, "priority": priority,
         "expires_at": canonical.micros(expires_at) if expires_at else None,
@@ -117,6 +118,7 @@ def lots_of(session: Session, *, user_id: str) -> list[Lot]:
 
 def expire_lots(session: Session, *, now: datetime, limit: int = 500) -> int:
     """Move what is left of expired lots to the expiry account; returns the number of entries."""
+    now = canonical.utc(now)
     account_ids = session.execute(
         select(lots.c.account_id)
         .distinct()

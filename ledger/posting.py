@@ -48,6 +48,7 @@ def entry_params(
     key: str | None = None,
 ) -> dict[str, Any]:
     """Bind parameters shared by every entry insert, including the body digest."""
+    now = canonical.utc(now)
     body = canonical.entry_body(
         kind, counterparty_id, amount, hold_id, lot_id, reference, key, canonical.micros(now)
     )
@@ -90,8 +91,9 @@ def post(
     )
     debit, credit = chart.legs(kind, account_id, counterparty_id)
     params.update(account_id=account_id, dp=dp, dh=dh, dd=dd, spend=spend, debit=debit, credit=credit)
-    if sql.dialect(session) == "postgresql":
-        found = session.execute(sql.PG_POST, params).one_or_none()
+    connection = sql.connection(session)
+    if connection.dialect.name == "postgresql":
+        found = connection.execute(sql.PG_POST, params).one_or_none()
         if found is None:
             return None
         return Posted(found.id, found.seq, found.posted_after, found.held_after, found.debt_after)

@@ -10,10 +10,20 @@ the per-account hash chain (`ledger_link`, computed in SQL so the head never lea
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import Connection, DateTime, TextClause, bindparam, text
 from sqlalchemy.orm import Session
 
 from ledger import canonical
+
+_TIMESTAMP = DateTime(timezone=True)
+
+
+def _sql(statement: str) -> TextClause:
+    """A text() statement whose timestamp parameters bind as DateTime (same storage form as Core)."""
+    clause = text(statement)
+    typed = [bindparam(name, type_=_TIMESTAMP) for name in ("now", "expires_at") if f":{name}" in statement]
+    return clause.bindparams(*typed) if typed else clause
+
 
 _ACCOUNT_SET = """
     posted = posted + :dp,
@@ -36,7 +46,7 @@ _PG_ENTRY_SELECT = """
 
 # --- PostgreSQL: one round trip per operation -------------------------------------------------
 
-PG_POST = text(f"""
+PG_POST = _sql(f"""
 WITH a AS (
     UPDATE ledger_accounts SET {_ACCOUNT_SET.format(dh=":dh")}
     WHERE id = :account_id AND posted + :dp >= held + :dh
@@ -47,7 +57,7 @@ INSERT INTO ledger_entries {_ENTRY_COLUMNS}
 RETURNING id, seq, posted_after, held_after, debt_after
 """)
 
-PG_HOLD = text(f"""
+PG_HOLD = _sql(f"""
 WITH h AS (
     INSERT INTO ledger_holds (id, account_id, amount, status, captured, expires_at, reference,
                               idempotency_key, created_at)
@@ -69,7 +79,7 @@ WITH h AS (
 SELECT h.account_id, e.id AS entry_id FROM h LEFT JOIN e ON true
 """)
 
-PG_CAPTURE = text(f"""
+PG_CAPTURE = _sql(f"""
 WITH h AS (
     UPDATE ledger_holds SET status = 'captured', captured = :amount, resolve_key = :key,
                             resolved_at = :now
@@ -89,20 +99,20 @@ SELECT a.hold_amount, e.id AS entry_id FROM a JOIN e ON true
 
 # --- SQLite (and the pieces of the above, run one after another) --------------------------------
 
-ACCOUNT_UPDATE = text(f"""
+ACCOUNT_UPDATE = _sql(f"""
 UPDATE ledger_accounts SET {_ACCOUNT_SET.format(dh=":dh")}
 WHERE id = :account_id AND posted + :dp >= held + :dh
 RETURNING id, seq, posted, held, debt, head
 """)
 
-ENTRY_INSERT = text(f"""
+ENTRY_INSERT = _sql(f"""
 INSERT INTO ledger_entries {_ENTRY_COLUMNS}
 VALUES (:account_id, :seq, :kind, :debit, :credit, :amount, :hold_id, :lot_id, :reference, :key, :now,
         :posted, :held, :debt, :hash)
 RETURNING id
 """)
 
-HOLD_INSERT = text("""
+HOLD_INSERT = _sql("""
 INSERT INTO ledger_holds (id, account_id, amount, status, captured, expires_at, reference,
                           idempotency_key, created_at)
 SELECT :hold_id, acc.id, :amount, 'pending', 0, :expires_at, :reference, :key, :now
@@ -111,13 +121,13 @@ ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING account_id
 """)
 
-HOLD_CAPTURE = text("""
+HOLD_CAPTURE = _sql("""
 UPDATE ledger_holds SET status = 'captured', captured = :amount, resolve_key = :key, resolved_at = :now
 WHERE id = :hold_id AND status = 'pending' AND amount >= :amount
 RETURNING account_id, amount
 """)
 
-HOLD_RELEASE = text("""
+HOLD_RELEASE = _sql("""
 UPDATE ledger_holds SET status = :status, resolve_key = :key, resolved_at = :now
 WHERE id = :hold_id AND status = 'pending'
 RETURNING account_id, amount
@@ -132,15 +142,22 @@ def _sqlite_link(  # noqa: PLR0917 - mirrors the SQL function's signature
     return canonical.link(prev, account_id, seq, posted, held, debt, body)
 
 
-def dialect(session: Session) -> str:
-    """The session's dialect name; on SQLite, registers `ledger_link` on the connection once."""
+def connection(session: Session) -> Connection:
+    """The session's connection (Core execution skips ORM overhead on the hot path).
+
+    On SQLite, registers the `ledger_link` function on the DBAPI connection once.
+    """
     connection = session.connection()
-    name = connection.dialect.name
-    if name == "sqlite":
+    if connection.dialect.name == "sqlite":
         proxied = connection.connection
         if "ledger_link" not in proxied.info:
             raw = proxied.dbapi_connection
             assert raw is not None
             raw.create_function("ledger_link", 7, _sqlite_link, deterministic=True)
             proxied.info["ledger_link"] = True
-    return name
+    return connection
+
+
+def dialect(session: Session) -> str:
+    """The session's dialect name (after connection() prepared it)."""
+    return connection(session).dialect.name

@@ -1,5 +1,6 @@
 """Every table module, imported so Alembic autogenerate sees the whole schema."""
 
+import assistant.tables  # noqa: F401
 import ledger.tables  # noqa: F401
 import orchestration.api_keys  # noqa: F401
 import orchestration.idempotency  # noqa: F401

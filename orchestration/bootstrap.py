@@ -36,10 +36,11 @@ def bootstrap(settings: Settings | None = None) -> Services:
     settings = settings or get_settings()
     engine = make_engine(settings.database_url, pool_size=settings.DATABASE_POOL_SIZE)
     # Every SSE reader blocks on its own connection (XREAD BLOCK): size the pool for all threads,
-    # and make a request wait for a free connection rather than fail when they are all taken.
+    # and make a request wait for a free connection rather than fail when they are all taken. The
+    # read timeout must outlast a heartbeat's block (redis-py would reuse the connect timeout).
     pool = redis.BlockingConnectionPool.from_url(
         settings.REDIS_URL, max_connections=settings.redis_max_connections, timeout=10, decode_responses=True,
-        health_check_interval=30, socket_connect_timeout=5,
+        health_check_interval=30, socket_connect_timeout=5, socket_timeout=settings.SSE_HEARTBEAT_S + 15,
     )
     client = redis.Redis(connection_pool=pool)
     return Services(settings, engine, make_session_factory(engine), client, make_producer(settings))

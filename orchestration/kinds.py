@@ -74,4 +74,5 @@ def get_kind(name: str) -> JobKind:
 
 def load_kinds() -> None:
     """Import every module that registers kinds (idempotent)."""
+    import orchestration.chat  # registers the `chat` kind
     import orchestration.diagnostic  # noqa: F401  (registers the `diagnostic` kind)

@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     RATE_LIMIT_AUTH: str = "20/minute"
     RATE_LIMIT_JOBS: str = "60/minute"
     IDEMPOTENCY_TTL_S: int = Field(24 * 3600, ge=60)
+    # Assistant (assistant/): model catalog, providers, chat turns.
+    ASSISTANT_CATALOG: str = ""
+    ECHO_TOKEN_DELAY_MS: int = Field(0, ge=0, le=10_000)
+    OPENAI_BASE_URL: str = ""
+    OPENAI_API_KEY: str = ""
+    OPENAI_TIMEOUT_S: float = Field(60.0, gt=0)
+    LOCAL_LLM_THREADS: int = Field(0, ge=0, le=256)
+    CHAT_DEFAULT_MAX_TOKENS: int = Field(256, ge=1, le=32_768)
+    CHAT_BUSY_WAIT_S: float = Field(120.0, ge=0)
+    MEMORY_EMBEDDINGS: bool = True
 
     @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
     @classmethod

@@ -9,7 +9,8 @@ from api.auth.context import (
     rate_limit_key,
     user_token_required,
 )
-from api.auth.tokens import JWT_ISSUER, AuthError, Principal, issue_token, verify_bearer
+from api.auth.principal import AuthError, Principal
+from api.auth.tokens import JWT_ISSUER, issue_token, verify_bearer
 
 __all__ = [
     "JWT_ISSUER",

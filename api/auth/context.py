@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, Literal, NoReturn, TypeVar, cast
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint, abort
 
-from api.auth.tokens import AuthError, Principal, verify_bearer
+from api.auth.cache import TokenCache, UserCache
+from api.auth.principal import AuthError, Principal
+from api.auth.tokens import verify_bearer
 from api.services import services
 from orchestration.api_keys import authenticate_key
 from orchestration.users import get_or_create_user, get_user
@@ -44,12 +47,26 @@ def bearer_principal() -> Principal | None:
             g.auth_error = AuthError("Use `Authorization: Bearer <token>`.")
         elif header:
             try:
-                g.auth_principal = verify_bearer(token.strip(), services().settings)
+                g.auth_principal = _verified(token.strip())
             except AuthError as exc:
                 g.auth_error = exc
     if g.auth_error is not None:
         raise g.auth_error
     return cast(Principal | None, g.auth_principal)
+
+
+def _cache(name: str, factory: Callable[[], Any]) -> Any:
+    found = current_app.extensions.get(name)
+    return found if found is not None else current_app.extensions.setdefault(name, factory())
+
+
+def _verified(token: str) -> Principal:
+    cache: TokenCache = _cache("creditflow_tokens", TokenCache)
+    principal = cache.get(token, time.time())
+    if principal is None:
+        principal = verify_bearer(token, services().settings)
+        cache.put(token, principal)
+    return principal
 
 
 def rate_limit_key() -> str:
@@ -82,21 +99,31 @@ def authenticate() -> AuthContext:
 
 
 def _resolve(principal: Principal) -> AuthContext:
-    settings = services().settings
-    with transaction(services().sessions) as session:
-        if principal.kind == "api_key":
-            key = authenticate_key(session, secret=principal.secret or "")
-            user = get_user(session, user_id=key.user_id) if key else None
-            if key is None or user is None:
-                _unauthorized("The API key is unknown or revoked.")
-            return AuthContext(user.id, user.external_id, user.email, False, "api_key", key.id,
-                               key.daily_credit_limit)
-        assert principal.external_id is not None
-        user = get_or_create_user(session, external_id=principal.external_id, email=principal.email)
+    if principal.kind == "api_key":
+        return _resolve_key(principal)
+    assert principal.external_id is not None
+    cache: UserCache = _cache("creditflow_users", UserCache)
+    user = cache.get(principal.external_id)
+    if user is None:
+        with transaction(services().sessions) as session:
+            user = get_or_create_user(session, external_id=principal.external_id, email=principal.email)
+        cache.put(user)  # only once committed
     admin = (principal.kind == "jwt" and ADMIN_ROLE in principal.roles) or (
-        user.external_id in settings.admin_subjects
+        user.external_id in services().settings.admin_subjects
     )
     return AuthContext(user.id, user.external_id, user.email, admin, principal.kind)
+
+
+def _resolve_key(principal: Principal) -> AuthContext:
+    # Never cached: a revoked key must stop working at once.
+    with transaction(services().sessions) as session:
+        key = authenticate_key(session, secret=principal.secret or "")
+        user = get_user(session, user_id=key.user_id) if key else None
+    if key is None or user is None:
+        _unauthorized("The API key is unknown or revoked.")
+    return AuthContext(
+        user.id, user.external_id, user.email, False, "api_key", key.id, key.daily_credit_limit
+    )
 
 
 def current_auth() -> AuthContext:

@@ -2,51 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 
 from api.auth.oidc import verify_oidc
+from api.auth.principal import AuthError, AuthUnavailable, Principal
 from orchestration.api_keys import looks_like_key
 from runtime.settings import Settings
 
 JWT_ISSUER = "creditflow"
 BUILTIN_ALGORITHMS = ["HS256"]
-
-
-class AuthError(Exception):
-    """The credential is missing, malformed or invalid; the message is safe to show."""
-
-    status = 401
-
-
-class AuthUnavailable(AuthError):
-    """The credential could not be checked right now (an issuer's keys are unreachable)."""
-
-    status = 503
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a verified bearer credential names, before the database is consulted."""
-
-    kind: Literal["jwt", "oidc", "api_key"]
-    issuer: str
-    external_id: str | None = None
-    email: str | None = None
-    roles: frozenset[str] = frozenset()
-    secret: str | None = field(default=None, repr=False)  # API key material, for the lookup only
-
-    @property
-    def rate_key(self) -> str:
-        """The rate-limit bucket of this principal (an API key is a bucket of its own)."""
-        if self.kind == "api_key":
-            return "key:" + hashlib.sha256((self.secret or "").encode()).hexdigest()[:24]
-        return "sub:" + (self.external_id or "")
 
 
 def issue_token(
@@ -91,8 +59,10 @@ def verify_bearer(token: str, settings: Settings) -> Principal:
             except jwt.PyJWTError as exc:
                 raise AuthError(_reason(exc)) from None
             email = claims.get("email") if claims.get("email_verified", True) is not False else None
+            valid_from, valid_until = _window(claims, settings)
             return Principal(
-                "oidc", config.issuer, f"{config.issuer}#{_subject(claims)}", _text(email), frozenset()
+                "oidc", config.issuer, f"{config.issuer}#{_subject(claims)}", _text(email), frozenset(),
+                valid_from=valid_from, valid_until=valid_until,
             )
     raise AuthError("The token's issuer is not accepted.")
 
@@ -113,7 +83,18 @@ def _builtin(token: str, settings: Settings) -> Principal:
         raise AuthError(_reason(exc)) from None
     roles = claims.get("roles")
     role_set = frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
-    return Principal("jwt", JWT_ISSUER, _subject(claims), _text(claims.get("email")), role_set)
+    valid_from, valid_until = _window(claims, settings)
+    return Principal(
+        "jwt", JWT_ISSUER, _subject(claims), _text(claims.get("email")), role_set,
+        valid_from=valid_from, valid_until=valid_until,
+    )
+
+
+def _window(claims: dict[str, Any], settings: Settings) -> tuple[float, float]:
+    """(valid from, valid until) in epoch seconds with the leeway, for caching the verification."""
+    leeway = settings.AUTH_LEEWAY_S
+    start = max(float(claims.get("nbf", 0)), float(claims.get("iat", 0)))
+    return (start - leeway if start else 0.0), float(claims["exp"]) + leeway
 
 
 def _subject(claims: dict[str, Any]) -> str:

@@ -40,14 +40,13 @@ def test_per_ip_and_auth_limits(make_app: AppFactory) -> None:
     assert_problem(limited, 429)
     assert int(limited.headers["Retry-After"]) >= 1
     assert client.post("/api/v1/auth/siwe/nonce", environ_base=_ip()).status_code == 200
-    # The per-IP limit (4/minute: three nonce requests so far) covers every route, whoever calls.
-    assert (
-        client.get("/api/v1/credits/balance", headers=bearer(make_token()), environ_base=environ).status_code
-        == 200
-    )
-    assert_problem(
-        client.get("/api/v1/credits/balance", headers=bearer(make_token()), environ_base=environ), 429
-    )
+    # Callers without a valid credential share their address's bucket (4/minute: three used so far),
+    # so guessing tokens or keys from one address is throttled; signed-in callers have their own bucket.
+    guess = bearer("cf_" + "g" * 43)
+    assert_problem(client.get("/api/v1/credits/balance", headers=guess, environ_base=environ), 401)
+    assert_problem(client.get("/api/v1/credits/balance", headers=guess, environ_base=environ), 429)
+    signed_in = client.get("/api/v1/credits/balance", headers=bearer(make_token()), environ_base=environ)
+    assert signed_in.status_code == 200
 
 
 def test_limits_can_be_switched_off(make_app: AppFactory) -> None:
@@ -78,3 +77,10 @@ def test_bad_requests_are_problem_json(client: FlaskClient) -> None:
     assert_problem(client.get("/api/v1/nothing-here", headers=headers), 404)
     assert_problem(client.put("/api/v1/credits/balance", headers=headers), 405)
     assert_problem(client.post("/api/v1/api-keys", headers=headers, json=["a", "list"]), 422)
+
+
+def test_nul_characters_are_refused_before_the_database(client: FlaskClient) -> None:
+    headers = bearer(make_token())
+    assert_problem(client.post("/api/v1/api-keys", headers=headers, json={"name": "a\x00b"}), 422)
+    assert_problem(client.delete("/api/v1/api-keys/key%00x", headers=headers), 422)
+    assert_problem(client.get("/api/v1/credits/transactions?cursor=%00", headers=headers), 422)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -197,3 +197,15 @@ def test_one_key_ten_concurrent_calls_make_one_hold(
             == 1
         )
     check_ledger(sessions, signer)
+
+
+def test_expiry_compares_instants_not_wall_clocks(sessions: sessionmaker[Session]) -> None:
+    new_user(sessions, "tz")
+    east = timezone(timedelta(hours=5))
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        # Expires in 30 minutes, written in a UTC+5 wall clock (which reads "later" than UTC).
+        held = _hold(session, "tz", M, "tz-1", expires_at=(now + timedelta(minutes=30)).astimezone(east))
+        assert ledger.expire_holds(session, now=now + timedelta(minutes=29)) == 0
+        assert ledger.expire_holds(session, now=(now + timedelta(minutes=31)).astimezone(east)) == 1
+        assert ledger.get_hold(session, hold_id=held.id).status == "expired"

@@ -7,7 +7,8 @@ import time
 import jwt
 import pytest
 
-from api.auth.tokens import AuthError, issue_token, verify_bearer
+from api.auth.principal import AuthError
+from api.auth.tokens import issue_token, verify_bearer
 from runtime.settings import load_settings
 
 SECRET = "unit-secret-unit-secret-unit-secret-42"

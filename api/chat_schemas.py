@@ -1,0 +1,110 @@
+"""Marshmallow schemas of models, conversations and messages."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import marshmallow as ma
+
+from api.money import Credits
+from api.pagination import page_schema
+
+
+class ModelSchema(ma.Schema):
+    """A model of the catalog; pricing in credits (chat: per million input and output tokens)."""
+
+    id = ma.fields.String(required=True)
+    provider = ma.fields.String(required=True)
+    kind = ma.fields.String(
+        required=True, validate=ma.validate.OneOf(("chat", "image", "vision", "embedding"))
+    )
+    capabilities = ma.fields.Dict(required=True)
+    pricing = ma.fields.Dict(keys=ma.fields.String(), values=Credits(), required=True)
+    price_version = ma.fields.String(required=True)
+    available = ma.fields.Boolean(required=True)
+
+
+class ModelListSchema(ma.Schema):
+    """Every model listed here."""
+
+    items = ma.fields.List(ma.fields.Nested(ModelSchema), required=True)
+
+
+class NewConversationSchema(ma.Schema):
+    """A conversation to start."""
+
+    title = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=200))
+    model = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(1, 100))
+
+
+class ConversationSchema(ma.Schema):
+    """A conversation."""
+
+    id = ma.fields.String(required=True)
+    title = ma.fields.String(allow_none=True)
+    model = ma.fields.String(allow_none=True)
+    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
+    updated_at = ma.fields.AwareDateTime(default_timezone=UTC)
+
+
+ConversationPageSchema = page_schema(ConversationSchema, "ConversationPage")
+
+
+class UsageSchema(ma.Schema):
+    """Tokens read and written."""
+
+    input_tokens = ma.fields.Integer()
+    output_tokens = ma.fields.Integer()
+
+
+class MessageSchema(ma.Schema):
+    """A message: the user's, or the assistant's reply with its usage and cost."""
+
+    id = ma.fields.String(required=True)
+    position = ma.fields.Integer(required=True)
+    role = ma.fields.String(required=True, validate=ma.validate.OneOf(("user", "assistant")))
+    content = ma.fields.String(required=True)
+    model = ma.fields.String(allow_none=True)
+    job_id = ma.fields.String(allow_none=True)
+    usage = ma.fields.Nested(UsageSchema, allow_none=True)
+    cost = Credits(allow_none=True)
+    finish_reason = ma.fields.String(allow_none=True)
+    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
+
+
+class ConversationDetailSchema(ConversationSchema):
+    """A conversation with its messages in order."""
+
+    messages = ma.fields.List(ma.fields.Nested(MessageSchema), required=True)
+
+
+class NewMessageSchema(ma.Schema):
+    """A message to send; the reply comes from a `chat` job."""
+
+    content = ma.fields.String(required=True, validate=ma.validate.Length(1, 100_000))
+    model = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(1, 100))
+    max_tokens = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, 32_768))
+
+
+class MessageArgsSchema(ma.Schema):
+    """Query arguments of posting a message."""
+
+    on_busy = ma.fields.String(
+        load_default="queue",
+        validate=ma.validate.OneOf(("queue", "reject")),
+        metadata={"description": "While the previous reply runs: queue behind it, or answer 409"},
+    )
+
+
+def model_view(spec: Any) -> dict[str, Any]:
+    """A catalog model as the ModelSchema expects it."""
+    return {
+        "id": spec.id,
+        "provider": spec.provider,
+        "kind": spec.kind,
+        "capabilities": dict(spec.capabilities),
+        "pricing": dict(spec.pricing),
+        "price_version": spec.price_version,
+        "available": spec.available,
+    }

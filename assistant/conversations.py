@@ -1,0 +1,140 @@
+"""Conversations and their messages in the database (a turn = the user's message and its reply)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.orm import Session
+
+from assistant.tables import conversations, messages
+from assistant.transcript import Turn
+
+
+@dataclass(frozen=True)
+class TurnSlot:
+    """Positions reserved for one turn: the user's message, then the reply when it settles."""
+
+    message_position: int
+    reply_position: int
+    previous_job_id: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh opaque id."""
+    return uuid.uuid4().hex
+
+
+def create(session: Session, *, user_id: str, title: str | None, model: str | None) -> Row[Any]:
+    """A new, empty conversation."""
+    now = _now()
+    return session.execute(
+        conversations.insert()
+        .values(id=new_id(), user_id=user_id, title=title, model=model, created_at=now, updated_at=now)
+        .returning(*conversations.c)
+    ).one()
+
+
+def get(session: Session, *, user_id: str, conversation_id: str) -> Row[Any] | None:
+    """The user's conversation, or None (someone else's is as unknown as a missing one)."""
+    return session.execute(
+        select(conversations).where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
+    ).first()
+
+
+def page(
+    session: Session, *, user_id: str, limit: int, before: tuple[datetime, str] | None = None
+) -> list[Row[Any]]:
+    """The user's conversations, newest first, after an optional (created_at, id) cursor."""
+    query = select(conversations).where(conversations.c.user_id == user_id)
+    if before is not None:
+        created, last_id = before
+        query = query.where(
+            (conversations.c.created_at < created)
+            | ((conversations.c.created_at == created) & (conversations.c.id < last_id))
+        )
+    order = (conversations.c.created_at.desc(), conversations.c.id.desc())
+    return list(session.execute(query.order_by(*order).limit(limit)).all())
+
+
+def history(session: Session, *, conversation_id: str, before: int | None = None) -> list[Row[Any]]:
+    """The conversation's messages in order (those before `position` when given)."""
+    query = select(messages).where(messages.c.conversation_id == conversation_id)
+    if before is not None:
+        query = query.where(messages.c.position < before)
+    return list(session.execute(query.order_by(messages.c.position)).all())
+
+
+def as_turns(rows: list[Row[Any]]) -> list[Turn]:
+    """Messages as provider turns."""
+    return [Turn(role=row.role, content=row.content) for row in rows if row.content]
+
+
+def reserve_turn(session: Session, *, conversation_id: str) -> TurnSlot:
+    """Take the next two positions atomically; remember the previous turn's job to queue behind it."""
+    row = session.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(positions=conversations.c.positions + 2, updated_at=_now())
+        .returning(conversations.c.positions, conversations.c.last_job_id)
+    ).one()
+    return TurnSlot(row.positions - 2, row.positions - 1, row.last_job_id)
+
+
+def add_message(
+    session: Session,
+    *,
+    conversation_id: str,
+    position: int,
+    role: str,
+    content: str,
+    model: str | None = None,
+    job_id: str | None = None,
+    usage: dict[str, int] | None = None,
+    cost: int | None = None,
+    finish_reason: str | None = None,
+) -> str:
+    """Append a message at its reserved position; returns its id."""
+    message_id = new_id()
+    session.execute(
+        messages.insert().values(
+            id=message_id,
+            conversation_id=conversation_id,
+            position=position,
+            role=role,
+            content=content,
+            model=model,
+            job_id=job_id,
+            usage=usage,
+            cost=cost,
+            finish_reason=finish_reason,
+            created_at=_now(),
+        )
+    )
+    return message_id
+
+
+def start_turn(session: Session, *, conversation_id: str, message_id: str, job_id: str) -> None:
+    """Link the user's message to its job and make that job the one the next turn waits for."""
+    session.execute(update(messages).where(messages.c.id == message_id).values(job_id=job_id))
+    session.execute(
+        update(conversations).where(conversations.c.id == conversation_id).values(last_job_id=job_id)
+    )
+
+
+def remove_message(session: Session, *, message_id: str) -> None:
+    """Take back a message whose job was refused (no credits, no price): nothing is left behind."""
+    session.execute(messages.delete().where(messages.c.id == message_id))
+
+
+def store_embeddings(session: Session, vectors: dict[str, list[float]]) -> None:
+    """Keep computed message embeddings so each message is embedded once."""
+    for message_id, vector in vectors.items():
+        session.execute(update(messages).where(messages.c.id == message_id).values(embedding=vector))

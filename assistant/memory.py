@@ -1,0 +1,66 @@
+"""Memory: fill the context window with the recent messages (and, given scores, the relevant older ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from assistant.transcript import Turn, token_bound, turn_bound
+
+RECENT_SHARE = 0.6  # of the budget kept for the most recent messages when relevance scores are given
+
+
+def fill_context(
+    earlier: Sequence[Any],
+    *,
+    new: str,
+    budget: int,
+    relevance: Mapping[str, float] | None = None,
+) -> list[Turn]:
+    """Earlier messages (rows with id, role, content, in order) that fit `budget` tokens, then `new`.
+
+    Without `relevance`, the newest messages that fit. With it (message id -> similarity to `new`),
+    the newest messages up to a share of the budget, then the most relevant older ones that still fit,
+    all kept in conversation order.
+    """
+    candidates = [row for row in earlier if row.content]
+    sizes = [turn_bound(_turn(row)) for row in candidates]
+    question = Turn(role="user", content=new)
+    used = token_bound([question])
+    chosen: set[int] = set()
+    recent_limit = budget * RECENT_SHARE if relevance else budget
+    for index in range(len(candidates) - 1, -1, -1):
+        if used + sizes[index] > recent_limit:
+            break
+        chosen.add(index)
+        used += sizes[index]
+    if relevance:
+        older = [i for i in range(len(candidates)) if i not in chosen]
+        for index in sorted(older, key=lambda i: -relevance.get(candidates[i].id, 0.0)):
+            if used + sizes[index] <= budget:
+                chosen.add(index)
+                used += sizes[index]
+    return [*(_turn(candidates[i]) for i in sorted(chosen)), question]
+
+
+def overflows(earlier: Sequence[Any], *, new: str, budget: int) -> bool:
+    """Whether the whole conversation no longer fits the budget (then relevance decides what stays)."""
+    turns = [_turn(row) for row in earlier if row.content]
+    return token_bound([*turns, Turn(role="user", content=new)]) > budget
+
+
+def relevance(earlier: Sequence[Any], *, new: str) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Similarity of each earlier message to `new` (local MiniLM), and the embeddings it had to compute."""
+    from assistant.embeddings import embed, similarity
+
+    missing = [row for row in earlier if row.content and not row.embedding]
+    computed = dict(zip((row.id for row in missing), embed([row.content for row in missing]), strict=True))
+    question = embed([new])[0]
+    scores = {
+        row.id: similarity(question, row.embedding or computed[row.id]) for row in earlier if row.content
+    }
+    return scores, computed
+
+
+def _turn(row: Any) -> Turn:
+    return Turn(role=row.role, content=row.content)

@@ -1,0 +1,71 @@
+"""Tables of the assistant room: the model catalog, conversations and their messages."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from runtime.db import Base
+
+Timestamp = DateTime(timezone=True)
+
+models = Table(
+    "models",
+    Base.metadata,
+    Column("id", String(100), primary_key=True),
+    Column("provider", String(40), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("quality", Integer, nullable=False, server_default=text("0")),
+    Column("capabilities", JSON, nullable=False),
+    # Integer micro-credits; chat: input_per_million, output_per_million. Empty: refused, never free.
+    Column("pricing", JSON, nullable=False),
+    Column("price_version", String(40), nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("environments", JSON, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+conversations = Table(
+    "conversations",
+    Base.metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(100), nullable=False),
+    Column("title", String(200)),
+    Column("model", String(100)),
+    # Positions handed out so far: a turn takes two (its message, and its reply when it settles).
+    Column("positions", Integer, nullable=False, server_default=text("0")),
+    Column("last_job_id", String(32)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index("ix_conversations_user_created", "user_id", "created_at"),
+)
+
+messages = Table(
+    "messages",
+    Base.metadata,
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", String(32), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("role", String(10), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("model", String(100)),
+    Column("job_id", String(32)),
+    Column("usage", JSON),
+    Column("cost", BigInteger),
+    Column("finish_reason", String(20)),
+    Column("embedding", JSON),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("conversation_id", "position", name="uq_messages_conversation_position"),
+)

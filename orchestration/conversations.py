@@ -1,0 +1,178 @@
+"""Chat use cases: the model list, conversations, and posting a message (stored now, replied by a job)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select
+
+from assistant import conversations
+from assistant.catalog import ModelSpec, ensure_loaded, load_models
+from assistant.selection import ModelUnavailable, select_model
+from assistant.tables import messages
+from assistant.transcript import Turn, token_bound
+from orchestration.bootstrap import Services
+from orchestration.chat import open_turns
+from orchestration.jobs import CreateJob, create_job
+from orchestration.kinds import QuoteError
+from orchestration.tables import jobs
+from orchestration.users import DEFAULT_PREFERENCES, get_user
+from runtime.db import transaction
+
+__all__ = ["ConversationBusy", "ConversationNotFound", "ModelUnavailable", "PostMessage"]
+ON_BUSY = ("queue", "reject")
+
+
+class ConversationNotFound(LookupError):
+    """No such conversation for this user."""
+
+
+class ConversationBusy(RuntimeError):
+    """The conversation's previous reply is still running and the caller asked not to queue."""
+
+
+@dataclass(frozen=True)
+class PostMessage:
+    """Command: add the user's message to a conversation and start the job that replies."""
+
+    user_id: str
+    conversation_id: str
+    content: str
+    model: str | None = None
+    max_tokens: int | None = None
+    on_busy: str = "queue"
+    idempotency_key: str | None = None
+    api_key_id: str | None = None
+    daily_credit_limit: int | None = None
+
+
+def models(services: Services) -> list[ModelSpec]:
+    """Every model this environment lists, with price version and availability."""
+    ensure_loaded(services.sessions, services.settings)
+    with services.sessions() as session:
+        return load_models(session, services.settings)
+
+
+def _preferences(services: Services, user_id: str) -> dict[str, Any]:
+    with services.sessions() as session:
+        user = get_user(session, user_id=user_id)
+    return user.preferences if user else dict(DEFAULT_PREFERENCES)
+
+
+def create_conversation(
+    services: Services, *, user_id: str, title: str | None, model: str | None
+) -> Row[Any]:
+    """A new conversation; a named model must be available (422 otherwise)."""
+    if model:
+        select_model(models(services), explicit=model)
+    with transaction(services.sessions) as session:
+        return conversations.create(session, user_id=user_id, title=title, model=model)
+
+
+def list_conversations(
+    services: Services, *, user_id: str, limit: int, before: tuple[datetime, str] | None
+) -> list[Row[Any]]:
+    """The user's conversations, newest first."""
+    with services.sessions() as session:
+        return conversations.page(session, user_id=user_id, limit=limit, before=before)
+
+
+def get_conversation(
+    services: Services, *, user_id: str, conversation_id: str
+) -> tuple[Row[Any], list[Row[Any]]]:
+    """The conversation and its messages in order; ConversationNotFound for anyone else's."""
+    with services.sessions() as session:
+        row = conversations.get(session, user_id=user_id, conversation_id=conversation_id)
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        return row, conversations.history(session, conversation_id=conversation_id)
+
+
+def _pending_reply_tokens(services: Services, conversation_id: str) -> int:
+    """Replies of earlier turns still running will be in this turn's prompt: reserve their max_tokens."""
+    with services.sessions() as session:
+        waiting = open_turns(session, conversation_id=conversation_id)
+        if not waiting:
+            return 0
+        rows = session.execute(select(jobs.c.params).where(jobs.c.id.in_(waiting))).scalars()
+        return sum(int(params.get("max_tokens", 0)) * 4 for params in rows)
+
+
+def post_message(services: Services, command: PostMessage) -> Row[Any]:
+    """Store the message, quote and hold the turn, enqueue it; the reply lands when the job settles."""
+    settings = services.settings
+    conversation, history = get_conversation(
+        services, user_id=command.user_id, conversation_id=command.conversation_id
+    )
+    with services.sessions() as session:
+        busy = bool(open_turns(session, conversation_id=conversation.id))
+    if busy and command.on_busy == "reject":
+        raise ConversationBusy("the previous reply in this conversation is still running")
+    preferences = _preferences(services, command.user_id)
+    spec = select_model(
+        models(services),
+        explicit=command.model,
+        conversation=conversation.model,
+        user_default=preferences.get("default_chat_model"),
+        cost_mode=preferences.get("cost_mode", "balanced"),
+    )
+    max_tokens = command.max_tokens or min(settings.CHAT_DEFAULT_MAX_TOKENS, spec.context_length // 2)
+    room = spec.context_length - max_tokens
+    turns = [*conversations.as_turns(history), Turn(role="user", content=command.content)]
+    if max_tokens >= spec.context_length or token_bound([turns[-1]]) > room:
+        raise QuoteError(
+            f"the message and max_tokens don't fit {spec.id}'s context of {spec.context_length} tokens"
+        )
+    # Bytes bound any byte-level tokenizer's count; a pending reply's tokens are up to 4 bytes each.
+    prompt_tokens = min(token_bound(turns) + _pending_reply_tokens(services, conversation.id), room)
+    with transaction(services.sessions) as session:
+        slot = conversations.reserve_turn(session, conversation_id=conversation.id)
+        message_id = conversations.add_message(
+            session,
+            conversation_id=conversation.id,
+            position=slot.message_position,
+            role="user",
+            content=command.content,
+            model=spec.id,
+        )
+    params = {
+        "conversation_id": conversation.id,
+        "message_id": message_id,
+        "content": command.content,
+        "message_position": slot.message_position,
+        "reply_position": slot.reply_position,
+        "model": spec.id,
+        "max_tokens": max_tokens,
+        "prompt_tokens": prompt_tokens,
+        "pricing": dict(spec.pricing),
+        "price_version": spec.price_version,
+    }
+    job_command = CreateJob(
+        user_id=command.user_id,
+        kind="chat",
+        params=params,
+        idempotency_key=command.idempotency_key,
+        api_key_id=command.api_key_id,
+        daily_credit_limit=command.daily_credit_limit,
+    )
+    try:
+        row, created = create_job(services, job_command)
+    except BaseException:
+        with transaction(services.sessions) as session:  # refused (402, limit): the message goes too
+            conversations.remove_message(session, message_id=message_id)
+        raise
+    with transaction(services.sessions) as session:
+        if created:
+            conversations.start_turn(
+                session, conversation_id=conversation.id, message_id=message_id, job_id=row.id
+            )
+        else:
+            conversations.remove_message(session, message_id=message_id)
+    return row
+
+
+def message_view(row: Row[Any]) -> dict[str, Any]:
+    """A message as the API shows it."""
+    return {column.name: getattr(row, column.name) for column in messages.c if column.name != "embedding"}

@@ -1,0 +1,79 @@
+"""A local HTTP server speaking the OpenAI chat-completions wire protocol (SSE chunks, usage last)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+REPLY = ["Hello", " from", " the", " fake", " endpoint", "."]
+# The model name picks the behaviour: error-429, error-500, error-400, refuse (content filter).
+ERRORS = {"error-429": 429, "error-500": 500, "error-400": 400}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    requests: list[dict[str, Any]]
+
+    def log_message(self, *_args: Any) -> None:
+        """Quiet."""
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self) -> None:
+        self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append({"body": body, "auth": self.headers.get("Authorization")})
+        model = body["model"]
+        if model in ERRORS:
+            status = ERRORS[model]
+            self._json(status, {"error": {"message": f"injected {status}", "type": "test", "code": None}})
+            return
+        words = REPLY[: body.get("max_completion_tokens") or body.get("max_tokens") or len(REPLY)]
+        prompt_tokens = sum(len(str(m["content"]).split()) + 4 for m in body["messages"])
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
+        finish = "content_filter" if model == "refuse" else ("length" if len(words) < len(REPLY) else "stop")
+        chunks = [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+        chunks += [{"index": 0, "delta": {"content": word}, "finish_reason": None} for word in words]
+        chunks += [{"index": 0, "delta": {}, "finish_reason": finish}]
+        for choice in chunks:
+            self._event({**base, "choices": [choice]})
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(words),
+            "total_tokens": prompt_tokens + len(words),
+        }
+        self._event({**base, "choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _event(self, payload: dict[str, Any]) -> None:
+        self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+        self.wfile.flush()
+
+
+@contextmanager
+def openai_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Serve on a free port; yields (base URL ending in /v1, the requests received)."""
+    received: list[dict[str, Any]] = []
+    handler = type("Handler", (_Handler,), {"requests": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", received
+    finally:
+        server.shutdown()
+        server.server_close()
