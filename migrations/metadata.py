@@ -1,10 +1,15 @@
 """Every table module, imported so Alembic autogenerate sees the whole schema."""
 
-import assistant.tables  # noqa: F401
-import ledger.tables  # noqa: F401
-import orchestration.api_keys  # noqa: F401
-import orchestration.idempotency  # noqa: F401
-import orchestration.users  # noqa: F401
+import assistant.tables
+import ledger.tables
+import orchestration.api_keys
+import orchestration.idempotency
+import orchestration.tables
+import orchestration.users
 from runtime.db import Base
 
+TABLE_MODULES = (
+    assistant.tables, ledger.tables, orchestration.api_keys, orchestration.idempotency,
+    orchestration.tables, orchestration.users,
+)
 target_metadata = Base.metadata

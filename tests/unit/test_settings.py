@@ -37,7 +37,7 @@ def test_broker_defaults_to_redis_and_can_be_rabbitmq() -> None:
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"API_PORT": "99999"}, "API_PORT"),
         ({"CREDITFLOW_ENV": "staging"}, "CREDITFLOW_ENV"),
-        ({"CREDITFLOW_ENV": "production", "DATABASE_URL": "sqlite:///x.db"}, "REDIS_URL"),
+        ({"CREDITFLOW_ENV": "production", "DATABASE_URL": "sqlite:///x.db", "REDIS_URL": ""}, "REDIS_URL"),
     ],
 )
 def test_bad_values_name_the_variable(overrides: dict[str, str], named: str) -> None:
