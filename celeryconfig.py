@@ -80,5 +80,6 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": _settings.SEAL_INTERVAL_S,
         "options": {"expires": _settings.SEAL_INTERVAL_S * 3},
     },
+    "purge-idempotency": {"task": "creditflow.maintenance.purge_idempotency", "schedule": 3600.0},
 }
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

@@ -6,11 +6,12 @@ import dataclasses
 import functools
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import celeryconfig
 import ledger
-from orchestration import reaper
+from orchestration import idempotency, reaper
 from runtime.db import transaction
 from workers.app import queue_task
 
@@ -52,3 +53,11 @@ def seal(self: Any) -> int:
 @functools.lru_cache(maxsize=2)
 def _signer(key: str) -> Any:
     return ledger.signer_from_key(key)
+
+
+@queue_task("maintenance", ignore_result=True)
+def purge_idempotency(self: Any) -> int:
+    """Forget Idempotency-Key answers older than IDEMPOTENCY_TTL_S (beat, hourly)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=self.services.settings.IDEMPOTENCY_TTL_S)
+    with transaction(self.services.sessions) as session:
+        return idempotency.purge(session, older_than=cutoff)

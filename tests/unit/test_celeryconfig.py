@@ -49,3 +49,8 @@ def test_queue_task_sets_that_queues_time_limits() -> None:
     soft, hard = celeryconfig.QUEUE_LIMITS["agents"]
     task = celery_app.tasks["creditflow.agents.ping"]
     assert (task.soft_time_limit, task.time_limit) == (soft, hard)
+
+
+def test_every_beat_entry_names_a_registered_task() -> None:
+    for name, entry in celeryconfig.beat_schedule.items():
+        assert entry["task"] in celery_app.tasks, name

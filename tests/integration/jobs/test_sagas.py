@@ -141,3 +141,22 @@ def test_insufficient_credits_creates_nothing(services: Services, user: str) -> 
     assert (refused.value.available, refused.value.required) == (WELCOME, 1200 * 1_000_000)
     assert job_cases.list_jobs(services, user_id=user, limit=10) == []
     assert _balance(services, user) == (WELCOME, 0, WELCOME)
+
+
+def test_beat_tasks_seal_the_ledger_on_a_worker(services: Services, user: str) -> None:
+    from sqlalchemy import func
+
+    from ledger.tables import checkpoints, unsealed
+
+    def count(table: object) -> int:
+        with services.sessions() as session:
+            return int(session.execute(select(func.count()).select_from(table)).scalar_one())
+
+    wait_final(services, _create(services, user, steps=1))
+    assert count(unsealed) > 0
+    before = count(checkpoints)
+    services.producer.send_task("creditflow.maintenance.seal")
+    services.producer.send_task("creditflow.maintenance.reap")
+    services.producer.send_task("creditflow.maintenance.purge_idempotency")
+    wait_for(lambda: count(unsealed) == 0, what="entries sealed by the worker")
+    assert count(checkpoints) > before
