@@ -6,7 +6,7 @@ from flask import Flask, request
 from flask_smorest import abort
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import admin, api_keys, chat, credits, job_admin, jobs, me
+from api import admin, agents, api_keys, chat, credits, job_admin, jobs, me
 from api.auth import routes as auth_routes
 from api.errors import ProblemApi
 from api.ledger_errors import register_ledger_errors
@@ -44,5 +44,5 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     register_ledger_errors(app)
     jobs.register_job_errors(app)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
-                      chat.blp):
+                      chat.blp, agents.blp):
         api.register_blueprint(blueprint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,3 +65,25 @@ def relevance(earlier: Sequence[Any], *, new: str) -> tuple[dict[str, float], di
 
 def _turn(row: Any) -> Turn:
     return Turn(role=row.role, content=row.content)
+
+
+WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def keywords(text: str) -> set[str]:
+    """Lower-case words of three characters or more (the lexical search's terms)."""
+    return set(WORD.findall(text.lower()))
+
+
+def search(rows: Sequence[Any], *, query: str, limit: int) -> list[tuple[float, Any]]:
+    """Rows (with `content`) sharing the most words with `query`, best first, as (score, row)."""
+    wanted = keywords(query)
+    if not wanted:
+        return []
+    scored = []
+    for row in rows:
+        shared = len(wanted & keywords(row.content or ""))
+        if shared:
+            scored.append((shared / len(wanted), row))
+    scored.sort(key=lambda pair: -pair[0])
+    return scored[:limit]

@@ -74,5 +74,6 @@ def get_kind(name: str) -> JobKind:
 
 def load_kinds() -> None:
     """Import every module that registers kinds (idempotent)."""
+    import orchestration.agents  # registers the `agent` kind
     import orchestration.chat  # registers the `chat` kind
     import orchestration.diagnostic  # noqa: F401  (registers the `diagnostic` kind)

@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     CHAT_DEFAULT_MAX_TOKENS: int = Field(256, ge=1, le=32_768)
     CHAT_BUSY_WAIT_S: float = Field(120.0, ge=0)
     MEMORY_EMBEDDINGS: bool = True
+    # Agent tasks (orchestration/agents.py): per-step reply bound, sandbox limits, data size, web search.
+    AGENT_STEP_MAX_TOKENS: int = Field(512, ge=16, le=32_768)
+    AGENT_REPAIR_ATTEMPTS: int = Field(2, ge=0, le=10)
+    AGENT_SANDBOX_TIME_LIMIT_S: float = Field(10.0, gt=0, le=600)
+    AGENT_SANDBOX_MEMORY_MB: int = Field(256, ge=32, le=16_384)
+    AGENT_DATA_MAX_BYTES: int = Field(256 * 1024, ge=1, le=10 * 1024 * 1024)
+    AGENT_SEARCH_URL: str = ""
+    AGENT_SEARCH_TIMEOUT_S: float = Field(10.0, gt=0, le=120)
 
     @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
     @classmethod
