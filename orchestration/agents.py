@@ -13,12 +13,13 @@ from typing import Any
 
 from assistant.agent_graph import AgentContext, build_graph, run_agent, total_steps
 from assistant.agent_tools import conversation_sources, web_sources
-from assistant.catalog import ModelSpec, ensure_loaded, load_models
+from assistant.catalog import ModelSpec
 from assistant.data_stats import DataError
 from assistant.providers import ProviderError
 from ledger.amounts import credits_text
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
+from orchestration.job_models import job_model
 from orchestration.kinds import JobKind, Quote, register
 
 RESULT_FIELDS = {
@@ -51,16 +52,6 @@ def _graph(kind: str) -> Any:
         return _graphs[key]
 
 
-def _spec(ctx: RunContext) -> ModelSpec:
-    services = ctx.services
-    ensure_loaded(services.sessions, services.settings)
-    with services.sessions() as session:
-        spec = next((m for m in load_models(session, services.settings) if m.id == ctx.params["model"]), None)
-    if spec is None or not spec.available:
-        raise FinalError(f"model {ctx.params['model']!r} is no longer available")
-    return spec
-
-
 def _context(ctx: RunContext, spec: ModelSpec) -> AgentContext:
     def conversations(query: str, limit: int) -> list[dict[str, Any]]:
         with ctx.services.sessions() as session:
@@ -83,7 +74,7 @@ def _context(ctx: RunContext, spec: ModelSpec) -> AgentContext:
 def run(ctx: RunContext) -> Mapping[str, Any]:
     """Run the kind's graph; the result holds its fields, the per-node cost lines and the stop reason."""
     kind = str(ctx.params["agent_kind"])
-    spec = _spec(ctx)
+    spec = job_model(ctx)
     try:
         state = run_agent(
             _graph(kind),

@@ -12,7 +12,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from assistant import conversations
-from assistant.catalog import ModelSpec, ensure_loaded, load_models
+from assistant.catalog import ModelSpec
 from assistant.chat_graph import TurnContext, build_graph, run_turn
 from assistant.checkpoints import saver_for
 from assistant.embeddings import available as embeddings_available
@@ -23,6 +23,7 @@ from assistant.tables import messages
 from ledger.amounts import credits_text
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
+from orchestration.job_models import job_model
 from orchestration.kinds import JobKind, Quote, register
 from orchestration.tables import jobs
 from runtime.db import transaction
@@ -113,16 +114,6 @@ def _graph(database_url: str) -> Any:
         return _graphs[key]
 
 
-def _spec(ctx: RunContext) -> ModelSpec:
-    services = ctx.services
-    ensure_loaded(services.sessions, services.settings)
-    with services.sessions() as session:
-        spec = next((m for m in load_models(session, services.settings) if m.id == ctx.params["model"]), None)
-    if spec is None or not spec.available:
-        raise FinalError(f"model {ctx.params['model']!r} is no longer available")
-    return spec
-
-
 def _prompt(ctx: RunContext, spec: ModelSpec) -> Any:
     def build() -> list[Any]:
         with ctx.services.sessions() as session:
@@ -158,7 +149,7 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
             "cost": "0",
             "finish_reason": "canceled",
         }
-    spec = _spec(ctx)
+    spec = job_model(ctx)
     context = TurnContext(
         sink=_Sink(ctx),
         spec=spec,

@@ -126,3 +126,16 @@ def worker(
         yield process
     finally:
         stop(process)
+
+
+@contextmanager
+def api_server(*, env: Mapping[str, str], log: Path) -> Iterator[str]:
+    """`creditflow api` (gunicorn, threaded workers) on a free port; yields its base URL when ready."""
+    port = free_port()
+    process = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/readyz", process=process, log=log)
+        yield base
+    finally:
+        stop(process)

@@ -17,7 +17,12 @@ import requests
 from assistant.catalog import DEFAULT_CATALOG
 from orchestration.bootstrap import Services, bootstrap
 from runtime.settings import load_settings
-from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker
+from tests.support.processes import (
+    ROOT,
+    api_server,
+    child_env,
+    worker,
+)
 from tests.support.sse import Frame, frames, open_stream
 
 JWT_SECRET = "assistant-test-secret-0123456789-abcdef"
@@ -70,18 +75,12 @@ def services(env: dict[str, str]) -> Iterator[Services]:
 def api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Workers (critical+maintenance, interactive with two slots) and `creditflow api` on a free port."""
     logs = tmp_path_factory.mktemp("logs")
-    port = free_port()
     with (
         worker("critical,maintenance", env=env, cwd=ROOT, log=logs / "crit.log", name="crit", concurrency=1),
         worker("interactive", env=env, cwd=ROOT, log=logs / "work.log", name="chat", concurrency=2),
+        api_server(env=env, log=logs / "api.log") as base,
     ):
-        process = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=logs / "api.log")
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_http(f"{base}/readyz", process=process, log=logs / "api.log")
-            yield base
-        finally:
-            stop(process)
+        yield base
 
 
 def token(sub: str | None = None) -> str:

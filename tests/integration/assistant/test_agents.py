@@ -13,7 +13,11 @@ from ledger.amounts import credits_text
 from orchestration.bootstrap import Services
 from runtime.db import transaction
 from tests.integration.assistant.conftest import Client
-from tests.support.processes import ROOT, creditflow, free_port, stop, wait_http, worker
+from tests.support.processes import (
+    ROOT,
+    api_server,
+    worker,
+)
 
 pytestmark = pytest.mark.slow
 WELCOME = Decimal(1000)
@@ -34,18 +38,12 @@ def env(env: dict[str, str]) -> dict[str, str]:
 def api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Workers on `critical` and `agents`, and `creditflow api` on a free port."""
     logs = tmp_path_factory.mktemp("logs")
-    port = free_port()
     with (
         worker("critical,maintenance", env=env, cwd=ROOT, log=logs / "crit.log", name="crit", concurrency=1),
         worker("agents", env=env, cwd=ROOT, log=logs / "agents.log", name="agents", concurrency=1),
+        api_server(env=env, log=logs / "api.log") as base,
     ):
-        process = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=logs / "api.log")
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_http(f"{base}/readyz", process=process, log=logs / "api.log")
-            yield base
-        finally:
-            stop(process)
+        yield base
 
 
 def run_task(client: Client, **body: object) -> tuple[dict[str, object], list[dict[str, object]]]:

@@ -15,7 +15,9 @@ import requests
 from orchestration import dead_letters
 from orchestration.bootstrap import Services
 from tests.integration.jobs.conftest import JWT_SECRET, wait_final
-from tests.support.processes import ROOT, creditflow, free_port, stop, wait_http
+from tests.support.processes import (
+    api_server,
+)
 from tests.support.sse import Frame, frames, open_stream
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("workers")]
@@ -24,16 +26,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("workers")]
 @pytest.fixture(scope="module")
 def api(job_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`creditflow api` (gunicorn, threaded workers) on a free port."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("api") / "api.log"
     env = {**job_env, "RATE_LIMIT_JOBS": "1000/minute", "API_WORKERS": "1"}
-    process = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/readyz", process=process, log=log)
+    with api_server(env=env, log=tmp_path_factory.mktemp("api") / "api.log") as base:
         yield base
-    finally:
-        stop(process)
 
 
 def token(sub: str | None = None, *, admin: bool = False) -> str:
