@@ -81,6 +81,8 @@ def _stop(children: list[Child]) -> None:
             print(f"creditflow dev: {child.name} did not stop in time; killing it", flush=True)
         child.signal_group(signal.SIGKILL)  # whatever is left of the group (orphaned pool children)
         child.process.wait()
+        for pump in child.pumps:  # let its last lines (shutdown messages) reach the terminal
+            pump.join(timeout=2)
 
 
 def run_stack(settings: Settings, *, api_port: int | None, flower_port: int | None) -> int:
