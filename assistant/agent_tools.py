@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.memory import search
+from assistant.embeddings import available as embeddings_available
+from assistant.memory import relevance, search
 from assistant.tables import conversations, messages
 from runtime.settings import Settings
 
-SCAN_LIMIT = 2000  # most recent messages of the user searched
+SCAN_LIMIT = 2000  # most recent messages of the user searched by words
+SEMANTIC_LIMIT = 300  # most recent messages searched by embedding similarity
+MIN_SIMILARITY = 0.2  # below this, a message is not about the query at all
 EXCERPT = 400
 
 
@@ -21,13 +25,14 @@ class SearchError(RuntimeError):
 
 
 def conversation_sources(session: Session, *, user_id: str, query: str, limit: int) -> list[dict[str, Any]]:
-    """The user's messages most relevant to `query`, as sources."""
+    """The user's messages most relevant to `query` (MiniLM memory search, else shared words), as sources."""
     rows = session.execute(
         select(
             messages.c.id,
             messages.c.conversation_id,
             messages.c.role,
             messages.c.content,
+            messages.c.embedding,
             conversations.c.title,
         )
         .join(conversations, conversations.c.id == messages.c.conversation_id)
@@ -43,8 +48,19 @@ def conversation_sources(session: Session, *, user_id: str, query: str, limit: i
             "excerpt": row.content[:EXCERPT],
             "score": round(score, 3),
         }
-        for score, row in search(rows, query=query, limit=limit)
+        for score, row in _ranked(rows, query=query, limit=limit)
     ]
+
+
+def _ranked(rows: Sequence[Any], *, query: str, limit: int) -> list[tuple[float, Any]]:
+    # The same embedding similarity the chat memory uses, over the most recent messages (stored
+    # embeddings are reused; only missing ones are computed); word overlap when MiniLM is absent.
+    if not embeddings_available():
+        return search(rows, query=query, limit=limit)
+    recent = [row for row in rows[:SEMANTIC_LIMIT] if row.content]
+    scores, _computed = relevance(recent, new=query)
+    ranked = sorted(((scores[row.id], row) for row in recent), key=lambda pair: -pair[0])
+    return [(score, row) for score, row in ranked if score >= MIN_SIMILARITY][:limit]
 
 
 def web_sources(settings: Settings, *, query: str, limit: int) -> list[dict[str, Any]]:
