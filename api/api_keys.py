@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
@@ -10,7 +9,7 @@ from flask_smorest import Blueprint, abort
 
 from api.auth import current_auth, user_token_required
 from api.money import Credits
-from api.pagination import PageArgsSchema, decode_cursor, page, page_schema
+from api.pagination import PageArgsSchema, decode_time_cursor, page, page_schema
 from api.services import services
 from orchestration.api_keys import ApiKey, create_key, list_keys, revoke_key
 from runtime.db import transaction
@@ -71,14 +70,7 @@ def create(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, ApiKeyPageSchema)
 def list_(args: dict[str, Any]) -> dict[str, Any]:
     """The caller's live keys, newest first."""
-    values = decode_cursor(args["cursor"], size=2)
-    after = None
-    if values is not None:
-        try:
-            after = (datetime.fromisoformat(str(values[0])), str(values[1]))
-        except ValueError:
-            abort(422, message="The cursor is not one this API gave out.",
-                  errors={"cursor": ["Invalid cursor."]})
+    after = decode_time_cursor(args["cursor"])
     with transaction(services().sessions) as session:
         keys = list_keys(session, user_id=current_auth().user_id, limit=args["limit"] + 1, after=after)
     return page(keys, limit=args["limit"], position=_position)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import Response
@@ -23,7 +22,7 @@ from api.chat_schemas import (
 from api.errors import problem
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.job_schemas import JobAcceptedSchema, accepted_view
-from api.pagination import PageArgsSchema, decode_cursor, page
+from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
 from api.ratelimit import rate_limit
 from api.services import services
 from orchestration import conversations as chat
@@ -65,10 +64,9 @@ class Conversations(MethodView):
     @blp.response(200, ConversationPageSchema)
     def get(self, limit: int, cursor: str | None) -> dict[str, Any]:
         """Own conversations, newest first."""
-        position = decode_cursor(cursor, size=2)
-        before = (datetime.fromisoformat(str(position[0])), str(position[1])) if position else None
+        before = decode_time_cursor(cursor)
         rows = chat.list_conversations(services(), user_id=current_user_id(), limit=limit + 1, before=before)
-        return page(rows, limit=limit, position=lambda row: [row.created_at.isoformat(), row.id])
+        return page(rows, limit=limit, position=time_position)
 
 
 def _own(conversation_id: str) -> Any:

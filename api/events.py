@@ -13,6 +13,7 @@ from flask import Response, request
 from flask_smorest import abort
 
 from api.services import services
+from orchestration import jobs as job_cases
 from orchestration import progress
 from orchestration.tables import FINAL_STATUSES
 
@@ -21,14 +22,16 @@ ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
-def _frame(entry_id: str, event: dict[str, Any]) -> str:
+def _frame(entry_id: str | None, event: dict[str, Any]) -> str:
+    # An event made from the job row has no stream id: the client's Last-Event-ID stays as it was.
     data = json.dumps(event, separators=(",", ":"))
-    return f"id: {entry_id}\nevent: {event['type']}\ndata: {data}\n\n"
+    head = f"id: {entry_id}\n" if entry_id else ""
+    return f"{head}event: {event['type']}\ndata: {data}\n\n"
 
 
-def _last_event_id(default: str) -> str:
+def _last_event_id(default: str, *, allowed: tuple[str, ...] = ("0-0",)) -> str:
     last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or default
-    if last not in ("0-0", "$") and not ENTRY_ID.match(last):
+    if last not in allowed and not ENTRY_ID.match(last):
         abort(400, message="Last-Event-ID must be an id this stream sent (like 1700000000000-0).")
     return last
 
@@ -46,27 +49,41 @@ def _final_from_row(job: Any) -> dict[str, Any]:
     )
 
 
+def _drain(client: redis.Redis, key: str, last: str, job: Any) -> Iterator[str]:
+    """What follows `last` in a finished job's stream, then its final event from the row if the
+    stream lacks one (expired, trimmed, or its publish failed): the stream always ends."""
+    final_seen = False
+    for entry_id, event in progress.read_events(client, key, last, block_ms=None, count=100_000):
+        final_seen = event.get("type") in progress.FINAL_TYPES
+        yield _frame(entry_id, event)
+    if not final_seen:
+        yield _frame(None, _final_from_row(job))
+
+
 def job_event_stream(job: Any) -> Response:
     """The job's events from Last-Event-ID (or the start), heartbeats, ending after the final one."""
-    client = services().redis
-    heartbeat_ms = int(services().settings.SSE_HEARTBEAT_S * 1000)
+    found = services()
+    heartbeat_ms = int(found.settings.SSE_HEARTBEAT_S * 1000)
     last = _last_event_id("0-0")
     key = progress.job_stream(job.id)
-    # A finished job whose stream already expired still answers, from its row.
-    expired = job.status in FINAL_STATUSES and not client.exists(key)
 
     def job_frames() -> Iterator[str]:
         yield "retry: 2000\n\n"
-        if expired:
-            yield _frame("0-1", _final_from_row(job))
-            return
         if job.status in FINAL_STATUSES:
-            # Everything is written already: send what follows Last-Event-ID and end, never block.
-            for entry in progress.read_events(client, key, last, block_ms=None, count=100_000):
-                yield _frame(*entry)
+            yield from _drain(found.redis, key, last, job)
             return
-        for item in progress.follow(client, key, last, block_ms=heartbeat_ms):
-            yield ": keep-alive\n\n" if item is None else _frame(*item)
+        position = last
+        for item in progress.follow(found.redis, key, last, block_ms=heartbeat_ms):
+            if item is not None:
+                position = item[0]
+                yield _frame(*item)
+                continue
+            yield ": keep-alive\n\n"
+            # A quiet period: if the job ended without its final event reaching Redis, end from the row.
+            current = job_cases.get_job(found, user_id=job.user_id, job_id=job.id)
+            if current.status in FINAL_STATUSES:
+                yield from _drain(found.redis, key, position, current)
+                return
 
     return Response(_ending_cleanly(job_frames()), mimetype="text/event-stream", headers=HEADERS)
 
@@ -84,7 +101,7 @@ def user_event_stream(user_id: str) -> Response:
     """The user's balance changes and notifications, from Last-Event-ID or from now; never ends."""
     client = services().redis
     heartbeat_ms = int(services().settings.SSE_HEARTBEAT_S * 1000)
-    last = _last_event_id("$")
+    last = _last_event_id("$", allowed=("0-0", "$"))
     if last == "$":
         # XREAD with "$" would miss what arrives between two reads; pin the current end once.
         info = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
@@ -11,7 +11,7 @@ from flask_smorest import Blueprint, abort
 
 from api.auth.context import admin_required, auth_required, current_user_id
 from api.events import user_event_stream
-from api.pagination import PageArgsSchema, decode_cursor, page, page_schema
+from api.pagination import PageArgsSchema, decode_time_cursor, page, page_schema, time_position
 from api.services import services
 from orchestration import dead_letters
 
@@ -50,10 +50,9 @@ class DeadLetters(MethodView):
     @blp.response(200, DeadLetterPageSchema)
     def get(self, limit: int, cursor: str | None) -> dict[str, Any]:
         """List tasks that exhausted their retries or redeliveries."""
-        position = decode_cursor(cursor, size=2)
-        before = (datetime.fromisoformat(str(position[0])), str(position[1])) if position else None
+        before = decode_time_cursor(cursor)
         rows = dead_letters.list_letters(services(), limit=limit + 1, before=before)
-        answer = page(rows, limit=limit, position=lambda row: [row.created_at.isoformat(), row.id])
+        answer = page(rows, limit=limit, position=time_position)
         answer["items"] = [_view(row) for row in answer["items"]]
         return answer
 

@@ -23,7 +23,7 @@ from api.job_schemas import (
     job_view,
 )
 from api.money import credits_text
-from api.pagination import PageArgsSchema, decode_cursor, page
+from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
 from api.ratelimit import rate_limit
 from api.services import services
 from orchestration import jobs as job_cases
@@ -82,16 +82,11 @@ class Jobs(MethodView):
         self, limit: int, cursor: str | None, status: str | None = None, kind: str | None = None
     ) -> dict[str, Any]:
         """Own jobs, newest first; filter by `status` and `kind`."""
-        position = decode_cursor(cursor, size=2)
-        before = None
-        if position is not None:
-            from datetime import datetime
-
-            before = (datetime.fromisoformat(str(position[0])), str(position[1]))
+        before = decode_time_cursor(cursor)
         rows = job_cases.list_jobs(
             services(), user_id=current_user_id(), limit=limit + 1, before=before, status=status, kind=kind
         )
-        answer = page(rows, limit=limit, position=lambda row: [row.created_at.isoformat(), row.id])
+        answer = page(rows, limit=limit, position=time_position)
         answer["items"] = [job_view(row) for row in answer["items"]]
         return answer
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
 from typing import Any, cast
 
 import marshmallow as ma
@@ -59,3 +60,20 @@ def page(items: list[Any], *, limit: int, position: Any) -> dict[str, Any]:
     more = len(items) > limit
     shown = items[:limit]
     return {"items": shown, "next_cursor": encode_cursor(position(shown[-1])) if more and shown else None}
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """A (created_at, id) position from a cursor of `[iso time, id]`; 422 if it is not one of ours."""
+    values = decode_cursor(cursor, size=2)
+    if values is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(values[0])), str(values[1])
+    except ValueError:
+        abort(422, message="The cursor is not one this API gave out.", errors={"cursor": ["Invalid cursor."]})
+        raise  # abort raised already; this tells type checkers so
+
+
+def time_position(row: Any) -> list[Any]:
+    """The cursor values after `row`: its creation time and id (newest-first lists)."""
+    return [row.created_at.isoformat(), row.id]

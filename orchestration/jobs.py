@@ -22,8 +22,8 @@ from orchestration.tables import FINAL_STATUSES, jobs
 from runtime.db import transaction
 
 log = logging.getLogger(__name__)
-# A hold outlives its job's time limit by this much, so the reaper (not the hold's expiry)
-# decides what happens to a job that overran.
+# A hold outlives the longest a job may wait in its queue plus its time limit, by this much, so
+# the reaper (not the hold's expiry) decides what happens to a job that waited or ran too long.
 HOLD_MARGIN = timedelta(minutes=10)
 
 
@@ -65,7 +65,9 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
                 session,
                 user_id=command.user_id,
                 amount=quote.amount,
-                expires_at=now + timedelta(seconds=time_limit_s) + HOLD_MARGIN,
+                expires_at=now
+                + timedelta(seconds=services.settings.JOB_QUEUE_TIMEOUT_S + time_limit_s)
+                + HOLD_MARGIN,
                 reference=f"job:{job_id}",
                 idempotency_key=f"job:{job_id}",
             )

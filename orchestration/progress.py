@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ import redis
 
 from ledger.amounts import credits_text
 
+log = logging.getLogger(__name__)
 EVENT_TYPES = frozenset({"queued", "started", "progress", "token", "result", "failed", "canceled"})
 FINAL_TYPES = frozenset({"result", "failed", "canceled"})
 STREAM_MAXLEN = 5000  # approximate trim (MAXLEN ~): long token streams keep their recent part
@@ -49,27 +51,40 @@ def job_event(job_id: str, kind: str, *, held: int, spent: int, **fields: Any) -
 
 def publish_job_event(
     client: redis.Redis, job_id: str, kind: str, *, held: int, spent: int, **fields: Any
-) -> str:
-    """Append an event to the job's stream; a final event also starts the stream's expiry."""
+) -> str | None:
+    """Append an event to the job's stream (a final one starts its expiry); None if Redis failed.
+
+    Events are best effort: the database is the record (a reader that misses the final event gets
+    it from the job row), so a Redis blip never fails the step that published.
+    """
     key = job_stream(job_id)
     event = job_event(job_id, kind, held=held, spent=spent, **fields)
-    pipe = client.pipeline(transaction=False)
-    pipe.xadd(key, {"data": json.dumps(event, separators=(",", ":"))}, maxlen=STREAM_MAXLEN, approximate=True)
-    if kind in FINAL_TYPES:
-        pipe.expire(key, FINAL_TTL_S)
-    entry_id = pipe.execute()[0]
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.xadd(
+            key, {"data": json.dumps(event, separators=(",", ":"))}, maxlen=STREAM_MAXLEN, approximate=True
+        )
+        if kind in FINAL_TYPES:
+            pipe.expire(key, FINAL_TTL_S)
+        entry_id = pipe.execute()[0]
+    except redis.RedisError as exc:
+        log.warning("could not publish %s event of job %s: %s", kind, job_id, exc)
+        return None
     return entry_id if isinstance(entry_id, str) else entry_id.decode()
 
 
 def publish_user_event(client: redis.Redis, user_id: str, kind: str, **fields: Any) -> None:
-    """Append a balance change or notification to the user's stream."""
+    """Append a balance change or notification to the user's stream (best effort, like job events)."""
     event = {"type": kind, "user_id": user_id, "at": _now(), **fields}
-    client.xadd(
-        user_stream(user_id),
-        {"data": json.dumps(event, separators=(",", ":"))},
-        maxlen=USER_STREAM_MAXLEN,
-        approximate=True,
-    )
+    try:
+        client.xadd(
+            user_stream(user_id),
+            {"data": json.dumps(event, separators=(",", ":"))},
+            maxlen=USER_STREAM_MAXLEN,
+            approximate=True,
+        )
+    except redis.RedisError as exc:
+        log.warning("could not publish %s event of user %s: %s", kind, user_id, exc)
 
 
 def read_events(

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, select
 
 import ledger
 from ledger.tables import holds
@@ -58,26 +58,30 @@ def sweep(services: Services, *, now: datetime | None = None) -> Sweep:
 def _fail_overrun(services: Services, now: datetime) -> int:
     with services.sessions() as session:
         rows = session.execute(
-            select(jobs.c.id, jobs.c.started_at, jobs.c.time_limit_s)
+            select(jobs.c.id, jobs.c.started_at, jobs.c.time_limit_s, jobs.c.run_completed)
             .where(jobs.c.status == "running")
             .order_by(jobs.c.started_at)
             .limit(BATCH * 5)
         ).all()
     overrun = [
-        r.id
+        r
         for r in rows
         if r.started_at and _aware(r.started_at) + timedelta(seconds=r.time_limit_s) + RUNNING_GRACE < now
-    ]
-    return sum(
-        steps.fail(
-            services,
-            job_id=job_id,
-            code="timed_out",
-            message="the job ran past its time limit",
-            statuses=("running",),
-        )
-        for job_id in overrun[:BATCH]
-    )
+    ][:BATCH]
+    ended = 0
+    for row in overrun:
+        if row.run_completed:
+            # The work was delivered but its settle message was lost: bill it, don't throw it away.
+            ended += steps.settle(services, job_id=row.id) is not None
+        else:
+            ended += steps.fail(
+                services,
+                job_id=row.id,
+                code="timed_out",
+                message="the job ran past its time limit",
+                statuses=("running",),
+            )
+    return ended
 
 
 def _resend_lost(services: Services, now: datetime, *, epoch_lost: bool) -> tuple[int, int]:
@@ -85,14 +89,11 @@ def _resend_lost(services: Services, now: datetime, *, epoch_lost: bool) -> tupl
     if epoch_lost:
         lost = jobs.c.status == "queued"
     else:
-        # The send after commit failed (enqueued_at cleared), or the process died between commit
-        # and send: after a while a queued job gets its saga again (a duplicate is harmless).
+        # The send after commit failed (enqueued_at cleared): send the saga again. A job merely
+        # waiting in a backlog is left alone (a resend would only add duplicates); one whose process
+        # died between commit and send fails after JOB_QUEUE_TIMEOUT_S with its hold released.
         cutoff = now - timedelta(seconds=settings.JOB_REENQUEUE_AFTER_S)
-        resend = now - timedelta(seconds=settings.JOB_RESEND_AFTER_S)
-        lost = and_(
-            jobs.c.status == "queued",
-            or_(and_(jobs.c.enqueued_at.is_(None), jobs.c.created_at < cutoff), jobs.c.enqueued_at < resend),
-        )
+        lost = and_(jobs.c.status == "queued", jobs.c.enqueued_at.is_(None), jobs.c.created_at < cutoff)
     too_old = and_(
         jobs.c.status == "queued", jobs.c.created_at < now - timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_S)
     )

@@ -44,12 +44,14 @@ def _now() -> datetime:
 
 def claim(services: Services, *, job_id: str, token: str, previous: str | None) -> Claimed | None:
     """Compare-and-set `queued -> running` (or take over our own retried attempt); None if taken."""
+    # A canceled queued job is already `canceled`; a retry of our own running attempt claims even when
+    # cancel was asked for, so its step sees the flag at once and settle ends the job `canceled`.
     condition = jobs.c.status == "queued"
     if previous:
         condition = or_(condition, and_(jobs.c.status == "running", jobs.c.claim == previous))
     statement = (
         update(jobs)
-        .where(jobs.c.id == job_id, condition, jobs.c.cancel_requested.is_(False))
+        .where(jobs.c.id == job_id, condition)
         .values(
             status="running",
             claim=token,
@@ -96,6 +98,7 @@ def run(services: Services, job: Claimed, *, token: str) -> bool:
         .values(
             run_completed=True,
             result=result,
+            error=None,  # an earlier retried attempt's error no longer describes the job
             cost_running=context.spent,
             progress=context.last_progress,
             cancel_requested=context.canceled,

@@ -78,7 +78,6 @@ class Settings(BaseSettings):
     SEAL_INTERVAL_S: float = Field(5.0, gt=0)
     JOB_QUEUE_TIMEOUT_S: int = Field(3600, ge=10)
     JOB_REENQUEUE_AFTER_S: int = Field(30, ge=1)
-    JOB_RESEND_AFTER_S: int = Field(300, ge=10)
     REDIS_MAX_CONNECTIONS: int = Field(0, ge=0, le=100_000)
     SSE_HEARTBEAT_S: float = Field(15.0, gt=0, le=120)
     TASK_SOFT_TIME_LIMIT_S: int = Field(300, ge=1)

@@ -232,3 +232,41 @@ def test_dead_letters_are_listed_and_replayed_by_admins(api: str, services: Serv
         timeout=30,
     )
     assert missing.status_code == 404
+
+
+def test_stream_ends_from_the_job_row_when_the_final_event_never_reached_redis(
+    api: str, services: Services
+) -> None:
+    from sqlalchemy import update
+
+    from orchestration.tables import jobs
+    from runtime.db import transaction
+
+    bearer = token()
+    body = post_job(api, bearer, queue="images", steps=1).json()  # never starts in this module
+    got: list[Frame] = []
+    with open_stream(f"{api}{body['events_url']}", bearer) as response:
+        for frame in frames(response):
+            if frame.event == "queued":
+                # The job ends but its final event is lost (a Redis blip after the commit).
+                with transaction(services.sessions) as session:
+                    session.execute(
+                        update(jobs)
+                        .where(jobs.c.id == body["job_id"])
+                        .values(status="failed", error={"code": "lost", "message": "test"}, cost_charged=0)
+                    )
+            if frame.event:
+                got.append(frame)
+    assert [frame.event for frame in got] == ["queued", "failed"]
+    assert got[-1].id is None  # made from the row: Last-Event-ID stays on the last real entry
+    assert got[-1].data["error"] == {"code": "lost", "message": "test"}
+    again = read_all(api, bearer, body["events_url"], last=got[0].id)
+    assert [frame.event for frame in again] == ["failed"]
+    assert (
+        requests.get(
+            f"{api}{body['events_url']}",
+            headers={"Authorization": f"Bearer {bearer}", "Last-Event-ID": "$"},
+            timeout=10,
+        ).status_code
+        == 400
+    )
