@@ -1,17 +1,21 @@
 """Run untrusted Python in a child process: isolated mode, empty environment, temp dir, limits, no network.
 
-Best effort on a plain host (no namespaces here: `unshare` is not available): `python -I` in a fresh
-temporary directory, an empty environment, CPU/memory/file-size/process rlimits set in `preexec_fn`,
-a wall-clock limit that kills the whole process group, and a wrapper that, before the program runs,
-replaces the socket constructors and the process-spawning functions (RLIMIT_NPROC is not enforced
-for root) with a function that raises. It stops accidents and naive programs, not a determined
-attacker: run the `agents` queue in a container (or gVisor/nsjail) as a non-root user in production.
+`python -I` in a fresh temporary directory, an empty environment, CPU/memory/file-size/process
+rlimits set in `preexec_fn`, a wall-clock limit that kills the whole process group, and a wrapper
+that, before the program runs, replaces the socket constructors and the process-spawning functions
+(RLIMIT_NPROC is not enforced for root) with a function that raises. Where the kernel allows it
+(`unshare --net`, as root or in a user namespace), the child also runs in a network namespace of its
+own with no interface up, so no network is reachable whatever the program does. Without that it
+stops accidents and naive programs, not a determined attacker: run the `agents` queue in a container
+(or gVisor/nsjail) as a non-root user in production.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,13 +85,31 @@ def _clip(data: bytes) -> str:
     return text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + "\n[output truncated]"
 
 
+UNSHARE_VARIANTS = (["--net"], ["--user", "--map-root-user", "--net"])
+
+
+@functools.lru_cache(maxsize=1)
+def network_isolation() -> tuple[str, ...]:
+    """The `unshare` prefix that gives a child an empty network namespace here, or () if none works."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return ()
+    for variant in UNSHARE_VARIANTS:
+        probe = subprocess.run(
+            [unshare, *variant, "--", "true"], capture_output=True, timeout=10, check=False
+        )
+        if probe.returncode == 0:
+            return (unshare, *variant, "--")
+    return ()
+
+
 def run_python(code: str, *, time_limit_s: float = 5.0, memory_mb: int = 256) -> SandboxResult:
     """Run `code` as a program in the sandbox; never raises for what the program does."""
     with tempfile.TemporaryDirectory(prefix="creditflow-sandbox-") as workdir:
         path = Path(workdir)
         (path / "main.py").write_text(code)
         process = subprocess.Popen(
-            [sys.executable, "-I", "-X", "utf8", "-c", WRAPPER],
+            [*network_isolation(), sys.executable, "-I", "-X", "utf8", "-c", WRAPPER],
             cwd=path,
             env={},
             stdin=subprocess.DEVNULL,

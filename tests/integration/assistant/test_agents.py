@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
 from assistant import conversations
-from assistant.sandbox import run_python
+from assistant.sandbox import network_isolation, run_python
 from ledger.amounts import credits_text
 from orchestration.bootstrap import Services
 from runtime.db import transaction
@@ -171,3 +172,19 @@ def test_sandbox_refuses_network_and_kills_a_runaway_loop() -> None:
     environment = run_python("import os\nprint(sorted(os.environ), os.getcwd())")
     assert "REDIS_URL" not in environment.stdout
     assert "creditflow-sandbox-" in environment.stdout
+
+
+def test_sandbox_network_namespace_stops_a_program_that_gets_around_the_wrapper() -> None:
+    if not network_isolation():
+        pytest.skip("this kernel refuses network namespaces (unshare --net); the wrapper alone applies")
+    with socket.socket() as server:  # something the program could reach without the namespace
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        # socket.SocketType is the C class itself: the wrapper's patching does not reach it.
+        escape = run_python(
+            f"import socket\ns = socket.SocketType()\ns.connect(('127.0.0.1', {port}))\nprint('reached')"
+        )
+    assert "reached" not in escape.stdout
+    assert escape.exit_code == 1
+    assert "OSError" in escape.stderr
