@@ -32,9 +32,8 @@ def test_cancel_while_a_retry_waits_ends_the_job_canceled(services: Services, us
 
 
 def test_a_hold_outlives_the_queue_wait_and_the_time_limit(services: Services, user: str) -> None:
-    job_id = diagnostic_job(
-        services, user, queue="images", steps=1, time_limit_s=120
-    )  # no images worker here
+    # No worker serves `images` in this module: the job waits in its queue.
+    job_id = diagnostic_job(services, user, queue="images", steps=1, time_limit_s=120)
     row = job_row(services, job_id)
     with services.sessions() as session:
         hold = ledger.get_hold(session, hold_id=row.hold_id)

@@ -112,9 +112,8 @@ def test_redis_restart_loses_no_job_silently(
             worker("interactive", env=env, cwd=ROOT, log=logs_dir / "inter.log", name="inter"),
         ):
             running = diagnostic_job(services, user, steps=40, sleep_ms=100, time_limit_s=30)
-            queued = [
-                diagnostic_job(services, user, queue="images", steps=2) for _ in range(3)
-            ]  # no images worker yet
+            # No images worker yet: these wait in their queue when Redis restarts.
+            queued = [diagnostic_job(services, user, queue="images", steps=2) for _ in range(3)]
             wait_for(lambda: _running(services, running), what="job running")
             # Restart Redis with nothing kept: the queued messages and the unacked one are gone.
             redis.Redis.from_url(url).shutdown(nosave=True)
