@@ -15,52 +15,28 @@ import argparse
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ledger
 from ledger.tables import unsealed
-from runtime.db import make_engine
-from runtime.migrate import upgrade
+from tests.support.databases import fresh_database
 
 THREADS = 8
 ACCOUNTS = 1000
 M = ledger.MICRO
 KEY = "hmac:bench-ledger-signing-key-0123456789"
-
-
-@contextmanager
-def throwaway_database(base_url: str) -> Iterator[Engine]:
-    """A new migrated PostgreSQL database, dropped afterwards."""
-    admin_url = make_url(base_url).set(drivername="postgresql+psycopg")
-    admin = make_engine(admin_url.render_as_string(hide_password=False)).execution_options(
-        isolation_level="AUTOCOMMIT"
-    )
-    name = f"cf_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(
-        admin_url.set(database=name).render_as_string(hide_password=False), pool_size=THREADS
-    )
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def setup(factory: sessionmaker[Session], engine: Engine) -> list[str]:
@@ -244,20 +220,35 @@ def scenario(
 
 def bulk_fill(factory: sessionmaker[Session], pairs: int) -> None:
     """More history for verify to chew on: hold+capture pairs, 250 per transaction, on 2 threads."""
+
     def fill(index: int, rng: random.Random) -> None:
         user = f"bulk-{index}-{rng.random()}"
         with factory.begin() as session:
             ledger.ensure_user_account(session, user_id=user)
-            ledger.purchase(session, user_id=user, amount=10**7 * M, rail="paypal", reference=user,
-                            idempotency_key=f"fill-{user}")
+            ledger.purchase(
+                session,
+                user_id=user,
+                amount=10**7 * M,
+                rail="paypal",
+                reference=user,
+                idempotency_key=f"fill-{user}",
+            )
             for i in range(250):
                 key = f"{user}-{i}"
-                held = ledger.hold(session, user_id=user, amount=2 * M, expires_at=datetime.now(UTC) +
-                                   timedelta(minutes=10), reference=key, idempotency_key=f"h-{key}")
+                held = ledger.hold(
+                    session,
+                    user_id=user,
+                    amount=2 * M,
+                    expires_at=datetime.now(UTC) + timedelta(minutes=10),
+                    reference=key,
+                    idempotency_key=f"h-{key}",
+                )
                 ledger.capture(session, hold_id=held.id, amount=M, idempotency_key=f"c-{key}")
 
-    threads = [threading.Thread(target=lambda i=i: [fill(i, random.Random(f"{i}-{n}"))
-                                                  for n in range(pairs // 500)]) for i in range(2)]
+    threads = [
+        threading.Thread(target=lambda i=i: [fill(i, random.Random(f"{i}-{n}")) for n in range(pairs // 500)])
+        for i in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -275,7 +266,10 @@ def main() -> int:
         print("bench/ledger.py needs DATABASE_URL=postgresql://...", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    with throwaway_database(url) as engine:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_database("postgresql", Path(tmp), pool_size=THREADS) as engine,
+    ):
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         users = setup(factory, engine)
         print(
@@ -319,9 +313,11 @@ def main() -> int:
         if not report.ok:
             print(f"  problems: {report.problems[:5]}")
         elapsed = time.perf_counter() - started
-        print(f"invariant violations: {total_violations}; zero sum and cached balances: {report.ok}; "
-              f"sealing kept up (< 5 s backlog): {backlog_ok}; total run {elapsed:.0f} s; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(
+            f"invariant violations: {total_violations}; zero sum and cached balances: {report.ok}; "
+            f"sealing kept up (< 5 s backlog): {backlog_ok}; total run {elapsed:.0f} s; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
     return 0 if report.ok and total_violations == 0 and backlog_ok else 1
 
 
