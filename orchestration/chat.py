@@ -29,6 +29,7 @@ from orchestration.tables import jobs
 from runtime.db import transaction
 
 WAIT_POLL_S = 0.2
+RESTART_EVERY_S = 10.0
 _graphs: dict[tuple[int, str], Any] = {}
 _graphs_lock = threading.Lock()
 
@@ -85,6 +86,7 @@ def _wait_for_earlier_turns(ctx: RunContext) -> bool:
     """Double texting: queue behind the conversation's earlier replies; False if canceled meanwhile."""
     deadline = time.monotonic() + ctx.services.settings.CHAT_BUSY_WAIT_S
     announced = False
+    next_restart = time.monotonic() + RESTART_EVERY_S
     while True:
         with ctx.services.sessions() as session:
             waiting = open_turns(
@@ -93,6 +95,8 @@ def _wait_for_earlier_turns(ctx: RunContext) -> bool:
                 before=int(ctx.params["message_position"]),
             )
         if not waiting:
+            if announced:
+                ctx.restart_time_limit()  # the reply's time limit counts from when it can start
             return True
         if ctx.should_stop():
             return False
@@ -101,6 +105,9 @@ def _wait_for_earlier_turns(ctx: RunContext) -> bool:
         if not announced:
             ctx.progress("waiting for the previous reply", 0, 1)
             announced = True
+        if time.monotonic() >= next_restart:
+            ctx.restart_time_limit()  # still waiting, not overrunning: keep the reaper off
+            next_restart = time.monotonic() + RESTART_EVERY_S
         time.sleep(WAIT_POLL_S)
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import update
 
 from orchestration import progress
 from orchestration.bootstrap import Services
+from orchestration.tables import jobs
+from runtime.db import transaction
 
 CANCEL_CHECK_EVERY_S = 0.2
 
@@ -65,6 +70,16 @@ class RunContext:
             self._next_cancel_check = now + CANCEL_CHECK_EVERY_S
             self.canceled = progress.cancel_requested(self.services.redis, self.job_id)
         return self.canceled
+
+    def restart_time_limit(self) -> None:
+        """Waiting is not working: the job's time limit counts from now (e.g. after queueing behind
+        a conversation's previous reply), so the reaper does not end it for time spent waiting."""
+        with transaction(self.services.sessions) as session:
+            session.execute(
+                update(jobs)
+                .where(jobs.c.id == self.job_id, jobs.c.status == "running")
+                .values(started_at=datetime.now(UTC))
+            )
 
     def _publish(self, kind: str, **fields: Any) -> None:
         progress.publish_job_event(

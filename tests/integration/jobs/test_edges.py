@@ -62,3 +62,20 @@ def test_reaper_bills_a_finished_run_whose_settle_was_lost(services: Services, u
     assert row.cost_charged == 2000
     with services.sessions() as session:
         assert ledger.get_hold(session, hold_id=row.hold_id).status == "captured"
+
+
+def test_a_step_that_waited_restarts_its_time_limit(services: Services, user: str) -> None:
+    from orchestration.context import RunContext
+
+    job_id = diagnostic_job(services, user, queue="images", steps=1, time_limit_s=60)
+    claimed = steps.claim(services, job_id=job_id, token="wait:0", previous=None)
+    assert claimed is not None
+    with transaction(services.sessions) as session:  # it has been waiting for an hour
+        session.execute(
+            update(jobs).where(jobs.c.id == job_id).values(started_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    context = RunContext(services, job_id, user, claimed.params, None, claimed.held, claimed.attempt)
+    context.restart_time_limit()
+    reaper.sweep(services)
+    assert job_row(services, job_id).status == "running"
+    assert steps.fail(services, job_id=job_id, code="test", message="cleanup")
