@@ -27,7 +27,7 @@ from api.pagination import PageArgsSchema, decode_time_cursor, page, time_positi
 from api.ratelimit import rate_limit
 from api.services import services
 from orchestration import jobs as job_cases
-from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobNotFound
+from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.kinds import QuoteError
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1", description="Jobs of every kind and their progress")
@@ -45,6 +45,10 @@ def register_job_errors(app: Flask) -> None:
             limit=credits_text(exc.limit),
             required=credits_text(exc.required),
         )
+
+    @app.errorhandler(JobKeyConflict)
+    def _key_conflict(exc: JobKeyConflict) -> Response:
+        return problem(409, str(exc), kind="idempotency-conflict")
 
     @app.errorhandler(QuoteError)
     def _unpriceable(exc: QuoteError) -> Response:

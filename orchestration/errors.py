@@ -30,6 +30,14 @@ class DailyLimitExceeded(Exception):
         self.required = required
 
 
+class JobKeyConflict(Exception):
+    """An idempotency key already made a job for a different request."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the idempotency key {key!r} was used for a different request")
+        self.key = key
+
+
 class JobNotFound(LookupError):
     """No such job for this user."""
 

@@ -16,7 +16,7 @@ import ledger
 from orchestration import progress, sagas, steps
 from orchestration.api_keys import reserve_daily_allowance, return_daily_allowance
 from orchestration.bootstrap import Services
-from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobNotFound
+from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.kinds import get_kind
 from orchestration.tables import FINAL_STATUSES, jobs
 from runtime.db import transaction
@@ -48,7 +48,7 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
     """Quote, hold and insert in one transaction, then enqueue; returns (job, created)."""
     kind = get_kind(command.kind)
     if command.idempotency_key:
-        existing = _by_key(services, command.user_id, command.idempotency_key)
+        existing = _by_key(services, command)
         if existing is not None:
             return existing, False
     quote = kind.price(command.params)
@@ -72,7 +72,8 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
                 idempotency_key=f"job:{job_id}",
             )
             row = session.execute(
-                jobs.insert().values(
+                jobs.insert()
+                .values(
                     id=job_id,
                     user_id=command.user_id,
                     kind=kind.name,
@@ -97,7 +98,7 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
     except IntegrityError:
         # A concurrent request with the same idempotency key won the insert; answer its job.
         if command.idempotency_key:
-            existing = _by_key(services, command.user_id, command.idempotency_key)
+            existing = _by_key(services, command)
             if existing is not None:
                 return existing, False
         raise
@@ -128,11 +129,17 @@ def enqueue(services: Services, *, job_id: str, queue: str, priority: int) -> bo
     return True
 
 
-def _by_key(services: Services, user_id: str, key: str) -> Row[Any] | None:
+def _by_key(services: Services, command: CreateJob) -> Row[Any] | None:
+    """The job made earlier with this key; JobKeyConflict if it was made for another request."""
     with services.sessions() as session:
-        return session.execute(
-            select(jobs).where(jobs.c.user_id == user_id, jobs.c.idempotency_key == key)
+        row = session.execute(
+            select(jobs).where(
+                jobs.c.user_id == command.user_id, jobs.c.idempotency_key == command.idempotency_key
+            )
         ).first()
+    if row is not None and (row.kind != command.kind or row.params != dict(command.params)):
+        raise JobKeyConflict(str(command.idempotency_key))
+    return row
 
 
 def get_job(services: Services, *, user_id: str, job_id: str) -> Row[Any]:

@@ -79,3 +79,20 @@ def test_a_step_that_waited_restarts_its_time_limit(services: Services, user: st
     reaper.sweep(services)
     assert job_row(services, job_id).status == "running"
     assert steps.fail(services, job_id=job_id, code="test", message="cleanup")
+
+
+def test_a_job_key_reused_for_another_request_is_a_conflict(services: Services, user: str) -> None:
+    from orchestration.errors import JobKeyConflict
+
+    def create(**params: object) -> tuple[str, bool]:
+        command = job_cases.CreateJob(user_id=user, kind="diagnostic", params=params, idempotency_key="k-1")
+        row, created = job_cases.create_job(services, command)
+        return str(row.id), created
+
+    # (The API's own Idempotency-Key records expire after a day; the job's key stays checked.)
+    first, created = create(queue="images", steps=1)
+    assert created
+    assert create(queue="images", steps=1) == (first, False)
+    with pytest.raises(JobKeyConflict):
+        create(queue="images", steps=2)
+    job_cases.cancel_job(services, user_id=user, job_id=first)
