@@ -192,12 +192,17 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
                 cost_charged=0,
                 cost_released=jobs.c.cost_held,
             )
-            .returning(jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id)
+            .returning(jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at)
         ).first()
         if ended is not None and ended.hold_id:
             ledger.void(session, hold_id=ended.hold_id, idempotency_key=f"cancel:{job_id}")
         if ended is not None and ended.api_key_id:
-            return_daily_allowance(session, key_id=ended.api_key_id, amount=ended.cost_held)
+            return_daily_allowance(
+                session,
+                key_id=ended.api_key_id,
+                amount=ended.cost_held,
+                today=steps.utc_day(ended.created_at),
+            )
         if ended is None:
             session.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
     if ended is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import and_, case, or_, select, update
@@ -149,7 +149,10 @@ def settle(services: Services, *, job_id: str) -> str | None:
                 ledger.void(session, hold_id=row.hold_id, idempotency_key=f"settle:{job_id}")
             if row.api_key_id:
                 return_daily_allowance(
-                    session, key_id=row.api_key_id, amount=row.cost_held - row.cost_charged
+                    session,
+                    key_id=row.api_key_id,
+                    amount=row.cost_held - row.cost_charged,
+                    today=utc_day(row.created_at),
                 )
             balance = ledger.balance(session, user_id=row.user_id)
     except ledger.HoldAlreadyResolved as exc:
@@ -200,13 +203,15 @@ def fail(
                 cost_released=jobs.c.cost_held,
                 error=error,
             )
-            .returning(jobs.c.user_id, jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id)
+            .returning(jobs.c.user_id, jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at)
         ).first()
         if ended is None:
             return False
         _void(session, ended.hold_id, key=f"compensate:{job_id}")
         if ended.api_key_id:
-            return_daily_allowance(session, key_id=ended.api_key_id, amount=ended.cost_held)
+            return_daily_allowance(
+                session, key_id=ended.api_key_id, amount=ended.cost_held, today=utc_day(ended.created_at)
+            )
         balance = ledger.balance(session, user_id=ended.user_id)
     progress.publish_job_event(
         services.redis, job_id, "failed", held=ended.cost_held, spent=0, status="failed", error=error
@@ -221,6 +226,13 @@ def _void(session: Any, hold_id: str | None, *, key: str) -> None:
     # Expired or voided already: the credits are back either way.
     with contextlib.suppress(ledger.HoldAlreadyResolved):
         ledger.void(session, hold_id=hold_id, idempotency_key=key)
+
+
+def utc_day(moment: datetime) -> date:
+    """The UTC calendar day of a stored timestamp (SQLite hands back naive UTC datetimes).
+
+    A released hold gives its allowance back to the day it was counted on, not to the day it ends."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
 def notify_balance(services: Services, user_id: str, balance: ledger.Balance | None = None) -> None:

@@ -270,3 +270,29 @@ def test_stream_ends_from_the_job_row_when_the_final_event_never_reached_redis(
         ).status_code
         == 400
     )
+
+
+def test_an_api_keys_daily_limit_caps_its_holds_and_gets_back_what_was_not_spent(
+    api: str, services: Services
+) -> None:
+    bearer = token()
+    created = requests.post(
+        f"{api}/api/v1/api-keys",
+        json={"name": "ci", "daily_credit_limit": "2"},
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    failing = post_job(api, key, steps=3, cost_per_step="0.5", fail_at_step=1).json()  # holds 1.5
+    assert wait_final(services, failing["job_id"]).status == "failed"  # its 1.5 comes back
+    done = post_job(api, key, steps=3, cost_per_step="0.5").json()  # holds 1.5, charged 1.5
+    assert wait_final(services, done["job_id"]).status == "succeeded"
+    refused = post_job(api, key, steps=1, cost_per_step="1")  # 1.5 + 1 > 2
+    assert refused.status_code == 402
+    assert refused.json()["type"].endswith("api-key-daily-limit")
+    assert (refused.json()["limit"], refused.json()["required"]) == ("2", "1")
+    assert post_job(api, key, steps=1, cost_per_step="0.5").status_code == 202  # 1.5 + 0.5 fits
+    assert (
+        post_job(api, bearer, steps=1, cost_per_step="1").status_code == 202
+    )  # the user's own token is not capped
