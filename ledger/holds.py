@@ -81,7 +81,7 @@ def hold(
     entry_id: int | None
     connection = sql.connection(session)
     if connection.dialect.name == "postgresql":
-        row = connection.execute(sql.PG_HOLD, params).one_or_none()
+        row = sql.pg_one(connection, sql.PG_HOLD, params)
         if row is None:
             return _replay_hold(session, idempotency_key, user_id, amount, reference)
         account_id, entry_id = row.account_id, row.entry_id
@@ -135,7 +135,7 @@ def capture(
     params.update(dp=-amount, dd=0, spend=amount)
     connection = sql.connection(session)
     if connection.dialect.name == "postgresql":
-        row = connection.execute(sql.PG_CAPTURE, params).one_or_none()
+        row = sql.pg_one(connection, sql.PG_CAPTURE, params)
         if row is None:
             return _already(session, hold_id, "capture", amount, idempotency_key)
         return Settlement(hold_id, "captured", amount, row.hold_amount - amount, row.entry_id)

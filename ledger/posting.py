@@ -93,7 +93,7 @@ def post(
     params.update(account_id=account_id, dp=dp, dh=dh, dd=dd, spend=spend, debit=debit, credit=credit)
     connection = sql.connection(session)
     if connection.dialect.name == "postgresql":
-        found = connection.execute(sql.PG_POST, params).one_or_none()
+        found = sql.pg_one(connection, sql.PG_POST, params)
         if found is None:
             return None
         return Posted(found.id, found.seq, found.posted_after, found.held_after, found.debt_after)
