@@ -62,8 +62,10 @@ task_create_missing_queues = False
 # Routing by name only: a `queue=` on a decorator is lost on later chain steps (celery#5219).
 task_routes = {f"creditflow.{name}.*": {"queue": name, "routing_key": name} for name in QUEUES}
 
-worker_send_task_events = True
-task_send_sent_event = True
+worker_send_task_events = True  # Flower and the metrics see received/started/succeeded/failed
+# A task-sent event would be a second broker write on every enqueue (the API's and each chain step's);
+# a job's queue wait is already in the jobs table (enqueued_at -> started_at).
+task_send_sent_event = False
 worker_hijack_root_logger = False
 # A running task finishes after a broker outage; a redelivered copy finds its job claimed and stops.
 worker_cancel_long_running_tasks_on_connection_loss = False

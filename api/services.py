@@ -23,12 +23,9 @@ def read_session() -> Iterator[Session]:
 
     SQLite keeps a normal transaction (its BEGIN IMMEDIATE hook must always be paired with a commit).
     """
-    engine = services().engine
-    if engine.dialect.name != "postgresql":
+    if services().engine.dialect.name != "postgresql":
         with transaction(services().sessions) as session:
             yield session
         return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection, Session(
-        bind=connection
-    ) as session:
+    with services().single_statements() as session:
         yield session

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger import canonical, chart
+from ledger import canonical, chart, sql
 from ledger.errors import AccountNotFound
 from ledger.idempotency import upsert_ignore
 from ledger.lots import grant
@@ -20,7 +20,7 @@ _ACCOUNT_COLUMNS = (
 )
 
 
-def _load(session: Session, user_id: str) -> Account | None:
+def _load(session: sql.Executor, user_id: str) -> Account | None:
     row = session.execute(select(*_ACCOUNT_COLUMNS).where(accounts.c.user_id == user_id)).one_or_none()
     return None if row is None else Account(*row)
 
@@ -46,7 +46,7 @@ def ensure_user_account(session: Session, *, user_id: str, now: datetime | None 
     return Account(**{**account.__dict__, "created": created})
 
 
-def account(session: Session, *, user_id: str) -> Account:
+def account(session: sql.Executor, *, user_id: str) -> Account:
     """The user's account with cached balances; AccountNotFound if there is none."""
     found = _load(session, user_id)
     if found is None:
@@ -54,7 +54,7 @@ def account(session: Session, *, user_id: str) -> Account:
     return found
 
 
-def balance(session: Session, *, user_id: str) -> Balance:
+def balance(session: sql.Executor, *, user_id: str) -> Balance:
     """(posted, held, available) in micro-credits, from the cached row (one indexed read)."""
     row = session.execute(
         select(accounts.c.posted, accounts.c.held).where(accounts.c.user_id == user_id)

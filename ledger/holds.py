@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, select, update
-from sqlalchemy.orm import Session
 
 from ledger import canonical, chart, sql
 from ledger.accounts import balance
@@ -39,7 +38,7 @@ def _hold_from(row: Row[Any], entry_id: int | None = None) -> Hold:
     )
 
 
-def _replay_hold(session: Session, key: str, user_id: str, amount: int, reference: str | None) -> Hold:
+def _replay_hold(session: sql.Executor, key: str, user_id: str, amount: int, reference: str | None) -> Hold:
     row = session.execute(
         select(holds, accounts.c.user_id)
         .join(accounts, accounts.c.id == holds.c.account_id)
@@ -55,7 +54,7 @@ def _replay_hold(session: Session, key: str, user_id: str, amount: int, referenc
 
 
 def hold(
-    session: Session,
+    session: sql.Executor,
     *,
     user_id: str,
     amount: int,
@@ -100,7 +99,7 @@ def hold(
     return Hold(hold_id, account_id, amount, "pending", expires_at, reference, idempotency_key, entry_id)
 
 
-def _already(session: Session, hold_id: str, kind: str, amount: int, key: str) -> Settlement:
+def _already(session: sql.Executor, hold_id: str, kind: str, amount: int, key: str) -> Settlement:
     """Why a resolve found no pending hold: replay with the same key, or a clear refusal."""
     row = session.execute(select(holds).where(holds.c.id == hold_id)).one_or_none()
     if row is None:
@@ -119,7 +118,7 @@ def _already(session: Session, hold_id: str, kind: str, amount: int, key: str) -
 
 
 def capture(
-    session: Session, *, hold_id: str, amount: int, idempotency_key: str, now: datetime | None = None
+    session: sql.Executor, *, hold_id: str, amount: int, idempotency_key: str, now: datetime | None = None
 ) -> Settlement:
     """Charge `amount` (<= the hold) and release the rest, in the caller's transaction.
 
@@ -148,7 +147,7 @@ def capture(
     return Settlement(hold_id, "captured", amount, pending.amount - amount, entry_id)
 
 
-def _release(session: Session, hold_id: str, kind: str, key: str, now: datetime) -> Settlement:
+def _release(session: sql.Executor, hold_id: str, kind: str, key: str, now: datetime) -> Settlement:
     status = _STATUS_OF_KIND[kind]
     sql.dialect(session)
     pending = session.execute(
@@ -164,13 +163,15 @@ def _release(session: Session, hold_id: str, kind: str, key: str, now: datetime)
     return Settlement(hold_id, status, 0, pending.amount, posted.entry_id)
 
 
-def void(session: Session, *, hold_id: str, idempotency_key: str, now: datetime | None = None) -> Settlement:
+def void(
+    session: sql.Executor, *, hold_id: str, idempotency_key: str, now: datetime | None = None
+) -> Settlement:
     """Release the whole hold (compensation); replays with the same key return the first result."""
     moment = canonical.utc(now) if now else datetime.now(UTC)
     return _release(session, hold_id, "void", idempotency_key, moment)
 
 
-def expire_holds(session: Session, *, now: datetime, limit: int = 500) -> int:
+def expire_holds(session: sql.Executor, *, now: datetime, limit: int = 500) -> int:
     """Release pending holds past their expiry (the reaper); returns how many expired."""
     now = canonical.utc(now)
     due = (
@@ -196,7 +197,7 @@ def expire_holds(session: Session, *, now: datetime, limit: int = 500) -> int:
     return len(rows)
 
 
-def get_hold(session: Session, *, hold_id: str) -> Hold:
+def get_hold(session: sql.Executor, *, hold_id: str) -> Hold:
     """A hold by id; HoldNotFound if unknown."""
     row = session.execute(select(holds).where(holds.c.id == hold_id)).one_or_none()
     if row is None:

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, select
-from sqlalchemy.orm import Session
 
 from ledger import canonical, chart, sql
 from ledger.errors import AccountNotFound, InvalidAmount
@@ -58,7 +57,9 @@ def entry_params(
     }
 
 
-def insert_entry(session: Session, row: Row[Any], params: dict[str, Any], debit: int, credit: int) -> int:
+def insert_entry(
+    session: sql.Executor, row: Row[Any], params: dict[str, Any], debit: int, credit: int
+) -> int:
     """Insert the entry for an account row just updated (SQLite path); returns its id."""
     values = {
         **params, "account_id": row.id, "seq": row.seq, "debit": debit, "credit": credit,
@@ -68,7 +69,7 @@ def insert_entry(session: Session, row: Row[Any], params: dict[str, Any], debit:
 
 
 def post(
-    session: Session,
+    session: sql.Executor,
     *,
     account_id: int,
     kind: str,
@@ -104,7 +105,9 @@ def post(
     return Posted(entry_id, row.seq, row.posted, row.held, row.debt)
 
 
-def lock_account(session: Session, user_id: str | None = None, *, account_id: int | None = None) -> Row[Any]:
+def lock_account(
+    session: sql.Executor, user_id: str | None = None, *, account_id: int | None = None
+) -> Row[Any]:
     """The user's account row, locked until the transaction ends (SQLite: BEGIN IMMEDIATE did it)."""
     sql.dialect(session)
     where = accounts.c.user_id == user_id if account_id is None else accounts.c.id == account_id

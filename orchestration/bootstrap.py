@@ -21,6 +21,8 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    # Same pool, no BEGIN/COMMIT: only for work done in one statement (a read, a compare-and-set).
+    single_statements: sessionmaker[Session]
     redis: redis.Redis
     producer: Celery
 
@@ -39,11 +41,23 @@ def bootstrap(settings: Settings | None = None) -> Services:
     # and make a request wait for a free connection rather than fail when they are all taken. The
     # read timeout must outlast a heartbeat's block (redis-py would reuse the connect timeout).
     pool = redis.BlockingConnectionPool.from_url(
-        settings.REDIS_URL, max_connections=settings.redis_max_connections, timeout=10, decode_responses=True,
-        health_check_interval=30, socket_connect_timeout=5, socket_timeout=settings.SSE_HEARTBEAT_S + 15,
+        settings.REDIS_URL,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_connect_timeout=5,
+        socket_timeout=settings.SSE_HEARTBEAT_S + 15,
     )
     client = redis.Redis(connection_pool=pool)
-    return Services(settings, engine, make_session_factory(engine), client, make_producer(settings))
+    return Services(
+        settings,
+        engine,
+        make_session_factory(engine),
+        make_session_factory(engine, autocommit=True),
+        client,
+        make_producer(settings),
+    )
 
 
 def make_producer(settings: Settings) -> Celery:

@@ -131,7 +131,7 @@ def enqueue(services: Services, *, job_id: str, queue: str, priority: int) -> bo
 
 def _by_key(services: Services, command: CreateJob) -> Row[Any] | None:
     """The job made earlier with this key; JobKeyConflict if it was made for another request."""
-    with services.sessions() as session:
+    with services.single_statements() as session:
         row = session.execute(
             select(jobs).where(
                 jobs.c.user_id == command.user_id, jobs.c.idempotency_key == command.idempotency_key
@@ -144,7 +144,7 @@ def _by_key(services: Services, command: CreateJob) -> Row[Any] | None:
 
 def get_job(services: Services, *, user_id: str, job_id: str) -> Row[Any]:
     """The user's job; JobNotFound for anyone else's (callers answer 404)."""
-    with services.sessions() as session:
+    with services.single_statements() as session:
         row = session.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.user_id == user_id)).first()
     if row is None:
         raise JobNotFound(job_id)
@@ -172,7 +172,7 @@ def list_jobs(
             (jobs.c.created_at < created) | ((jobs.c.created_at == created) & (jobs.c.id < job_id))
         )
     query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
-    with services.sessions() as session:
+    with services.single_statements() as session:
         return list(session.execute(query).all())
 
 

@@ -68,7 +68,7 @@ def claim(services: Services, *, job_id: str, token: str, previous: str | None) 
             jobs.c.hold_id,
         )
     )
-    with transaction(services.sessions) as session:
+    with transaction(services.single_statements) as session:
         row = session.execute(statement).first()
     if row is None:
         return None
@@ -104,7 +104,7 @@ def run(services: Services, job: Claimed, *, token: str) -> bool:
             cancel_requested=context.canceled,
         )
     )
-    with transaction(services.sessions) as session:
+    with transaction(services.single_statements) as session:
         return bool(session.execute(statement).rowcount == 1)  # type: ignore[attr-defined]
 
 
@@ -238,7 +238,7 @@ def utc_day(moment: datetime) -> date:
 def notify_balance(services: Services, user_id: str, balance: ledger.Balance | None = None) -> None:
     """Publish the user's new balance (read now unless given) on their event stream."""
     if balance is None:
-        with services.sessions() as session:
+        with services.single_statements() as session:
             balance = ledger.balance(session, user_id=user_id)
     progress.publish_user_event(
         services.redis,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -49,18 +51,48 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_begin_immediate(engine)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
+    _ping_when_idle(engine)
+    return engine
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit."""
+# A connection used within this many seconds is trusted as is: pinging on every checkout (SQLAlchemy's
+# pool_pre_ping) costs a round trip per transaction. A connection that dies while warm fails one
+# statement, and SQLAlchemy then invalidates the whole pool, so the next checkouts reconnect.
+IDLE_PING_AFTER_S = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_AFTER_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("pooled connection died while idle") from exc
+        if not alive:
+            raise DisconnectionError("pooled connection died while idle")  # the pool reconnects
+
+
+def make_session_factory(engine: Engine, *, autocommit: bool = False) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit.
+
+    `autocommit` sessions send each statement on its own, without BEGIN/COMMIT round trips: for a
+    single read or a single compare-and-set update, which is atomic by itself."""
+    if autocommit and engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
@@ -69,4 +101,3 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
-
