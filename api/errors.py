@@ -62,7 +62,7 @@ class ProblemApi(Api):  # type: ignore[misc]
     def handle_http_exception(self, error: HTTPException) -> Response:
         """Turn any HTTPException (abort, routing, validation) into problem+json."""
         if error.response is not None and error.response.mimetype == PROBLEM_JSON:
-            # Already a problem, e.g. flask-limiter's on_breach answer carrying Retry-After.
+            # Already a problem (a view or hook built the whole answer itself).
             return cast(Response, error.response)
         data = getattr(error, "data", None) or {}
         extra: dict[str, Any] = {}

@@ -1,4 +1,10 @@
-"""Rate limits (flask-limiter on Redis): per caller and per IP on every route, stricter named scopes."""
+"""Rate limits on Redis: per caller and per IP on every route, stricter named scopes on some views.
+
+The counting is `limits` (the engine under flask-limiter): fixed windows, one Redis round trip per
+limit. flask-limiter's own per-request evaluation (decorator registry, exemptions, header bookkeeping)
+cost more than the rest of a balance read put together, and we need none of it: which limits apply
+is decided here, from the caller's credential, in one `before_request` hook.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Response, current_app, request
-from flask_limiter import ApplicationLimit, Limiter, RequestLimit
+from flask import Flask, current_app, request
 from flask_smorest import abort
 from limits import RateLimitItem, parse_many
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from api.auth.context import rate_limit_key
-from api.errors import problem
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,25 +48,6 @@ def ip_key() -> str:
     return "ip:" + (request.remote_addr or "unknown")
 
 
-def _signed_in() -> bool:
-    """A verified JWT: its own bucket only. API keys (checked later, in the database) also count per IP."""
-    return rate_limit_key().startswith("sub:")
-
-
-def _anonymous() -> bool:
-    return rate_limit_key().startswith("ip:")
-
-
-def _retry_after(reset_at: float) -> str:
-    return str(max(1, math.ceil(reset_at - time.time())))
-
-
-def _too_many(limit: RequestLimit) -> Response:
-    response = problem(429, f"Rate limit exceeded ({limit.limit}); retry later.", kind="rate-limited")
-    response.headers["Retry-After"] = _retry_after(limit.reset_at)
-    return response
-
-
 def _scope_of(view: Any, method: str) -> str | None:
     scope = getattr(view, "_rate_limit_scope", None)
     view_class = getattr(view, "view_class", None)
@@ -68,52 +56,60 @@ def _scope_of(view: Any, method: str) -> str | None:
     return scope
 
 
-def _check_scoped(limiter: Limiter, items: dict[str, list[RateLimitItem]]) -> None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    scope = _scope_of(view, request.method) if view else None
-    if scope is None or request.blueprint in EXEMPT_BLUEPRINTS:
-        return
-    key = rate_limit_key()
-    for item in items[scope]:
-        try:
-            allowed = limiter.limiter.hit(item, KEY_PREFIX, scope, key)
-            reset_at = 0.0 if allowed else limiter.limiter.get_window_stats(item, KEY_PREFIX, scope, key)[0]
-        except Exception:  # a Redis outage must not take the API down: limits fail open
-            log.warning("rate limit storage unavailable; %s limit not applied", scope)
+@dataclass(frozen=True)
+class RateLimits:
+    """The configured limits and the Redis-backed fixed-window counter they share."""
+
+    limiter: FixedWindowRateLimiter
+    user: list[RateLimitItem]
+    ip: list[RateLimitItem]
+    scoped: dict[str, list[RateLimitItem]]
+
+    def check(self) -> None:
+        """Count this request against every limit that applies; 429 with Retry-After past one."""
+        if request.blueprint in EXEMPT_BLUEPRINTS:
             return
-        if not allowed:
+        key = rate_limit_key()
+        # A signed-in caller counts against its own bucket only (one round trip); a caller without a
+        # valid credential against its address's; an API key (checked later, in the database) both.
+        if not key.startswith("ip:"):
+            self._hit(self.user, "user", key)
+        if not key.startswith("sub:"):
+            self._hit(self.ip, "ip", ip_key())
+        view = current_app.view_functions.get(request.endpoint or "")
+        scope = _scope_of(view, request.method) if view else None
+        if scope is not None:
+            self._hit(self.scoped[scope], scope, key)
+
+    def _hit(self, items: list[RateLimitItem], scope: str, key: str) -> None:
+        for item in items:
+            try:
+                if self.limiter.hit(item, KEY_PREFIX, scope, key):
+                    continue
+                reset_at = self.limiter.get_window_stats(item, KEY_PREFIX, scope, key).reset_time
+            except Exception:  # a Redis outage must not take the API down: limits fail open
+                log.warning("rate limit storage unavailable; %s limit not applied", scope)
+                return
+            retry_after = str(max(1, math.ceil(reset_at - time.time())))
             abort(429, message=f"Rate limit exceeded ({item}); retry later.", kind="rate-limited",
-                  headers={"Retry-After": _retry_after(reset_at)})
+                  headers={"Retry-After": retry_after})
 
 
-def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
-    """Attach the limiter (call after every blueprint is registered); None when limits are off."""
+def init_rate_limits(app: Flask, settings: Settings) -> RateLimits | None:
+    """Check limits before every request (call after the blueprints are registered); None when off."""
     if not settings.RATE_LIMITS_ENABLED:
         return None
-    limiter = Limiter(
-        key_func=ip_key,
-        # A signed-in caller counts against its own bucket only (one Redis round trip); anyone else (no,
-        # bad or guessed credentials, API keys) against its address's too, so guessing is throttled.
-        application_limits=[
-            ApplicationLimit(settings.RATE_LIMIT_USER, key_function=rate_limit_key, scope="user",
-                             exempt_when=_anonymous),
-            ApplicationLimit(
-                settings.RATE_LIMIT_IP, key_function=ip_key, scope="ip", exempt_when=_signed_in
-            ),
-        ],
-        storage_uri=settings.REDIS_URL or "memory://",
-        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2},
-        strategy="fixed-window",
-        headers_enabled=False,
-        swallow_errors=True,
-        on_breach=_too_many,
-        key_prefix=KEY_PREFIX,
+    storage = (
+        storage_from_string(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        if settings.REDIS_URL
+        else storage_from_string("memory://")
     )
-    limiter.init_app(app)
-    for name in EXEMPT_BLUEPRINTS:
-        if name in app.blueprints:
-            limiter.exempt(cast(Blueprint, app.blueprints[name]))
-    items = {scope: parse_many(getattr(settings, name)) for scope, name in SCOPES.items()}
-    app.before_request(lambda: _check_scoped(limiter, items))
-    app.extensions["creditflow_limiter"] = limiter
-    return limiter
+    limits = RateLimits(
+        limiter=FixedWindowRateLimiter(storage),
+        user=parse_many(settings.RATE_LIMIT_USER),
+        ip=parse_many(settings.RATE_LIMIT_IP),
+        scoped={scope: parse_many(getattr(settings, name)) for scope, name in SCOPES.items()},
+    )
+    app.before_request(limits.check)
+    app.extensions["creditflow_rate_limits"] = limits
+    return limits

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     SIWE_CHAIN_IDS: str = "1"
     SIWE_NONCE_TTL_S: int = Field(300, ge=10, le=3600)
     TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
-    # Rate limits (flask-limiter on REDIS_URL), in the `limits` notation ("600/minute;20/second").
+    # Rate limits: fixed windows on REDIS_URL in the `limits` notation ("600/minute;20/second").
     RATE_LIMITS_ENABLED: bool = True
     RATE_LIMIT_USER: str = "600/minute"
     RATE_LIMIT_IP: str = "1200/minute"
