@@ -13,7 +13,7 @@ from api.auth import auth_required, current_auth
 from api.me import BalanceSchema, balance_dict
 from api.money import Credits
 from api.pagination import PageArgsSchema, decode_cursor, encode_cursor, page_schema
-from api.services import read_session, services
+from api.services import read_connection, services
 from ledger.tables import entries
 from runtime.db import transaction
 
@@ -56,8 +56,8 @@ class ProofSchema(ma.Schema):
 @blp.response(200, BalanceSchema)
 def balance() -> dict[str, int]:
     """The caller's balance: available, held, posted."""
-    with read_session() as session:
-        return balance_dict(ledger.balance(session, user_id=current_auth().user_id))
+    with read_connection() as connection:
+        return balance_dict(ledger.balance(connection, user_id=current_auth().user_id))
 
 
 @blp.route("/transactions", methods=["GET"])

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import current_app
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from orchestration.bootstrap import Services
-from runtime.db import transaction
 
 
 def services() -> Services:
@@ -18,14 +17,14 @@ def services() -> Services:
 
 
 @contextmanager
-def read_session() -> Iterator[Session]:
-    """A session for one consistent read: autocommit on PostgreSQL (no BEGIN/COMMIT round trips).
+def read_connection() -> Iterator[Connection]:
+    """A connection for one read: autocommit on PostgreSQL (no BEGIN/COMMIT round trips, no ORM).
 
-    SQLite keeps a normal transaction (its BEGIN IMMEDIATE hook must always be paired with a commit).
-    """
-    if services().engine.dialect.name != "postgresql":
-        with transaction(services().sessions) as session:
-            yield session
+    SQLite keeps a transaction (its BEGIN IMMEDIATE hook must be paired with an end)."""
+    engine = services().engine
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as connection:
+            yield connection
         return
-    with services().single_statements() as session:
-        yield session
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection

@@ -60,7 +60,11 @@ _BALANCE = select(accounts.c.posted, accounts.c.held).where(accounts.c.user_id =
 
 def balance(session: sql.Executor, *, user_id: str) -> Balance:
     """(posted, held, available) in micro-credits, from the cached row (one indexed read)."""
-    row = session.execute(_BALANCE, {"user_id": user_id}).one_or_none()
+    connection = sql.connection(session)
+    if connection.dialect.name == "postgresql":
+        row = sql.pg_one(connection, _BALANCE, {"user_id": user_id})
+    else:
+        row = connection.execute(_BALANCE, {"user_id": user_id}).one_or_none()
     if row is None:
         raise AccountNotFound(user_id)
     return Balance(row.posted, row.held, row.posted - row.held)

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias, cast
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from sqlalchemy import Connection, DateTime, TextClause, bindparam, text
+from sqlalchemy import ClauseElement, Connection, DateTime, TextClause, bindparam, text
 from sqlalchemy.orm import Session
 
 from ledger import canonical
@@ -169,7 +169,7 @@ def connection(session: Executor) -> Connection:
 _PG_COMPILED: dict[int, str] = {}
 
 
-def pg_one(connection: Connection, statement: TextClause, params: dict[str, Any]) -> Any:
+def pg_one(connection: Connection, statement: ClauseElement, params: dict[str, Any]) -> Any:
     """Run one of the PG_* hot-path statements on the raw psycopg cursor; its first row or None.
 
     The statement is compiled once; skipping SQLAlchemy's per-execution work (parameter processing,
