@@ -1,9 +1,9 @@
 """Rate limits on Redis: per caller and per IP on every route, stricter named scopes on some views.
 
-The counting is `limits` (the engine under flask-limiter): fixed windows, one Redis round trip per
-limit. flask-limiter's own per-request evaluation (decorator registry, exemptions, header bookkeeping)
-cost more than the rest of a balance read put together, and we need none of it: which limits apply
-is decided here, from the caller's credential, in one `before_request` hook.
+Limits are written in the `limits` notation and counted in fixed windows on Redis (window_counter).
+flask-limiter's per-request evaluation (decorator registry, exemptions, header bookkeeping) cost more
+than the rest of a balance read put together, and we need none of it: which limits apply is decided
+here, from the caller's credential, in one `before_request` hook.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import redis
 from flask import Flask, current_app, request
 from flask_smorest import abort
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
 
 from api.auth.context import rate_limit_key
+from api.window_counter import WindowCounter
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _scope_of(view: Any, method: str) -> str | None:
 class RateLimits:
     """The configured limits and the Redis-backed fixed-window counter they share."""
 
-    limiter: FixedWindowRateLimiter
+    counter: WindowCounter
     user: list[RateLimitItem]
     ip: list[RateLimitItem]
     scoped: dict[str, list[RateLimitItem]]
@@ -84,28 +84,21 @@ class RateLimits:
     def _hit(self, items: list[RateLimitItem], scope: str, key: str) -> None:
         for item in items:
             try:
-                if self.limiter.hit(item, KEY_PREFIX, scope, key):
-                    continue
-                reset_at = self.limiter.get_window_stats(item, KEY_PREFIX, scope, key).reset_time
-            except Exception:  # a Redis outage must not take the API down: limits fail open
+                wait = self.counter.hit(item, scope, key, time.time())
+            except redis.RedisError:  # a Redis outage must not take the API down: limits fail open
                 log.warning("rate limit storage unavailable; %s limit not applied", scope)
                 return
-            retry_after = str(max(1, math.ceil(reset_at - time.time())))
-            abort(429, message=f"Rate limit exceeded ({item}); retry later.", kind="rate-limited",
-                  headers={"Retry-After": retry_after})
+            if wait is not None:
+                abort(429, message=f"Rate limit exceeded ({item}); retry later.", kind="rate-limited",
+                      headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def init_rate_limits(app: Flask, settings: Settings) -> RateLimits | None:
     """Check limits before every request (call after the blueprints are registered); None when off."""
     if not settings.RATE_LIMITS_ENABLED:
         return None
-    storage = (
-        storage_from_string(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-        if settings.REDIS_URL
-        else storage_from_string("memory://")
-    )
     limits = RateLimits(
-        limiter=FixedWindowRateLimiter(storage),
+        counter=WindowCounter(app.extensions["creditflow"].redis, KEY_PREFIX),
         user=parse_many(settings.RATE_LIMIT_USER),
         ip=parse_many(settings.RATE_LIMIT_IP),
         scoped={scope: parse_many(getattr(settings, name)) for scope, name in SCOPES.items()},
