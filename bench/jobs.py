@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import jwt
 import redis
@@ -52,9 +53,43 @@ def token(sub: str) -> str:
     )
 
 
+def _cpu(process: Any) -> float:
+    try:
+        times = process.cpu_times()
+    except Exception:  # it ended meanwhile
+        return 0.0
+    return float(times.user + times.system)
+
+
+def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each component's process tree, of the PostgreSQL and Redis servers, and ours."""
+    import psutil
+
+    totals: dict[str, float] = {}
+    for name, pid in roots.items():
+        root = psutil.Process(pid)
+        totals[name] = sum(_cpu(proc) for proc in [root, *root.children(recursive=True)])
+    for proc in psutil.process_iter(["name"]):
+        server = proc.info["name"] or ""
+        if server.startswith(("postgres", "redis-server")):
+            key = "postgres" if server.startswith("postgres") else "redis"
+            totals[key] = totals.get(key, 0.0) + _cpu(proc)
+    totals["client"] = _cpu(psutil.Process())
+    return totals
+
+
+def cpu_per_item(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
+    """Milliseconds of CPU per chain or job, by component."""
+    return {name: 1000 * (after[name] - before.get(name, 0.0)) / items for name in after}
+
+
 @contextmanager
-def stack(database_url: str, redis_url: str, tmp: Path, threads: int) -> Iterator[str]:
-    """Workers (critical; interactive) and the API, as production runs them; yields the API URL."""
+def stack(
+    database_url: str, redis_url: str, tmp: Path, threads: int
+) -> Iterator[tuple[str, dict[str, int]]]:
+    """Workers (critical; interactive) and the API, as production runs them.
+
+    Yields the API URL and the root process of each component (for CPU accounting)."""
     env = child_env(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -68,21 +103,22 @@ def stack(database_url: str, redis_url: str, tmp: Path, threads: int) -> Iterato
     )
     port = free_port()
     with ExitStack() as stack_:
-        stack_.enter_context(
+        critical = stack_.enter_context(
             worker("critical", env=env, cwd=ROOT, log=tmp / "critical.log", name="crit", concurrency=2)
         )
-        stack_.enter_context(
+        interactive = stack_.enter_context(
             worker("interactive", env=env, cwd=ROOT, log=tmp / "inter.log", name="inter", concurrency=2)
         )
         api = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=tmp / "api.log")
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", process=api, log=tmp / "api.log")
-            yield f"http://127.0.0.1:{port}"
+            roots = {"api": api.pid, "critical": critical.pid, "interactive": interactive.pid}
+            yield f"http://127.0.0.1:{port}", roots
         finally:
             stop(api)
 
 
-def floor(redis_url: str, runs: int, burst: int) -> dict[str, float]:
+def floor(redis_url: str, runs: int, burst: int, roots: dict[str, int]) -> dict[str, Any]:
     """Bare Celery: latency of one two-step chain, and chains/s when `burst` are in flight."""
     app = Celery("bench-floor")
     app.config_from_object(celeryconfig)
@@ -97,13 +133,19 @@ def floor(redis_url: str, runs: int, burst: int) -> dict[str, float]:
         started = time.perf_counter()
         canvas.apply_async().get(timeout=30)
         latencies.append(time.perf_counter() - started)
+    cpu = cpu_seconds(roots)
     started = time.perf_counter()
     results = [canvas.apply_async() for _ in range(burst)]
     for result in results:
         result.get(timeout=120)
     elapsed = time.perf_counter() - started
     app.close()
-    return {"p50": pct(latencies, 0.5), "p95": pct(latencies, 0.95), "per_s": burst / elapsed}
+    return {
+        "p50": pct(latencies, 0.5),
+        "p95": pct(latencies, 0.95),
+        "per_s": burst / elapsed,
+        "cpu_ms": cpu_per_item(cpu, cpu_seconds(roots), burst),
+    }
 
 
 def one_job(api: str, bearer: str) -> float:
@@ -126,16 +168,22 @@ def one_job(api: str, bearer: str) -> float:
     return time.perf_counter() - started
 
 
-def ours(api: str, runs: int, burst: int, clients: int) -> dict[str, float]:
+def ours(api: str, runs: int, burst: int, clients: int, roots: dict[str, int]) -> dict[str, Any]:
     """Our full job: latency one at a time, then jobs/s with `clients` concurrent clients."""
     bearers = [token(f"bench-{uuid.uuid4().hex}") for _ in range(clients)]
     one_job(api, bearers[0])
     latencies = [one_job(api, bearers[0]) for _ in range(runs)]
+    cpu = cpu_seconds(roots)
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(lambda i: one_job(api, bearers[i % clients]), range(burst)))
     elapsed = time.perf_counter() - started
-    return {"p50": pct(latencies, 0.5), "p95": pct(latencies, 0.95), "per_s": burst / elapsed}
+    return {
+        "p50": pct(latencies, 0.5),
+        "p95": pct(latencies, 0.95),
+        "per_s": burst / elapsed,
+        "cpu_ms": cpu_per_item(cpu, cpu_seconds(roots), burst),
+    }
 
 
 def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, float]:
@@ -225,9 +273,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cf-bench-"))
     with fresh_database("postgresql", tmp, pool_size=20) as engine:
         url = engine.url.render_as_string(hide_password=False)
-        with stack(url, redis_url, tmp, threads=max(128, args.streams)) as api:
-            a = floor(redis_url, args.runs, args.burst)
-            b = ours(api, args.runs, args.burst, args.clients)
+        with stack(url, redis_url, tmp, threads=max(128, args.streams)) as (api, roots):
+            a = floor(redis_url, args.runs, args.burst, roots)
+            b = ours(api, args.runs, args.burst, args.clients, roots)
             c = fanout(api, redis_url, args.streams, args.events)
     print(json.dumps({"floor": a, "ours": b, "fanout": c}, indent=1))
     print(
@@ -244,6 +292,10 @@ def main() -> int:
         f"    ratios: p50 {b['p50'] / a['p50']:.2f}x the floor (goal <= 3x); throughput "
         f"{100 * b['per_s'] / a['per_s']:.0f}% of the floor (goal >= 40%)"
     )
+    print("    CPU per chain / job at saturation (ms), by component:")
+    for label, figures in (("floor", a["cpu_ms"]), ("ours", b["cpu_ms"])):
+        parts = "  ".join(f"{name} {ms:.1f}" for name, ms in sorted(figures.items()))
+        print(f"      {label:5} total {sum(figures.values()):5.1f}:  {parts}")
     print(
         f"(c) SSE fan-out {args.streams} streams: XADD -> client p50 {c['p50'] * 1000:.1f} ms  p99 "
         f"{c['p99'] * 1000:.1f} ms (goal < 50 ms)  max {c['max'] * 1000:.1f} ms  received "
