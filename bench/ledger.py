@@ -302,6 +302,7 @@ def main() -> int:
         total_violations = 0
         backlog_ok = True
         charged: dict[str, int] = {}
+        per_transaction: dict[str, float] = {}
         for name, hot, orm in (
             ("1000 accounts", False, False),
             ("hot account", True, False),
@@ -319,6 +320,7 @@ def main() -> int:
             backlog_s = backlog / (2 * rate)
             backlog_ok &= backlog_s < 5
             total_violations += violations
+            per_transaction[name] = 2 * rate / floor_rate
             print(
                 f"{name:<14}{rate:>10.0f}{floor_rate:>13.0f}{rate / floor_rate:>10.1%}"
                 f"{2 * rate / floor_rate:>12.1%}{violations:>12}{backlog_s:>12.2f} s"
@@ -342,6 +344,17 @@ def main() -> int:
         if not report.ok:
             print(f"  problems: {report.problems[:5]}")
         elapsed = time.perf_counter() - started
+        speed = report.entries_checked / report.seconds
+        verdicts = [
+            ("1000 accounts", per_transaction["1000 accounts"], 0.50),
+            ("hot account", per_transaction["hot account"], 0.30),
+        ]
+        print(
+            "goals, per ledger transaction (a pair against two raw updates): "
+            + "; ".join(f"{name} {got:.1%} (>= {goal:.0%}) {'OK' if got >= goal else 'BELOW'}"
+                        for name, got, goal in verdicts)
+            + f"; verify {speed:,.0f} entries/s (>= 100,000) {'OK' if speed >= 100_000 else 'BELOW'}"
+        )
         print(
             f"invariant violations: {total_violations}; zero sum and cached balances: {report.ok}; "
             f"sealing kept up (< 5 s backlog): {backlog_ok}; total run {elapsed:.0f} s; "

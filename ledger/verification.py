@@ -9,6 +9,8 @@ per account and per open checkpoint, not per entry.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,11 +64,52 @@ def _stream(session: Session, statement: Any, batch: int) -> Iterator[Any]:
     assert raw is not None
     cursor: Any = raw.cursor(name=f"ledger_verify_{uuid.uuid4().hex[:8]}", binary=True)  # type: ignore[call-arg]
     try:
-        cursor.itersize = batch
         cursor.execute(str(compiled), compiled.params)
-        yield from cursor
+        yield from _prefetched(cursor, batch)
     finally:
         cursor.close()
+
+
+def _prefetched(cursor: Any, batch: int) -> Iterator[Any]:
+    """The cursor's rows, the next batch fetched by a helper thread while this one is checked.
+
+    Fetching waits on the server with the GIL released, so the database's work and our hashing overlap
+    instead of taking turns (about a third of verify's time)."""
+    batches: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(batch)
+                _put(batches, rows, stop)
+                if not rows:
+                    return
+        except BaseException as exc:  # handed to the reader, which raises it
+            _put(batches, exc, stop)
+
+    fetcher = threading.Thread(target=fetch, name="ledger-verify-fetch", daemon=True)
+    fetcher.start()
+    try:
+        while True:
+            rows = batches.get()
+            if isinstance(rows, BaseException):
+                raise rows
+            if not rows:
+                return
+            yield from rows
+    finally:
+        stop.set()
+        fetcher.join()
+
+
+def _put(batches: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            batches.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 class _Checkpoints:
