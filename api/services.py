@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy import Connection
 
 from orchestration.bootstrap import Services
+from runtime.db import single_statement_engine
 
 
 def services() -> Services:
@@ -26,5 +27,5 @@ def read_connection() -> Iterator[Connection]:
         with engine.begin() as connection:
             yield connection
         return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    with single_statement_engine(engine).connect() as connection:
         yield connection

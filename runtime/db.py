@@ -91,9 +91,15 @@ def make_session_factory(engine: Engine, *, autocommit: bool = False) -> session
 
     `autocommit` sessions send each statement on its own, without BEGIN/COMMIT round trips: for a
     single read or a single compare-and-set update, which is atomic by itself."""
-    if autocommit and engine.dialect.name == "postgresql":
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    bind = single_statement_engine(engine) if autocommit else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def single_statement_engine(engine: Engine) -> Engine:
+    """The engine's pool in autocommit mode on PostgreSQL; SQLite keeps its BEGIN IMMEDIATE transactions."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
 
 
 @contextmanager
