@@ -61,12 +61,15 @@ def bootstrap(settings: Settings | None = None) -> Services:
 
 
 def make_producer(settings: Settings) -> Celery:
-    """A Celery client for sending sagas: celeryconfig's routes, this settings' broker."""
+    """A Celery client for sending sagas: celeryconfig's routes, this settings' broker, no results.
+
+    Nothing we send is awaited through Celery (the job row is the record), and a result backend
+    costs every sending thread its own backend instance and a result-channel subscription."""
     import celeryconfig
 
     producer = Celery("creditflow-producer")
     producer.config_from_object(celeryconfig)
-    producer.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend_url or None)
+    producer.conf.update(broker_url=settings.broker_url, result_backend=None)
     return producer
 
 

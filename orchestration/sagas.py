@@ -46,4 +46,6 @@ def build_canvas(producer: Celery, saga: Saga, job_id: str) -> Signature:
 
 def send(producer: Celery, saga: Saga, job_id: str, *, priority: int) -> None:
     """Enqueue the saga (call only after the job's transaction committed)."""
-    build_canvas(producer, saga, job_id).apply_async(priority=priority)
+    # Saga steps keep no Celery results (the job row is the record): with ignore_result the sender
+    # does not subscribe to a result channel it would never read (two Redis round trips per send).
+    build_canvas(producer, saga, job_id).apply_async(priority=priority, ignore_result=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,13 +21,24 @@ class Frame:
     comment: str | None = None
 
 
+def _lines(response: requests.Response) -> Iterator[str]:
+    # Read what has arrived (chunk_size=None yields each HTTP chunk as it comes), not byte by byte:
+    # a one-byte read loop costs more CPU than the server spends sending the event.
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending = ""
+    for chunk in response.iter_content(chunk_size=None):
+        pending += decoder.decode(chunk)
+        *complete, pending = pending.split("\n")
+        yield from (line.removesuffix("\r") for line in complete)
+    if pending:
+        yield pending
+
+
 def frames(response: requests.Response) -> Iterator[Frame]:
     """Parse the stream as it arrives; comments come out as frames with `comment`."""
     current = Frame()
     lines: list[str] = []
-    for raw in response.iter_lines(decode_unicode=True, chunk_size=1):
-        if raw is None:
-            continue
+    for raw in _lines(response):
         if raw == "":
             if lines or current.id or current.event:
                 current.data = json.loads("\n".join(lines)) if lines else None
