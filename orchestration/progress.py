@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,12 +50,21 @@ def job_event(job_id: str, kind: str, *, held: int, spent: int, **fields: Any) -
 
 
 def publish_job_event(
-    client: redis.Redis, job_id: str, kind: str, *, held: int, spent: int, **fields: Any
+    client: redis.Redis,
+    job_id: str,
+    kind: str,
+    *,
+    held: int,
+    spent: int,
+    owner_balance: tuple[str, Mapping[str, str]] | None = None,
+    **fields: Any,
 ) -> str | None:
     """Append an event to the job's stream (a final one starts its expiry); None if Redis failed.
 
-    Events are best effort: the database is the record (a reader that misses the final event gets
-    it from the job row), so a Redis blip never fails the step that published.
+    `owner_balance` (user id, balance fields) also appends a `balance` event to the owner's stream
+    in the same round trip, as a final event usually changes it. Events are best effort: the
+    database is the record (a reader that misses the final event gets it from the job row), so a
+    Redis blip never fails the step that published.
     """
     key = job_stream(job_id)
     event = job_event(job_id, kind, held=held, spent=spent, **fields)
@@ -66,6 +75,8 @@ def publish_job_event(
         )
         if kind in FINAL_TYPES:
             pipe.expire(key, FINAL_TTL_S)
+        if owner_balance is not None:
+            _append_user_event(pipe, owner_balance[0], "balance", owner_balance[1])
         entry_id = pipe.execute()[0]
     except redis.RedisError as exc:
         log.warning("could not publish %s event of job %s: %s", kind, job_id, exc)
@@ -73,16 +84,20 @@ def publish_job_event(
     return entry_id if isinstance(entry_id, str) else entry_id.decode()
 
 
+def _append_user_event(pipe: Any, user_id: str, kind: str, fields: Mapping[str, Any]) -> None:
+    event = {"type": kind, "user_id": user_id, "at": _now(), **fields}
+    pipe.xadd(
+        user_stream(user_id),
+        {"data": json.dumps(event, separators=(",", ":"))},
+        maxlen=USER_STREAM_MAXLEN,
+        approximate=True,
+    )
+
+
 def publish_user_event(client: redis.Redis, user_id: str, kind: str, **fields: Any) -> None:
     """Append a balance change or notification to the user's stream (best effort, like job events)."""
-    event = {"type": kind, "user_id": user_id, "at": _now(), **fields}
     try:
-        client.xadd(
-            user_stream(user_id),
-            {"data": json.dumps(event, separators=(",", ":"))},
-            maxlen=USER_STREAM_MAXLEN,
-            approximate=True,
-        )
+        _append_user_event(client, user_id, kind, fields)
     except redis.RedisError as exc:
         log.warning("could not publish %s event of user %s: %s", kind, user_id, exc)
 

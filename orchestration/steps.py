@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, or_, select, update
 
 import ledger
 from ledger.amounts import credits_text
@@ -42,34 +42,56 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# The hot statements are built once: building an UPDATE with its CASE expressions costs more client
+# CPU than sending it. Bound names differ from column names (SQLAlchemy reserves those for SET).
+_CLAIMED_COLUMNS = (
+    jobs.c.user_id,
+    jobs.c.kind,
+    jobs.c.params,
+    jobs.c.model,
+    jobs.c.cost_held,
+    jobs.c.attempts,
+    jobs.c.hold_id,
+)
+_CLAIM_SET = {
+    "status": "running",
+    "claim": bindparam("b_token", type_=jobs.c.claim.type),
+    "attempts": jobs.c.attempts + 1,
+    "started_at": case(
+        (jobs.c.started_at.is_(None), bindparam("b_now", type_=jobs.c.started_at.type)),
+        else_=jobs.c.started_at,
+    ),
+}
+_CLAIM = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "queued")
+    .values(_CLAIM_SET)
+    .returning(*_CLAIMED_COLUMNS)
+)
+# A retry of our own running attempt claims even when cancel was asked for, so its step sees the
+# flag at once and settle ends the job `canceled` (a canceled queued job is already `canceled`).
+_RECLAIM = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("b_job_id"),
+        or_(
+            jobs.c.status == "queued",
+            and_(jobs.c.status == "running", jobs.c.claim == bindparam("b_previous", type_=String())),
+        ),
+    )
+    .values(_CLAIM_SET)
+    .returning(*_CLAIMED_COLUMNS)
+)
+
+
 def claim(services: Services, *, job_id: str, token: str, previous: str | None) -> Claimed | None:
     """Compare-and-set `queued -> running` (or take over our own retried attempt); None if taken."""
-    # A canceled queued job is already `canceled`; a retry of our own running attempt claims even when
-    # cancel was asked for, so its step sees the flag at once and settle ends the job `canceled`.
-    condition = jobs.c.status == "queued"
+    params = {"b_job_id": job_id, "b_token": token, "b_now": _now()}
+    statement = _CLAIM
     if previous:
-        condition = or_(condition, and_(jobs.c.status == "running", jobs.c.claim == previous))
-    statement = (
-        update(jobs)
-        .where(jobs.c.id == job_id, condition)
-        .values(
-            status="running",
-            claim=token,
-            attempts=jobs.c.attempts + 1,
-            started_at=case((jobs.c.started_at.is_(None), _now()), else_=jobs.c.started_at),
-        )
-        .returning(
-            jobs.c.user_id,
-            jobs.c.kind,
-            jobs.c.params,
-            jobs.c.model,
-            jobs.c.cost_held,
-            jobs.c.attempts,
-            jobs.c.hold_id,
-        )
-    )
+        statement, params["b_previous"] = _RECLAIM, previous
     with transaction(services.single_statements) as session:
-        row = session.execute(statement).first()
+        row = session.execute(statement, params).first()
     if row is None:
         return None
     return Claimed(
@@ -92,20 +114,34 @@ def run(services: Services, job: Claimed, *, token: str) -> bool:
             services, job.id, token, code="internal", message=type(exc).__name__, spent=context.spent
         )
         raise
-    statement = (
-        update(jobs)
-        .where(jobs.c.id == job.id, jobs.c.claim == token, jobs.c.status == "running")
-        .values(
-            run_completed=True,
-            result=result,
-            error=None,  # an earlier retried attempt's error no longer describes the job
-            cost_running=context.spent,
-            progress=context.last_progress,
-            cancel_requested=context.canceled,
-        )
-    )
+    params = {
+        "b_job_id": job.id,
+        "b_token": token,
+        "b_result": result,
+        "b_spent": context.spent,
+        "b_progress": context.last_progress,
+        "b_canceled": context.canceled,
+    }
     with transaction(services.single_statements) as session:
-        return bool(session.execute(statement).rowcount == 1)  # type: ignore[attr-defined]
+        return bool(session.execute(_RECORD_RUN, params).rowcount == 1)  # type: ignore[attr-defined]
+
+
+_RECORD_RUN = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("b_job_id"),
+        jobs.c.claim == bindparam("b_token", type_=jobs.c.claim.type),
+        jobs.c.status == "running",
+    )
+    .values(
+        run_completed=True,
+        result=bindparam("b_result", type_=jobs.c.result.type),
+        error=None,  # an earlier retried attempt's error no longer describes the job
+        cost_running=bindparam("b_spent", type_=jobs.c.cost_running.type),
+        progress=bindparam("b_progress", type_=jobs.c.progress.type),
+        cancel_requested=bindparam("b_canceled", type_=jobs.c.cancel_requested.type),
+    )
+)
 
 
 def _record_error(
@@ -121,21 +157,9 @@ def _record_error(
 
 def settle(services: Services, *, job_id: str) -> str | None:
     """Capture the delivered cost, release the rest, end the job: one transaction, exactly once."""
-    charged = case((jobs.c.cost_running < jobs.c.cost_held, jobs.c.cost_running), else_=jobs.c.cost_held)
-    statement = (
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == "running", jobs.c.run_completed.is_(True))
-        .values(
-            status=case((jobs.c.cancel_requested.is_(True), "canceled"), else_="succeeded"),
-            finished_at=_now(),
-            cost_charged=charged,
-            cost_released=jobs.c.cost_held - charged,
-        )
-        .returning(*jobs.c)
-    )
     try:
         with transaction(services.sessions) as session:
-            row = session.execute(statement).first()
+            row = session.execute(_SETTLE, {"b_job_id": job_id, "b_now": _now()}).first()
             if row is None:
                 return None  # already settled, or failed by the reaper: a late settle changes nothing
             on_settled = get_kind(row.kind).on_settled
@@ -172,9 +196,23 @@ def settle(services: Services, *, job_id: str) -> str | None:
         spent=row.cost_charged,
         status=row.status,
         result=row.result,
+        owner_balance=(row.user_id, balance_fields(balance)),
     )
-    notify_balance(services, row.user_id, balance)
     return str(row.status)
+
+
+_CHARGED = case((jobs.c.cost_running < jobs.c.cost_held, jobs.c.cost_running), else_=jobs.c.cost_held)
+_SETTLE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "running", jobs.c.run_completed.is_(True))
+    .values(
+        status=case((jobs.c.cancel_requested.is_(True), "canceled"), else_="succeeded"),
+        finished_at=bindparam("b_now", type_=jobs.c.finished_at.type),
+        cost_charged=_CHARGED,
+        cost_released=jobs.c.cost_held - _CHARGED,
+    )
+    .returning(*jobs.c)
+)
 
 
 def fail(
@@ -214,9 +252,15 @@ def fail(
             )
         balance = ledger.balance(session, user_id=ended.user_id)
     progress.publish_job_event(
-        services.redis, job_id, "failed", held=ended.cost_held, spent=0, status="failed", error=error
+        services.redis,
+        job_id,
+        "failed",
+        held=ended.cost_held,
+        spent=0,
+        status="failed",
+        error=error,
+        owner_balance=(ended.user_id, balance_fields(balance)),
     )
-    notify_balance(services, ended.user_id, balance)
     return True
 
 
@@ -235,16 +279,18 @@ def utc_day(moment: datetime) -> date:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
+def balance_fields(balance: ledger.Balance) -> dict[str, str]:
+    """A balance as the `balance` event on the user's stream carries it (credits as decimal text)."""
+    return {
+        "posted": credits_text(balance.posted),
+        "held": credits_text(balance.held),
+        "available": credits_text(balance.available),
+    }
+
+
 def notify_balance(services: Services, user_id: str, balance: ledger.Balance | None = None) -> None:
     """Publish the user's new balance (read now unless given) on their event stream."""
     if balance is None:
         with services.single_statements() as session:
             balance = ledger.balance(session, user_id=user_id)
-    progress.publish_user_event(
-        services.redis,
-        user_id,
-        "balance",
-        posted=credits_text(balance.posted),
-        held=credits_text(balance.held),
-        available=credits_text(balance.available),
-    )
+    progress.publish_user_event(services.redis, user_id, "balance", **balance_fields(balance))
