@@ -73,10 +73,10 @@ def job_event_stream(job: Any) -> Response:
             yield from _drain(found.redis, key, last, job)
             return
         position = last
-        for item in progress.follow(found.redis, key, last, block_ms=heartbeat_ms):
-            if item is not None:
-                position = item[0]
-                yield _frame(*item)
+        for batch in progress.follow(found.redis, key, last, block_ms=heartbeat_ms):
+            if batch:
+                position = batch[-1][0]
+                yield "".join(_frame(*entry) for entry in batch)
                 continue
             yield ": keep-alive\n\n"
             # A quiet period: if the job ended without its final event reaching Redis, end from the row.
@@ -113,9 +113,9 @@ def user_event_stream(user_id: str) -> Response:
 
     def frames() -> Iterator[str]:
         yield "retry: 2000\n\n"
-        for item in progress.follow(
+        for batch in progress.follow(
             client, progress.user_stream(user_id), last, block_ms=heartbeat_ms, final=frozenset()
         ):
-            yield ": keep-alive\n\n" if item is None else _frame(*item)
+            yield "".join(_frame(*entry) for entry in batch) if batch else ": keep-alive\n\n"
 
     return Response(_ending_cleanly(frames()), mimetype="text/event-stream", headers=HEADERS)

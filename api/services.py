@@ -9,7 +9,6 @@ from flask import current_app
 from sqlalchemy import Connection
 
 from orchestration.bootstrap import Services
-from runtime.db import single_statement_engine
 
 
 def services() -> Services:
@@ -19,13 +18,6 @@ def services() -> Services:
 
 @contextmanager
 def read_connection() -> Iterator[Connection]:
-    """A connection for one read: autocommit on PostgreSQL (no BEGIN/COMMIT round trips, no ORM).
-
-    SQLite keeps a transaction (its BEGIN IMMEDIATE hook must be paired with an end)."""
-    engine = services().engine
-    if engine.dialect.name != "postgresql":
-        with engine.begin() as connection:
-            yield connection
-        return
-    with single_statement_engine(engine).connect() as connection:
+    """A connection for one read (see Services.read)."""
+    with services().read() as connection:
         yield connection

@@ -11,6 +11,7 @@ It creates (and drops) a throw-away database, starts real workers and `creditflo
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import redis
@@ -148,38 +150,48 @@ def floor(redis_url: str, runs: int, burst: int, roots: dict[str, int]) -> dict[
     }
 
 
-_sessions = threading.local()
+_connections = threading.local()
+_FINAL_MARKS = {f"\nevent: {kind}\n".encode(): kind for kind in progress.FINAL_TYPES}
 
 
-def _session() -> requests.Session:
-    # One keep-alive connection per client thread, as browsers and SDKs hold one.
-    if not hasattr(_sessions, "session"):
-        _sessions.session = requests.Session()
-    return _sessions.session  # type: ignore[no-any-return]
+def _connection(api: str) -> http.client.HTTPConnection:
+    # One keep-alive connection per client thread, as browsers and SDKs hold one. http.client, not
+    # requests: the load generator shares the two cores with the server, so it should cost little.
+    if not hasattr(_connections, "conn"):
+        address = urlsplit(api)
+        _connections.conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=60)
+    return _connections.conn  # type: ignore[no-any-return]
+
+
+def _final_event(stream: bytes) -> str | None:
+    for mark, kind in _FINAL_MARKS.items():
+        if mark in stream:
+            return kind
+    return None
 
 
 def one_job(api: str, bearer: str) -> float:
     """POST a zero-work job and follow its SSE stream to the final event; seconds taken."""
-    http = _session()
+    conn = _connection(api)
+    headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}
     started = time.perf_counter()
-    answer = http.post(
-        f"{api}/api/v1/diagnostics/jobs",
-        json={"steps": 0},
-        headers={"Authorization": f"Bearer {bearer}"},
-        timeout=30,
-    )
-    answer.raise_for_status()
-    url = api + answer.json()["events_url"]
-    taken = None
-    with http.get(url, headers={"Authorization": f"Bearer {bearer}"}, stream=True, timeout=60) as stream:
-        for frame in frames(stream):
-            if frame.event in progress.FINAL_TYPES:
-                if frame.event != "result":
-                    raise RuntimeError(f"job ended {frame.event}: {frame.data}")
-                taken = time.perf_counter() - started
-        # read on to the stream's end (it ends after the final event): the connection is then reused
-    if taken is None:
-        raise RuntimeError("the event stream ended without a final event")
+    conn.request("POST", "/api/v1/diagnostics/jobs", body=b'{"steps": 0}', headers=headers)
+    answer = conn.getresponse()
+    body = answer.read()
+    if answer.status != 202:
+        raise RuntimeError(f"POST answered {answer.status}: {body[:300]!r}")
+    conn.request("GET", json.loads(body)["events_url"], headers=headers)
+    events = conn.getresponse()
+    if events.status != 200:
+        raise RuntimeError(f"GET events answered {events.status}: {events.read()[:300]!r}")
+    stream, taken, final = b"", None, None
+    # read on to the stream's end (it ends after the final event): the connection is then reused
+    while chunk := events.read1(65536):
+        stream += chunk
+        if final is None and (final := _final_event(stream)) is not None:
+            taken = time.perf_counter() - started
+    if final != "result" or taken is None:
+        raise RuntimeError(f"job ended {final}: {stream[-500:]!r}")
     return taken
 
 

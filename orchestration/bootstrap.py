@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis
 from celery import Celery
+from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from runtime.db import make_engine, make_session_factory
+from runtime.db import make_engine, make_session_factory, single_statement_engine
 from runtime.settings import Settings, get_settings
 
 
@@ -25,6 +29,23 @@ class Services:
     single_statements: sessionmaker[Session]
     redis: redis.Redis
     producer: Celery
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for one read: autocommit on PostgreSQL (no BEGIN/COMMIT round trips, no ORM).
+
+        SQLite keeps a transaction (its BEGIN IMMEDIATE hook must be paired with an end)."""
+        if self.engine.dialect.name != "postgresql":
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._autocommit_engine.connect() as connection:
+            yield connection
+
+    @cached_property
+    def _autocommit_engine(self) -> Engine:
+        # Built once: execution_options() makes a new engine proxy on every call.
+        return single_statement_engine(self.engine)
 
     def close(self) -> None:
         """Release pooled connections (tests and process shutdown)."""

@@ -148,8 +148,8 @@ def _by_key(services: Services, command: CreateJob) -> Row[Any] | None:
 
 def get_job(services: Services, *, user_id: str, job_id: str) -> Row[Any]:
     """The user's job; JobNotFound for anyone else's (callers answer 404)."""
-    with services.single_statements() as session:
-        row = session.execute(_JOB_OF_USER, {"job_id": job_id, "user_id": user_id}).first()
+    with services.read() as connection:
+        row = connection.execute(_JOB_OF_USER, {"job_id": job_id, "user_id": user_id}).first()
     if row is None:
         raise JobNotFound(job_id)
     return row

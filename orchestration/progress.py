@@ -118,18 +118,21 @@ def read_events(
 
 def follow(
     client: redis.Redis, key: str, last_id: str, *, block_ms: int, final: frozenset[str] = FINAL_TYPES
-) -> Iterator[tuple[str, dict[str, Any]] | None]:
-    """Yield entries as they come, None after each silent `block_ms`; stop after a final event."""
+) -> Iterator[list[tuple[str, dict[str, Any]]] | None]:
+    """Yield what each read brings, as a batch, or None after a silent `block_ms`; stop after a final event.
+
+    A batch goes out to the client as one write: a job's early events usually arrive together."""
     while True:
         events = read_events(client, key, last_id, block_ms=block_ms)
         if not events:
             yield None
             continue
-        for entry_id, event in events:
-            last_id = entry_id
-            yield entry_id, event
+        for index, (entry_id, event) in enumerate(events):
             if event.get("type") in final:
+                yield events[: index + 1]
                 return
+            last_id = entry_id
+        yield events
 
 
 def request_cancel(client: redis.Redis, job_id: str) -> None:

@@ -33,8 +33,15 @@ def test_final_event_starts_expiry_and_every_reader_sees_all(redis_url: str, dat
         assert services.redis.ttl(progress.job_stream(job_id)) == -1
         progress.publish_job_event(services.redis, job_id, "result", held=10, spent=3)
         assert 0 < services.redis.ttl(progress.job_stream(job_id)) <= progress.FINAL_TTL_S
-        first = list(progress.follow(services.redis, progress.job_stream(job_id), "0-0", block_ms=100))
-        second = list(progress.follow(services.redis, progress.job_stream(job_id), "0-0", block_ms=100))
+        key = progress.job_stream(job_id)
+        first, second = (
+            [
+                entry
+                for batch in progress.follow(services.redis, key, "0-0", block_ms=100)
+                for entry in batch or ()
+            ]
+            for _reader in range(2)
+        )
         assert first == second
         assert [event["type"] for _id, event in first] == ["progress"] * 3 + ["result"]
         assert first[-1][1]["credits_spent"] == "0.000003"
