@@ -24,7 +24,7 @@ from ledger.errors import (
     InsufficientCredits,
     LedgerError,
 )
-from ledger.models import Hold, Settlement
+from ledger.models import Balance, Hold, Settlement
 from ledger.posting import check_amount, entry_params, insert_entry, post
 from ledger.tables import accounts, holds
 
@@ -137,14 +137,16 @@ def capture(
         row = sql.pg_one(connection, sql.PG_CAPTURE, params)
         if row is None:
             return _already(session, hold_id, "capture", amount, idempotency_key)
-        return Settlement(hold_id, "captured", amount, row.hold_amount - amount, row.entry_id)
+        balance = Balance(row.posted, row.held, row.posted - row.held)
+        return Settlement(hold_id, "captured", amount, row.hold_amount - amount, row.entry_id, balance)
     pending = session.execute(sql.HOLD_CAPTURE, params).one_or_none()
     if pending is None:
         return _already(session, hold_id, "capture", amount, idempotency_key)
     params.update(account_id=pending.account_id, dh=-pending.amount)
     updated = session.execute(sql.ACCOUNT_UPDATE, params).one()
     entry_id = insert_entry(session, updated, params, updated.id, chart.REVENUE)
-    return Settlement(hold_id, "captured", amount, pending.amount - amount, entry_id)
+    balance = Balance(updated.posted, updated.held, updated.posted - updated.held)
+    return Settlement(hold_id, "captured", amount, pending.amount - amount, entry_id, balance)
 
 
 def _release(session: sql.Executor, hold_id: str, kind: str, key: str, now: datetime) -> Settlement:
@@ -160,7 +162,8 @@ def _release(session: sql.Executor, hold_id: str, kind: str, key: str, now: date
         amount=pending.amount, now=now, dh=-pending.amount, hold_id=hold_id, key=key,
     )
     assert posted is not None
-    return Settlement(hold_id, status, 0, pending.amount, posted.entry_id)
+    balance = Balance(posted.posted, posted.held, posted.posted - posted.held)
+    return Settlement(hold_id, status, 0, pending.amount, posted.entry_id, balance)
 
 
 def void(

@@ -61,6 +61,8 @@ class Settlement:
     captured: int
     released: int
     entry_id: int | None
+    # The owner's balance right after this call moved it; None when it replayed an earlier one.
+    balance: Balance | None = None
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ WITH h AS (
     {_PG_ENTRY_SELECT.format(debit="a.id", credit="CAST(:credit AS BIGINT)")}
     RETURNING id
 )
-SELECT a.hold_amount, e.id AS entry_id FROM a JOIN e ON true
+SELECT a.hold_amount, a.posted, a.held, e.id AS entry_id FROM a JOIN e ON true
 """)
 
 # --- SQLite (and the pieces of the above, run one after another) --------------------------------

@@ -165,12 +165,13 @@ def settle(services: Services, *, job_id: str) -> str | None:
             on_settled = get_kind(row.kind).on_settled
             if on_settled is not None:
                 on_settled(session, row)
+            settlement = None
             if row.hold_id and row.cost_charged > 0:
-                ledger.capture(
+                settlement = ledger.capture(
                     session, hold_id=row.hold_id, amount=row.cost_charged, idempotency_key=f"settle:{job_id}"
                 )
             elif row.hold_id:
-                ledger.void(session, hold_id=row.hold_id, idempotency_key=f"settle:{job_id}")
+                settlement = ledger.void(session, hold_id=row.hold_id, idempotency_key=f"settle:{job_id}")
             if row.api_key_id:
                 return_daily_allowance(
                     session,
@@ -178,7 +179,7 @@ def settle(services: Services, *, job_id: str) -> str | None:
                     amount=row.cost_held - row.cost_charged,
                     today=utc_day(row.created_at),
                 )
-            balance = ledger.balance(session, user_id=row.user_id)
+            balance = (settlement and settlement.balance) or ledger.balance(session, user_id=row.user_id)
     except ledger.HoldAlreadyResolved as exc:
         # The hold expired before settlement (it must outlive the time limit; this is the backstop):
         # the job fails and nothing is charged.

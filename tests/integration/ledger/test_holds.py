@@ -36,8 +36,20 @@ def test_capture_releases_the_rest_and_charges_revenue(
         settled = ledger.capture(session, hold_id=held.id, amount=4 * M, idempotency_key="c1")
         assert (settled.status, settled.captured, settled.released) == ("captured", 4 * M, 6 * M)
         assert ledger.balance(session, user_id="alice") == (996 * M, 0, 996 * M)
+        assert settled.balance == (996 * M, 0, 996 * M)  # what it moved the balance to, read back above
         assert ledger.system_balances(session)["revenue"] == 4 * M
     check_ledger(sessions, signer)
+
+
+def test_void_reports_the_balance_it_left_and_a_replay_reports_none(sessions: sessionmaker[Session]) -> None:
+    new_user(sessions, "vera")
+    with sessions.begin() as session:
+        held = _hold(session, "vera", 7 * M, "h1")
+        _hold(session, "vera", 2 * M, "h2")
+        voided = ledger.void(session, hold_id=held.id, idempotency_key="v1")
+        assert voided.balance == ledger.balance(session, user_id="vera") == (1000 * M, 2 * M, 998 * M)
+        replay = ledger.void(session, hold_id=held.id, idempotency_key="v1")
+        assert (replay.status, replay.released, replay.balance) == ("voided", 7 * M, None)
 
 
 def test_over_capture_is_refused_and_changes_nothing(sessions: sessionmaker[Session]) -> None:
