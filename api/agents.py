@@ -47,7 +47,7 @@ class AgentTasks(MethodView):
     @auth_required
     @rate_limit("jobs")
     @idempotent
-    @blp.arguments(AgentTaskSchema)
+    @blp.arguments(AgentTaskSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
     @blp.alt_response(402, description="Not enough credits for the hold (max_credits)")
     @blp.alt_response(422, description="Unknown or unavailable model, or unreadable or oversized data")

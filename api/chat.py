@@ -96,7 +96,7 @@ class ConversationMessages(MethodView):
     @rate_limit("jobs")
     @idempotent
     @blp.arguments(MessageArgsSchema, location="query", as_kwargs=True)
-    @blp.arguments(NewMessageSchema)
+    @blp.arguments(NewMessageSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
     @blp.alt_response(402, description="Not enough credits for the hold")
     @blp.alt_response(409, description="The previous reply still runs and on_busy=reject")

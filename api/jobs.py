@@ -137,7 +137,7 @@ class DiagnosticJobs(MethodView):
     @auth_required
     @rate_limit("jobs")
     @idempotent
-    @blp.arguments(DiagnosticJobSchema)
+    @blp.arguments(DiagnosticJobSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
     @blp.alt_response(402, description="Not enough credits for the hold")
     @blp.doc(parameters=[PARAMETER_DOC])
