@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.orm import Session
 
 from assistant.tables import conversations, messages
@@ -89,7 +89,7 @@ def reserve_turn(session: Session, *, conversation_id: str) -> TurnSlot:
 
 
 def add_message(
-    session: Session,
+    session: Session | Connection,
     *,
     conversation_id: str,
     position: int,

@@ -25,7 +25,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from runtime.db import Base
@@ -142,7 +142,9 @@ def authenticate_key(session: Session, *, secret: str) -> ApiKey | None:
     return _key(row)
 
 
-def reserve_daily_allowance(session: Session, *, key_id: str, amount: int, today: date | None = None) -> bool:
+def reserve_daily_allowance(
+    session: Session | Connection, *, key_id: str, amount: int, today: date | None = None
+) -> bool:
     """Count `amount` micro-credits against the key's daily limit; False (nothing counted) if over it.
 
     Call it in the transaction that places the hold: one conditional UPDATE, safe under concurrency.
@@ -160,7 +162,9 @@ def reserve_daily_allowance(session: Session, *, key_id: str, amount: int, today
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def return_daily_allowance(session: Session, *, key_id: str, amount: int, today: date | None = None) -> None:
+def return_daily_allowance(
+    session: Session | Connection, *, key_id: str, amount: int, today: date | None = None
+) -> None:
     """Give back what a released hold did not spend (only if it was counted today)."""
     day = (today or datetime.now(UTC).date()).isoformat()
     session.execute(

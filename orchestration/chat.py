@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.orm import Session
 
 from assistant import conversations
@@ -183,7 +183,7 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     }
 
 
-def on_settled(session: Session, row: Row[Any]) -> None:
+def on_settled(session: Session | Connection, row: Row[Any]) -> None:
     """Append the reply (all of it, or what was delivered before a cancel) with the charge."""
     result = row.result or {}
     conversations.add_message(

@@ -61,13 +61,13 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
     job_id = uuid.uuid4().hex
     now = _now()
     try:
-        with transaction(services.sessions) as session:
+        with services.engine.begin() as connection:  # a plain connection: no ORM unit of work to pay for
             if command.api_key_id and not reserve_daily_allowance(
-                session, key_id=command.api_key_id, amount=quote.amount
+                connection, key_id=command.api_key_id, amount=quote.amount
             ):
                 raise DailyLimitExceeded(limit=command.daily_credit_limit or 0, required=quote.amount)
             hold = ledger.hold(
-                session,
+                connection,
                 user_id=command.user_id,
                 amount=quote.amount,
                 expires_at=now
@@ -76,7 +76,7 @@ def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
                 reference=f"job:{job_id}",
                 idempotency_key=f"job:{job_id}",
             )
-            row = session.execute(
+            row = connection.execute(
                 _INSERT_JOB,
                 {
                     "id": job_id,

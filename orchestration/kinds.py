@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from orchestration.context import RunContext
@@ -43,7 +43,7 @@ class JobKind:
     limit: Callable[[Mapping[str, Any]], int] | None = None
     # Called inside settle's transaction once the job ended `succeeded` or `canceled` (e.g. to
     # append a chat reply), so the domain change commits with the charge or not at all.
-    on_settled: Callable[[Session, Row[Any]], None] | None = None
+    on_settled: Callable[[Session | Connection, Row[Any]], None] | None = None
 
     def queue_for(self, params: Mapping[str, Any]) -> str:
         """The queue this job runs on (a kind may route by its parameters)."""

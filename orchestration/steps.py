@@ -158,28 +158,31 @@ def _record_error(
 def settle(services: Services, *, job_id: str) -> str | None:
     """Capture the delivered cost, release the rest, end the job: one transaction, exactly once."""
     try:
-        with transaction(services.sessions) as session:
-            row = session.execute(_SETTLE, {"b_job_id": job_id, "b_now": _now()}).first()
+        with services.engine.begin() as connection:  # a plain connection: no ORM unit of work to pay for
+            row = connection.execute(_SETTLE, {"b_job_id": job_id, "b_now": _now()}).first()
             if row is None:
                 return None  # already settled, or failed by the reaper: a late settle changes nothing
             on_settled = get_kind(row.kind).on_settled
             if on_settled is not None:
-                on_settled(session, row)
+                on_settled(connection, row)
             settlement = None
             if row.hold_id and row.cost_charged > 0:
                 settlement = ledger.capture(
-                    session, hold_id=row.hold_id, amount=row.cost_charged, idempotency_key=f"settle:{job_id}"
+                    connection,
+                    hold_id=row.hold_id,
+                    amount=row.cost_charged,
+                    idempotency_key=f"settle:{job_id}",
                 )
             elif row.hold_id:
-                settlement = ledger.void(session, hold_id=row.hold_id, idempotency_key=f"settle:{job_id}")
+                settlement = ledger.void(connection, hold_id=row.hold_id, idempotency_key=f"settle:{job_id}")
             if row.api_key_id:
                 return_daily_allowance(
-                    session,
+                    connection,
                     key_id=row.api_key_id,
                     amount=row.cost_held - row.cost_charged,
                     today=utc_day(row.created_at),
                 )
-            balance = (settlement and settlement.balance) or ledger.balance(session, user_id=row.user_id)
+            balance = (settlement and settlement.balance) or ledger.balance(connection, user_id=row.user_id)
     except ledger.HoldAlreadyResolved as exc:
         # The hold expired before settlement (it must outlive the time limit; this is the backstop):
         # the job fails and nothing is charged.
