@@ -13,7 +13,7 @@ from api.auth import auth_required, current_auth
 from api.me import BalanceSchema, balance_dict
 from api.money import Credits
 from api.pagination import PageArgsSchema, decode_cursor, encode_cursor, page_schema
-from api.services import read_connection, services
+from api.services import services
 from ledger.tables import entries
 from runtime.db import transaction
 
@@ -56,7 +56,7 @@ class ProofSchema(ma.Schema):
 @blp.response(200, BalanceSchema)
 def balance() -> dict[str, int]:
     """The caller's balance: available, held, posted."""
-    with read_connection() as connection:
+    with services().read() as connection:
         return balance_dict(ledger.balance(connection, user_id=current_auth().user_id))
 
 

@@ -198,8 +198,9 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
             )
             .returning(jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at)
         ).first()
+        voided = None
         if ended is not None and ended.hold_id:
-            ledger.void(session, hold_id=ended.hold_id, idempotency_key=f"cancel:{job_id}")
+            voided = ledger.void(session, hold_id=ended.hold_id, idempotency_key=f"cancel:{job_id}")
         if ended is not None and ended.api_key_id:
             return_daily_allowance(
                 session,
@@ -213,7 +214,7 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
         progress.publish_job_event(
             services.redis, job_id, "canceled", held=ended.cost_held, spent=0, status="canceled"
         )
-        steps.notify_balance(services, user_id)
+        steps.notify_balance(services, user_id, voided.balance if voided else None)
         return "canceled"
     progress.request_cancel(services.redis, job_id)
     return "canceling"

@@ -20,9 +20,14 @@ def _backend_pid(engine: Engine) -> int:
         return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def _terminate(engine: Engine, pid: int) -> None:
-    with engine.connect() as connection:
+def _kill_pooled_connection(engine: Engine) -> int:
+    """Check a connection in and out of `engine`'s pool, then kill its backend from outside; its pid."""
+    pid = _backend_pid(engine)
+    other = db.make_engine(engine.url.render_as_string(hide_password=False), pool_size=1)
+    with other.connect() as connection:
         connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    other.dispose()
+    return pid
 
 
 @pytest.fixture
@@ -39,10 +44,7 @@ def test_an_idle_connection_that_died_is_replaced_before_use(
 ) -> None:
     engine = db.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1)
     try:
-        first = _backend_pid(engine)
-        other = db.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1)
-        _terminate(other, first)
-        other.dispose()
+        first = _kill_pooled_connection(engine)
         monkeypatch.setattr(db, "IDLE_PING_AFTER_S", 0.0)  # every pooled connection counts as idle
         assert _backend_pid(engine) != first  # pinged, found dead, reconnected: no error reaches us
     finally:
@@ -52,10 +54,7 @@ def test_an_idle_connection_that_died_is_replaced_before_use(
 def test_a_warm_connection_that_died_fails_once_then_the_pool_reconnects(pg_engine: Engine) -> None:
     engine = db.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=2)
     try:
-        first = _backend_pid(engine)
-        other = db.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1)
-        _terminate(other, first)
-        other.dispose()
+        first = _kill_pooled_connection(engine)
         with pytest.raises(OperationalError):
             _backend_pid(engine)  # used a moment ago: not pinged, the statement meets the dead socket
         assert _backend_pid(engine) != first
