@@ -56,7 +56,7 @@ class ProofSchema(ma.Schema):
 @blp.response(200, BalanceSchema)
 def balance() -> dict[str, int]:
     """The caller's balance: available, held, posted."""
-    with services().read() as connection:
+    with services().statement() as connection:
         return balance_dict(ledger.balance(connection, user_id=current_auth().user_id))
 
 

@@ -31,10 +31,11 @@ class Services:
     producer: Celery
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A connection for one read: autocommit on PostgreSQL (no BEGIN/COMMIT round trips, no ORM).
+    def statement(self) -> Iterator[Connection]:
+        """A connection for one statement that is atomic alone: a read, a compare-and-set.
 
-        SQLite keeps a transaction (its BEGIN IMMEDIATE hook must be paired with an end)."""
+        Autocommit on PostgreSQL: no BEGIN/COMMIT round trips, no ORM unit of work. SQLite keeps a
+        transaction (its BEGIN IMMEDIATE hook must be paired with an end)."""
         if self.engine.dialect.name != "postgresql":
             with self.engine.begin() as connection:
                 yield connection

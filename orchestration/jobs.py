@@ -148,7 +148,7 @@ def _by_key(services: Services, command: CreateJob) -> Row[Any] | None:
 
 def get_job(services: Services, *, user_id: str, job_id: str) -> Row[Any]:
     """The user's job; JobNotFound for anyone else's (callers answer 404)."""
-    with services.read() as connection:
+    with services.statement() as connection:
         row = connection.execute(_JOB_OF_USER, {"job_id": job_id, "user_id": user_id}).first()
     if row is None:
         raise JobNotFound(job_id)

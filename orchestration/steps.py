@@ -90,8 +90,8 @@ def claim(services: Services, *, job_id: str, token: str, previous: str | None) 
     statement = _CLAIM
     if previous:
         statement, params["b_previous"] = _RECLAIM, previous
-    with transaction(services.single_statements) as session:
-        row = session.execute(statement, params).first()
+    with services.statement() as connection:
+        row = connection.execute(statement, params).first()
     if row is None:
         return None
     return Claimed(
@@ -122,8 +122,8 @@ def run(services: Services, job: Claimed, *, token: str) -> bool:
         "b_progress": context.last_progress,
         "b_canceled": context.canceled,
     }
-    with transaction(services.single_statements) as session:
-        return bool(session.execute(_RECORD_RUN, params).rowcount == 1)  # type: ignore[attr-defined]
+    with services.statement() as connection:
+        return connection.execute(_RECORD_RUN, params).rowcount == 1
 
 
 _RECORD_RUN = (
