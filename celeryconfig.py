@@ -1,7 +1,7 @@
 """Celery configuration: the queue table, routes, acks and time limits, in one place.
 
-Loaded by `workers.app` with `config_from_object`. Reading the environment is all it does at
-import; connections are opened by Celery when a worker or producer first needs one.
+Loaded by `workers.app` with `config_from_object`. Reading the environment and choosing the Redis
+transport is all it does at import; connections are opened by Celery when first needed.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from datetime import timedelta
 
 from kombu import Queue
 
+from runtime import redis_transport
 from runtime.settings import get_settings
 
 _settings = get_settings()
+redis_transport.register()  # one redis-py client per channel, not one per publish/ack
 
 # name -> (soft time limit s, hard time limit s); the table of DESIGN.md "Queues".
 QUEUE_LIMITS: dict[str, tuple[int, int]] = {
