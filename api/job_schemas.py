@@ -15,11 +15,16 @@ from orchestration.tables import JOB_STATUSES
 WORK_QUEUES = ("interactive", "agents", "images")
 
 
-class CostSchema(ma.Schema):
-    """What a job was quoted, holds, and was charged and released (credits)."""
+class QuotedCostSchema(ma.Schema):
+    """What a new job was quoted and holds (credits)."""
 
     quoted = Credits(required=True)
     held = Credits(required=True)
+
+
+class CostSchema(QuotedCostSchema):
+    """What a job was quoted, holds, and was charged and released (credits)."""
+
     charged = Credits(allow_none=True)
     released = Credits(allow_none=True)
 
@@ -60,7 +65,7 @@ class JobAcceptedSchema(ma.Schema):
     status = ma.fields.String(required=True)
     status_url = ma.fields.String(required=True)
     events_url = ma.fields.String(required=True)
-    cost = ma.fields.Nested(CostSchema(only=("quoted", "held")), required=True)
+    cost = ma.fields.Nested(QuotedCostSchema, required=True)
 
 
 class CancelAnswerSchema(ma.Schema):

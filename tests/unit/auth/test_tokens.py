@@ -53,7 +53,7 @@ def test_api_keys_are_recognised_and_never_shown() -> None:
         _token(roles="admin", sub=""),
         jwt.encode(
             {"iss": "creditflow", "sub": "a", "exp": int(time.time()) + 60},
-            "other-secret-other-secret-99",
+            "other-secret-other-secret-other-secret-99",
             algorithm="HS256",
         ),
         "a.b.c",
