@@ -356,8 +356,8 @@ def main() -> int:
             paced = paced_floor(redis_url, b["per_s"], 5.0, roots)
             at_goal = paced_floor(redis_url, GOAL_SHARE * a["per_s"], 5.0, roots)
             c = fanout(api, redis_url, args.streams, args.events)
-    figures = {"floor": a, "ours": b, "floor_paced": paced, "floor_at_goal": at_goal, "fanout": c}
-    print(json.dumps(figures, indent=1))
+    report = {"floor": a, "ours": b, "floor_paced": paced, "floor_at_goal": at_goal, "fanout": c}
+    print(json.dumps(report, indent=1))
     print(
         f"(a) floor  bare Celery chain of 2 no-ops: p50 {a['p50'] * 1000:7.1f} ms  "
         f"p95 {a['p95'] * 1000:7.1f} ms  "
