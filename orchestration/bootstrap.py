@@ -25,8 +25,6 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    # Same pool, no BEGIN/COMMIT: only for work done in one statement (a read, a compare-and-set).
-    single_statements: sessionmaker[Session]
     redis: redis.Redis
     producer: Celery
 
@@ -76,7 +74,6 @@ def bootstrap(settings: Settings | None = None) -> Services:
         settings,
         engine,
         make_session_factory(engine),
-        make_session_factory(engine, autocommit=True),
         client,
         make_producer(settings),
     )

@@ -135,8 +135,8 @@ def enqueue(services: Services, *, job_id: str, queue: str, priority: int) -> bo
 
 def _by_key(services: Services, command: CreateJob) -> Row[Any] | None:
     """The job made earlier with this key; JobKeyConflict if it was made for another request."""
-    with services.single_statements() as session:
-        row = session.execute(
+    with services.statement() as connection:
+        row = connection.execute(
             select(jobs).where(
                 jobs.c.user_id == command.user_id, jobs.c.idempotency_key == command.idempotency_key
             )
@@ -176,8 +176,8 @@ def list_jobs(
             (jobs.c.created_at < created) | ((jobs.c.created_at == created) & (jobs.c.id < job_id))
         )
     query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
-    with services.single_statements() as session:
-        return list(session.execute(query).all())
+    with services.statement() as connection:
+        return list(connection.execute(query).all())
 
 
 def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:

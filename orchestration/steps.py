@@ -295,6 +295,6 @@ def balance_fields(balance: ledger.Balance) -> dict[str, str]:
 def notify_balance(services: Services, user_id: str, balance: ledger.Balance | None = None) -> None:
     """Publish the user's new balance (read now unless given) on their event stream."""
     if balance is None:
-        with services.single_statements() as session:
-            balance = ledger.balance(session, user_id=user_id)
+        with services.statement() as connection:
+            balance = ledger.balance(connection, user_id=user_id)
     progress.publish_user_event(services.redis, user_id, "balance", **balance_fields(balance))

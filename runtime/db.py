@@ -86,13 +86,9 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("pooled connection died while idle")  # the pool reconnects
 
 
-def make_session_factory(engine: Engine, *, autocommit: bool = False) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit.
-
-    `autocommit` sessions send each statement on its own, without BEGIN/COMMIT round trips: for a
-    single read or a single compare-and-set update, which is atomic by itself."""
-    bind = single_statement_engine(engine) if autocommit else engine
-    return sessionmaker(bind=bind, expire_on_commit=False)
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 def single_statement_engine(engine: Engine) -> Engine:

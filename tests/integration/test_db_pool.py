@@ -11,7 +11,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from runtime import db
-from runtime.db import make_session_factory, transaction
 from tests.support.databases import fresh_database, postgres_url
 
 
@@ -62,17 +61,17 @@ def test_a_warm_connection_that_died_fails_once_then_the_pool_reconnects(pg_engi
         engine.dispose()
 
 
-def test_single_statement_sessions_commit_each_statement_on_their_own(engine: Engine) -> None:
-    single = make_session_factory(engine, autocommit=True)
+def test_single_statement_connections_commit_each_statement_on_their_own(engine: Engine) -> None:
+    single = db.single_statement_engine(engine)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE pool_probe (id integer PRIMARY KEY)"))
-    with transaction(single) as session:
-        session.execute(text("INSERT INTO pool_probe VALUES (1)"))
+    with single.begin() as connection:
+        connection.execute(text("INSERT INTO pool_probe VALUES (1)"))
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM pool_probe")).scalar_one() == 1
     if engine.dialect.name == "postgresql":
-        with single() as session:
-            session.execute(text("INSERT INTO pool_probe VALUES (2)"))
-            session.rollback()  # no transaction was open: the row is already committed
+        with single.connect() as connection:
+            connection.execute(text("INSERT INTO pool_probe VALUES (2)"))
+            connection.rollback()  # no transaction was open: the row is already committed
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM pool_probe")).scalar_one() == 2
