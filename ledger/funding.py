@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy.orm import Session
-
 from ledger import chart
 from ledger.errors import InsufficientCredits, InvalidAmount
 from ledger.idempotency import claim, record, release
 from ledger.models import Receipt
 from ledger.posting import Posted, check_amount, lock_account, post
+from ledger.sql import Executor
 
 
 def _posted(result: Posted | None) -> int:
@@ -24,7 +23,7 @@ def _posted(result: Posted | None) -> int:
 
 
 def purchase(
-    session: Session,
+    session: Executor,
     *,
     user_id: str,
     amount: int,
@@ -59,7 +58,7 @@ def purchase(
 
 
 def _take_back(
-    session: Session, *, kind: str, user_id: str, amount: int, rail: str, reference: str, key: str,
+    session: Executor, *, kind: str, user_id: str, amount: int, rail: str, reference: str, key: str,
     now: datetime | None,
 ) -> Receipt:
     amount = check_amount(amount)
@@ -87,7 +86,7 @@ def _take_back(
 
 
 def refund(
-    session: Session, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
+    session: Executor, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Take back refunded paid credits; what the balance can't cover goes to debt. Never fails."""
@@ -98,7 +97,7 @@ def refund(
 
 
 def clawback(
-    session: Session, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
+    session: Executor, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Take back disputed credits (chargeback); what the balance can't cover goes to debt."""
@@ -109,7 +108,7 @@ def clawback(
 
 
 def adjust(
-    session: Session, *, user_id: str, amount: int, reason: str, idempotency_key: str,
+    session: Executor, *, user_id: str, amount: int, reason: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Admin correction: a signed amount; a debit beyond available raises InsufficientCredits."""
