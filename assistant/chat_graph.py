@@ -1,8 +1,7 @@
 """The chat turn as a LangGraph graph: build the prompt, then stream the model's reply.
 
-Checkpoints are kept per conversation (thread id = conversation id), so a turn whose worker
-died or whose provider failed resumes where it stopped, and a finished turn is never generated
-twice for the same job.
+The graph keeps no checkpoints (orchestration/chat.py says why): a turn is one short pass, and the
+conversation's record is its messages.
 """
 
 from __future__ import annotations
@@ -113,8 +112,8 @@ def _cost(context: TurnContext, turns: list[Turn], usage: Usage | None, pieces: 
     )
 
 
-def build_graph(checkpointer: Any) -> Any:
-    """The compiled turn graph: START -> prompt -> respond -> END, checkpointed by `checkpointer`."""
+def build_graph(checkpointer: Any = None) -> Any:
+    """The compiled turn graph: START -> prompt -> respond -> END (checkpointed if given a saver)."""
     graph = StateGraph(TurnState, context_schema=TurnContext)
     graph.add_node("prompt", prompt_node)
     graph.add_node("respond", respond_node)
@@ -124,15 +123,8 @@ def build_graph(checkpointer: Any) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
-def run_turn(graph: Any, *, conversation_id: str, job_id: str, context: TurnContext) -> TurnState:
-    """Run (or resume) this job's turn of the conversation; returns the final state."""
-    config = {"configurable": {"thread_id": conversation_id}}
-    snapshot = graph.get_state(config)
-    if snapshot.values.get("job_id") == job_id:
-        if not snapshot.next:  # finished before the worker went away: bill it again, don't regenerate
-            context.sink.spend(int(snapshot.values.get("cost", 0)))
-            return snapshot.values  # type: ignore[no-any-return]
-        return graph.invoke(None, config, context=context, durability="sync")  # type: ignore[no-any-return]
+def run_turn(graph: Any, *, job_id: str, context: TurnContext) -> TurnState:
+    """Run this job's turn; returns the final state."""
     initial: TurnState = {
         "job_id": job_id,
         "turns": [],
@@ -141,4 +133,4 @@ def run_turn(graph: Any, *, conversation_id: str, job_id: str, context: TurnCont
         "cost": 0,
         "finish_reason": "",
     }
-    return graph.invoke(initial, config, context=context, durability="sync")  # type: ignore[no-any-return]
+    return graph.invoke(initial, context=context)  # type: ignore[no-any-return]

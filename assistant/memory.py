@@ -18,7 +18,19 @@ def fill_context(
     budget: int,
     relevance: Mapping[str, float] | None = None,
 ) -> list[Turn]:
-    """Earlier messages (rows with id, role, content, in order) that fit `budget` tokens, then `new`.
+    """The turns of `select_context`'s messages, then `new`."""
+    kept = select_context(earlier, new=new, budget=budget, relevance=relevance)
+    return [*(_turn(row) for row in kept), Turn(role="user", content=new)]
+
+
+def select_context(
+    earlier: Sequence[Any],
+    *,
+    new: str,
+    budget: int,
+    relevance: Mapping[str, float] | None = None,
+) -> list[Any]:
+    """Earlier messages (rows with id, role, content, in order) that fit `budget` tokens beside `new`.
 
     Without `relevance`, the newest messages that fit. With it (message id -> similarity to `new`),
     the newest messages up to a share of the budget, then the most relevant older ones that still fit,
@@ -41,7 +53,7 @@ def fill_context(
             if used + sizes[index] <= budget:
                 chosen.add(index)
                 used += sizes[index]
-    return [*(_turn(candidates[i]) for i in sorted(chosen)), question]
+    return [candidates[i] for i in sorted(chosen)]
 
 
 def overflows(earlier: Sequence[Any], *, new: str, budget: int) -> bool:

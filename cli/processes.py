@@ -84,18 +84,37 @@ def parse_queues(text: str) -> list[str]:
     return queues
 
 
+def pool_for(queues: list[str], requested: str = "auto") -> str:
+    """The Celery pool of a worker: `threads` when every queue only waits on the network, else prefork.
+
+    A waiting job on a prefork pool holds a whole process (2 slots = 2 users streaming); CPU-bound
+    work on a threads pool fights over the GIL. So one worker never mixes the two kinds of queue."""
+    import celeryconfig
+
+    io = [queue for queue in queues if queue in celeryconfig.IO_QUEUES]
+    if requested == "auto":
+        return "threads" if len(io) == len(queues) else "prefork"
+    if requested == "threads" and len(io) != len(queues):
+        cpu = ", ".join(queue for queue in queues if queue not in io)
+        raise SystemExit(f"creditflow: --pool threads is for I/O queues only; {cpu} need a prefork pool")
+    return requested
+
+
 def run_worker(args: argparse.Namespace) -> int:
     """Start a Celery worker consuming the given queues (a pool that scales on its own)."""
     prepare_environment()
     queues = parse_queues(args.queues)
+    pool = pool_for(queues, args.pool)
+    settings = get_settings()
     from workers.app import celery_app
 
+    default = settings.WORKER_IO_CONCURRENCY if pool == "threads" else settings.WORKER_CONCURRENCY
     argv = [
         "worker",
         f"--queues={','.join(queues)}",
-        f"--concurrency={args.concurrency or get_settings().WORKER_CONCURRENCY}",
-        f"--loglevel={get_settings().LOG_LEVEL}",
-        "--pool=prefork",
+        f"--concurrency={args.concurrency or default}",
+        f"--loglevel={settings.LOG_LEVEL}",
+        f"--pool={pool}",
         "--events",
     ]
     if args.hostname:
@@ -149,6 +168,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     worker = subparsers.add_parser("worker", help="run a Celery worker for some queues")
     worker.add_argument("--queues", "-Q", required=True, help="comma-separated, e.g. critical,maintenance")
     worker.add_argument("--concurrency", "-c", type=int, default=None)
+    worker.add_argument(
+        "--pool", choices=("auto", "threads", "prefork"), default="auto",
+        help="auto: threads for I/O queues (interactive, agents, images), prefork otherwise",
+    )
     worker.add_argument("--hostname", "-n", default=None)
     worker.set_defaults(handler=run_worker)
 

@@ -17,8 +17,13 @@ from runtime.local import stop_embedded_redis
 from runtime.migrate import upgrade
 from runtime.settings import Settings
 
-# Two worker pools so settlement never waits behind a long agent task.
-WORKER_GROUPS = {"worker-critical": "critical,maintenance", "worker-jobs": "interactive,agents,images"}
+# Settlement never waits behind a long agent task; jobs that only wait (remote models, provider
+# polls) share one threads pool of hundreds of slots; the local model has its own prefork pool.
+WORKER_GROUPS = {
+    "worker-critical": "critical,maintenance",
+    "worker-io": "interactive,agents,images",
+    "worker-local": "local",
+}
 STOP_GRACE_S = 15.0
 
 

@@ -12,6 +12,7 @@ from assistant.data_stats import DataError, parse_records
 from assistant.selection import select_model
 from orchestration.bootstrap import Services
 from orchestration.conversations import models
+from orchestration.job_models import work_queue
 from orchestration.jobs import CreateJob, create_job
 from orchestration.users import DEFAULT_PREFERENCES, get_user
 
@@ -62,6 +63,7 @@ def start_agent_task(services: Services, command: StartAgentTask) -> Row[Any]:
         "max_tokens": min(settings.AGENT_STEP_MAX_TOKENS, spec.context_length // 4),
         "pricing": dict(spec.pricing),
         "price_version": spec.price_version,
+        "queue": work_queue(spec, io_queue="agents"),
     }
     row, _created = create_job(
         services,

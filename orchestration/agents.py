@@ -108,6 +108,7 @@ AGENT = register(
         price=price,
         run=run,
         model=lambda params: str(params["model"]),
+        route=lambda params: str(params.get("queue", "agents")),
         limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
     )
 )

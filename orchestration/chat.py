@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,21 +12,18 @@ from sqlalchemy import Connection, Row, select
 from assistant import conversations
 from assistant.catalog import ModelSpec
 from assistant.chat_graph import TurnContext, build_graph, run_turn
-from assistant.checkpoints import saver_for
 from assistant.embeddings import available as embeddings_available
-from assistant.memory import fill_context, overflows, relevance
+from assistant.memory import overflows, relevance, select_context
 from assistant.pricing import chat_hold
 from assistant.providers import ProviderError
 from assistant.tables import messages
+from assistant.transcript import Turn
 from ledger.amounts import credits_text
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
 from orchestration.job_models import job_model
 from orchestration.kinds import JobKind, Quote, register
 from orchestration.tables import jobs
-
-_graphs: dict[tuple[int, str], Any] = {}
-_graphs_lock = threading.Lock()
 
 
 def price(params: Mapping[str, Any]) -> Quote:
@@ -80,17 +77,15 @@ def open_turns(db: Connection, *, conversation_id: str, before: int | None = Non
     return list(db.execute(query).scalars())
 
 
-def _graph(database_url: str) -> Any:
-    import os
-
-    key = (os.getpid(), database_url)
-    with _graphs_lock:
-        if key not in _graphs:
-            _graphs[key] = build_graph(saver_for(database_url))
-        return _graphs[key]
+@functools.cache
+def _graph() -> Any:
+    # Compiled once per process. No checkpointer: the messages table is the conversation's record, a
+    # retried turn rebuilds its prompt from it (one read), and a turn whose worker died is never resumed
+    # (the user saw part of it; it ends failed). So nothing is written before the first upstream byte.
+    return build_graph()
 
 
-def _prompt(ctx: RunContext, spec: ModelSpec) -> Any:
+def _prompt(ctx: RunContext, spec: ModelSpec, kept: list[int]) -> Any:
     def build() -> list[Any]:
         with ctx.services.uow(autocommit=True) as db:
             earlier = conversations.history(
@@ -105,10 +100,13 @@ def _prompt(ctx: RunContext, spec: ModelSpec) -> Any:
             and embeddings_available()
             and overflows(earlier, new=content, budget=budget)
         ):
+            # Only when the conversation outgrew its window, and each message is embedded once.
             scores, computed = relevance(earlier, new=content)
             with ctx.services.uow() as db:
                 conversations.store_embeddings(db, computed)
-        return fill_context(earlier, new=content, budget=budget, relevance=scores)
+        chosen = select_context(earlier, new=content, budget=budget, relevance=scores)
+        kept[:] = [row.position for row in chosen]
+        return [*conversations.as_turns(chosen), Turn(role="user", content=content)]
 
     return build
 
@@ -119,21 +117,17 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     params = ctx.params
     base = {"conversation_id": params["conversation_id"], "model": params["model"]}
     spec = job_model(ctx)
+    kept: list[int] = []
     context = TurnContext(
         sink=_Sink(ctx),
         spec=spec,
         pricing=params["pricing"],
         max_tokens=int(params["max_tokens"]),
         settings=ctx.services.settings,
-        build_prompt=_prompt(ctx, spec),
+        build_prompt=_prompt(ctx, spec, kept),
     )
     try:
-        state = run_turn(
-            _graph(ctx.services.settings.database_url),
-            conversation_id=params["conversation_id"],
-            job_id=ctx.job_id,
-            context=context,
-        )
+        state = run_turn(_graph(), job_id=ctx.job_id, context=context)
     except ProviderError as exc:
         raise (RetryableError if exc.retryable else FinalError)(str(exc)) from exc
     return {
@@ -142,6 +136,7 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
         "usage": state["usage"],
         "cost": credits_text(min(int(state["cost"]), ctx.held)),
         "finish_reason": state["finish_reason"],
+        "context_positions": kept,  # the earlier messages the model saw (memory), by position
     }
 
 
@@ -169,6 +164,8 @@ CHAT = register(
         price=price,
         run=run,
         model=lambda params: str(params["model"]),
+        route=lambda params: str(params.get("queue", "interactive")),
+        limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
         restartable=False,  # the user saw part of the reply: a lost worker ends the turn failed
         on_settled=on_settled,
     )

@@ -12,6 +12,7 @@ import redis
 
 from orchestration import progress
 from orchestration.bootstrap import Services
+from orchestration.coalescing import TokenCoalescer
 
 log = logging.getLogger(__name__)
 CANCEL_CHECK_EVERY_S = 0.2
@@ -41,6 +42,11 @@ class RunContext:
     cancel_in_database: bool = False  # set by the heartbeat (orchestration/heartbeats.py)
     taken_over: bool = False  # set by the heartbeat: another delivery owns the job now
     _next_cancel_check: float = field(default=0.0, repr=False)
+    _tokens: TokenCoalescer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        window_s = self.services.settings.TOKEN_COALESCE_MS / 1000
+        self._tokens = TokenCoalescer(lambda text: self._publish("token", text=text), window_s)
 
     @property
     def canceled(self) -> bool:
@@ -57,11 +63,16 @@ class RunContext:
             "percent": percent,
             "eta_s": eta_s,
         }
+        self._tokens.flush()  # the text before this progress goes out first
         self._publish("progress", **self.last_progress)
 
     def token(self, text: str) -> None:
-        """Publish a `token` event carrying a delta of streamed text."""
-        self._publish("token", text=text)
+        """Stream a delta of text: `token` events coalesce what arrives within TOKEN_COALESCE_MS."""
+        self._tokens.add(text)
+
+    def flush(self) -> None:
+        """Publish any text still waiting for its window (the step ended)."""
+        self._tokens.flush()
 
     def charge(self, amount: int) -> int:
         """Book delivered cost (capped at the hold); return what is left of the hold."""

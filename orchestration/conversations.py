@@ -16,7 +16,7 @@ from assistant.tables import messages
 from assistant.transcript import Turn, token_bound
 from orchestration.bootstrap import Services
 from orchestration.chat import open_turns
-from orchestration.job_models import catalog_models
+from orchestration.job_models import catalog_models, work_queue
 from orchestration.jobs import CreateJob, find_by_key, insert_job, start_job
 from orchestration.kinds import QuoteError
 from orchestration.tables import jobs
@@ -165,6 +165,8 @@ def post_message(services: Services, command: PostMessage) -> Row[Any]:
                 "prompt_tokens": prompt_tokens,
                 "pricing": dict(spec.pricing),
                 "price_version": spec.price_version,
+                "queue": work_queue(spec),
+                "time_limit_s": settings.INTERACTIVE_TIME_LIMIT_S,
             }
             job_command = _job_command(command, params=params, after_job_id=slot.previous_job_id)
             row = insert_job(db, services, job_command)

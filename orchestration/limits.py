@@ -24,6 +24,8 @@ def queue_limit_s(queue: str, settings: Settings) -> int:
         "interactive": settings.INTERACTIVE_TIME_LIMIT_S,
         "agents": settings.AGENT_TIME_LIMIT_S,
         "images": settings.IMAGES_TIME_LIMIT_S,
+        # CPU-bound jobs (the local model) of every kind: a chat turn asks for the interactive limit.
+        "local": max(settings.INTERACTIVE_TIME_LIMIT_S, settings.AGENT_TIME_LIMIT_S),
     }
     try:
         return configured.get(queue) or FIXED_LIMITS_S[queue]

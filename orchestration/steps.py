@@ -142,7 +142,9 @@ def claim(
     takeovers = [f"{task_id}:{retries - 1}:"] if retries else []
     if redelivered:
         takeovers.append(f"{task_id}:{retries}:")
-    with services.uow(autocommit=True) as db:
+    # The owner's account lock makes the running-jobs count exact: two claims of one user's jobs at
+    # once (an I/O pool runs hundreds of deliveries side by side) would both see a free slot.
+    with services.uow(account_of_job=job_id) as db:
         row = db.execute(_CLAIM, {**params, "b_cap": services.settings.JOB_MAX_RUNNING_PER_USER}).first()
         taken_over = False
         for delivery in takeovers if row is None else ():
@@ -209,6 +211,7 @@ def run(services: Services, job: Claimed) -> bool:
         )
         raise
     finally:
+        context.flush()
         beats.unregister(job.id)
     if context.stop_reason == "lost":
         return False

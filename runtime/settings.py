@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     METRICS_ENABLED: bool = True
 
     WORKER_CONCURRENCY: int = Field(2, ge=1, le=256)
+    WORKER_IO_CONCURRENCY: int = Field(200, ge=1, le=10_000)
+    TOKEN_COALESCE_MS: int = Field(25, ge=0, le=1000)
     TASK_MAX_REDELIVERIES: int = Field(3, ge=0, le=100)
     WORKER_EXTRA_TASK_MODULES: str = ""
     FAULT_INJECTION_ENABLED: bool = False
@@ -200,8 +202,9 @@ class Settings(BaseSettings):
 
     @property
     def redis_max_connections(self) -> int:
-        """Redis connections per process: REDIS_MAX_CONNECTIONS, else one per API thread and spare."""
-        return self.REDIS_MAX_CONNECTIONS or self.API_THREADS + 32
+        """Redis connections per process: REDIS_MAX_CONNECTIONS, else one per API thread or I/O worker
+        slot, and spare."""
+        return self.REDIS_MAX_CONNECTIONS or max(self.API_THREADS, self.WORKER_IO_CONCURRENCY) + 32
 
     @property
     def diagnostic_jobs(self) -> bool:

@@ -11,7 +11,7 @@ from orchestration.errors import RetryableError
 from orchestration.kinds import load_kinds
 from workers.app import queue_task
 
-WORK_QUEUES = ("interactive", "agents", "images", "maintenance")
+WORK_QUEUES = ("interactive", "agents", "images", "local", "maintenance")
 RUN_MAX_RETRIES = 5
 COMPENSATE_MAX_RETRIES = 20
 

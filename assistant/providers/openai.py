@@ -1,13 +1,14 @@
-"""`openai`: any OpenAI-compatible chat-completions endpoint via langchain-openai, streaming with usage."""
+"""`openai`: any OpenAI-compatible chat-completions endpoint, streamed with the OpenAI SDK, usage last."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
+import httpx2  # the HTTP client of openai >= 3 (httpx's successor)
 
 from assistant.catalog import ModelSpec
 from assistant.providers import Chunk, ProviderError, Usage
@@ -35,31 +36,39 @@ def available(spec: ModelSpec, settings: Settings) -> bool:
         if cached and now - cached[0] < PROBE_TTL_S:
             return cached[1]
     try:
-        answer = httpx.get(
+        answer = httpx2.get(
             f"{base}/models", headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"}, timeout=2.0
         )
         reachable = answer.status_code < 500
-    except httpx.HTTPError:
+    except httpx2.HTTPError:
         reachable = False
     with _probe_lock:
         _probes[base] = (now, reachable)
     return reachable
 
 
-def chat_model(spec: ModelSpec, settings: Settings, *, max_tokens: int) -> Any:
-    """A LangChain ChatOpenAI for this model; retries are the saga's, not the client's."""
-    from langchain_openai import ChatOpenAI
+_clients: dict[tuple[int, str, str, float], Any] = {}
+_clients_lock = threading.Lock()
+# One pooled HTTP client per process serves every concurrent stream (an I/O worker runs hundreds).
+MAX_CONNECTIONS = 1000
 
-    return ChatOpenAI(
-        model=str(spec.options.get("upstream", spec.id)),
-        base_url=settings.OPENAI_BASE_URL,
-        api_key=settings.OPENAI_API_KEY,  # type: ignore[arg-type]
-        timeout=settings.OPENAI_TIMEOUT_S,
-        max_retries=0,
-        max_tokens=max_tokens,  # type: ignore[call-arg]
-        stream_usage=True,
-        temperature=spec.options.get("temperature"),
-    )
+
+def client(settings: Settings) -> Any:
+    """This process's OpenAI client for the configured endpoint (retries are the saga's, not the SDK's)."""
+    import openai
+
+    key = (os.getpid(), settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, settings.OPENAI_TIMEOUT_S)
+    with _clients_lock:
+        if key not in _clients:
+            limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
+            _clients[key] = openai.OpenAI(
+                base_url=settings.OPENAI_BASE_URL,
+                api_key=settings.OPENAI_API_KEY,
+                timeout=settings.OPENAI_TIMEOUT_S,
+                max_retries=0,
+                http_client=httpx2.Client(limits=limits, timeout=settings.OPENAI_TIMEOUT_S),
+            )
+        return _clients[key]
 
 
 def _error(exc: Exception) -> ProviderError:
@@ -74,25 +83,39 @@ def _error(exc: Exception) -> ProviderError:
 
 
 def stream(spec: ModelSpec, turns: Sequence[Turn], *, max_tokens: int, settings: Settings) -> Iterator[Chunk]:
-    """Stream the reply; usage comes in the last chunk (`stream_options.include_usage`)."""
+    """Stream the reply (OpenAI SDK); usage comes in the last chunk (`stream_options.include_usage`)."""
     import openai
 
     if not configured(settings):
         raise ProviderError("no OpenAI-compatible endpoint is configured", retryable=False)
-    messages = [(turn["role"], turn["content"]) for turn in turns]
+    options: dict[str, Any] = {}
+    if spec.options.get("temperature") is not None:
+        options["temperature"] = spec.options["temperature"]
     finish: str | None = None
     try:
-        for piece in chat_model(spec, settings, max_tokens=max_tokens).stream(messages):
-            finish = piece.response_metadata.get("finish_reason") or finish
-            if finish == "content_filter":
-                raise ProviderError("the provider refused the content", retryable=False)
-            usage = piece.usage_metadata
-            text = piece.content if isinstance(piece.content, str) else ""
-            exact = Usage(usage["input_tokens"], usage["output_tokens"]) if usage else None
-            if text or exact:
-                yield Chunk(text=text, usage=exact)
+        answer = client(settings).chat.completions.create(
+            model=str(spec.options.get("upstream", spec.id)),
+            messages=[{"role": turn["role"], "content": turn["content"]} for turn in turns],
+            max_tokens=max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+            **options,
+        )
+        with answer:
+            for piece in answer:
+                usage = piece.usage
+                exact = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else None
+                text = ""
+                for choice in piece.choices:
+                    finish = choice.finish_reason or finish
+                    if choice.delta and choice.delta.content:
+                        text += choice.delta.content
+                if finish == "content_filter":
+                    raise ProviderError("the provider refused the content", retryable=False)
+                if text or exact:
+                    yield Chunk(text=text, usage=exact)
     except openai.OpenAIError as exc:
         raise _error(exc) from exc
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise ProviderError(f"provider unavailable: {type(exc).__name__}", retryable=True) from exc
     yield Chunk(finish_reason=finish or "stop")

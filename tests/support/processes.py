@@ -106,15 +106,25 @@ def wait_http(
 
 @contextmanager
 def worker(
-    queues: str, *, env: Mapping[str, str], cwd: Path, log: Path, concurrency: int = 2, name: str = "test"
+    queues: str,
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    log: Path,
+    concurrency: int = 2,
+    name: str = "test",
+    pool: str = "auto",
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real prefork `creditflow worker` for `queues`, ready when yielded, stopped after."""
+    """A real `creditflow worker` for `queues` (threads for I/O queues unless `pool` says otherwise),
+    ready when yielded, stopped after."""
     process = creditflow(
         "worker",
         "--queues",
         queues,
         "--concurrency",
         str(concurrency),
+        "--pool",
+        pool,
         "--hostname",
         f"{name}@%h",
         env=env,

@@ -77,6 +77,7 @@ def api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with (
         worker("critical,maintenance", env=env, cwd=ROOT, log=logs / "crit.log", name="crit", concurrency=1),
         worker("interactive", env=env, cwd=ROOT, log=logs / "work.log", name="chat", concurrency=2),
+        worker("local", env=env, cwd=ROOT, log=logs / "local.log", name="local", concurrency=1),
         api_server(env=env, log=logs / "api.log") as base,
     ):
         yield base

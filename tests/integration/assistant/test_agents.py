@@ -41,6 +41,7 @@ def api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with (
         worker("critical,maintenance", env=env, cwd=ROOT, log=logs / "crit.log", name="crit", concurrency=1),
         worker("agents", env=env, cwd=ROOT, log=logs / "agents.log", name="agents", concurrency=1),
+        worker("local", env=env, cwd=ROOT, log=logs / "local.log", name="local", concurrency=1),
         api_server(env=env, log=logs / "api.log") as base,
     ):
         yield base

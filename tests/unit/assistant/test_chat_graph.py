@@ -1,14 +1,10 @@
-"""The turn graph: streams and bills, resumes from its checkpoint after a restart, never regenerates."""
+"""The turn graph: streams and bills exact usage, keeps what a cancel left, raises errors to retry."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
 
 import pytest
-from langgraph.checkpoint.sqlite import SqliteSaver
 
 from assistant import chat_graph
 from assistant.catalog import ModelSpec
@@ -65,49 +61,32 @@ def context(sink: Sink, prompts: list[int], content: str = "one two three") -> T
     )
 
 
-def graph_on(path: Path) -> Any:
-    return build_graph(SqliteSaver(sqlite3.connect(path, check_same_thread=False)))
-
-
-def test_turn_streams_and_bills_exact_usage(tmp_path: Path) -> None:
+def test_turn_streams_and_bills_exact_usage() -> None:
     sink, prompts = Sink(), []
-    state = run_turn(
-        graph_on(tmp_path / "c.sqlite"), conversation_id="c1", job_id="j1", context=context(sink, prompts)
-    )
+    state = run_turn(build_graph(), job_id="j1", context=context(sink, prompts))
     assert state["reply"] == "You said: one two three" == "".join(sink.tokens)
     usage = state["usage"]
     assert usage["output_tokens"] == 5
     assert state["cost"] == sink.spent == usage["input_tokens"] * 1 + usage["output_tokens"] * 2
 
 
-def test_a_failed_turn_resumes_from_its_checkpoint_after_a_restart(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_provider_error_before_any_text_is_raised_for_the_saga_to_retry(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     flaky = Flaky()
     monkeypatch.setattr(chat_graph, "provider_for", lambda _name: flaky)
-    path, prompts = tmp_path / "c.sqlite", []
+    prompts: list[int] = []
     with pytest.raises(ProviderError):
-        run_turn(graph_on(path), conversation_id="c1", job_id="j1", context=context(Sink(), prompts))
-    sink = Sink()  # a new process: a new saver on the same file
-    state = run_turn(graph_on(path), conversation_id="c1", job_id="j1", context=context(sink, prompts))
-    assert state["reply"] == "You said: one two three"
-    assert len(prompts) == 1  # the prompt node ran once; only the reply was retried
-    again = Sink()
-    replay = run_turn(graph_on(path), conversation_id="c1", job_id="j1", context=context(again, prompts))
-    assert replay["reply"] == state["reply"]
-    assert flaky.calls == 2  # a finished turn is never generated twice
-    assert again.spent == state["cost"]
-    state = run_turn(
-        graph_on(path), conversation_id="c1", job_id="j2", context=context(Sink(), prompts, "next")
-    )
-    assert state["reply"] == "You said: next"
+        run_turn(build_graph(), job_id="j1", context=context(Sink(), prompts))
+    sink = Sink()  # the saga's retry: the prompt is built again from the messages
+    state = run_turn(build_graph(), job_id="j1", context=context(sink, prompts))
+    assert state["reply"] == "You said: one two three" == "".join(sink.tokens)
+    assert (len(prompts), flaky.calls) == (2, 2)
 
 
-def test_cancel_keeps_what_was_delivered(tmp_path: Path) -> None:
+def test_cancel_keeps_what_was_delivered() -> None:
     sink = Sink(stop_after=2)
-    state = run_turn(
-        graph_on(tmp_path / "c.sqlite"), conversation_id="c", job_id="j", context=context(sink, [])
-    )
+    state = run_turn(build_graph(), job_id="j", context=context(sink, []))
     assert state["finish_reason"] == "canceled"
     assert state["reply"] == "You said: "
     assert state["usage"]["output_tokens"] == 2
