@@ -67,8 +67,9 @@ def _postgres_saver(database_url: str, pool_size: int) -> Any:
         },
         min_size=1,
         max_size=pool_size,
-        # A round trip on every checkout: checkpoint operations are a few per turn, not a hot path,
-        # and a dead connection must be replaced before a turn uses it, not after it failed the turn.
+        # A round trip on every checkout (put + get_tuple: 0.57-0.59 ms of client CPU with it,
+        # 0.49-0.50 without): a few per turn, nothing next to a model's reply, and a dead
+        # connection is then replaced before a turn uses it, not after it failed the turn.
         check=ConnectionPool.check_connection,
         name=APPLICATION_NAME,
         open=True,

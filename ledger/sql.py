@@ -179,12 +179,12 @@ def pg_one(connection: Connection, statement: ClauseElement, params: dict[str, A
     and a dead connection invalidates the pool, so one failure, not one per pooled connection.
     """
     # Why not `connection.exec_driver_sql`: its execution context and result object cost 30-40 us
-    # of client CPU per statement (raw 59-63 us, exec_driver_sql 83-91, execute() 89-93 for the
-    # balance read; hold() 93-97 us raw, 130-137 through exec_driver_sql). bench/ledger.py, 8
-    # threads, 4 interleaved runs each on the shared 2-core machine (load 2-5): hold+capture
-    # pairs/s over 1000 accounts 892-1062 raw (this function), 844-969 via exec_driver_sql; hot
-    # account 409-601 raw, 310-527 via exec_driver_sql. Errors are rare, so only they pay for
-    # SQLAlchemy's handling.
+    # of client CPU per statement (the balance read: 59-63 us raw, 83-91 us exec_driver_sql; a
+    # hold: 93-97 us raw, 130-137 us). bench/ledger.py, 1000 accounts, three interleaved runs on the
+    # shared 2-core machine at load 5-8 (2026-12-01): 0.58-0.66 ms of client CPU per hold+capture
+    # pair on the raw path before this function handled errors, 0.61-0.63 ms with it, 0.69-0.76 ms
+    # through exec_driver_sql (its "no raw path" row); pairs/s were too noisy at that load to rank
+    # (502-755 raw, 607-748 exec_driver_sql). Errors are rare: only they pay for SQLAlchemy's handling.
     compiled = _PG_COMPILED.get(id(statement))
     if compiled is None:
         compiled = _PG_COMPILED[id(statement)] = str(statement.compile(dialect=connection.dialect))
@@ -198,7 +198,7 @@ def pg_one(connection: Connection, statement: ClauseElement, params: dict[str, A
     except psycopg.Error as error:
         # SQLAlchemy's own translation (what execute() runs on a driver error): wraps the error in
         # its DBAPIError subclass, runs handle_error events, and on a disconnect invalidates this
-        # connection and the whole pool. A private method: tests/integration/ledger/test_disconnects.py
+        # connection and the whole pool. A private method: tests/integration/ledger/test_raw_path.py
         # fails if a SQLAlchemy upgrade changes it.
         connection._handle_dbapi_exception(error, compiled, params, cast(DBAPICursor, cursor), None)
     finally:
