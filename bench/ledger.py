@@ -9,6 +9,8 @@ Both sides open their transactions the same way, `engine.begin()` (a Connection)
 passes ORM Sessions, which costs a little more client CPU: the "via Session" row shows that figure.
 A hold+capture pair is two ledger transactions, so the table shows pairs/s against both the
 floor's updates/s (one update per pair) and half of it (one update per ledger transaction).
+The "  no raw path" row runs the 1000-accounts scenario with `ledger.sql.pg_one`'s statements sent
+through SQLAlchemy's `exec_driver_sql` instead of the raw psycopg cursor: what that speed trick buys.
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import ClauseElement, Connection, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ledger
+import ledger.sql
 from ledger.tables import unsealed
 from tests.support.databases import fresh_database
 
@@ -195,6 +199,24 @@ def floor_updates(
     return update
 
 
+@contextmanager
+def without_raw_path() -> Iterator[None]:
+    """Run pg_one's precompiled statements through SQLAlchemy's exec_driver_sql for a while."""
+    compiled: dict[int, str] = {}
+
+    def through_sqlalchemy(connection: Connection, statement: ClauseElement, params: dict[str, Any]) -> Any:
+        sql = compiled.get(id(statement))
+        if sql is None:
+            sql = compiled[id(statement)] = str(statement.compile(dialect=connection.dialect))
+        return connection.exec_driver_sql(sql, params).first()
+
+    raw, ledger.sql.pg_one = ledger.sql.pg_one, through_sqlalchemy
+    try:
+        yield
+    finally:
+        ledger.sql.pg_one = raw
+
+
 def check_invariants(factory: sessionmaker[Session], charged: dict[str, int]) -> int:
     """Violations: held left over, balances that don't match what was charged, negative available."""
     violations = 0
@@ -216,25 +238,29 @@ def scenario(
     hot: bool,
     orm: bool = False,
     rounds: int = 4,
-) -> tuple[float, float, int, int]:
+) -> tuple[float, float, int, int, float]:
     """Ledger pairs and the floor in alternating rounds (the same number of updates as pairs each
     round), so a passing disturbance (autovacuum, a checkpoint) hits both sides alike.
 
-    Returns (pairs/s, floor updates/s, invariant violations, largest unsealed backlog in entries)."""
+    Returns (pairs/s, floor updates/s, invariant violations, largest unsealed backlog in entries,
+    this process's CPU per pair in ms: steadier than rates on a shared machine)."""
     lock = threading.Lock()
     pick_user = (lambda rng: "hot") if hot else (lambda rng: users[rng.randrange(ACCOUNTS)])
     pick_row = (lambda rng: ACCOUNTS) if hot else (lambda rng: rng.randrange(ACCOUNTS))
     begin = factory.begin if orm else engine.begin
-    total_pairs, ledger_elapsed, floor_elapsed, backlog = 0, 0.0, 0.0, 0
+    total_pairs, ledger_elapsed, floor_elapsed, backlog, cpu = 0, 0.0, 0.0, 0, 0.0
     for _ in range(rounds):
+        started = time.process_time()
         with Sealer(factory) as sealer:  # sealing is ledger work: it runs during ledger rounds only
             pairs, elapsed = run_for(ledger_pairs(begin, pick_user, charged, lock), seconds / rounds)
+        cpu += time.process_time() - started
         backlog = max(backlog, sealer.max_backlog)
         floor_elapsed += run_threads(floor_updates(engine, pick_row), pairs)
         total_pairs += pairs
         ledger_elapsed += elapsed
     violations = check_invariants(factory, charged)
-    return total_pairs / ledger_elapsed, total_pairs / floor_elapsed, violations, backlog
+    cpu_ms = 1000 * cpu / total_pairs
+    return total_pairs / ledger_elapsed, total_pairs / floor_elapsed, violations, backlog, cpu_ms
 
 
 def bulk_fill(factory: sessionmaker[Session], pairs: int) -> None:
@@ -297,33 +323,35 @@ def main() -> int:
         )
         print(
             f"{'scenario':<14}{'pairs/s':>10}{'floor upd/s':>13}{'pair:upd':>10}{'pair:upd/2':>12}"
-            f"{'violations':>12}{'max unsealed':>14}"
+            f"{'violations':>12}{'max unsealed':>14}{'CPU/pair':>10}"
         )
         total_violations = 0
         backlog_ok = True
         charged: dict[str, int] = {}
         per_transaction: dict[str, float] = {}
-        for name, hot, orm in (
-            ("1000 accounts", False, False),
-            ("hot account", True, False),
-            ("  via Session", False, True),
+        for name, hot, orm, raw in (
+            ("1000 accounts", False, False, True),
+            ("hot account", True, False, True),
+            ("  via Session", False, True, True),
+            ("  no raw path", False, False, False),
         ):
-            rate, floor_rate, violations, backlog = scenario(
-                engine=engine,
-                factory=factory,
-                users=users,
-                charged=charged,
-                seconds=args.seconds,
-                hot=hot,
-                orm=orm,
-            )
+            with nullcontext() if raw else without_raw_path():
+                rate, floor_rate, violations, backlog, cpu_ms = scenario(
+                    engine=engine,
+                    factory=factory,
+                    users=users,
+                    charged=charged,
+                    seconds=args.seconds,
+                    hot=hot,
+                    orm=orm,
+                )
             backlog_s = backlog / (2 * rate)
             backlog_ok &= backlog_s < 5
             total_violations += violations
             per_transaction[name] = 2 * rate / floor_rate
             print(
                 f"{name:<14}{rate:>10.0f}{floor_rate:>13.0f}{rate / floor_rate:>10.1%}"
-                f"{2 * rate / floor_rate:>12.1%}{violations:>12}{backlog_s:>12.2f} s"
+                f"{2 * rate / floor_rate:>12.1%}{violations:>12}{backlog_s:>12.2f} s{cpu_ms:>7.2f} ms"
             )
         bulk_fill(factory, args.verify_pairs)
         with factory.begin() as session:

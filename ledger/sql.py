@@ -15,6 +15,7 @@ from typing import Any, TypeAlias, cast
 import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import ClauseElement, Connection, DateTime, TextClause, bindparam, text
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.orm import Session
 
 from ledger import canonical
@@ -172,17 +173,36 @@ _PG_COMPILED: dict[int, str] = {}
 def pg_one(connection: Connection, statement: ClauseElement, params: dict[str, Any]) -> Any:
     """Run one of the PG_* hot-path statements on the raw psycopg cursor; its first row or None.
 
-    The statement is compiled once; skipping SQLAlchemy's per-execution work (parameter processing,
-    result metadata) is a sixth of a ledger transaction's client CPU. psycopg still prepares it on
-    the server after a few executions, and the cursor is the session's, inside its transaction.
+    The statement is compiled once and runs inside the connection's transaction (begun here if
+    none is, as SQLAlchemy's autobegin would). A driver error goes through SQLAlchemy's own
+    handling: it comes out as the `sqlalchemy.exc` type (`IntegrityError`, `OperationalError`, ...)
+    and a dead connection invalidates the pool, so one failure, not one per pooled connection.
     """
+    # Why not `connection.exec_driver_sql`: its execution context and result object cost 30-40 us
+    # of client CPU per statement (the balance read: 59-63 us raw, 83-91 us exec_driver_sql; a
+    # hold: 93-97 us raw, 130-137 us). bench/ledger.py, 1000 accounts, three interleaved runs on the
+    # shared 2-core machine at load 5-8 (2026-12-01): 0.58-0.66 ms of client CPU per hold+capture
+    # pair on the raw path before this function handled errors, 0.61-0.63 ms with it, 0.69-0.76 ms
+    # through exec_driver_sql (its "no raw path" row); pairs/s were too noisy at that load to rank
+    # (502-755 raw, 607-748 exec_driver_sql). Errors are rare: only they pay for SQLAlchemy's handling.
     compiled = _PG_COMPILED.get(id(statement))
     if compiled is None:
         compiled = _PG_COMPILED[id(statement)] = str(statement.compile(dialect=connection.dialect))
+    if connection.get_transaction() is None:
+        connection.begin()  # else a plain Connection's commit() would have nothing to commit
     raw = cast(psycopg.Connection[Any], connection.connection.dbapi_connection)
-    with raw.cursor(row_factory=namedtuple_row) as cursor:
+    cursor = raw.cursor(row_factory=namedtuple_row)
+    try:
         cursor.execute(compiled, params)
         return cursor.fetchone()
+    except psycopg.Error as error:
+        # SQLAlchemy's own translation (what execute() runs on a driver error): wraps the error in
+        # its DBAPIError subclass, runs handle_error events, and on a disconnect invalidates this
+        # connection and the whole pool. A private method: tests/integration/ledger/test_raw_path.py
+        # fails if a SQLAlchemy upgrade changes it.
+        connection._handle_dbapi_exception(error, compiled, params, cast(DBAPICursor, cursor), None)
+    finally:
+        cursor.close()
 
 
 def dialect(session: Executor) -> str:

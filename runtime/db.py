@@ -62,7 +62,10 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
 
 # A connection used within this many seconds is trusted as is: pinging on every checkout (SQLAlchemy's
 # pool_pre_ping) costs a round trip per transaction. A connection that dies while warm fails one
-# statement, and SQLAlchemy then invalidates the whole pool, so the next checkouts reconnect.
+# statement, and SQLAlchemy then invalidates the whole pool, so the next checkouts reconnect: after
+# a server restart one call fails, not one per pooled connection (the ledger's raw psycopg path too,
+# since ledger.sql.pg_one hands driver errors to SQLAlchemy). Idle ones are pinged and replaced
+# unseen. tests/integration/ledger/test_raw_path.py restarts a private server to check both.
 IDLE_PING_AFTER_S = 5.0
 
 

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
 
     DATABASE_URL: str = ""
     DATABASE_POOL_SIZE: int = Field(10, ge=1, le=500)
+    CHECKPOINT_POOL_SIZE: int = Field(5, ge=1, le=500)
     REDIS_URL: str = ""
     BROKER_URL: str = ""
     RESULT_BACKEND_URL: str = ""
