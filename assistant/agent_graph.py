@@ -24,8 +24,9 @@ from assistant.agent_state import KINDS, AgentContext, AgentState, after_step, t
 __all__ = ["KINDS", "AgentContext", "build_graph", "run_agent", "total_steps"]
 
 
-def build_graph(kind: str) -> Any:
-    """The compiled graph of an agent kind (no checkpointer: a retried task starts over)."""
+def build_graph(kind: str, checkpointer: Any = None) -> Any:
+    """The compiled graph of an agent kind; with a checkpointer, a task run again resumes after its
+    last finished node (see `run_agent`)."""
     graph = StateGraph(AgentState, context_schema=AgentContext)
     if kind == "research":
         chain = [("plan", research_plan), ("gather", research_gather), ("synthesise", research_synthesise)]
@@ -47,11 +48,31 @@ def build_graph(kind: str) -> Any:
         graph.add_conditional_edges(last, after_run, {"repair": "repair", "stop": END})
     else:
         graph.add_edge(last, END)
-    return graph.compile()
+    return graph.compile(checkpointer=checkpointer)
 
 
-def run_agent(graph: Any, *, kind: str, prompt: str, data: str, context: AgentContext) -> AgentState:
-    """Run a task to its end (or its graceful stop); returns the final state."""
+def run_agent(
+    graph: Any,
+    *,
+    kind: str,
+    prompt: str,
+    data: str,
+    context: AgentContext,
+    task_id: str,
+    resume: bool = False,
+) -> AgentState:
+    """Run a task to its end (or its graceful stop); returns the final state.
+
+    Checkpointed per task (thread id = `task_id`) after every node. With `resume` (a retry, or a
+    redelivery after its worker died), a task that got past some nodes continues from there, and the
+    cost of those nodes is booked again on this attempt's context (the charge is the whole task's)."""
+    config = {"configurable": {"thread_id": task_id}}
+    if resume:
+        snapshot = graph.get_state(config)
+        if snapshot.values.get("kind") == kind and snapshot.next:
+            done = sum(int(line["cost"]) for line in snapshot.values.get("cost_lines") or [])
+            context.sink.charge(done)
+            return graph.invoke(None, config, context=context, durability="sync")  # type: ignore[no-any-return]
     initial: AgentState = {
         "kind": kind,
         "prompt": prompt,
@@ -60,4 +81,4 @@ def run_agent(graph: Any, *, kind: str, prompt: str, data: str, context: AgentCo
         "stopped": None,
         "cost_lines": [],
     }
-    return graph.invoke(initial, context=context)  # type: ignore[no-any-return]
+    return graph.invoke(initial, config, context=context, durability="sync")  # type: ignore[no-any-return]

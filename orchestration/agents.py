@@ -14,6 +14,7 @@ from typing import Any
 from assistant.agent_graph import AgentContext, build_graph, run_agent, total_steps
 from assistant.agent_tools import conversation_sources, web_sources
 from assistant.catalog import ModelSpec
+from assistant.checkpoints import saver_for
 from assistant.data_stats import DataError
 from assistant.providers import ProviderError
 from ledger.amounts import credits_text
@@ -27,7 +28,7 @@ RESULT_FIELDS = {
     "code": ("plan", "code", "code_source", "run", "repairs"),
     "analysis": ("stats", "narrative"),
 }
-_graphs: dict[tuple[int, str], Any] = {}
+_graphs: dict[tuple[int, str, str], Any] = {}
 _graphs_lock = threading.Lock()
 
 
@@ -44,11 +45,12 @@ def price(params: Mapping[str, Any]) -> Quote:
     )
 
 
-def _graph(kind: str) -> Any:
-    key = (os.getpid(), kind)
+def _graph(kind: str, database_url: str) -> Any:
+    # Checkpointed on the system of record: a task whose worker died resumes after its last node.
+    key = (os.getpid(), kind, database_url)
     with _graphs_lock:
         if key not in _graphs:
-            _graphs[key] = build_graph(kind)
+            _graphs[key] = build_graph(kind, saver_for(database_url))
         return _graphs[key]
 
 
@@ -77,11 +79,13 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     spec = job_model(ctx)
     try:
         state = run_agent(
-            _graph(kind),
+            _graph(kind, ctx.services.settings.database_url),
             kind=kind,
             prompt=str(ctx.params["prompt"]),
             data=str(ctx.params.get("data") or ""),
             context=_context(ctx, spec),
+            task_id=ctx.job_id,
+            resume=ctx.attempt > 1,
         )
     except ProviderError as exc:
         raise (RetryableError if exc.retryable else FinalError)(str(exc)) from exc

@@ -1,8 +1,7 @@
-"""Chat checkpoints outlive their connections: killed backends, a server restart, many threads at once.
+"""Agent checkpoints outlive their connections: killed backends, a server restart, many threads at once.
 
-Saver-level tests run on their own database (PostgreSQL: a fresh one, so killing its backends
-touches nothing else); the chat-turn test runs real workers and kills only the checkpoint pool's
-connections, found by their application_name.
+Each test runs on its own database (PostgreSQL: a fresh one, so killing its backends touches nothing
+else).
 """
 
 from __future__ import annotations
@@ -18,12 +17,9 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from sqlalchemy.engine import make_url
 
-from assistant.chat_graph import build_graph
-from assistant.checkpoints import APPLICATION_NAME, close_savers, saver_for
-from tests.integration.assistant.conftest import Client
+from assistant.checkpoints import close_savers, saver_for
 from tests.support.databases import fresh_database, postgres_url
 from tests.support.postgres_server import postgres_bindir, private_postgres
-from tests.support.processes import ROOT, api_server, worker
 
 BOUND_S = 30  # no wait in these tests is unbounded; none needs more than a fraction of this
 
@@ -153,48 +149,3 @@ def test_checkpoints_work_again_after_a_server_restart() -> None:
             assert _value(saver, _put(saver, "restart", 2)) == 2
         finally:
             close_savers()
-
-
-@pytest.fixture(scope="module")
-def api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The API, a critical worker and ONE interactive worker process: every turn meets the same saver."""
-    if not env["DATABASE_URL"].startswith("postgres"):
-        pytest.skip("checkpoint connections are PostgreSQL's (SQLite keeps a file)")
-    logs = tmp_path_factory.mktemp("logs")
-    with (
-        worker("critical,maintenance", env=env, cwd=ROOT, log=logs / "crit.log", name="crit", concurrency=1),
-        worker("interactive", env=env, cwd=ROOT, log=logs / "chat.log", name="chat", concurrency=1),
-        api_server(env=env, log=logs / "api.log") as base,
-    ):
-        yield base
-
-
-def _turn(client: Client, conversation: str, content: str) -> dict[str, Any]:
-    accepted = client.send(conversation, content=content, max_tokens=32).json()
-    job = client.wait_job(accepted["job_id"], timeout=BOUND_S * 2)
-    assert job["status"] == "succeeded", job
-    assert job["result"]["reply"] == f"You said: {content}"
-    return job
-
-
-@pytest.mark.slow
-def test_chat_turns_continue_after_the_workers_checkpoint_connections_are_killed(
-    client: Client, env: dict[str, str]
-) -> None:
-    conversation = client.conversation(model="echo")
-    _turn(client, conversation, "before the kill")
-    assert _kill(env["DATABASE_URL"], APPLICATION_NAME) >= 1
-    _turn(client, conversation, "after the kill")
-    last = _turn(client, conversation, "and once more")
-    with psycopg.connect(_dsn(env["DATABASE_URL"]), autocommit=True) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = %s",
-            (APPLICATION_NAME,),
-        ).fetchone()
-    assert row is not None
-    assert row[0] >= 1  # the worker's pool reconnected, under its own name
-    graph = build_graph(saver_for(env["DATABASE_URL"]))
-    state = graph.get_state({"configurable": {"thread_id": conversation}})
-    assert state.values["job_id"] == last["id"]
-    assert [t["content"] for t in state.values["turns"] if t["role"] == "user"][-1] == "and once more"
