@@ -11,7 +11,8 @@ from workers.app import celery_app, queue_task
 
 
 def test_queue_table_matches_the_design() -> None:
-    assert set(celeryconfig.QUEUES) == {"critical", "interactive", "agents", "images", "maintenance"}
+    assert set(celeryconfig.QUEUES) == {"critical", "interactive", "agents", "images", "local", "maintenance"}
+    assert set(celeryconfig.IO_QUEUES) == {"interactive", "agents", "images"}
     assert {queue.name for queue in celeryconfig.task_queues} == set(celeryconfig.QUEUES)
 
 
