@@ -1,0 +1,387 @@
+"""Relay benchmark: first-token latency and delivered tokens/s of streamed chat replies, many users.
+
+Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/relay.py
+     [--tokens 64 --interval-ms 10 --levels 1,16,64,128 --seconds 6 --modes direct,litellm,creditflow]
+
+One local OpenAI-compatible upstream (tests/support/paced_upstream.py) streams `--tokens` tokens
+`--interval-ms` apart, usage in the last chunk. The same asyncio client (bench/stream_client.py)
+drives, at each concurrency level, `level` users who each stream one reply after another for
+`--seconds`:
+  (a) direct      the upstream itself;
+  (b) litellm     LiteLLM proxy (`litellm[proxy]` in its own virtualenv under var/bench, made on first
+                  use) pointed at the same upstream, on 127.0.0.1;
+  (c) creditflow  the stack `creditflow dev` runs (API, critical/maintenance prefork pool, the I/O
+                  threads pool) on PostgreSQL and Redis; each stream a different user with their own
+                  conversation: POST the message, then follow its SSE events;
+  (d) openai      creditflow's OpenAI-compatible endpoint with the same streaming request as (a).
+First token: from sending the (first) request to the first token's text. Delivered tokens/s: all
+tokens every user received over the run's wall time. CPU per token: the servers' processes
+(creditflow: API, workers, PostgreSQL, Redis; LiteLLM: its processes). Goals (same run): first-token
+overhead over direct p50 <= 10 ms at 1 user and <= 50 ms at 64; tokens/s >= 90% of direct at 64 with
+no errors; ahead of LiteLLM at every level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import stream_client as http  # noqa: E402
+from tests.support.databases import fresh_database  # noqa: E402
+from tests.support.processes import child_env, creditflow, free_port, stop, wait_http  # noqa: E402
+
+SECRET = "bench-relay-secret-0123456789-0123456789"  # noqa: S105 (a throw-away test secret)
+LITELLM_VENV = ROOT / "var" / "bench" / "litellm-venv"
+FINAL_EVENTS = ("result", "failed", "canceled")
+
+
+@dataclass
+class Stream:
+    """What one streamed reply measured."""
+
+    started: float
+    first: float | None = None
+    ended: float | None = None
+    tokens: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Level:
+    """One concurrency level of one mode."""
+
+    mode: str
+    users: int
+    streams: list[Stream] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+
+    @property
+    def ok(self) -> list[Stream]:
+        return [s for s in self.streams if s.error is None and s.first is not None]
+
+    def first_ms(self, quantile: float) -> float:
+        values = sorted((s.first - s.started) * 1000 for s in self.ok if s.first)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(quantile * len(values)))]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return sum(s.tokens for s in self.streams) / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return sum(s.error is not None for s in self.streams)
+
+
+# --- the modes: each streams one reply for user `n` and records it ---------------------------------
+
+def chat_body(tokens: int) -> dict[str, Any]:
+    return {
+        "model": "paced",
+        "messages": [{"role": "user", "content": "Tell me something."}],
+        "stream": True,
+        "max_tokens": tokens,
+        "stream_options": {"include_usage": True},
+    }
+
+
+async def openai_stream(port: int, path: str, body: dict[str, Any], headers: dict[str, str], out: Stream) -> None:
+    """An OpenAI chat-completions stream: count `tok` in the content deltas until [DONE]."""
+    response = await http.request(port, "POST", path, body=body, headers=headers)
+    try:
+        if response.status != 200:
+            out.error = f"HTTP {response.status}: {(await response.body())[:200]!r}"
+            return
+        async for frame in response.frames():
+            if frame.data == "[DONE]":
+                break
+            for choice in json.loads(frame.data).get("choices") or []:
+                text = (choice.get("delta") or {}).get("content") or ""
+                if text:
+                    out.first = out.first or time.perf_counter()
+                    out.tokens += text.count("tok")
+    finally:
+        response.close()
+
+
+async def creditflow_stream(port: int, user: dict[str, str], tokens: int, out: Stream) -> None:
+    """POST a message to the user's conversation, then follow the job's events to the final one."""
+    headers = {"Authorization": f"Bearer {user['token']}"}
+    path = f"/api/v1/chat/conversations/{user['conversation']}/messages"
+    posted = await http.request(port, "POST", path, body={"content": "Tell me something.", "max_tokens": tokens},
+                                headers=headers)
+    accepted = await posted.json()
+    posted.close()
+    if posted.status != 202:
+        out.error = f"POST {posted.status}: {str(accepted)[:200]}"
+        return
+    events = await http.request(port, "GET", accepted["events_url"], headers=headers)
+    try:
+        async for frame in events.frames():
+            if frame.event == "token":
+                out.first = out.first or time.perf_counter()
+                out.tokens += json.loads(frame.data)["text"].count("tok")
+            elif frame.event in FINAL_EVENTS:
+                if frame.event != "result":
+                    out.error = f"job ended {frame.event}"
+                break
+    finally:
+        events.close()
+
+
+async def run_level(mode: str, users: int, seconds: float, one: Callable[[int, Stream], Awaitable[None]]) -> Level:
+    """`users` users streaming one reply after another until `seconds` passed (at least one each)."""
+    level = Level(mode, users)
+    deadline = time.perf_counter() + seconds
+
+    async def user(n: int) -> None:
+        while True:
+            stream = Stream(time.perf_counter())
+            try:
+                await asyncio.wait_for(one(n, stream), timeout=60)
+            except Exception as exc:  # a refused connection, a timeout: counted, never fatal
+                stream.error = f"{type(exc).__name__}: {exc}"[:200]
+            stream.ended = time.perf_counter()
+            level.streams.append(stream)
+            if stream.ended >= deadline or len(level.streams) > 100_000:
+                return
+
+    started = time.perf_counter()
+    await asyncio.gather(*(user(n) for n in range(users)))
+    level.seconds = time.perf_counter() - started
+    return level
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+def cpu_of(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds of these processes and their children (those still alive)."""
+    total = 0.0
+    for process in processes:
+        try:
+            for member in [process, *process.children(recursive=True)]:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def services_by_name(*names: str) -> list[psutil.Process]:
+    """Processes of the machine's PostgreSQL and Redis servers (their CPU is part of creditflow's)."""
+    found = []
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] and any(process.info["name"].startswith(name) for name in names):
+            found.append(process)
+    return found
+
+
+@contextmanager
+def upstream(tokens: int, interval_ms: float, logs: Path) -> Iterator[int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.paced_upstream", "--port", str(port), "--tokens", str(tokens),
+         "--interval-ms", str(interval_ms)],
+        cwd=ROOT, env=child_env(), stdout=(logs / "upstream.log").open("wb"), stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models", process=process, timeout=30)
+        yield port
+    finally:
+        stop(process)
+
+
+def ensure_litellm() -> Path:
+    """LiteLLM proxy in its own virtualenv (made once: it brings its own dependency pins)."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        print("installing litellm[proxy] into var/bench/litellm-venv (once)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+    return binary
+
+
+@contextmanager
+def litellm(upstream_port: int, logs: Path) -> Iterator[tuple[int, list[psutil.Process]]]:
+    binary = ensure_litellm()
+    config = logs / "litellm.yaml"
+    config.write_text(json.dumps({"model_list": [{"model_name": "paced", "litellm_params": {
+        "model": "openai/paced", "api_base": f"http://127.0.0.1:{upstream_port}/v1", "api_key": "bench"}}]}))
+    port = free_port()
+    env = {**child_env(), "LITELLM_LOG": "ERROR"}
+    process = subprocess.Popen(
+        [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        env=env, stdout=(logs / "litellm.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", process=process, timeout=180)
+        yield port, [psutil.Process(process.pid)]
+    finally:
+        stop(process)
+
+
+@contextmanager
+def creditflow_stack(upstream_port: int, logs: Path) -> Iterator[tuple[int, list[psutil.Process]]]:
+    """API and the worker pools `creditflow dev` runs, on a throw-away PostgreSQL database."""
+    with fresh_database("postgresql", logs) as engine:
+        env = child_env(
+            DATABASE_URL=engine.url.render_as_string(hide_password=False),
+            REDIS_URL=os.environ["REDIS_URL"],
+            AUTH_JWT_SECRET=SECRET,
+            VAR_DIR=str(logs / "var"),
+            CREDITFLOW_ENV="test",
+            OPENAI_BASE_URL=f"http://127.0.0.1:{upstream_port}/v1",
+            OPENAI_API_KEY="bench",
+            RATE_LIMIT_USER="1000000/minute",
+            RATE_LIMIT_JOBS="1000000/minute",
+            RATE_LIMIT_IP="1000000/minute",
+            METRICS_ENABLED="false",
+        )
+        port = free_port()
+        processes = [
+            creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=logs / "api.log"),
+            creditflow("worker", "--queues", "critical,maintenance", "-n", "crit@%h", env=env, cwd=ROOT,
+                       log=logs / "critical.log"),
+            creditflow("worker", "--queues", "interactive,agents,images", "-n", "io@%h", env=env, cwd=ROOT,
+                       log=logs / "io.log"),
+        ]
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz", process=processes[0], timeout=90)
+            yield port, [psutil.Process(p.pid) for p in processes]
+        finally:
+            for process in processes:
+                stop(process)
+
+
+def token_for(sub: str) -> str:
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"iss": "creditflow", "sub": sub, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256")
+
+
+async def make_users(port: int, count: int) -> list[dict[str, str]]:
+    """Users with a conversation on the remote model each (the first request creates the user)."""
+
+    async def one(_n: int) -> dict[str, str]:
+        token = token_for(f"relay-{uuid.uuid4().hex}")
+        answer = await http.request(port, "POST", "/api/v1/chat/conversations", body={"model": "gpt-4o-mini"},
+                                    headers={"Authorization": f"Bearer {token}"})
+        body = await answer.json()
+        answer.close()
+        assert answer.status == 201, body
+        return {"token": token, "conversation": body["id"]}
+
+    users = []
+    for start in range(0, count, 16):
+        users += await asyncio.gather(*(one(n) for n in range(start, min(count, start + 16))))
+    return users
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+def measure(mode: str, levels: list[int], seconds: float, one: Callable[[int, Stream], Awaitable[None]],
+            servers: list[psutil.Process]) -> list[Level]:
+    results = []
+    asyncio.run(run_level(mode, min(levels), 1.0, one))  # warm-up: connections, caches, first users
+    for users in levels:
+        before = cpu_of(servers)
+        level = asyncio.run(run_level(mode, users, seconds, one))
+        level.cpu_s = cpu_of(servers) - before
+        results.append(level)
+        print(f"  {mode:10} {users:4} users: first token p50 {level.first_ms(0.5):7.1f} ms  "
+              f"{level.tokens_per_s:8.0f} tokens/s  errors {level.errors}", flush=True)
+    return results
+
+
+def report(results: dict[str, list[Level]]) -> None:
+    direct = {level.users: level for level in results.get("direct", [])}
+    litellm_ = {level.users: level for level in results.get("litellm", [])}
+    print("\nmode        users  first p50   p95    (over direct p50)   tokens/s  (vs direct)  CPU us/token  errors")
+    for mode, levels in results.items():
+        for level in levels:
+            base = direct.get(level.users)
+            over = level.first_ms(0.5) - base.first_ms(0.5) if base else float("nan")
+            ratio = level.tokens_per_s / base.tokens_per_s if base and base.tokens_per_s else float("nan")
+            tokens = sum(s.tokens for s in level.streams)
+            cpu = level.cpu_s / tokens * 1e6 if tokens and mode != "direct" else float("nan")
+            print(f"{mode:10} {level.users:6} {level.first_ms(0.5):8.1f} {level.first_ms(0.95):7.1f} ms "
+                  f"{over:+10.1f} ms {level.tokens_per_s:14.0f} {ratio:9.0%} {cpu:13.0f} {level.errors:7}")
+    if "creditflow" not in results or not direct:
+        return
+    print("\ngoals:")
+    ours = {level.users: level for level in results["creditflow"]}
+    for users, limit in ((1, 10.0), (64, 50.0)):
+        if users in ours and users in direct:
+            over = ours[users].first_ms(0.5) - direct[users].first_ms(0.5)
+            print(f"  first-token overhead at {users}: {over:+.1f} ms (goal <= {limit:.0f} ms): "
+                  f"{'met' if over <= limit else 'NOT met'}")
+    if 64 in ours and 64 in direct:
+        ratio = ours[64].tokens_per_s / direct[64].tokens_per_s
+        print(f"  tokens/s at 64: {ratio:.0%} of direct, {ours[64].errors} errors (goal >= 90%, 0): "
+              f"{'met' if ratio >= 0.9 and not ours[64].errors else 'NOT met'}")
+    if litellm_:
+        ahead = all(ours[u].tokens_per_s > litellm_[u].tokens_per_s and
+                    ours[u].first_ms(0.5) < litellm_[u].first_ms(0.5) for u in ours if u in litellm_)
+        print(f"  ahead of LiteLLM (tokens/s and first-token p50) at every level: {'met' if ahead else 'NOT met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--interval-ms", type=float, default=10.0)
+    parser.add_argument("--levels", default="1,16,64,128")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--modes", default="direct,litellm,creditflow")
+    args = parser.parse_args()
+    levels = [int(part) for part in args.levels.split(",")]
+    modes = args.modes.split(",")
+    body = chat_body(args.tokens)
+    results: dict[str, list[Level]] = {}
+    with tempfile.TemporaryDirectory(prefix="relay-") as tmp, ExitStack() as stack:
+        logs = Path(tmp)
+        up = stack.enter_context(upstream(args.tokens, args.interval_ms, logs))
+        print(f"upstream: {args.tokens} tokens, {args.interval_ms} ms apart; levels {levels}, {args.seconds} s each")
+        if "direct" in modes:
+            results["direct"] = measure("direct", levels, args.seconds, lambda _n, out: openai_stream(
+                up, "/v1/chat/completions", body, {}, out), [])
+        if "litellm" in modes:
+            with litellm(up, logs) as (port, servers):
+                results["litellm"] = measure("litellm", levels, args.seconds, lambda _n, out: openai_stream(
+                    port, "/v1/chat/completions", body, {"Authorization": "Bearer bench"}, out), servers)
+        if "creditflow" in modes or "openai" in modes:
+            with creditflow_stack(up, logs) as (port, servers):
+                users = asyncio.run(make_users(port, max(levels)))
+                servers = [*servers, *services_by_name("postgres", "redis-server")]
+                if "creditflow" in modes:
+                    results["creditflow"] = measure("creditflow", levels, args.seconds, lambda n, out: (
+                        creditflow_stream(port, users[n], args.tokens, out)), servers)
+                if "openai" in modes:
+                    results["openai"] = measure("openai", levels, args.seconds, lambda n, out: openai_stream(
+                        port, "/openai/v1/chat/completions", {**body, "model": "gpt-4o-mini"},
+                        {"Authorization": f"Bearer {users[n]['token']}"}, out), servers)
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
