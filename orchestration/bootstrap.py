@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from runtime.db import make_engine, make_session_factory, single_statement_engine
 from runtime.settings import Settings, get_settings
 
+PRODUCER_SOCKET_TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
+
 
 @dataclass(frozen=True)
 class Services:
@@ -88,7 +90,12 @@ def make_producer(settings: Settings) -> Celery:
 
     producer = Celery("creditflow-producer")
     producer.config_from_object(celeryconfig)
-    producer.conf.update(broker_url=settings.broker_url, result_backend=None)
+    # The producer only publishes (and answers orchestration/broker.py's probes): a broker that stops
+    # answering must fail a send or a readiness probe in seconds, not hang the request thread.
+    options = {**celeryconfig.broker_transport_options, **PRODUCER_SOCKET_TIMEOUTS}
+    producer.conf.update(
+        broker_url=settings.broker_url, result_backend=None, broker_transport_options=options
+    )
     return producer
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,14 +10,13 @@ from sqlalchemy import and_, select
 
 import ledger
 from ledger.tables import holds
+from orchestration import broker, steps
 from orchestration import jobs as job_cases
-from orchestration import steps
 from orchestration.bootstrap import Services
 from orchestration.tables import jobs
 from runtime.db import transaction
 
 log = logging.getLogger(__name__)
-EPOCH_KEY = "creditflow:broker-epoch"
 # Grace after a job's time limit: the worker's own hard limit fires first, then the errback.
 RUNNING_GRACE = timedelta(seconds=30)
 MAX_ENQUEUES = 5
@@ -38,7 +36,7 @@ class Sweep:
 
 def _epoch_lost(services: Services) -> bool:
     # Redis without persistence forgets queued messages when it restarts, and this key with them.
-    return bool(services.redis.set(EPOCH_KEY, uuid.uuid4().hex, nx=True))
+    return broker.epoch_lost(services)  # on the broker's own Redis, not REDIS_URL
 
 
 def sweep(services: Services, *, now: datetime | None = None) -> Sweep:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +15,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 Environment = Literal["development", "test", "production"]
+MIN_JWT_SECRET_BYTES = 32
+MIN_FLOWER_PASSWORD = 12
+WELCOME_PROVIDER_KINDS = ("creditflow", "siwe", "oidc")
+DEFAULT_WELCOME_CAP = 5
+AUTHORITY = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 class SettingsError(RuntimeError):
@@ -92,6 +99,14 @@ class Settings(BaseSettings):
     SIWE_CHAIN_IDS: str = "1"
     SIWE_NONCE_TTL_S: int = Field(300, ge=10, le=3600)
     TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
+    # Public origin, sign-up policy, keys and operator safety (api/auth, orchestration/welcome.py,
+    # cli/processes.py). PUBLIC_URL is where users reach creditflow (SIWE messages must name it).
+    PUBLIC_URL: str = ""
+    WELCOME_GRANT_PROVIDERS: str = "creditflow,oidc,siwe"
+    WELCOME_GRANTS_PER_ADDRESS_PER_DAY: int | None = Field(None, ge=0, le=1_000_000)
+    LEDGER_VERIFY_KEY: str = ""
+    API_CONTROL_SOCKET: bool = True
+    FLOWER_BASIC_AUTH: str = ""
     # Rate limits: fixed windows on REDIS_URL in the `limits` notation ("600/minute;20/second").
     RATE_LIMITS_ENABLED: bool = True
     RATE_LIMIT_USER: str = "600/minute"
@@ -129,6 +144,68 @@ class Settings(BaseSettings):
             raise ValueError(f"not a rate limit such as '60/minute': {value!r}") from None
         return value
 
+    @field_validator("AUTH_JWT_SECRET")
+    @classmethod
+    def _jwt_secret(cls, value: str) -> str:
+        # HS256 with a short secret falls to an offline guess from one token (RFC 7518 3.2: >= 256 bits).
+        if value and len(value.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_JWT_SECRET_BYTES} bytes (make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        return value
+
+    @field_validator("PUBLIC_URL")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if (
+            parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
+            or parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc
+        ):
+            raise ValueError("an origin such as https://credits.example.com (scheme, host, optional port)")
+        return f"{parts.scheme}://{parts.netloc.lower()}"
+
+    @field_validator("SIWE_DOMAIN")
+    @classmethod
+    def _siwe_domain(cls, value: str) -> str:
+        if value and not AUTHORITY.match(value):
+            raise ValueError("a host with an optional port, such as app.example.com (no scheme, no path)")
+        return value.lower()
+
+    @field_validator("WELCOME_GRANT_PROVIDERS")
+    @classmethod
+    def _welcome_providers(cls, value: str) -> str:
+        for entry in (part.strip() for part in value.split(",") if part.strip()):
+            if entry not in WELCOME_PROVIDER_KINDS and not entry.startswith(("https://", "http://")):
+                known = ", ".join(WELCOME_PROVIDER_KINDS)
+                raise ValueError(f"{entry!r} is not a provider: use {known} or an OIDC issuer URL")
+        return value
+
+    @field_validator("LEDGER_VERIFY_KEY")
+    @classmethod
+    def _verify_key(cls, value: str) -> str:
+        if value and not (value.startswith("hmac:") or "BEGIN PUBLIC KEY" in value):
+            raise ValueError("an Ed25519 public key (PEM) or hmac:<secret>, never a private key")
+        return value
+
+    @field_validator("FLOWER_BASIC_AUTH")
+    @classmethod
+    def _flower_basic_auth(cls, value: str) -> str:
+        for pair in value.split(",") if value else []:
+            user, sep, password = pair.partition(":")
+            if not (user and sep and len(password) >= MIN_FLOWER_PASSWORD):
+                raise ValueError(
+                    f"user:password pairs (comma-separated), passwords of {MIN_FLOWER_PASSWORD}+ characters"
+                )
+        return value
+
     @field_validator("SIWE_CHAIN_IDS")
     @classmethod
     def _chain_ids(cls, value: str) -> str:
@@ -163,9 +240,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_secrets(self) -> Settings:
         if self.CREDITFLOW_ENV == "production":
-            for name in ("DATABASE_URL", "REDIS_URL", "AUTH_JWT_SECRET", "LEDGER_SIGNING_KEY"):
+            for name in ("DATABASE_URL", "REDIS_URL", "AUTH_JWT_SECRET", "PUBLIC_URL"):
                 if not getattr(self, name):
                     raise ValueError(f"{name} is required when CREDITFLOW_ENV=production")
+            if not (self.LEDGER_SIGNING_KEY or self.LEDGER_VERIFY_KEY):
+                raise ValueError(
+                    "LEDGER_SIGNING_KEY (workers) or LEDGER_VERIFY_KEY (API) is required "
+                    "when CREDITFLOW_ENV=production"
+                )
         if self.CREDITFLOW_ENV == "production" and self.WORKER_EXTRA_TASK_MODULES:
             raise ValueError("WORKER_EXTRA_TASK_MODULES is for tests; leave it empty in production")
         if self.CREDITFLOW_ENV == "production" and self.FAULT_INJECTION_ENABLED:
@@ -188,6 +270,32 @@ class Settings(BaseSettings):
     def siwe_chain_ids(self) -> frozenset[int]:
         """Chain ids a Sign-In With Ethereum message may name."""
         return frozenset(int(part) for part in self.SIWE_CHAIN_IDS.split(",") if part.strip())
+
+    @property
+    def public_url(self) -> str:
+        """PUBLIC_URL, else (development and tests) the API's own address."""
+        if self.PUBLIC_URL:
+            return self.PUBLIC_URL
+        host = "127.0.0.1" if self.API_HOST in ("0.0.0.0", "::", "") else self.API_HOST  # noqa: S104
+        return f"http://[{host}]:{self.API_PORT}" if ":" in host else f"http://{host}:{self.API_PORT}"
+
+    @property
+    def siwe_origin(self) -> str:
+        """The origin SIWE messages must name (domain, URI): PUBLIC_URL's, SIWE_DOMAIN as its host if set."""
+        public = urlsplit(self.public_url)
+        return f"{public.scheme}://{self.SIWE_DOMAIN or public.netloc}"
+
+    @property
+    def welcome_providers(self) -> frozenset[str]:
+        """Identity providers whose new users get the welcome grant (creditflow, siwe, oidc, issuer URLs)."""
+        return frozenset(p.strip() for p in self.WELCOME_GRANT_PROVIDERS.split(",") if p.strip())
+
+    @property
+    def welcome_daily_cap(self) -> int:
+        """Granted sign-ups per client address per UTC day (0: no cap); default 5 in production, else 0."""
+        if self.WELCOME_GRANTS_PER_ADDRESS_PER_DAY is None:
+            return DEFAULT_WELCOME_CAP if self.CREDITFLOW_ENV == "production" else 0
+        return self.WELCOME_GRANTS_PER_ADDRESS_PER_DAY
 
     @property
     def redis_max_connections(self) -> int:

@@ -23,7 +23,7 @@ SIWE_DOMAIN = "creditflow.test"
 BASE_SETTINGS: dict[str, Any] = {
     "AUTH_JWT_SECRET": JWT_SECRET,
     "LEDGER_SIGNING_KEY": "hmac:api-suite-ledger-key-0123456789",
-    "SIWE_DOMAIN": SIWE_DOMAIN,
+    "PUBLIC_URL": f"https://{SIWE_DOMAIN}",
     "SIWE_CHAIN_IDS": "1,8453",
     "RATE_LIMIT_USER": "100000/minute",
     "RATE_LIMIT_IP": "100000/minute",
