@@ -1,12 +1,15 @@
 """Logging of the API process: one format for gunicorn's and the app's records, at LOG_LEVEL.
 
-Handed to gunicorn as `logconfig_dict`, so the master configures it before forking and every worker
-inherits it; the app's loggers (`api.*`, `orchestration.*`, ...) propagate to the root handler.
+Applied by gunicorn's logger class right after gunicorn set up its own loggers (in the master, before
+it forks, and again on a reload), so every worker inherits it; the app's loggers (`api.*`,
+`orchestration.*`, ...) and gunicorn's propagate to the one root handler. Not gunicorn's
+`logconfig_dict`: with it gunicorn formats an access line for every request even without --access-log.
 Celery's processes log through Celery (`--loglevel`), in Celery's own format.
 """
 
 from __future__ import annotations
 
+import logging.config
 from typing import Any
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
@@ -25,7 +28,19 @@ def api_logging(level: str) -> dict[str, Any]:
         "loggers": {
             # gunicorn's own handlers are dropped: its records reach the root handler, in our format.
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
-            # The access log is on only with `creditflow api --access-log`; then it shows at any level.
+            # gunicorn writes access lines only with `creditflow api --access-log`; then at any level.
             "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
         },
     }
+
+
+def gunicorn_logger(level: str) -> type:
+    """gunicorn's logger class, with our configuration applied after its own setup."""
+    from gunicorn.glogging import Logger
+
+    class CreditflowLogger(Logger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            logging.config.dictConfig(api_logging(level))
+
+    return CreditflowLogger

@@ -18,7 +18,7 @@ import os
 import shutil
 from typing import Any
 
-from cli.logs import api_logging
+from cli.logs import gunicorn_logger
 from runtime.local import with_local_defaults
 from runtime.settings import Settings, get_settings, settings_or_exit
 
@@ -68,7 +68,7 @@ def run_api(args: argparse.Namespace) -> int:
                 "keepalive": 5,
                 "accesslog": "-" if args.access_log else None,
                 "loglevel": settings.LOG_LEVEL.lower(),
-                "logconfig_dict": api_logging(settings.LOG_LEVEL),
+                "logger_class": gunicorn_logger(settings.LOG_LEVEL),
                 # gunicorn >= 25 defaults to one socket per user ($XDG_RUNTIME_DIR or ~/.gunicorn): a
                 # second stack would take it over. Ours lives in VAR_DIR (`gunicornc -s` reaches it).
                 "control_socket": str(var_dir / CONTROL_SOCKET),

@@ -12,9 +12,11 @@ and reports its absence so the reaper re-sends every queued job's saga. Prioriti
 count them with its own key rules.
 
 RabbitMQ needs no epoch check: the queues Celery declares are durable and its messages persistent
-(`task_default_delivery_mode` "persistent"), so a broker restart keeps what was queued. Losing
-RabbitMQ's disk is the only way to lose them, and then the jobs fail after JOB_QUEUE_TIMEOUT_S with
-their holds released, as they do when a send after the commit fails.
+(`task_default_delivery_mode` "persistent"), and the producer waits for the broker's publisher
+confirm (orchestration/bootstrap.py), which RabbitMQ sends once a persistent message is on disk. So
+a broker crash and restart keeps what was queued (tests/integration/test_broker.py kills a node).
+Only losing RabbitMQ's disk loses them, and then those jobs fail after JOB_QUEUE_TIMEOUT_S with their
+holds released, as they do when a send after the commit fails.
 """
 
 from __future__ import annotations
