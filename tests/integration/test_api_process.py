@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 import pytest
 import requests
 from gunicorn.ctl.client import ControlClient
 
-from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http
+from tests.support.processes import api_server, child_env
 
 pytestmark = pytest.mark.slow
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) \[\d+\] [\w.]+: ")
 
 
-@contextmanager
-def api(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`creditflow api` on a free port; yields its base URL once /healthz answers."""
-    port = free_port()
-    process = creditflow("api", "--port", str(port), "--workers", "1", env=env, cwd=ROOT, log=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/healthz", process=process, log=log)
-        yield base
-    finally:
-        stop(process)
+def api(env: dict[str, str], log: Path) -> AbstractContextManager[str]:
+    """`creditflow api` with one worker; ready once /healthz answers (its broker may be down on purpose)."""
+    return api_server(env=env, log=log, args=("--workers", "1"), ready="/healthz")
 
 
 def _env(tmp_path: Path, name: str, redis_url: str, **extra: str) -> dict[str, str]:

@@ -8,12 +8,11 @@ import sys
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cli.main import build_parser
 from cli.processes import api_settings
 from runtime.settings import get_settings
+from tests.support.keys import ed25519_pems
 from tests.support.processes import ROOT, child_env
 
 
@@ -87,20 +86,9 @@ PRODUCTION = {
 }
 
 
-def _ed25519() -> tuple[str, str]:
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    return private, public
-
-
 def test_a_maintenance_worker_needs_the_signing_key(tmp_path) -> None:
     # An API host may have only LEDGER_VERIFY_KEY; the worker that seals must not start without the key.
-    keys = {"LEDGER_SIGNING_KEY": "", "LEDGER_VERIFY_KEY": _ed25519()[1]}
+    keys = {"LEDGER_SIGNING_KEY": "", "LEDGER_VERIFY_KEY": ed25519_pems()[1]}
     env = child_env(**PRODUCTION, **keys, VAR_DIR=str(tmp_path))
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", "worker", "--queues", "critical,maintenance"],
@@ -111,7 +99,7 @@ def test_a_maintenance_worker_needs_the_signing_key(tmp_path) -> None:
 
 
 def test_the_api_process_keeps_only_the_verification_key(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    private, public = _ed25519()
+    private, public = ed25519_pems()
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     for name, value in {**PRODUCTION, "LEDGER_SIGNING_KEY": private, "LEDGER_VERIFY_KEY": ""}.items():
         monkeypatch.setenv(name, value)
@@ -124,7 +112,7 @@ def test_the_api_process_keeps_only_the_verification_key(monkeypatch: pytest.Mon
         assert get_settings().LEDGER_SIGNING_KEY == ""
         # A verification key that is not the signing key's is a mistake to stop at.
         monkeypatch.setenv("LEDGER_SIGNING_KEY", private)
-        monkeypatch.setenv("LEDGER_VERIFY_KEY", _ed25519()[1])
+        monkeypatch.setenv("LEDGER_VERIFY_KEY", ed25519_pems()[1])
         get_settings.cache_clear()
         with pytest.raises(SystemExit, match="LEDGER_VERIFY_KEY"):
             api_settings(get_settings())

@@ -6,8 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 
@@ -17,20 +15,9 @@ from orchestration.bootstrap import Services, bootstrap
 from runtime.db import make_session_factory, transaction
 from runtime.settings import load_settings
 from tests.integration.api.conftest import BASE_SETTINGS, admin_headers, new_user
+from tests.support.keys import ed25519_pems
 
-
-def _key_pair() -> tuple[str, str]:
-    private = Ed25519PrivateKey.generate()
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    return pem, public
-
-
-PRIVATE, PUBLIC = _key_pair()
+PRIVATE, PUBLIC = ed25519_pems()
 
 
 @pytest.fixture
@@ -85,7 +72,7 @@ def test_the_api_runs_on_the_public_key_alone(built: Any, engine: Engine) -> Non
     report = client.get("/api/v1/admin/ledger/verify", headers=admin_headers()).json
     assert report["ok"] is True, report
     # Another key does not verify these checkpoints.
-    other, _ = built(LEDGER_SIGNING_KEY="", LEDGER_VERIFY_KEY=_key_pair()[1])
+    other, _ = built(LEDGER_SIGNING_KEY="", LEDGER_VERIFY_KEY=ed25519_pems()[1])
     assert other.get("/api/v1/admin/ledger/verify", headers=admin_headers()).json["ok"] is False
 
 
