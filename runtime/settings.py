@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -14,12 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from runtime.setting_types import Authority, BasicAuthLogins, JwtSecret, Origin, ProviderList, VerifyKey
+
 Environment = Literal["development", "test", "production"]
-MIN_JWT_SECRET_BYTES = 32
-MIN_FLOWER_PASSWORD = 12
-WELCOME_PROVIDER_KINDS = ("creditflow", "siwe", "oidc")
 DEFAULT_WELCOME_CAP = 5
-AUTHORITY = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 class SettingsError(RuntimeError):
@@ -66,7 +63,7 @@ class Settings(BaseSettings):
     BROKER_URL: str = ""
     RESULT_BACKEND_URL: str = ""
 
-    AUTH_JWT_SECRET: str = ""
+    AUTH_JWT_SECRET: JwtSecret = ""
     LEDGER_SIGNING_KEY: str = ""
 
     API_HOST: str = "127.0.0.1"
@@ -95,18 +92,18 @@ class Settings(BaseSettings):
     ADMIN_SUBJECTS: str = ""
     AUTH_LEEWAY_S: int = Field(30, ge=0, le=300)
     AUTH_TOKEN_TTL_S: int = Field(24 * 3600, ge=60)
-    SIWE_DOMAIN: str = ""
+    SIWE_DOMAIN: Authority = ""
     SIWE_CHAIN_IDS: str = "1"
     SIWE_NONCE_TTL_S: int = Field(300, ge=10, le=3600)
     TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
     # Public origin, sign-up policy, keys and operator safety (api/auth, orchestration/welcome.py,
     # cli/processes.py). PUBLIC_URL is where users reach creditflow (SIWE messages must name it).
-    PUBLIC_URL: str = ""
-    WELCOME_GRANT_PROVIDERS: str = "creditflow,oidc,siwe"
+    PUBLIC_URL: Origin = ""
+    WELCOME_GRANT_PROVIDERS: ProviderList = "creditflow,oidc,siwe"
     WELCOME_GRANTS_PER_ADDRESS_PER_DAY: int | None = Field(None, ge=0, le=1_000_000)
-    LEDGER_VERIFY_KEY: str = ""
+    LEDGER_VERIFY_KEY: VerifyKey = ""
     API_CONTROL_SOCKET: bool = True
-    FLOWER_BASIC_AUTH: str = ""
+    FLOWER_BASIC_AUTH: BasicAuthLogins = ""
     # Rate limits: fixed windows on REDIS_URL in the `limits` notation ("600/minute;20/second").
     RATE_LIMITS_ENABLED: bool = True
     RATE_LIMIT_USER: str = "600/minute"
@@ -142,68 +139,6 @@ class Settings(BaseSettings):
             parse_many(value)
         except ValueError:
             raise ValueError(f"not a rate limit such as '60/minute': {value!r}") from None
-        return value
-
-    @field_validator("AUTH_JWT_SECRET")
-    @classmethod
-    def _jwt_secret(cls, value: str) -> str:
-        # HS256 with a short secret falls to an offline guess from one token (RFC 7518 3.2: >= 256 bits).
-        if value and len(value.encode()) < MIN_JWT_SECRET_BYTES:
-            raise ValueError(
-                f"must be at least {MIN_JWT_SECRET_BYTES} bytes (make one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-            )
-        return value
-
-    @field_validator("PUBLIC_URL")
-    @classmethod
-    def _public_url(cls, value: str) -> str:
-        if not value:
-            return value
-        try:
-            parts = urlsplit(value)
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            port_ok = False
-        if (
-            parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
-            or parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc
-        ):
-            raise ValueError("an origin such as https://credits.example.com (scheme, host, optional port)")
-        return f"{parts.scheme}://{parts.netloc.lower()}"
-
-    @field_validator("SIWE_DOMAIN")
-    @classmethod
-    def _siwe_domain(cls, value: str) -> str:
-        if value and not AUTHORITY.match(value):
-            raise ValueError("a host with an optional port, such as app.example.com (no scheme, no path)")
-        return value.lower()
-
-    @field_validator("WELCOME_GRANT_PROVIDERS")
-    @classmethod
-    def _welcome_providers(cls, value: str) -> str:
-        for entry in (part.strip() for part in value.split(",") if part.strip()):
-            if entry not in WELCOME_PROVIDER_KINDS and not entry.startswith(("https://", "http://")):
-                known = ", ".join(WELCOME_PROVIDER_KINDS)
-                raise ValueError(f"{entry!r} is not a provider: use {known} or an OIDC issuer URL")
-        return value
-
-    @field_validator("LEDGER_VERIFY_KEY")
-    @classmethod
-    def _verify_key(cls, value: str) -> str:
-        if value and not (value.startswith("hmac:") or "BEGIN PUBLIC KEY" in value):
-            raise ValueError("an Ed25519 public key (PEM) or hmac:<secret>, never a private key")
-        return value
-
-    @field_validator("FLOWER_BASIC_AUTH")
-    @classmethod
-    def _flower_basic_auth(cls, value: str) -> str:
-        for pair in value.split(",") if value else []:
-            user, sep, password = pair.partition(":")
-            if not (user and sep and len(password) >= MIN_FLOWER_PASSWORD):
-                raise ValueError(
-                    f"user:password pairs (comma-separated), passwords of {MIN_FLOWER_PASSWORD}+ characters"
-                )
         return value
 
     @field_validator("SIWE_CHAIN_IDS")
