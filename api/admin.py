@@ -13,7 +13,7 @@ import ledger
 from api.auth import admin_required, current_auth
 from api.idempotency import current_idempotency_key, idempotent
 from api.money import Credits
-from api.services import services
+from api.services import ledger_verifier, services
 from orchestration.users import get_user
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Administration")
@@ -84,9 +84,10 @@ def create_grant(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, VerifySchema)
 def verify() -> dict[str, Any]:
     """Recompute every hash, balance and checkpoint signature; name the first bad entry."""
-    key = services().settings.LEDGER_SIGNING_KEY
-    if not key:
-        abort(503, message="LEDGER_SIGNING_KEY is not configured.")
+    verifier = ledger_verifier()
+    if verifier is None:
+        abort(503, message="No ledger key is configured (LEDGER_VERIFY_KEY or LEDGER_SIGNING_KEY).")
+        raise AssertionError("abort returned")
     with services().uow(snapshot=True) as db:
-        report = ledger.verify(db, verifier=ledger.verifier_from_key(key))
+        report = ledger.verify(db, verifier=verifier)
     return report.as_dict()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Flask
 
+import ledger
 from api.errors import ProblemApi, register_error_handlers
 from api.metrics import init_metrics
 from api.ops import ops
 from api.ratelimit import init_rate_limits
+from api.services import VERIFIER
 from api.v1 import register_v1
 from orchestration.bootstrap import Services, bootstrap
 from runtime.settings import Settings, get_settings
@@ -19,6 +23,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """Build the WSGI app; connections come from `services` (bootstrap builds them lazily)."""
     settings = settings or (services.settings if services else get_settings())
     services = services or bootstrap(settings)
+    # The API verifies checkpoints and never signs: it keeps the verifier, not the signing key.
+    key = settings.LEDGER_VERIFY_KEY or settings.LEDGER_SIGNING_KEY
+    verifier = ledger.verifier_from_key(key) if key else None
+    settings = settings.model_copy(update={"LEDGER_SIGNING_KEY": ""})
+    services = dataclasses.replace(services, settings=settings)
     app = Flask(__name__)
     app.config.update(
         API_TITLE="creditflow",
@@ -32,6 +41,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         JSON_SORT_KEYS=False,
     )
     app.extensions["creditflow"] = services
+    app.extensions[VERIFIER] = verifier
     api = ProblemApi(app)
     register_error_handlers(app, api)
     app.register_blueprint(ops)

@@ -13,7 +13,7 @@ from api.auth import auth_required, current_auth
 from api.me import BalanceSchema, balance_dict
 from api.money import Credits
 from api.pagination import PageArgsSchema, decode_cursor, encode_cursor, page_schema
-from api.services import services
+from api.services import ledger_verifier, services
 from ledger.tables import entries
 
 blp = Blueprint("credits", __name__, url_prefix="/api/v1/credits", description="Balance and ledger history")
@@ -88,6 +88,6 @@ def proof(entry_id: str) -> dict[str, Any]:
         if owner != account.id:  # someone else's entry, or none: the same 404 either way
             abort(404, message="Not found.")
         found = ledger.proof(session, entry_id=int(entry_id))
-    key = services().settings.LEDGER_SIGNING_KEY
-    found["public_key"] = ledger.verifier_from_key(key).public_key_pem() if key else None
+    verifier = ledger_verifier()
+    found["public_key"] = verifier.public_key_pem() if verifier else None
     return found

@@ -1,12 +1,18 @@
-"""Prometheus metrics of the API: request counts and latencies, queue lengths on scrape."""
+"""Prometheus metrics of the API: request counts and latencies, welcome grants, queue lengths on scrape.
+
+`creditflow_queue_length{queue}` is read from the broker Celery publishes to (BROKER_URL, else
+REDIS_URL) through orchestration/broker.py: on Redis it sums the queue's priority sub-lists (jobs
+at the default priority 5 wait in `images:5`, not `images`), on RabbitMQ it is the queue's depth.
+It is what an autoscaler should watch (README "Queues and scaling").
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
 
-import redis
 from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,8 +26,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestration import stats
+from orchestration import broker, stats
 from orchestration.bootstrap import Services
+from orchestration.welcome import WelcomeDecision
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter(
     "creditflow_http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"]
@@ -32,24 +41,40 @@ LATENCY = Histogram(
 QUEUES = ("critical", "interactive", "agents", "images", "maintenance")
 
 
-class QueueLengthCollector:
-    """Reads each Celery queue's backlog from a Redis broker at scrape time."""
+WELCOME_GRANTS = Counter(
+    "creditflow_welcome_grants_total", "New accounts given the welcome grant", ["provider"]
+)
+WELCOME_WITHHELD = Counter(
+    "creditflow_welcome_grants_withheld_total",
+    "New accounts created without the welcome grant, by reason (provider, address_cap)",
+    ["provider", "reason"],
+)
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
+
+def count_welcome(decision: WelcomeDecision) -> None:
+    """Count a new account's welcome decision (orchestration/welcome.py)."""
+    if decision.granted:
+        WELCOME_GRANTS.labels(decision.provider).inc()
+    else:
+        WELCOME_WITHHELD.labels(decision.provider, decision.reason).inc()
+
+
+class QueueLengthCollector:
+    """Reads each Celery queue's backlog from the broker at scrape time (priority sub-lists summed)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """One gauge sample per queue (priority sub-lists summed)."""
+        """One gauge sample per queue; none when the broker does not answer (the scrape still works)."""
         family = GaugeMetricFamily("creditflow_queue_length", "Messages waiting in a queue", labels=["queue"])
-        for queue in QUEUES:
-            try:
-                keys = [queue, *(f"{queue}:{step}" for step in range(1, 10))]
-                pipe = self.client.pipeline()
-                for key in keys:
-                    pipe.llen(key)
-                family.add_metric([queue], float(sum(pipe.execute())))
-            except redis.RedisError:
-                continue  # a scrape must not fail because Redis blinked
+        try:
+            lengths = broker.queue_lengths(self.services, QUEUES)
+        except Exception as exc:  # a scrape must not fail because the broker blinked
+            log.warning("queue lengths unavailable: %s: %s", type(exc).__name__, exc)
+            lengths = {}
+        for queue, length in lengths.items():
+            family.add_metric([queue], float(length))
         yield family
 
 
@@ -100,8 +125,6 @@ def render_metrics(services: Services) -> tuple[bytes, str]:
         registry = CollectorRegistry()
         for collector in list(REGISTRY._collector_to_names):
             registry.register(collector)
-    broker = services.settings.broker_url
-    if broker.startswith(("redis", "rediss", "unix")):
-        registry.register(QueueLengthCollector(redis.Redis.from_url(broker, socket_timeout=2)))
+    registry.register(QueueLengthCollector(services))
     registry.register(JobCollector(services))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,6 +94,7 @@ class Level:
 
 # --- the modes: each streams one reply for user `n` and records it ---------------------------------
 
+
 def chat_body(tokens: int) -> dict[str, Any]:
     return {
         "model": "paced",
@@ -105,7 +105,9 @@ def chat_body(tokens: int) -> dict[str, Any]:
     }
 
 
-async def openai_stream(port: int, path: str, body: dict[str, Any], headers: dict[str, str], out: Stream) -> None:
+async def openai_stream(
+    port: int, path: str, body: dict[str, Any], headers: dict[str, str], out: Stream
+) -> None:
     """An OpenAI chat-completions stream: count `tok` in the content deltas until [DONE]."""
     response = await http.request(port, "POST", path, body=body, headers=headers)
     try:
@@ -128,8 +130,9 @@ async def creditflow_stream(port: int, user: dict[str, str], tokens: int, out: S
     """POST a message to the user's conversation, then follow the job's events to the final one."""
     headers = {"Authorization": f"Bearer {user['token']}"}
     path = f"/api/v1/chat/conversations/{user['conversation']}/messages"
-    posted = await http.request(port, "POST", path, body={"content": "Tell me something.", "max_tokens": tokens},
-                                headers=headers)
+    posted = await http.request(
+        port, "POST", path, body={"content": "Tell me something.", "max_tokens": tokens}, headers=headers
+    )
     accepted = await posted.json()
     posted.close()
     if posted.status != 202:
@@ -149,7 +152,9 @@ async def creditflow_stream(port: int, user: dict[str, str], tokens: int, out: S
         events.close()
 
 
-async def run_level(mode: str, users: int, seconds: float, one: Callable[[int, Stream], Awaitable[None]]) -> Level:
+async def run_level(
+    mode: str, users: int, seconds: float, one: Callable[[int, Stream], Awaitable[None]]
+) -> Level:
     """`users` users streaming one reply after another until `seconds` passed (at least one each)."""
     level = Level(mode, users)
     deadline = time.perf_counter() + seconds
@@ -173,6 +178,7 @@ async def run_level(mode: str, users: int, seconds: float, one: Callable[[int, S
 
 
 # --- servers ------------------------------------------------------------------------------------
+
 
 def cpu_of(processes: list[psutil.Process]) -> float:
     """User + system CPU seconds of these processes and their children (those still alive)."""
@@ -200,9 +206,21 @@ def services_by_name(*names: str) -> list[psutil.Process]:
 def upstream(tokens: int, interval_ms: float, logs: Path) -> Iterator[int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.paced_upstream", "--port", str(port), "--tokens", str(tokens),
-         "--interval-ms", str(interval_ms)],
-        cwd=ROOT, env=child_env(), stdout=(logs / "upstream.log").open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "tests.support.paced_upstream",
+            "--port",
+            str(port),
+            "--tokens",
+            str(tokens),
+            "--interval-ms",
+            str(interval_ms),
+        ],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=(logs / "upstream.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", process=process, timeout=30)
@@ -225,13 +243,40 @@ def ensure_litellm() -> Path:
 def litellm(upstream_port: int, logs: Path) -> Iterator[tuple[int, list[psutil.Process]]]:
     binary = ensure_litellm()
     config = logs / "litellm.yaml"
-    config.write_text(json.dumps({"model_list": [{"model_name": "paced", "litellm_params": {
-        "model": "openai/paced", "api_base": f"http://127.0.0.1:{upstream_port}/v1", "api_key": "bench"}}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": [
+                    {
+                        "model_name": "paced",
+                        "litellm_params": {
+                            "model": "openai/paced",
+                            "api_base": f"http://127.0.0.1:{upstream_port}/v1",
+                            "api_key": "bench",
+                        },
+                    }
+                ]
+            }
+        )
+    )
     port = free_port()
     env = {**child_env(), "LITELLM_LOG": "ERROR"}
     process = subprocess.Popen(
-        [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
-        env=env, stdout=(logs / "litellm.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(binary),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env=env,
+        stdout=(logs / "litellm.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/health/liveliness", process=process, timeout=180)
@@ -260,10 +305,26 @@ def creditflow_stack(upstream_port: int, logs: Path) -> Iterator[tuple[int, list
         port = free_port()
         processes = [
             creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=logs / "api.log"),
-            creditflow("worker", "--queues", "critical,maintenance", "-n", "crit@%h", env=env, cwd=ROOT,
-                       log=logs / "critical.log"),
-            creditflow("worker", "--queues", "interactive,agents,images", "-n", "io@%h", env=env, cwd=ROOT,
-                       log=logs / "io.log"),
+            creditflow(
+                "worker",
+                "--queues",
+                "critical,maintenance",
+                "-n",
+                "crit@%h",
+                env=env,
+                cwd=ROOT,
+                log=logs / "critical.log",
+            ),
+            creditflow(
+                "worker",
+                "--queues",
+                "interactive,agents,images",
+                "-n",
+                "io@%h",
+                env=env,
+                cwd=ROOT,
+                log=logs / "io.log",
+            ),
         ]
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", process=processes[0], timeout=90)
@@ -277,7 +338,9 @@ def token_for(sub: str) -> str:
     import jwt
 
     now = int(time.time())
-    return jwt.encode({"iss": "creditflow", "sub": sub, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256")
+    return jwt.encode(
+        {"iss": "creditflow", "sub": sub, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256"
+    )
 
 
 async def make_users(port: int, count: int) -> list[dict[str, str]]:
@@ -285,8 +348,13 @@ async def make_users(port: int, count: int) -> list[dict[str, str]]:
 
     async def one(_n: int) -> dict[str, str]:
         token = token_for(f"relay-{uuid.uuid4().hex}")
-        answer = await http.request(port, "POST", "/api/v1/chat/conversations", body={"model": "gpt-4o-mini"},
-                                    headers={"Authorization": f"Bearer {token}"})
+        answer = await http.request(
+            port,
+            "POST",
+            "/api/v1/chat/conversations",
+            body={"model": "gpt-4o-mini"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         body = await answer.json()
         answer.close()
         assert answer.status == 201, body
@@ -300,8 +368,14 @@ async def make_users(port: int, count: int) -> list[dict[str, str]]:
 
 # --- the run ------------------------------------------------------------------------------------
 
-def measure(mode: str, levels: list[int], seconds: float, one: Callable[[int, Stream], Awaitable[None]],
-            servers: list[psutil.Process]) -> list[Level]:
+
+def measure(
+    mode: str,
+    levels: list[int],
+    seconds: float,
+    one: Callable[[int, Stream], Awaitable[None]],
+    servers: list[psutil.Process],
+) -> list[Level]:
     results = []
     asyncio.run(run_level(mode, min(levels), 1.0, one))  # warm-up: connections, caches, first users
     for users in levels:
@@ -309,15 +383,21 @@ def measure(mode: str, levels: list[int], seconds: float, one: Callable[[int, St
         level = asyncio.run(run_level(mode, users, seconds, one))
         level.cpu_s = cpu_of(servers) - before
         results.append(level)
-        print(f"  {mode:10} {users:4} users: first token p50 {level.first_ms(0.5):7.1f} ms  "
-              f"{level.tokens_per_s:8.0f} tokens/s  errors {level.errors}", flush=True)
+        print(
+            f"  {mode:10} {users:4} users: first token p50 {level.first_ms(0.5):7.1f} ms  "
+            f"{level.tokens_per_s:8.0f} tokens/s  errors {level.errors}",
+            flush=True,
+        )
     return results
 
 
 def report(results: dict[str, list[Level]]) -> None:
     direct = {level.users: level for level in results.get("direct", [])}
     litellm_ = {level.users: level for level in results.get("litellm", [])}
-    print("\nmode        users  first p50   p95    (over direct p50)   tokens/s  (vs direct)  CPU us/token  errors")
+    print(
+        "\nmode        users  first p50   p95    (over direct p50)   tokens/s  (vs direct)"
+        "  CPU us/token  errors"
+    )
     for mode, levels in results.items():
         for level in levels:
             base = direct.get(level.users)
@@ -325,8 +405,10 @@ def report(results: dict[str, list[Level]]) -> None:
             ratio = level.tokens_per_s / base.tokens_per_s if base and base.tokens_per_s else float("nan")
             tokens = sum(s.tokens for s in level.streams)
             cpu = level.cpu_s / tokens * 1e6 if tokens and mode != "direct" else float("nan")
-            print(f"{mode:10} {level.users:6} {level.first_ms(0.5):8.1f} {level.first_ms(0.95):7.1f} ms "
-                  f"{over:+10.1f} ms {level.tokens_per_s:14.0f} {ratio:9.0%} {cpu:13.0f} {level.errors:7}")
+            print(
+                f"{mode:10} {level.users:6} {level.first_ms(0.5):8.1f} {level.first_ms(0.95):7.1f} ms "
+                f"{over:+10.1f} ms {level.tokens_per_s:14.0f} {ratio:9.0%} {cpu:13.0f} {level.errors:7}"
+            )
     if "creditflow" not in results or not direct:
         return
     print("\ngoals:")
@@ -334,20 +416,33 @@ def report(results: dict[str, list[Level]]) -> None:
     for users, limit in ((1, 10.0), (64, 50.0)):
         if users in ours and users in direct:
             over = ours[users].first_ms(0.5) - direct[users].first_ms(0.5)
-            print(f"  first-token overhead at {users}: {over:+.1f} ms (goal <= {limit:.0f} ms): "
-                  f"{'met' if over <= limit else 'NOT met'}")
+            print(
+                f"  first-token overhead at {users}: {over:+.1f} ms (goal <= {limit:.0f} ms): "
+                f"{'met' if over <= limit else 'NOT met'}"
+            )
     if 64 in ours and 64 in direct:
         ratio = ours[64].tokens_per_s / direct[64].tokens_per_s
-        print(f"  tokens/s at 64: {ratio:.0%} of direct, {ours[64].errors} errors (goal >= 90%, 0): "
-              f"{'met' if ratio >= 0.9 and not ours[64].errors else 'NOT met'}")
+        print(
+            f"  tokens/s at 64: {ratio:.0%} of direct, {ours[64].errors} errors (goal >= 90%, 0): "
+            f"{'met' if ratio >= 0.9 and not ours[64].errors else 'NOT met'}"
+        )
     if litellm_:
-        ahead = all(ours[u].tokens_per_s > litellm_[u].tokens_per_s and
-                    ours[u].first_ms(0.5) < litellm_[u].first_ms(0.5) for u in ours if u in litellm_)
-        print(f"  ahead of LiteLLM (tokens/s and first-token p50) at every level: {'met' if ahead else 'NOT met'}")
+        ahead = all(
+            ours[u].tokens_per_s > litellm_[u].tokens_per_s
+            and ours[u].first_ms(0.5) < litellm_[u].first_ms(0.5)
+            for u in ours
+            if u in litellm_
+        )
+        print(
+            "  ahead of LiteLLM (tokens/s and first-token p50) at every level: "
+            f"{'met' if ahead else 'NOT met'}"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--interval-ms", type=float, default=10.0)
     parser.add_argument("--levels", default="1,16,64,128")
@@ -361,25 +456,55 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="relay-") as tmp, ExitStack() as stack:
         logs = Path(tmp)
         up = stack.enter_context(upstream(args.tokens, args.interval_ms, logs))
-        print(f"upstream: {args.tokens} tokens, {args.interval_ms} ms apart; levels {levels}, {args.seconds} s each")
+        print(
+            f"upstream: {args.tokens} tokens, {args.interval_ms} ms apart; "
+            f"levels {levels}, {args.seconds} s each"
+        )
         if "direct" in modes:
-            results["direct"] = measure("direct", levels, args.seconds, lambda _n, out: openai_stream(
-                up, "/v1/chat/completions", body, {}, out), [])
+            results["direct"] = measure(
+                "direct",
+                levels,
+                args.seconds,
+                lambda _n, out: openai_stream(up, "/v1/chat/completions", body, {}, out),
+                [],
+            )
         if "litellm" in modes:
             with litellm(up, logs) as (port, servers):
-                results["litellm"] = measure("litellm", levels, args.seconds, lambda _n, out: openai_stream(
-                    port, "/v1/chat/completions", body, {"Authorization": "Bearer bench"}, out), servers)
+                results["litellm"] = measure(
+                    "litellm",
+                    levels,
+                    args.seconds,
+                    lambda _n, out: openai_stream(
+                        port, "/v1/chat/completions", body, {"Authorization": "Bearer bench"}, out
+                    ),
+                    servers,
+                )
         if "creditflow" in modes or "openai" in modes:
-            with creditflow_stack(up, logs) as (port, servers):
+            with creditflow_stack(up, logs) as (port, stack_processes):
                 users = asyncio.run(make_users(port, max(levels)))
-                servers = [*servers, *services_by_name("postgres", "redis-server")]
+                servers = [*stack_processes, *services_by_name("postgres", "redis-server")]
                 if "creditflow" in modes:
-                    results["creditflow"] = measure("creditflow", levels, args.seconds, lambda n, out: (
-                        creditflow_stream(port, users[n], args.tokens, out)), servers)
+                    results["creditflow"] = measure(
+                        "creditflow",
+                        levels,
+                        args.seconds,
+                        lambda n, out: creditflow_stream(port, users[n], args.tokens, out),
+                        servers,
+                    )
                 if "openai" in modes:
-                    results["openai"] = measure("openai", levels, args.seconds, lambda n, out: openai_stream(
-                        port, "/openai/v1/chat/completions", {**body, "model": "gpt-4o-mini"},
-                        {"Authorization": f"Bearer {users[n]['token']}"}, out), servers)
+                    results["openai"] = measure(
+                        "openai",
+                        levels,
+                        args.seconds,
+                        lambda n, out: openai_stream(
+                            port,
+                            "/openai/v1/chat/completions",
+                            {**body, "model": "gpt-4o-mini"},
+                            {"Authorization": f"Bearer {users[n]['token']}"},
+                            out,
+                        ),
+                        servers,
+                    )
     report(results)
 
 

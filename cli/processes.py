@@ -1,16 +1,29 @@
-"""Long-running process commands: `api`, `worker`, `beat`, `flower`, and `dev` (all of them)."""
+"""Long-running process commands: `api`, `worker`, `beat`, `flower`, and `dev` (all of them).
+
+Rules these commands keep:
+- Everything a process writes to disk goes under VAR_DIR (gunicorn's control socket and Prometheus
+  files included), so two stacks with different VAR_DIRs on one machine never share a file.
+- The API verifies ledger checkpoints but never signs them: it keeps LEDGER_VERIFY_KEY (or the
+  public half of LEDGER_SIGNING_KEY, derived at start) and drops the signing key before serving.
+  Only the maintenance workers (sealing) and `creditflow ledger` hold the private key.
+- Flower can read every prompt and control workers: it listens beyond localhost only behind
+  FLOWER_BASIC_AUTH.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shutil
 from typing import Any
 
+from cli.logs import gunicorn_logger
 from runtime.local import with_local_defaults
 from runtime.settings import Settings, get_settings, settings_or_exit
 
 EXPORTED = ("REDIS_URL", "AUTH_JWT_SECRET", "LEDGER_SIGNING_KEY")
+CONTROL_SOCKET = "gunicorn.ctl"
 
 
 def prepare_environment(*, start_redis: bool = True) -> Settings:
@@ -29,8 +42,12 @@ def prepare_environment(*, start_redis: bool = True) -> Settings:
 
 def run_api(args: argparse.Namespace) -> int:
     """Serve the API with gunicorn (threaded workers hold SSE streams open)."""
-    settings = prepare_environment()
-    metrics_dir = settings.VAR_DIR.resolve() / f"prometheus-{os.getpid()}"
+    settings = api_settings(prepare_environment())
+    host, port = args.host or settings.API_HOST, args.port or settings.API_PORT
+    # The app's own address (the development PUBLIC_URL) is where it really listens.
+    settings = settings.model_copy(update={"API_HOST": host, "API_PORT": port})
+    var_dir = settings.VAR_DIR.resolve()
+    metrics_dir = var_dir / f"prometheus-{os.getpid()}"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     # prometheus_client picks its multiprocess value store when first imported: set this first.
@@ -42,7 +59,7 @@ def run_api(args: argparse.Namespace) -> int:
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options = {
-                "bind": f"{args.host or settings.API_HOST}:{args.port or settings.API_PORT}",
+                "bind": f"{host}:{port}",
                 "workers": args.workers or settings.API_WORKERS,
                 "worker_class": "gthread",
                 "threads": settings.API_THREADS,
@@ -50,11 +67,17 @@ def run_api(args: argparse.Namespace) -> int:
                 "graceful_timeout": 10,
                 "keepalive": 5,
                 "accesslog": "-" if args.access_log else None,
+                "loglevel": settings.LOG_LEVEL.lower(),
+                "logger_class": gunicorn_logger(settings.LOG_LEVEL),
+                # gunicorn >= 25 defaults to one socket per user ($XDG_RUNTIME_DIR or ~/.gunicorn): a
+                # second stack would take it over. Ours lives in VAR_DIR (`gunicornc -s` reaches it).
+                "control_socket": str(var_dir / CONTROL_SOCKET),
+                "control_socket_disable": not settings.API_CONTROL_SOCKET,
                 "child_exit": _mark_worker_dead,
                 "on_exit": lambda _server: shutil.rmtree(metrics_dir, ignore_errors=True),
             }
             for key, value in options.items():
-                if value is not None:
+                if value is not None and key in self.cfg.settings:  # control_socket: gunicorn >= 25
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
@@ -62,6 +85,26 @@ def run_api(args: argparse.Namespace) -> int:
 
     Server().run()
     return 0
+
+
+def api_settings(settings: Settings) -> Settings:
+    """This process's settings without the ledger signing key, LEDGER_VERIFY_KEY filled in.
+
+    The environment is changed too, so nothing in the API process (celeryconfig, a later
+    get_settings()) reads the private key again, from the environment or from .env.
+    """
+    import ledger
+
+    verify_key = settings.LEDGER_VERIFY_KEY
+    if settings.LEDGER_SIGNING_KEY:
+        derived = ledger.verifier_from_key(settings.LEDGER_SIGNING_KEY)
+        if verify_key and ledger.verifier_from_key(verify_key).key_id != derived.key_id:
+            raise SystemExit("creditflow: LEDGER_VERIFY_KEY is not the key of LEDGER_SIGNING_KEY")
+        verify_key = verify_key or derived.public_key_pem() or settings.LEDGER_SIGNING_KEY  # hmac: itself
+    os.environ["LEDGER_SIGNING_KEY"] = ""
+    os.environ["LEDGER_VERIFY_KEY"] = verify_key
+    get_settings.cache_clear()
+    return get_settings()
 
 
 def _mark_worker_dead(_server: Any, worker: Any) -> None:
@@ -102,10 +145,11 @@ def pool_for(queues: list[str], requested: str = "auto") -> str:
 
 def run_worker(args: argparse.Namespace) -> int:
     """Start a Celery worker consuming the given queues (a pool that scales on its own)."""
-    prepare_environment()
+    settings = prepare_environment()
     queues = parse_queues(args.queues)
     pool = pool_for(queues, args.pool)
-    settings = get_settings()
+    if "maintenance" in queues and not settings.LEDGER_SIGNING_KEY:
+        raise SystemExit("creditflow: a maintenance worker seals the ledger: it needs LEDGER_SIGNING_KEY")
     from workers.app import celery_app
 
     default = settings.WORKER_IO_CONCURRENCY if pool == "threads" else settings.WORKER_CONCURRENCY
@@ -134,13 +178,31 @@ def run_beat(_args: argparse.Namespace) -> int:
 
 
 def run_flower(args: argparse.Namespace) -> int:
-    """Start Flower, the Celery monitor, on FLOWER_PORT."""
+    """Start Flower, the Celery monitor, on FLOWER_PORT (beyond localhost only with FLOWER_BASIC_AUTH)."""
+    given = settings_or_exit()
+    if not _loopback(args.address) and not given.FLOWER_BASIC_AUTH:
+        raise SystemExit(
+            f"creditflow: Flower shows every prompt and can stop workers; listening on {args.address} "
+            "needs FLOWER_BASIC_AUTH (user:password)"
+        )
     settings = prepare_environment()
+    if settings.FLOWER_BASIC_AUTH:
+        # Flower reads FLOWER_BASIC_AUTH itself; set here so a value from .env reaches it, never in argv (ps).
+        os.environ["FLOWER_BASIC_AUTH"] = settings.FLOWER_BASIC_AUTH
     from workers.app import celery_app
 
     port = args.port or settings.FLOWER_PORT
     celery_app.start(["flower", f"--port={port}", f"--address={args.address}"])
     return 0
+
+
+def _loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def run_dev(args: argparse.Namespace) -> int:

@@ -25,8 +25,10 @@ def _load(session: sql.Executor, user_id: str) -> Account | None:
     return None if row is None else Account(*row)
 
 
-def ensure_user_account(session: Executor, *, user_id: str, now: datetime | None = None) -> Account:
-    """The user's account, created with the 1000-credit welcome grant exactly once, even racing."""
+def ensure_user_account(
+    session: Executor, *, user_id: str, now: datetime | None = None, welcome_grant: bool = True
+) -> Account:
+    """The user's account, created with the 1000-credit welcome grant (unless told not to) exactly once."""
     existing = _load(session, user_id)
     if existing is not None:
         return existing
@@ -36,7 +38,7 @@ def ensure_user_account(session: Executor, *, user_id: str, now: datetime | None
     )
     # A racing creator blocks here until the first commits, then inserts nothing.
     created = session.execute(statement.returning(accounts.c.id)).first() is not None
-    if created:
+    if created and welcome_grant:  # whether a sign-up earns it is orchestration's policy
         grant(
             session, user_id=user_id, amount=WELCOME_GRANT, reason="welcome",
             idempotency_key=f"welcome:{user_id}", now=now,

@@ -6,10 +6,11 @@ import orchestration.api_keys
 import orchestration.idempotency
 import orchestration.tables
 import orchestration.users
+import orchestration.welcome
 from runtime.db import Base
 
 TABLE_MODULES = (
     assistant.tables, ledger.tables, orchestration.api_keys, orchestration.idempotency,
-    orchestration.tables, orchestration.users,
+    orchestration.tables, orchestration.users, orchestration.welcome,
 )
 target_metadata = Base.metadata

@@ -8,7 +8,6 @@ the rest (holds and lots still expire). Money items lock their account first (or
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,13 +17,12 @@ from sqlalchemy import and_, exists, select
 
 import ledger
 from ledger.tables import holds
-from orchestration import dispatch, steps
+from orchestration import broker, dispatch, steps
 from orchestration.bootstrap import Services
 from orchestration.limits import REAPER_GRACE_S
 from orchestration.tables import jobs
 
 log = logging.getLogger(__name__)
-EPOCH_KEY = "creditflow:broker-epoch"
 MAX_ENQUEUES = 5
 BATCH = 200
 T = TypeVar("T")
@@ -46,7 +44,7 @@ class Sweep:
 
 def _epoch_lost(services: Services) -> bool:
     # Redis without persistence forgets queued messages when it restarts, and this key with them.
-    return bool(services.redis.set(EPOCH_KEY, uuid.uuid4().hex, nx=True))
+    return broker.epoch_lost(services)  # on the broker's own Redis, not REDIS_URL
 
 
 def _each(result: Sweep, what: str, items: Iterable[T], action: Callable[[T], Any]) -> int:

@@ -48,6 +48,7 @@ class Claimed:
     time_limit_s: int
     queue: str
     taken_over: bool = False
+    cancel_requested: bool = False
 
 
 def _now() -> datetime:
@@ -85,6 +86,7 @@ _CLAIMED_COLUMNS = (
     jobs.c.started_at,
     jobs.c.time_limit_s,
     jobs.c.queue,
+    jobs.c.cancel_requested,
 )
 _CLAIM_SET = {
     "status": "running",
@@ -198,6 +200,10 @@ def run(services: Services, job: Claimed) -> bool:
     )
     if job.attempt == 1:
         progress.publish_job_event(services.redis, job.id, "started", held=job.held, spent=0)
+    if job.cancel_requested:
+        # Canceled while this attempt waited (a retry's countdown): nothing more runs or is charged.
+        context.stop_reason = "canceled"
+        return _record(services, job, context, {"canceled_before_start": True})
     beats = heartbeats_of(services)
     beats.register(Beating(job.token, context))
     try:
@@ -215,6 +221,10 @@ def run(services: Services, job: Claimed) -> bool:
         beats.unregister(job.id)
     if context.stop_reason == "lost":
         return False
+    return _record(services, job, context, result)
+
+
+def _record(services: Services, job: Claimed, context: RunContext, result: dict[str, Any]) -> bool:
     params = {
         "b_job_id": job.id,
         "b_token": job.token,
@@ -224,7 +234,7 @@ def run(services: Services, job: Claimed) -> bool:
         "b_canceled": context.canceled,
     }
     with services.uow(autocommit=True) as db:
-        return db.execute(_RECORD_RUN, params).rowcount == 1
+        return bool(db.execute(_RECORD_RUN, params).rowcount == 1)
 
 
 _RECORD_RUN = (

@@ -6,13 +6,17 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Column, DateTime, String, Table, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from orchestration.welcome import Signup, WelcomeDecision, WelcomePolicy
 from runtime.db import Base
+
+if TYPE_CHECKING:
+    from orchestration.bootstrap import Services
 
 users = Table(
     "users",
@@ -66,18 +70,42 @@ def get_user(session: Connection, *, user_id: str) -> User | None:
     return _user(row) if row else None
 
 
-def get_or_create_user(session: Connection, *, external_id: str, email: str | None = None) -> User:
-    """The user for `external_id`, created with its ledger account and welcome grant on first sight.
+@dataclass(frozen=True)
+class SignIn:
+    """The signed-in user, and the welcome decision when this sign-in created them."""
 
-    Racing first requests all insert; the unique external id lets one win, the others roll their
-    savepoint back and read the winner's row, so the welcome grant is made exactly once.
+    user: User
+    welcome: WelcomeDecision | None = None
+
+
+def get_or_create_user(session: Connection, *, external_id: str, email: str | None = None) -> User:
+    """The user for `external_id`, created with the welcome grant on first sight (no sign-up policy)."""
+    return sign_up(session, external_id=external_id, email=email).user
+
+
+def sign_up(
+    session: Connection,
+    *,
+    external_id: str,
+    email: str | None = None,
+    signup: Signup | None = None,
+    policy: WelcomePolicy | None = None,
+) -> SignIn:
+    """The user for `external_id`, created with its ledger account on first sight, exactly once.
+
+    With a `policy`, a new user gets the welcome grant only if the policy says so for `signup`
+    (orchestration/welcome.py); without one, always. Racing first requests all insert; the unique
+    external id lets one win, the others roll their savepoint back (and with it their count against
+    the address's cap) and read the winner's row, so the grant is decided and made exactly once.
     """
     existing = find_user(session, external_id=external_id)
     if existing is not None:
-        return existing
+        return SignIn(existing)
     from ledger import ensure_user_account
 
-    user = User(new_user_id(), external_id, email, datetime.now(UTC), dict(DEFAULT_PREFERENCES))
+    now = datetime.now(UTC)
+    user = User(new_user_id(), external_id, email, now, dict(DEFAULT_PREFERENCES))
+    decision: WelcomeDecision | None = None
     try:
         with session.begin_nested():
             session.execute(
@@ -86,13 +114,24 @@ def get_or_create_user(session: Connection, *, external_id: str, email: str | No
                     preferences={},
                 )
             )
-            ensure_user_account(session, user_id=user.id)
+            if policy is not None and signup is not None:
+                decision = policy.decide(session, signup, now=now)
+            ensure_user_account(
+                session, user_id=user.id, now=now, welcome_grant=decision is None or decision.granted
+            )
     except IntegrityError:
         winner = find_user(session, external_id=external_id)
         if winner is None:
             raise
-        return winner
-    return user
+        return SignIn(winner)
+    return SignIn(user, decision)
+
+
+def sign_in(services: Services, *, external_id: str, email: str | None, signup: Signup) -> SignIn:
+    """The user of a verified identity in its own transaction, created under the welcome policy."""
+    policy = WelcomePolicy.from_settings(services.settings)
+    with services.uow() as db:
+        return sign_up(db, external_id=external_id, email=email, signup=signup, policy=policy)
 
 
 def update_preferences(session: Connection, *, user_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,17 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from runtime.setting_types import Authority, BasicAuthLogins, JwtSecret, Origin, ProviderList, VerifyKey
+
 Environment = Literal["development", "test", "production"]
+DEFAULT_WELCOME_CAP = 5
 
 
 class SettingsError(RuntimeError):
@@ -60,7 +64,7 @@ class Settings(BaseSettings):
     BROKER_URL: str = ""
     RESULT_BACKEND_URL: str = ""
 
-    AUTH_JWT_SECRET: str = ""
+    AUTH_JWT_SECRET: JwtSecret = ""
     LEDGER_SIGNING_KEY: str = ""
 
     API_HOST: str = "127.0.0.1"
@@ -99,10 +103,18 @@ class Settings(BaseSettings):
     ADMIN_SUBJECTS: str = ""
     AUTH_LEEWAY_S: int = Field(30, ge=0, le=300)
     AUTH_TOKEN_TTL_S: int = Field(24 * 3600, ge=60)
-    SIWE_DOMAIN: str = ""
+    SIWE_DOMAIN: Authority = ""
     SIWE_CHAIN_IDS: str = "1"
     SIWE_NONCE_TTL_S: int = Field(300, ge=10, le=3600)
     TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
+    # Public origin, sign-up policy, keys and operator safety (api/auth, orchestration/welcome.py,
+    # cli/processes.py). PUBLIC_URL is where users reach creditflow (SIWE messages must name it).
+    PUBLIC_URL: Origin = ""
+    WELCOME_GRANT_PROVIDERS: ProviderList = "creditflow,oidc,siwe"
+    WELCOME_GRANTS_PER_ADDRESS_PER_DAY: int | None = Field(None, ge=0, le=1_000_000)
+    LEDGER_VERIFY_KEY: VerifyKey = ""
+    API_CONTROL_SOCKET: bool = True
+    FLOWER_BASIC_AUTH: BasicAuthLogins = ""
     # Rate limits: fixed windows on REDIS_URL in the `limits` notation ("600/minute;20/second").
     RATE_LIMITS_ENABLED: bool = True
     RATE_LIMIT_USER: str = "600/minute"
@@ -173,9 +185,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_secrets(self) -> Settings:
         if self.CREDITFLOW_ENV == "production":
-            for name in ("DATABASE_URL", "REDIS_URL", "AUTH_JWT_SECRET", "LEDGER_SIGNING_KEY"):
+            for name in ("DATABASE_URL", "REDIS_URL", "AUTH_JWT_SECRET", "PUBLIC_URL"):
                 if not getattr(self, name):
                     raise ValueError(f"{name} is required when CREDITFLOW_ENV=production")
+            if not (self.LEDGER_SIGNING_KEY or self.LEDGER_VERIFY_KEY):
+                raise ValueError(
+                    "LEDGER_SIGNING_KEY (workers) or LEDGER_VERIFY_KEY (API) is required "
+                    "when CREDITFLOW_ENV=production"
+                )
         if self.CREDITFLOW_ENV == "production" and self.WORKER_EXTRA_TASK_MODULES:
             raise ValueError("WORKER_EXTRA_TASK_MODULES is for tests; leave it empty in production")
         if self.CREDITFLOW_ENV == "production" and self.FAULT_INJECTION_ENABLED:
@@ -200,6 +217,32 @@ class Settings(BaseSettings):
     def siwe_chain_ids(self) -> frozenset[int]:
         """Chain ids a Sign-In With Ethereum message may name."""
         return frozenset(int(part) for part in self.SIWE_CHAIN_IDS.split(",") if part.strip())
+
+    @property
+    def public_url(self) -> str:
+        """PUBLIC_URL, else (development and tests) the API's own address."""
+        if self.PUBLIC_URL:
+            return self.PUBLIC_URL
+        host = "127.0.0.1" if self.API_HOST in ("0.0.0.0", "::", "") else self.API_HOST  # noqa: S104
+        return f"http://[{host}]:{self.API_PORT}" if ":" in host else f"http://{host}:{self.API_PORT}"
+
+    @property
+    def siwe_origin(self) -> str:
+        """The origin SIWE messages must name (domain, URI): PUBLIC_URL's, SIWE_DOMAIN as its host if set."""
+        public = urlsplit(self.public_url)
+        return f"{public.scheme}://{self.SIWE_DOMAIN or public.netloc}"
+
+    @property
+    def welcome_providers(self) -> frozenset[str]:
+        """Identity providers whose new users get the welcome grant (creditflow, siwe, oidc, issuer URLs)."""
+        return frozenset(p.strip() for p in self.WELCOME_GRANT_PROVIDERS.split(",") if p.strip())
+
+    @property
+    def welcome_daily_cap(self) -> int:
+        """Granted sign-ups per client address per UTC day (0: no cap); default 5 in production, else 0."""
+        if self.WELCOME_GRANTS_PER_ADDRESS_PER_DAY is None:
+            return DEFAULT_WELCOME_CAP if self.CREDITFLOW_ENV == "production" else 0
+        return self.WELCOME_GRANTS_PER_ADDRESS_PER_DAY
 
     @property
     def redis_max_connections(self) -> int:

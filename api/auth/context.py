@@ -14,9 +14,11 @@ from flask_smorest import Blueprint, abort
 from api.auth.cache import TokenCache, UserCache
 from api.auth.principal import AuthError, Principal
 from api.auth.tokens import verify_bearer
+from api.metrics import count_welcome
 from api.services import services
 from orchestration.api_keys import authenticate_key
-from orchestration.users import get_or_create_user, get_user
+from orchestration.users import get_user, sign_in
+from orchestration.welcome import Signup
 
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER_DOC: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -104,8 +106,14 @@ def _resolve(principal: Principal) -> AuthContext:
     cache: UserCache = _cache("creditflow_users", UserCache)
     user = cache.get(principal.external_id)
     if user is None:
-        with services().uow() as session:
-            user = get_or_create_user(session, external_id=principal.external_id, email=principal.email)
+        # remote_addr is the client's own address: ProxyFix takes X-Forwarded-For only from TRUSTED_PROXIES.
+        signup = Signup(principal.provider, request.remote_addr)
+        signed_in = sign_in(
+            services(), external_id=principal.external_id, email=principal.email, signup=signup
+        )
+        if signed_in.welcome is not None:
+            count_welcome(signed_in.welcome)
+        user = signed_in.user
         cache.put(user)  # only once committed
     admin = (principal.kind == "jwt" and ADMIN_ROLE in principal.roles) or (
         user.external_id in services().settings.admin_subjects

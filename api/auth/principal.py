@@ -32,6 +32,9 @@ class Principal:
     valid_from: float = 0.0  # epoch seconds, leeway included (nbf / iat)
     valid_until: float = math.inf  # epoch seconds, leeway included (exp)
     secret: str | None = field(default=None, repr=False)  # API key material, for the lookup only
+    # Who vouched for the identity, for the welcome-grant policy: "creditflow", "siwe" (a creditflow
+    # JWT that /auth/siwe/verify issued) or the OIDC issuer's URL.
+    provider: str = "creditflow"
 
     @property
     def rate_key(self) -> str:

@@ -6,11 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import marshmallow as ma
-from flask import request
 from flask_smorest import Blueprint, abort
 
 from api.auth.siwe import SiweError, check_message, consume_nonce, issue_nonce, parse_message, recover_signer
-from api.auth.tokens import issue_token
+from api.auth.tokens import SIWE_PROVIDER, issue_token
 from api.ratelimit import rate_limit
 from api.services import services
 
@@ -67,8 +66,9 @@ def siwe_verify(args: dict[str, Any]) -> dict[str, Any]:
         abort(503, message="Sign-in is not configured (AUTH_JWT_SECRET is empty).")
     try:
         message = parse_message(args["message"])
+        # The origin is configured (PUBLIC_URL / SIWE_DOMAIN), never the request's Host: see api/auth/siwe.py.
         check_message(
-            message, domain=settings.SIWE_DOMAIN or request.host, chain_ids=settings.siwe_chain_ids,
+            message, origin=settings.siwe_origin, chain_ids=settings.siwe_chain_ids,
             leeway=timedelta(seconds=settings.AUTH_LEEWAY_S),
         )
         signer = recover_signer(args["message"], args["signature"])
@@ -81,6 +81,6 @@ def siwe_verify(args: dict[str, Any]) -> dict[str, Any]:
     ttl = settings.AUTH_TOKEN_TTL_S
     if message.expiration_time is not None:
         ttl = max(60, min(ttl, int((message.expiration_time - datetime.now(UTC)).total_seconds())))
-    token = issue_token(settings, sub=message.address, ttl_s=ttl)
+    token = issue_token(settings, sub=message.address, ttl_s=ttl, provider=SIWE_PROVIDER)
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
     return {"token": token, "address": message.address, "expires_at": expires_at}

@@ -1,4 +1,15 @@
-"""Sign-In With Ethereum (EIP-4361): parse and check the message, recover the signer, single-use nonces."""
+"""Sign-In With Ethereum (EIP-4361): parse and check the message, recover the signer, single-use nonces.
+
+Rule: the origin a message must name (its domain, the scheme in front of it if any, and the origin
+of its URI) comes from configuration only (`Settings.siwe_origin`: PUBLIC_URL, SIWE_DOMAIN
+overriding the host), never from the request's Host or X-Forwarded-Host. Otherwise a page on
+evil.example asks for a signature for evil.example, posts it with `Host: evil.example`, and gets a
+token: the domain binding, EIP-4361's phishing protection, would be gone.
+
+Our own parser, not the `siwe` package (4.4): that one pins eth-account < 0.14 and web3 < 8 (we run
+0.14 and 8), pulls in web3 with aiohttp and websockets for EIP-1271 contract wallets, and checks
+neither the URI nor (unless asked) the domain.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +17,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import redis
 from eth_account import Account
@@ -14,13 +26,15 @@ from eth_utils.address import is_address, to_checksum_address
 
 NONCE_KEY = "siwe:nonce:"
 HEADER = re.compile(
-    r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?(?P<domain>[^\s/]+) wants you to sign in with your Ethereum account:$"
+    r"^(?:(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://)?(?P<domain>[^\s/]+)"
+    r" wants you to sign in with your Ethereum account:$"
 )
 FIELDS = {
     "URI": "uri", "Version": "version", "Chain ID": "chain_id", "Nonce": "nonce", "Issued At": "issued_at",
     "Expiration Time": "expiration_time", "Not Before": "not_before", "Request ID": "request_id",
 }
 NONCE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class SiweError(ValueError):
@@ -41,6 +55,7 @@ class SiweMessage:
     expiration_time: datetime | None = None
     not_before: datetime | None = None
     statement: str | None = None
+    scheme: str | None = None  # the optional scheme in front of the domain (EIP-4361 `scheme://`)
 
 
 def _time(text: str, name: str) -> datetime:
@@ -91,21 +106,47 @@ def parse_message(text: str) -> SiweMessage:
         expiration_time=_optional_time(values, "expiration_time", "Expiration Time"),
         not_before=_optional_time(values, "not_before", "Not Before"),
         statement="\n".join(statement) or None,
+        scheme=match["scheme"].lower() if match["scheme"] else None,
     )
+
+
+def _authority(scheme: str, netloc: str) -> str:
+    """host[:port] in lower case, the scheme's default port left out (`a.example:443` is `a.example`)."""
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port
+    except ValueError:
+        return "\x00invalid"
+    host = (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    return host if port is None or port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+
+
+def check_origin(message: SiweMessage, origin: str) -> None:
+    """The message's domain, scheme and URI all name `origin` (configured, never the request's)."""
+    expected = urlsplit(origin)
+    scheme = expected.scheme
+    domain = _authority(scheme, expected.netloc)
+    if _authority(scheme, message.domain) != domain or "@" in message.domain:
+        raise SiweError("the message is for another domain")
+    if message.scheme is not None and message.scheme != scheme:
+        raise SiweError("the message is for another scheme")
+    uri = urlsplit(message.uri)
+    if uri.scheme.lower() != scheme or "@" in uri.netloc or _authority(scheme, uri.netloc) != domain:
+        raise SiweError("the message's URI is not on this site")
 
 
 def check_message(
     message: SiweMessage,
     *,
-    domain: str,
+    origin: str,
     chain_ids: frozenset[int],
     leeway: timedelta,
     now: datetime | None = None,
 ) -> None:
-    """Check domain, version, chain and times; raise SiweError naming the first problem."""
+    """Check origin (domain and URI), version, chain and times; raise SiweError naming the first problem."""
     now = now or datetime.now(UTC)
-    if message.domain.lower() != domain.lower():
-        raise SiweError("the message is for another domain")
+    check_origin(message, origin)
     if message.version != "1":
         raise SiweError("only version 1 messages are accepted")
     if message.chain_id not in chain_ids:

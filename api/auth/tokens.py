@@ -15,6 +15,10 @@ from runtime.settings import Settings
 
 JWT_ISSUER = "creditflow"
 BUILTIN_ALGORITHMS = ["HS256"]
+# A creditflow JWT's `idp` claim names the provider that proved the identity (only "siwe" so far);
+# signed with our secret, so only creditflow itself can set it.
+PROVIDER_CLAIM = "idp"
+SIWE_PROVIDER = "siwe"
 
 
 def issue_token(
@@ -24,8 +28,9 @@ def issue_token(
     email: str | None = None,
     roles: Iterable[str] = (),
     ttl_s: int | None = None,
+    provider: str | None = None,
 ) -> str:
-    """A creditflow JWT (HS256, issuer `creditflow`) for `sub`."""
+    """A creditflow JWT (HS256, issuer `creditflow`) for `sub`; `provider` names who proved it (e.g. siwe)."""
     now = int(time.time())
     exp = now + (ttl_s or settings.AUTH_TOKEN_TTL_S)
     claims: dict[str, Any] = {"iss": JWT_ISSUER, "sub": sub, "iat": now, "exp": exp}
@@ -33,6 +38,8 @@ def issue_token(
         claims["email"] = email
     if roles:
         claims["roles"] = sorted(roles)
+    if provider:
+        claims[PROVIDER_CLAIM] = provider
     return jwt.encode(claims, settings.AUTH_JWT_SECRET, algorithm="HS256")
 
 
@@ -62,7 +69,7 @@ def verify_bearer(token: str, settings: Settings) -> Principal:
             valid_from, valid_until = _window(claims, settings)
             return Principal(
                 "oidc", config.issuer, f"{config.issuer}#{_subject(claims)}", _text(email), frozenset(),
-                valid_from=valid_from, valid_until=valid_until,
+                valid_from=valid_from, valid_until=valid_until, provider=config.issuer,
             )
     raise AuthError("The token's issuer is not accepted.")
 
@@ -84,9 +91,10 @@ def _builtin(token: str, settings: Settings) -> Principal:
     roles = claims.get("roles")
     role_set = frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
     valid_from, valid_until = _window(claims, settings)
+    provider = SIWE_PROVIDER if claims.get(PROVIDER_CLAIM) == SIWE_PROVIDER else JWT_ISSUER
     return Principal(
         "jwt", JWT_ISSUER, _subject(claims), _text(claims.get("email")), role_set,
-        valid_from=valid_from, valid_until=valid_until,
+        valid_from=valid_from, valid_until=valid_until, provider=provider,
     )
 
 

@@ -36,7 +36,11 @@ def make_app(tokens: int, interval_s: float) -> Any:
         body = json.loads(raw)
         count = min(tokens, int(body.get("max_completion_tokens") or body.get("max_tokens") or tokens))
         prompt_tokens = sum(len(str(m.get("content", "")).split()) + 4 for m in body.get("messages", []))
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count, "total_tokens": prompt_tokens + count}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": count,
+            "total_tokens": prompt_tokens + count,
+        }
         base = {"id": "chatcmpl-paced", "created": int(time.time()), "model": body.get("model", "paced")}
         finish = "length" if count < tokens else "stop"
         if not body.get("stream"):
@@ -45,8 +49,13 @@ def make_app(tokens: int, interval_s: float) -> Any:
             choice = {"index": 0, "message": message, "finish_reason": finish}
             await _json(send, 200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+            }
+        )
         chunk = {**base, "object": "chat.completion.chunk"}
 
         async def event(payload: dict[str, Any]) -> None:
@@ -59,7 +68,9 @@ def make_app(tokens: int, interval_s: float) -> Any:
             delay = start + (index + 1) * interval_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await event({**chunk, "choices": [{"index": 0, "delta": {"content": TOKEN}, "finish_reason": None}]})
+            await event(
+                {**chunk, "choices": [{"index": 0, "delta": {"content": TOKEN}, "finish_reason": None}]}
+            )
         await event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             await event({**chunk, "choices": [], "usage": usage})
@@ -86,7 +97,13 @@ def main() -> None:
     args = parser.parse_args()
     app = make_app(args.tokens, args.interval_ms / 1000)
     uvicorn.run(
-        app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, backlog=4096, lifespan="off"
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+        lifespan="off",
     )
 
 

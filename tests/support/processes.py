@@ -139,13 +139,15 @@ def worker(
 
 
 @contextmanager
-def api_server(*, env: Mapping[str, str], log: Path) -> Iterator[str]:
-    """`creditflow api` (gunicorn, threaded workers) on a free port; yields its base URL when ready."""
+def api_server(
+    *, env: Mapping[str, str], log: Path, args: tuple[str, ...] = (), ready: str = "/readyz"
+) -> Iterator[str]:
+    """`creditflow api` (gunicorn, threaded workers) on a free port; its base URL once `ready` answers."""
     port = free_port()
-    process = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=log)
+    process = creditflow("api", "--port", str(port), *args, env=env, cwd=ROOT, log=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{base}/readyz", process=process, log=log)
+        wait_http(f"{base}{ready}", process=process, log=log)
         yield base
     finally:
         stop(process)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,9 @@ import jwt
 import pytest
 
 from cli.main import build_parser
+from cli.processes import api_settings
+from runtime.settings import get_settings
+from tests.support.keys import ed25519_pems
 from tests.support.processes import ROOT, child_env
 
 
@@ -71,3 +75,46 @@ def test_unknown_queue_is_refused(tmp_path) -> None:
     )
     assert done.returncode != 0
     assert "unknown queue gpu" in done.stderr
+
+
+PRODUCTION = {
+    "CREDITFLOW_ENV": "production",
+    "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+    "AUTH_JWT_SECRET": "p" * 40,
+    "PUBLIC_URL": "https://credits.example.com",
+}
+
+
+def test_a_maintenance_worker_needs_the_signing_key(tmp_path) -> None:
+    # An API host may have only LEDGER_VERIFY_KEY; the worker that seals must not start without the key.
+    keys = {"LEDGER_SIGNING_KEY": "", "LEDGER_VERIFY_KEY": ed25519_pems()[1]}
+    env = child_env(**PRODUCTION, **keys, VAR_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "worker", "--queues", "critical,maintenance"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode != 0
+    assert "seals the ledger: it needs LEDGER_SIGNING_KEY" in done.stderr, done.stderr
+
+
+def test_the_api_process_keeps_only_the_verification_key(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    private, public = ed25519_pems()
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    for name, value in {**PRODUCTION, "LEDGER_SIGNING_KEY": private, "LEDGER_VERIFY_KEY": ""}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        settings = api_settings(get_settings())
+        assert settings.LEDGER_SIGNING_KEY == ""
+        assert public == settings.LEDGER_VERIFY_KEY
+        assert os.environ["LEDGER_SIGNING_KEY"] == ""  # a later get_settings() or a .env cannot bring it back
+        assert get_settings().LEDGER_SIGNING_KEY == ""
+        # A verification key that is not the signing key's is a mistake to stop at.
+        monkeypatch.setenv("LEDGER_SIGNING_KEY", private)
+        monkeypatch.setenv("LEDGER_VERIFY_KEY", ed25519_pems()[1])
+        get_settings.cache_clear()
+        with pytest.raises(SystemExit, match="LEDGER_VERIFY_KEY"):
+            api_settings(get_settings())
+    finally:
+        get_settings.cache_clear()

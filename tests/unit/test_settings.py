@@ -7,8 +7,18 @@ import sys
 
 import pytest
 
+from runtime.local import with_local_defaults
 from runtime.settings import SettingsError, load_settings
 from tests.support.processes import ROOT, child_env
+
+PRODUCTION = {
+    "CREDITFLOW_ENV": "production",
+    "DATABASE_URL": "postgresql://u:p@db:5432/cf",
+    "REDIS_URL": "redis://r:6379/0",
+    "AUTH_JWT_SECRET": "p" * 40,
+    "LEDGER_SIGNING_KEY": "hmac:" + "s" * 20,
+    "PUBLIC_URL": "https://credits.example.com",
+}
 
 
 def test_defaults_use_embedded_sqlite_under_var_dir(tmp_path) -> None:
@@ -29,6 +39,34 @@ def test_broker_defaults_to_redis_and_can_be_rabbitmq() -> None:
     assert rabbit.result_backend_url == "redis://r:6379/0"
 
 
+def test_production_needs_a_public_url_and_a_ledger_key_of_either_kind() -> None:
+    settings = load_settings(**PRODUCTION)
+    assert settings.siwe_origin == "https://credits.example.com"
+    assert settings.welcome_daily_cap == 5  # a cap by default in production only
+    verify_only = {"LEDGER_SIGNING_KEY": "", "LEDGER_VERIFY_KEY": "hmac:" + "k" * 20}
+    api_only = load_settings(**{**PRODUCTION, **verify_only})
+    assert api_only.LEDGER_SIGNING_KEY == ""
+    assert load_settings(CREDITFLOW_ENV="test").welcome_daily_cap == 0
+    assert load_settings(CREDITFLOW_ENV="test", WELCOME_GRANTS_PER_ADDRESS_PER_DAY=3).welcome_daily_cap == 3
+
+
+def test_public_url_and_siwe_origin() -> None:
+    assert load_settings(PUBLIC_URL="https://Credits.Example.com/").PUBLIC_URL == "https://credits.example.com"
+    local = load_settings(PUBLIC_URL="", API_HOST="0.0.0.0", API_PORT=8100)
+    assert local.siwe_origin == "http://127.0.0.1:8100"  # development: the API's own address
+    assert load_settings(PUBLIC_URL="", API_HOST="::1", API_PORT=8100).public_url == "http://[::1]:8100"
+    front = load_settings(PUBLIC_URL="https://api.example.com", SIWE_DOMAIN="App.Example.com:8443")
+    assert front.siwe_origin == "https://app.example.com:8443"
+
+
+def test_jwt_secrets_of_32_bytes_pass_and_generated_ones_are_longer(tmp_path) -> None:
+    assert load_settings(AUTH_JWT_SECRET="x" * 32).AUTH_JWT_SECRET == "x" * 32
+    empty = load_settings(AUTH_JWT_SECRET="", VAR_DIR=str(tmp_path))
+    generated = with_local_defaults(empty, start_redis=False)
+    assert len(generated.AUTH_JWT_SECRET.encode()) >= 32
+    load_settings(AUTH_JWT_SECRET=generated.AUTH_JWT_SECRET)  # and it passes its own check
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -38,6 +76,23 @@ def test_broker_defaults_to_redis_and_can_be_rabbitmq() -> None:
         ({"API_PORT": "99999"}, "API_PORT"),
         ({"CREDITFLOW_ENV": "staging"}, "CREDITFLOW_ENV"),
         ({"CREDITFLOW_ENV": "production", "DATABASE_URL": "sqlite:///x.db", "REDIS_URL": ""}, "REDIS_URL"),
+        ({**PRODUCTION, "PUBLIC_URL": ""}, "PUBLIC_URL"),
+        ({**PRODUCTION, "LEDGER_SIGNING_KEY": "", "LEDGER_VERIFY_KEY": ""}, "LEDGER_SIGNING_KEY"),
+        ({"AUTH_JWT_SECRET": "x" * 31}, "AUTH_JWT_SECRET"),
+        ({"AUTH_JWT_SECRET": "é" * 15}, "AUTH_JWT_SECRET"),  # 30 bytes: counted in bytes
+        ({"PUBLIC_URL": "credits.example.com"}, "PUBLIC_URL"),
+        ({"PUBLIC_URL": "https://credits.example.com/app"}, "PUBLIC_URL"),
+        ({"PUBLIC_URL": "https://user@credits.example.com"}, "PUBLIC_URL"),
+        ({"PUBLIC_URL": "ftp://credits.example.com"}, "PUBLIC_URL"),
+        ({"PUBLIC_URL": "https://credits.example.com:99999"}, "PUBLIC_URL"),
+        ({"SIWE_DOMAIN": "https://app.example.com"}, "SIWE_DOMAIN"),
+        ({"SIWE_DOMAIN": "app.example.com/login"}, "SIWE_DOMAIN"),
+        ({"WELCOME_GRANT_PROVIDERS": "creditflow,github"}, "WELCOME_GRANT_PROVIDERS"),
+        ({"WELCOME_GRANTS_PER_ADDRESS_PER_DAY": "-1"}, "WELCOME_GRANTS_PER_ADDRESS_PER_DAY"),
+        ({"LEDGER_VERIFY_KEY": "-----BEGIN PRIVATE KEY-----\nx"}, "LEDGER_VERIFY_KEY"),
+        ({"FLOWER_BASIC_AUTH": "admin"}, "FLOWER_BASIC_AUTH"),
+        ({"FLOWER_BASIC_AUTH": "admin:short"}, "FLOWER_BASIC_AUTH"),
+        ({"FLOWER_BASIC_AUTH": "admin:long-enough-password,:nouser-password"}, "FLOWER_BASIC_AUTH"),
     ],
 )
 def test_bad_values_name_the_variable(overrides: dict[str, str], named: str) -> None:

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from flask.testing import FlaskClient
+from jwt.algorithms import RSAAlgorithm
 
 from api.app import create_app
 from orchestration.bootstrap import Services, bootstrap
 from runtime.settings import Settings, load_settings
 from tests.support.databases import backends, fresh_database
+from tests.support.processes import free_port
 
 JWT_SECRET = "test-secret-for-the-api-suite-0123456789"
 SIWE_DOMAIN = "creditflow.test"
 BASE_SETTINGS: dict[str, Any] = {
     "AUTH_JWT_SECRET": JWT_SECRET,
     "LEDGER_SIGNING_KEY": "hmac:api-suite-ledger-key-0123456789",
-    "SIWE_DOMAIN": SIWE_DOMAIN,
+    "PUBLIC_URL": f"https://{SIWE_DOMAIN}",
     "SIWE_CHAIN_IDS": "1,8453",
     "RATE_LIMIT_USER": "100000/minute",
     "RATE_LIMIT_IP": "100000/minute",
@@ -133,3 +139,66 @@ def assert_problem(answer: Any, status: int) -> dict[str, Any]:
 def settings_of(app: Flask) -> Settings:
     """The settings an app was built with."""
     return app.extensions["creditflow"].settings  # type: ignore[no-any-return]
+
+
+ISSUER = "https://issuer.creditflow.test"
+AUDIENCE = "creditflow-web"
+
+
+class Jwks:
+    """A JWKS document served over HTTP on 127.0.0.1, with keys that tests rotate."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.fetches = 0
+        self.url = ""
+
+    def add(self, kid: str) -> rsa.RSAPrivateKey:
+        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self.keys[kid]
+
+    def document(self) -> bytes:
+        keys = []
+        for kid, key in self.keys.items():
+            jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+            keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+        return json.dumps({"keys": keys}).encode()
+
+    def token(self, kid: str, **claims: Any) -> str:
+        now = int(time.time())
+        body = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "oidc-user",
+            "iat": now,
+            "exp": now + 300,
+            "email": "o@example.com",
+        } | claims
+        return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[Jwks]:
+    """A JWKS server thread, stopped after the module."""
+    state = Jwks()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.fetches += 1
+            body = state.document()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    state.url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -11,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 from flask.testing import FlaskClient
 
 from api.auth.siwe import build_message
-from tests.integration.api.conftest import SIWE_DOMAIN, assert_problem, bearer
+from tests.integration.api.conftest import SIWE_DOMAIN, AppFactory, assert_problem, bearer
 
 
 def _signed(client: FlaskClient, account: LocalAccount, **overrides: Any) -> dict[str, str]:
@@ -69,3 +69,48 @@ def test_bad_messages_are_refused_without_spending_the_nonce(client: FlaskClient
     assert_problem(
         client.post("/api/v1/auth/siwe/verify", json={"message": "x", "signature": "y", "z": 1}), 422
     )
+
+
+def _verify(client: FlaskClient, body: dict[str, str], **request: Any) -> Any:
+    return client.post("/api/v1/auth/siwe/verify", json=body, **request)
+
+
+def test_the_request_host_never_names_the_domain(make_app: AppFactory) -> None:
+    # No SIWE_DOMAIN: the domain is PUBLIC_URL's. A phishing page on evil.example asks for a signature
+    # for evil.example and replays it with its own Host (or X-Forwarded-Host through a trusted proxy).
+    for overrides in ({}, {"TRUSTED_PROXIES": 1}):
+        client = make_app(SIWE_DOMAIN="", **overrides)[0].test_client()
+        account = Account.create()
+        phished = {"domain": "evil.example", "uri": "https://evil.example/login"}
+        for request in (
+            {"base_url": "https://evil.example"},
+            {"headers": {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}},
+        ):
+            assert_problem(_verify(client, _signed(client, account, **phished), **request), 401)
+        good = _verify(client, _signed(client, account), base_url="https://evil.example")
+        assert good.status_code == 200, good.json
+
+
+def test_the_message_uri_must_be_on_the_site(client: FlaskClient) -> None:
+    account = Account.create()
+    for uri in ("https://evil.example/login", f"http://{SIWE_DOMAIN}/login", f"https://{SIWE_DOMAIN}.evil.example/"):
+        answer = _verify(client, _signed(client, account, uri=uri))
+        assert "URI" in assert_problem(answer, 401)["detail"]
+    assert _verify(client, _signed(client, account, uri=f"https://{SIWE_DOMAIN}")).status_code == 200
+
+
+def test_siwe_domain_names_another_front_end(make_app: AppFactory) -> None:
+    client = make_app(SIWE_DOMAIN="app.creditflow.test")[0].test_client()
+    account = Account.create()
+    front = {"domain": "app.creditflow.test", "uri": "https://app.creditflow.test/"}
+    assert _verify(client, _signed(client, account, **front)).status_code == 200
+    assert_problem(_verify(client, _signed(client, account)), 401)  # PUBLIC_URL's host is not it now
+
+
+def test_development_expects_the_apis_own_address(make_app: AppFactory) -> None:
+    client = make_app(PUBLIC_URL="", API_HOST="127.0.0.1", API_PORT=8123)[0].test_client()
+    account = Account.create()
+    own = {"domain": "127.0.0.1:8123", "uri": "http://127.0.0.1:8123/"}
+    assert _verify(client, _signed(client, account, **own), base_url="http://evil.example").status_code == 200
+    host = {"domain": "evil.example", "uri": "http://evil.example/"}
+    assert_problem(_verify(client, _signed(client, account, **host), base_url="http://evil.example"), 401)

@@ -19,12 +19,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.usefixtures("workers")
 def test_cancel_while_a_retry_waits_ends_the_job_canceled(services: Services, user: str) -> None:
-    job_id = diagnostic_job(services, user, steps=3, retryable_failures=2, time_limit_s=300)
+    job_id = diagnostic_job(services, user, steps=3, sleep_ms=1000, retryable_failures=2, time_limit_s=300)
     wait_for(lambda: job_row(services, job_id).attempts >= 1, what="first attempt")
     assert job_cases.cancel_job(services, user_id=user, job_id=job_id) == "canceling"
     row = wait_final(services, job_id, timeout=30)  # long before the 300 s time limit
     assert row.status == "canceled"
-    assert row.cost_charged == 0
+    # The retry's countdown is jittered: the cancel finds it waiting (nothing more runs, 0 charged),
+    # or, rarely, in its first second-long step (charged for that step only).
+    assert row.cost_charged in (0, 1000)
     assert row.error is None
     with services.uow(autocommit=True) as session:
         assert ledger.balance(session, user_id=user).held == 0

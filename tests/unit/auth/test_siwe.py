@@ -40,7 +40,7 @@ def test_round_trip_with_and_without_statement() -> None:
         assert parsed.statement == statement
         assert parsed.issued_at == NOW
         assert parsed.expiration_time == NOW + timedelta(minutes=5)
-        check_message(parsed, domain="APP.example", chain_ids=CHAINS, leeway=LEEWAY, now=NOW)
+        check_message(parsed, origin="https://APP.example", chain_ids=CHAINS, leeway=LEEWAY, now=NOW)
 
 
 def test_spec_example_parses() -> None:
@@ -59,24 +59,55 @@ def test_spec_example_parses() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "check"),
+    ("overrides", "reason"),
     [
-        ({"domain": "evil.example"}, {}),
-        ({"chain_id": 5}, {}),
-        ({"nonce": "short"}, {}),
-        ({"issued_at": NOW + timedelta(minutes=5)}, {}),
-        ({"expiration_time": NOW - timedelta(minutes=1)}, {}),
+        ({"domain": "evil.example"}, "another domain"),
+        ({"domain": "evil.example@app.example"}, "another domain"),
+        ({"domain": "app.example:8443"}, "another domain"),
+        ({"domain": "app.example.evil.example"}, "another domain"),
+        ({"uri": "https://evil.example/login"}, "URI"),
+        ({"uri": "http://app.example/login"}, "URI"),
+        ({"uri": "https://app.example@evil.example/"}, "URI"),
+        ({"uri": "https://app.example:8443/"}, "URI"),
+        ({"uri": "did:example:app.example"}, "URI"),
+        ({"chain_id": 5}, "chain"),
+        ({"nonce": "short"}, "nonce"),
+        ({"issued_at": NOW + timedelta(minutes=5)}, "future"),
+        ({"expiration_time": NOW - timedelta(minutes=1)}, "expired"),
     ],
 )
-def test_checks_refuse(overrides: dict[str, object], check: dict[str, object]) -> None:
-    with pytest.raises(SiweError):
+def test_checks_refuse(overrides: dict[str, object], reason: str) -> None:
+    with pytest.raises(SiweError, match=reason):
         check_message(
             parse_message(_message(**overrides)),
-            domain="app.example",
+            origin="https://app.example",
             chain_ids=CHAINS,
             leeway=LEEWAY,
             now=NOW,
         )
+
+
+def _check(text: str, origin: str) -> None:
+    check_message(parse_message(text), origin=origin, chain_ids=CHAINS, leeway=LEEWAY, now=NOW)
+
+
+def test_the_origin_is_compared_as_an_origin() -> None:
+    # The scheme's default port may be written or not; case does not matter in scheme and host.
+    for overrides in (
+        {"uri": "https://app.example:443/login"},
+        {"domain": "app.example:443"},
+        {"uri": "HTTPS://App.Example"},
+    ):
+        _check(_message(**overrides), "https://app.example")
+    local = _message(domain="127.0.0.1:8000", uri="http://127.0.0.1:8000/")
+    _check(local, "http://127.0.0.1:8000")
+    with pytest.raises(SiweError, match="another domain"):
+        _check(local, "http://127.0.0.1:8001")
+    # A scheme written in front of the domain must be the site's.
+    schemed = _message().replace("app.example wants", "http://app.example wants", 1)
+    assert parse_message(schemed).scheme == "http"
+    with pytest.raises(SiweError, match="scheme"):
+        _check(schemed, "https://app.example")
 
 
 @pytest.mark.parametrize(
