@@ -85,5 +85,10 @@ beat_schedule: dict[str, dict[str, object]] = {
         "options": {"expires": _settings.SEAL_INTERVAL_S * 3},
     },
     "purge-idempotency": {"task": "creditflow.maintenance.purge_idempotency", "schedule": 3600.0},
+    "reconcile-payments": {
+        "task": "creditflow.maintenance.reconcile_payments",
+        "schedule": _settings.RECONCILE_INTERVAL_S,
+        "options": {"expires": _settings.RECONCILE_INTERVAL_S * 2},
+    },
 }
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

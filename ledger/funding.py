@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy.orm import Session
-
-from ledger import chart
+from ledger import chart, sql
 from ledger.errors import InsufficientCredits, InvalidAmount
 from ledger.idempotency import claim, record, release
 from ledger.models import Receipt
@@ -24,7 +22,7 @@ def _posted(result: Posted | None) -> int:
 
 
 def purchase(
-    session: Session,
+    session: sql.Executor,
     *,
     user_id: str,
     amount: int,
@@ -59,7 +57,7 @@ def purchase(
 
 
 def _take_back(
-    session: Session, *, kind: str, user_id: str, amount: int, rail: str, reference: str, key: str,
+    session: sql.Executor, *, kind: str, user_id: str, amount: int, rail: str, reference: str, key: str,
     now: datetime | None,
 ) -> Receipt:
     amount = check_amount(amount)
@@ -87,7 +85,7 @@ def _take_back(
 
 
 def refund(
-    session: Session, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
+    session: sql.Executor, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Take back refunded paid credits; what the balance can't cover goes to debt. Never fails."""
@@ -98,7 +96,7 @@ def refund(
 
 
 def clawback(
-    session: Session, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
+    session: sql.Executor, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Take back disputed credits (chargeback); what the balance can't cover goes to debt."""
@@ -109,7 +107,7 @@ def clawback(
 
 
 def adjust(
-    session: Session, *, user_id: str, amount: int, reason: str, idempotency_key: str,
+    session: sql.Executor, *, user_id: str, amount: int, reason: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Admin correction: a signed amount; a debit beyond available raises InsufficientCredits."""

@@ -4,12 +4,13 @@ import assistant.tables
 import ledger.tables
 import orchestration.api_keys
 import orchestration.idempotency
+import orchestration.payment_tables
 import orchestration.tables
 import orchestration.users
 from runtime.db import Base
 
 TABLE_MODULES = (
     assistant.tables, ledger.tables, orchestration.api_keys, orchestration.idempotency,
-    orchestration.tables, orchestration.users,
+    orchestration.payment_tables, orchestration.tables, orchestration.users,
 )
 target_metadata = Base.metadata
