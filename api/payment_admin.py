@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth.context import admin_required, current_user_id
+from api.idempotency import idempotent
 from api.pagination import PageArgsSchema, decode_time_cursor, page
 from api.payment_schemas import AdminOrderListArgsSchema, OrderPageSchema, OrderSchema, RefundSchema
 from api.services import services
@@ -38,6 +39,7 @@ class Refund(MethodView):
     """Refund an order on its rail."""
 
     @admin_required
+    @idempotent
     @blp.arguments(RefundSchema)
     @blp.response(200, OrderSchema)
     def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
