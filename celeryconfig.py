@@ -90,5 +90,10 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": _settings.RECONCILE_INTERVAL_S,
         "options": {"expires": _settings.RECONCILE_INTERVAL_S * 2},
     },
+    "scan-crypto": {
+        "task": "creditflow.maintenance.scan_crypto",
+        "schedule": _settings.CRYPTO_SCAN_INTERVAL_S,
+        "options": {"expires": _settings.CRYPTO_SCAN_INTERVAL_S * 2},
+    },
 }
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

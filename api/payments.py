@@ -16,6 +16,8 @@ from api.pagination import PageArgsSchema, decode_time_cursor, page, time_positi
 from api.payment_schemas import (
     CheckoutAnswerSchema,
     CheckoutSchema,
+    CryptoIntentAnswerSchema,
+    CryptoIntentSchema,
     OrderListArgsSchema,
     OrderPageSchema,
     OrderSchema,
@@ -23,10 +25,11 @@ from api.payment_schemas import (
     PackChoiceSchema,
     PackListSchema,
     ProviderOrderAnswerSchema,
+    SubmitTxSchema,
     WebhookAnswerSchema,
 )
 from api.services import services
-from orchestration import payments_paypal, payments_stripe
+from orchestration import payments_crypto, payments_paypal, payments_stripe
 from orchestration.errors import PaymentRefused
 from orchestration.payment_orders import list_orders, order_view, own_order
 from payments.facts import InvalidSignature, ProviderError, RailDisabled
@@ -189,3 +192,31 @@ class PaypalWebhook(MethodView):
         headers = {name.upper(): value for name, value in request.headers.items()}
         received = payments_paypal.receive_webhook(services(), request.get_data(cache=True), headers)
         return {"received": received}
+
+
+@blp.route("/crypto/intents")
+class CryptoIntents(MethodView):
+    """On-chain payments."""
+
+    @auth_required
+    @idempotent
+    @blp.arguments(CryptoIntentSchema)
+    @blp.response(201, CryptoIntentAnswerSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A deposit address of its own, the exact amount (native coin or an allow-listed token), an expiry."""
+        return payments_crypto.create_intent(services(), user_id=current_user_id(), pack_id=body["pack_id"],
+                                             chain_id=body["chain_id"], token=body["token"])
+
+
+@blp.route("/crypto/intents/<order_id>/submit")
+class CryptoSubmit(MethodView):
+    """Name the transaction that paid an intent."""
+
+    @auth_required
+    @blp.arguments(SubmitTxSchema)
+    @blp.response(202, AcceptedSchema)
+    def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
+        """Verify it (receipt, recipient, token, amount); credited once it is deep enough (the scanner
+        finds payments nobody submitted too)."""
+        return payments_crypto.submit(services(), user_id=current_user_id(), order_id=order_id,
+                                      tx_hash=body["tx_hash"])

@@ -128,6 +128,15 @@ crypto_transfers = Table(
     CheckConstraint("status IN ('seen', 'confirmed', 'orphaned')", name="status"),
 )
 
+# How far the crypto scanner has looked on each chain (it rescans the unconfirmed tail every pass).
+chain_cursors = Table(
+    "payment_chain_cursors",
+    Base.metadata,
+    Column("chain_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("next_block", BigInteger, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
 auto_top_ups = Table(
     "payment_auto_top_ups",
     Base.metadata,

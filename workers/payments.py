@@ -37,3 +37,50 @@ def reconcile_payments(self: Any) -> dict[str, Any]:
 
     result = payment_reconciler.sweep(self.services)
     return {"outcomes": result.outcomes, "resent_events": result.resent_events, "expired": result.expired}
+
+
+@queue_task("critical", max_retries=8, ignore_result=True)
+def verify_crypto_payment(self: Any, order_id: str, tx_hash: str) -> str:
+    """Check a submitted transaction and record what it paid; retried while it is not mined yet."""
+    from orchestration import payments_crypto
+
+    try:
+        outcome = payments_crypto.verify_submitted(self.services, order_id=order_id, tx_hash=tx_hash)
+    except ProviderError as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries, cap=60)) from exc
+    if outcome == "not mined" and self.request.retries < self.max_retries:
+        raise self.retry(countdown=_backoff(self.request.retries, cap=60))
+    return outcome
+
+
+@queue_task("critical", max_retries=PROCESS_MAX_RETRIES, ignore_result=True)
+def settle_crypto_intent(self: Any, order_id: str) -> str | None:
+    """Count an intent's confirmed transfers and credit it under the written policies (at most once)."""
+    from orchestration import payments_crypto_settle
+
+    try:
+        applied = payments_crypto_settle.settle(self.services, order_id)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            raise  # the scanner settles it again on its next pass
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries, cap=60)) from exc
+    return applied.status if applied else None
+
+
+@queue_task("maintenance", ignore_result=True)
+def scan_crypto(self: Any) -> dict[str, int]:
+    """Rescan every configured chain for payments to open intents (beat)."""
+    from orchestration import payments_crypto_settle
+
+    if self.services.settings.payment_rail_missing("crypto"):
+        return {}
+    expired = {}
+    for chain in self.services.settings.CRYPTO_CHAINS:
+        try:
+            expired[str(chain.chain_id)] = payments_crypto_settle.scan(self.services, chain.chain_id)
+        except ProviderError as exc:
+            expired[str(chain.chain_id)] = -1
+            import logging
+
+            logging.getLogger(__name__).warning("scanning chain %s failed: %s", chain.chain_id, exc)
+    return expired

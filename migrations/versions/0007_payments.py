@@ -121,6 +121,12 @@ def upgrade() -> None:
         "ix_payment_crypto_transfers_order_id", "payment_crypto_transfers", ["order_id"]
     )
     op.create_table(
+        "payment_chain_cursors",
+        sa.Column("chain_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("next_block", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", Timestamp, nullable=False),
+    )
+    op.create_table(
         "payment_auto_top_ups",
         sa.Column("user_id", sa.String(100), primary_key=True),
         sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.text("false")),
@@ -138,6 +144,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("payment_auto_top_ups")
+    op.drop_table("payment_chain_cursors")
     op.drop_index("ix_payment_crypto_transfers_order_id", table_name="payment_crypto_transfers")
     op.drop_table("payment_crypto_transfers")
     op.drop_table("payment_deposit_keys")

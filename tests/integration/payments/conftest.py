@@ -22,6 +22,7 @@ from orchestration.payment_tables import orders
 from orchestration.users import get_or_create_user
 from runtime.db import transaction
 from runtime.settings import load_settings
+from tests.support.chain_rpc import Chain, chain_rpc
 from tests.support.databases import backends, fresh_database
 from tests.support.paypal_server import paypal_server
 from tests.support.processes import ROOT, child_env, worker
@@ -32,9 +33,16 @@ LEDGER_KEY = "hmac:payments-suite-ledger-key-0123456789"
 STRIPE_KEY = "sk_test_creditflow"
 STRIPE_WEBHOOK_SECRET = "whsec_payments_suite"
 PAYPAL = {"PAYPAL_CLIENT_ID": "paypal-client", "PAYPAL_CLIENT_SECRET": "paypal-secret", "PAYPAL_WEBHOOK_ID": "WH-1"}
+CHAIN_ID = 131277322940537  # eth-tester's
+CONFIRMATIONS = 3
+PRICE_WEI = 10**16
+PRICE_TST = 24_000_000
+MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+TOKEN = json.loads((ROOT / "tests" / "support" / "contracts" / "test_token.json").read_text())
 PACKS = [
     {"id": "credits-1000", "credits": 1000, "stripe": {"amount": 2400, "currency": "USD"},
-     "paypal": {"amount": 2400, "currency": "USD"}},
+     "paypal": {"amount": 2400, "currency": "USD"},
+     "crypto": {str(CHAIN_ID): PRICE_WEI, f"{CHAIN_ID}:TST": PRICE_TST}},
     {"id": "credits-100", "credits": 100, "stripe": {"amount": 300, "currency": "EUR"}},
 ]
 M = ledger.MICRO
@@ -62,10 +70,49 @@ def paypal_fake() -> Iterator[tuple[str, Any]]:
         yield s
 
 
+class PayChain:
+    """The chain the suite pays on, with an allow-listed token and a look-alike that is not."""
+
+    def __init__(self, url: str, chain: Chain) -> None:
+        self.url, self.chain, self.w3 = url, chain, chain.w3
+        self.payer = chain.tester.get_accounts()[1]
+        self.token = self.deploy("Test Token", "TST")
+        self.fake = self.deploy("Test Token", "TST")  # same code, not allow-listed
+
+    def deploy(self, name: str, symbol: str) -> Any:
+        factory = self.w3.eth.contract(abi=TOKEN["abi"], bytecode=TOKEN["bytecode"])
+        tx = factory.constructor(name, symbol, 6).transact({"from": self.payer})
+        address = self.w3.eth.get_transaction_receipt(tx)["contractAddress"]
+        contract = self.w3.eth.contract(address=address, abi=TOKEN["abi"])
+        contract.functions.mint(self.payer, 10**15).transact({"from": self.payer})
+        return contract
+
+    def pay(self, to: str, value: int) -> str:
+        return self.w3.eth.send_transaction({"from": self.payer, "to": to, "value": value}).to_0x_hex()
+
+    def pay_token(self, to: str, value: int, *, token: Any = None, sender: str | None = None,
+                  gas: int | None = None) -> str:
+        options: dict[str, Any] = {"from": sender or self.payer}
+        if gas:
+            options["gas"] = gas
+        return (token or self.token).functions.transfer(self.w3.to_checksum_address(to), value).transact(
+            options).to_0x_hex()
+
+    def mine(self, blocks: int) -> None:
+        self.chain.tester.mine_blocks(blocks)
+
+
+@pytest.fixture(scope="session")
+def test_chain() -> Iterator[PayChain]:
+    """An eth-tester chain on HTTP JSON-RPC (the worker reaches it too)."""
+    with chain_rpc() as (url, chain):
+        yield PayChain(url, chain)
+
+
 @pytest.fixture(scope="session")
 def pay_settings(
     payments_database: str, redis_url: str, stripe_fake: tuple[str, Any], paypal_fake: tuple[str, Any],
-    tmp_path_factory: pytest.TempPathFactory,
+    test_chain: PayChain, tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, str]:
     """Settings (as environment variables) shared by the test process and the worker."""
     return {
@@ -74,14 +121,23 @@ def pay_settings(
         "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
         "STRIPE_API_BASE": stripe_fake[0], "PAYPAL_API_BASE": paypal_fake[0], **PAYPAL,
         "VAR_DIR": str(tmp_path_factory.mktemp("payvar")), "RECONCILE_MIN_AGE_S": "0",
-        "RATE_LIMITS_ENABLED": "false", "METRICS_ENABLED": "false",
+        "RATE_LIMITS_ENABLED": "false", "METRICS_ENABLED": "false", "CRYPTO_HD_KEY": MNEMONIC,
+        "CRYPTO_CHAINS": json.dumps([{"chain_id": CHAIN_ID, "rpc_url": test_chain.url, "confirmations": CONFIRMATIONS,
+                                      "tokens": {"TST": test_chain.token.address}}]),
     }
+
+
+def settings_from(env: dict[str, str], **changes: str) -> Any:
+    """Settings from the suite's environment variables (JSON lists decoded as the environment would be)."""
+    values: dict[str, Any] = {**env, **changes}
+    values["CRYPTO_CHAINS"] = json.loads(values["CRYPTO_CHAINS"])
+    return load_settings(**values)
 
 
 @pytest.fixture(scope="session")
 def services(pay_settings: dict[str, str]) -> Iterator[Services]:
     """The test process's services on the suite's database and Redis."""
-    built = bootstrap(load_settings(**pay_settings))
+    built = bootstrap(settings_from(pay_settings))
     yield built
     built.close()
 

@@ -158,9 +158,9 @@ def test_an_approved_order_nobody_captured_is_captured_by_the_reconciler(
 def test_paypal_without_a_webhook_id_is_off(pay_settings: dict[str, str], user: Any) -> None:
     from api.app import create_app
     from orchestration.bootstrap import bootstrap
-    from runtime.settings import load_settings
+    from tests.integration.payments.conftest import settings_from
 
-    off = bootstrap(load_settings(**{**pay_settings, "PAYPAL_WEBHOOK_ID": ""}))
+    off = bootstrap(settings_from(pay_settings, PAYPAL_WEBHOOK_ID=""))
     try:
         client = create_app(off.settings, off).test_client()
         answer = client.post("/api/v1/payments/paypal/webhook", data=b"{}", headers={"Content-Type": "application/json"})

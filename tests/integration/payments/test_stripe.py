@@ -17,7 +17,6 @@ from api.app import create_app
 from orchestration import payment_reconciler
 from orchestration.bootstrap import Services, bootstrap
 from orchestration.payment_tables import events
-from runtime.settings import load_settings
 from tests.integration.payments.conftest import (
     M,
     debt,
@@ -26,6 +25,7 @@ from tests.integration.payments.conftest import (
     order_row,
     posted,
     purchases,
+    settings_from,
     wait_for,
     wait_status,
 )
@@ -122,7 +122,7 @@ def test_bad_old_or_missing_signature_is_400_and_credits_nothing(
 
 def test_an_empty_webhook_secret_disables_the_rail(pay_settings: dict[str, str], stripe_fake: Any, user: Any,
                                                    services: Services) -> None:
-    off = bootstrap(load_settings(**{**pay_settings, "STRIPE_WEBHOOK_SECRET": " "}))
+    off = bootstrap(settings_from(pay_settings, STRIPE_WEBHOOK_SECRET=" "))
     try:
         app = create_app(off.settings, off)
         client = app.test_client()
