@@ -95,5 +95,10 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": _settings.CRYPTO_SCAN_INTERVAL_S,
         "options": {"expires": _settings.CRYPTO_SCAN_INTERVAL_S * 2},
     },
+    "auto-top-up": {
+        "task": "creditflow.maintenance.auto_top_up_sweep",
+        "schedule": _settings.AUTO_TOP_UP_INTERVAL_S,
+        "options": {"expires": _settings.AUTO_TOP_UP_INTERVAL_S * 2},
+    },
 }
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

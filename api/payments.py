@@ -22,6 +22,8 @@ from api.payment_schemas import (
     OrderPageSchema,
     OrderSchema,
     AcceptedSchema,
+    AutoTopUpAnswerSchema,
+    AutoTopUpSchema,
     PackChoiceSchema,
     PackListSchema,
     ProviderOrderAnswerSchema,
@@ -29,13 +31,14 @@ from api.payment_schemas import (
     WebhookAnswerSchema,
 )
 from api.services import services
-from orchestration import payments_crypto, payments_paypal, payments_stripe
+from orchestration import auto_top_up, payments_crypto, payments_paypal, payments_stripe
 from orchestration.errors import PaymentRefused
 from orchestration.payment_orders import list_orders, order_view, own_order
 from payments.facts import InvalidSignature, ProviderError, RailDisabled
 from runtime.payment_settings import CreditPack, FiatPrice
 
 blp = Blueprint("payments", __name__, url_prefix="/api/v1/payments", description="Buying credits")
+me_blp = Blueprint("auto-top-up", __name__, url_prefix="/api/v1/me", description="Auto top-up")
 
 
 def register_payment_errors(app: Flask) -> None:
@@ -220,3 +223,22 @@ class CryptoSubmit(MethodView):
         finds payments nobody submitted too)."""
         return payments_crypto.submit(services(), user_id=current_user_id(), order_id=order_id,
                                       tx_hash=body["tx_hash"])
+
+
+@me_blp.route("/auto-top-up")
+class AutoTopUp(MethodView):
+    """The caller's auto top-up (Stripe, saved card)."""
+
+    @auth_required
+    @me_blp.response(200, AutoTopUpAnswerSchema)
+    def get(self) -> dict[str, Any]:
+        """The settings, and why it was turned off if it was."""
+        return auto_top_up.get(services(), current_user_id())
+
+    @auth_required
+    @me_blp.arguments(AutoTopUpSchema)
+    @me_blp.response(200, AutoTopUpAnswerSchema)
+    def patch(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Charge the saved card for `pack_id` when the balance falls below `threshold` (at most
+        `max_per_month` refills a month); 409 until a Checkout with `save_card` saved a card."""
+        return auto_top_up.configure(services(), user_id=current_user_id(), **body)

@@ -45,5 +45,5 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     jobs.register_job_errors(app)
     payments.register_payment_errors(app)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
-                      chat.blp, agents.blp, payments.blp, payment_admin.blp):
+                      chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp):
         api.register_blueprint(blueprint)

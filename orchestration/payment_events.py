@@ -129,7 +129,22 @@ def process(services: Services, event_row_id: int) -> list[Applied]:
                     attempts=events.c.attempts + 1)
         )
     payment_notices.after_commit(services, user_id, [order.id for _f, order in targets], applied)
+    _remember_cards(services, user_id, targets, applied)
     return applied
+
+
+def _remember_cards(services: Services, user_id: str, targets: list[tuple[PaymentFact, Row[Any]]],
+                    applied: list[Applied]) -> None:
+    """A Checkout paid with a saved card (`save_card`) leaves the card for auto top-up."""
+    from orchestration import auto_top_up
+
+    for (fact, order), outcome in zip(targets, applied, strict=True):
+        if fact.kind == "paid" and fact.customer_ref and order.purpose == "checkout" and outcome.credits > 0:
+            try:
+                auto_top_up.remember_card(services, user_id=user_id, customer_ref=fact.customer_ref,
+                                          payment_ref=fact.payment_ref)
+            except Exception:  # the credit is committed; the card can be saved on the next purchase
+                log.exception("could not remember the card of order %s", order.id)
 
 
 def _finish(services: Services, event_row_id: int, status: str, order_id: str | None, note: str) -> None:

@@ -84,3 +84,19 @@ def scan_crypto(self: Any) -> dict[str, int]:
 
             logging.getLogger(__name__).warning("scanning chain %s failed: %s", chain.chain_id, exc)
     return expired
+
+
+@queue_task("critical", ignore_result=True)
+def auto_top_up(self: Any, user_id: str) -> str:
+    """Refill one user from their saved card if their balance is still below the threshold."""
+    from orchestration import auto_top_up as refills
+
+    return refills.charge(self.services, user_id)
+
+
+@queue_task("maintenance", ignore_result=True)
+def auto_top_up_sweep(self: Any) -> int:
+    """Find users below their auto top-up threshold and send each a refill (beat)."""
+    from orchestration import auto_top_up as refills
+
+    return refills.sweep(self.services)
