@@ -15,7 +15,9 @@ from api.services import services
 from orchestration.payment_admin import refund_order
 from orchestration.payment_orders import list_orders, order_view
 
-blp = Blueprint("payment-admin", __name__, url_prefix="/api/v1/admin/payments", description="Payments (admin)")
+blp = Blueprint(
+    "payment-admin", __name__, url_prefix="/api/v1/admin/payments", description="Payments (admin)"
+)
 
 
 @blp.route("")
@@ -45,4 +47,6 @@ class Refund(MethodView):
     def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
         """Refund all or `amount` (minor units) of a credited order; the credits are taken back once."""
         amount = int(body["amount"]) if body["amount"] else None
-        return order_view(refund_order(services(), order_id=order_id, amount=amount, admin_id=current_user_id()))
+        return order_view(
+            refund_order(services(), order_id=order_id, amount=amount, admin_id=current_user_id())
+        )

@@ -154,7 +154,9 @@ class WebhookAnswerSchema(ma.Schema):
 class RefundSchema(ma.Schema):
     """An admin refund: the whole order, or `amount` in its minor units."""
 
-    amount = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Regexp(r"^[1-9][0-9]{0,30}$"))
+    amount = ma.fields.String(
+        load_default=None, allow_none=True, validate=ma.validate.Regexp(r"^[1-9][0-9]{0,30}$")
+    )
     reason = ma.fields.String(load_default="requested_by_customer", validate=ma.validate.Length(1, 200))
 
 
@@ -172,9 +174,13 @@ class AutoTopUpSchema(ma.Schema):
             raise ma.ValidationError("Must not be negative.")
 
 
-class AutoTopUpAnswerSchema(AutoTopUpSchema):
+class AutoTopUpAnswerSchema(ma.Schema):
     """The auto top-up as it stands (turned off, with the reason, after SCA or repeated failures)."""
 
-    failures = ma.fields.Integer()
-    disabled_reason = ma.fields.String(allow_none=True)
-    has_payment_method = ma.fields.Boolean()
+    enabled = ma.fields.Boolean(required=True)
+    threshold = Credits(required=True)
+    pack_id = ma.fields.String(required=True, allow_none=True, metadata={"description": "null until set"})
+    max_per_month = ma.fields.Integer(required=True)
+    failures = ma.fields.Integer(required=True)
+    disabled_reason = ma.fields.String(required=True, allow_none=True)
+    has_payment_method = ma.fields.Boolean(required=True)

@@ -14,6 +14,9 @@ from api.errors import problem
 from api.idempotency import idempotent
 from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
 from api.payment_schemas import (
+    AcceptedSchema,
+    AutoTopUpAnswerSchema,
+    AutoTopUpSchema,
     CheckoutAnswerSchema,
     CheckoutSchema,
     CryptoIntentAnswerSchema,
@@ -21,9 +24,6 @@ from api.payment_schemas import (
     OrderListArgsSchema,
     OrderPageSchema,
     OrderSchema,
-    AcceptedSchema,
-    AutoTopUpAnswerSchema,
-    AutoTopUpSchema,
     PackChoiceSchema,
     PackListSchema,
     ProviderOrderAnswerSchema,
@@ -46,8 +46,13 @@ def register_payment_errors(app: Flask) -> None:
 
     @app.errorhandler(RailDisabled)
     def _disabled(exc: RailDisabled) -> Response:
-        return problem(503, f"Payments by {exc.rail} are not available here: {', '.join(exc.missing)} "
-                       "not configured.", kind="payment-rail-disabled", rail=exc.rail, missing=exc.missing)
+        return problem(
+            503,
+            f"Payments by {exc.rail} are not available here: {', '.join(exc.missing)} not configured.",
+            kind="payment-rail-disabled",
+            rail=exc.rail,
+            missing=exc.missing,
+        )
 
     @app.errorhandler(InvalidSignature)
     def _unsigned(exc: InvalidSignature) -> Response:
@@ -60,8 +65,12 @@ def register_payment_errors(app: Flask) -> None:
     @app.errorhandler(ProviderError)
     def _provider(exc: ProviderError) -> Response:
         status = 503 if exc.retryable else 502
-        return problem(status, f"The payment provider refused or failed: {exc}", kind="payment-provider-error",
-                       code=exc.code)
+        return problem(
+            status,
+            f"The payment provider refused or failed: {exc}",
+            kind="payment-provider-error",
+            code=exc.code,
+        )
 
 
 def _display(price: FiatPrice) -> str:
@@ -76,15 +85,28 @@ def pack_view(pack: CreditPack) -> dict[str, Any]:
     for rail in ("stripe", "paypal"):
         fiat: FiatPrice | None = getattr(pack, rail)
         if fiat is not None:
-            prices.append({"rail": rail, "amount": str(fiat.amount), "currency": fiat.currency,
-                           "display": _display(fiat)})
+            prices.append(
+                {
+                    "rail": rail,
+                    "amount": str(fiat.amount),
+                    "currency": fiat.currency,
+                    "display": _display(fiat),
+                }
+            )
     for key, amount in pack.crypto.items():
         chain, _, token = key.partition(":")
-        prices.append({"rail": "crypto", "amount": str(amount), "currency": token or "native",
-                       "chain_id": int(chain)})
+        prices.append(
+            {"rail": "crypto", "amount": str(amount), "currency": token or "native", "chain_id": int(chain)}
+        )
     card = pack.stripe or pack.paypal
-    return {"id": pack.id, "credits": pack.credits * 1_000_000, "name": pack.title, "prices": prices,
-            "price": _display(card) if card else None, "currency": card.currency if card else None}
+    return {
+        "id": pack.id,
+        "credits": pack.credits * 1_000_000,
+        "name": pack.title,
+        "prices": prices,
+        "price": _display(card) if card else None,
+        "currency": card.currency if card else None,
+    }
 
 
 @blp.route("/packs")
@@ -107,8 +129,13 @@ class Orders(MethodView):
     @blp.response(200, OrderPageSchema)
     def get(self, limit: int, cursor: str | None, **filters: Any) -> dict[str, Any]:
         """Own orders, newest first, with how each stands (matching the ledger's entries)."""
-        rows = list_orders(services(), limit=limit + 1, before=decode_time_cursor(cursor),
-                           user_id=current_user_id(), **filters)
+        rows = list_orders(
+            services(),
+            limit=limit + 1,
+            before=decode_time_cursor(cursor),
+            user_id=current_user_id(),
+            **filters,
+        )
         answer = page(rows, limit=limit, position=time_position)
         answer["items"] = [order_view(row) for row in answer["items"]]
         return answer
@@ -125,6 +152,7 @@ class OrderById(MethodView):
         row = own_order(services(), user_id=current_user_id(), order_id=order_id)
         if row is None:
             abort(404, message="No such order.")
+            raise AssertionError("abort returned")
         return order_view(row)
 
 
@@ -206,9 +234,14 @@ class CryptoIntents(MethodView):
     @blp.arguments(CryptoIntentSchema)
     @blp.response(201, CryptoIntentAnswerSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A deposit address of its own, the exact amount (native coin or an allow-listed token), an expiry."""
-        return payments_crypto.create_intent(services(), user_id=current_user_id(), pack_id=body["pack_id"],
-                                             chain_id=body["chain_id"], token=body["token"])
+        """A deposit address of its own, the exact amount (native coin or allow-listed token), an expiry."""
+        return payments_crypto.create_intent(
+            services(),
+            user_id=current_user_id(),
+            pack_id=body["pack_id"],
+            chain_id=body["chain_id"],
+            token=body["token"],
+        )
 
 
 @blp.route("/crypto/intents/<order_id>/submit")
@@ -221,8 +254,9 @@ class CryptoSubmit(MethodView):
     def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
         """Verify it (receipt, recipient, token, amount); credited once it is deep enough (the scanner
         finds payments nobody submitted too)."""
-        return payments_crypto.submit(services(), user_id=current_user_id(), order_id=order_id,
-                                      tx_hash=body["tx_hash"])
+        return payments_crypto.submit(
+            services(), user_id=current_user_id(), order_id=order_id, tx_hash=body["tx_hash"]
+        )
 
 
 @me_blp.route("/auto-top-up")

@@ -28,8 +28,9 @@ def refund_order(services: Services, *, order_id: str, amount: int | None, admin
     left = int(order.amount) - int(order.amount_refunded)
     amount = left if amount is None else amount
     if order.status not in TAKEN or left <= 0:
-        raise PaymentRefused(f"The order is {order.status} with {left} left to refund.",
-                             kind="not-refundable", status=409)
+        raise PaymentRefused(
+            f"The order is {order.status} with {left} left to refund.", kind="not-refundable", status=409
+        )
     if amount > left:
         raise PaymentRefused(f"At most {left} {order.currency} is left to refund.", kind="refund-too-large")
     if order.rail == "stripe":
@@ -53,13 +54,23 @@ def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_
         taken = credits_for(locked, total) - credits_for(locked, int(locked.amount_refunded))
         if taken:
             ledger.refund(
-                connection, user_id=locked.user_id, amount=taken, rail="crypto", reference=f"order:{locked.id}",
-                idempotency_key=f"crypto:refund:{locked.id}:upto:{total}", now=now,
+                connection,
+                user_id=locked.user_id,
+                amount=taken,
+                rail="crypto",
+                reference=f"order:{locked.id}",
+                idempotency_key=f"crypto:refund:{locked.id}:upto:{total}",
+                now=now,
             )
         connection.execute(
-            update(orders).where(orders.c.id == locked.id).values(
-                status="refunded", amount_refunded=str(total), clawed_back=locked.clawed_back + taken,
-                failure=f"refunded by {admin_id}"[:200], updated_at=now,
+            update(orders)
+            .where(orders.c.id == locked.id)
+            .values(
+                status="refunded",
+                amount_refunded=str(total),
+                clawed_back=locked.clawed_back + taken,
+                failure=f"refunded by {admin_id}"[:200],
+                updated_at=now,
             )
         )
     payment_notices.after_commit(services, order.user_id, [order.id], [Applied("refunded", -taken)])

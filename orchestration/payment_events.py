@@ -48,16 +48,24 @@ def record(
     """Store an event once; a redelivery finds the first row."""
     with plain_unit(services) as connection:
         inserted = connection.execute(
-            upsert_ignore(connection, events).values(
-                rail=rail, provider_event_id=event_id[:200], type=type_[:80], payload=payload,
-                order_id=order_id, status="received", received_at=_now(),
-            ).returning(events.c.id)
+            upsert_ignore(connection, events)
+            .values(
+                rail=rail,
+                provider_event_id=event_id[:200],
+                type=type_[:80],
+                payload=payload,
+                order_id=order_id,
+                status="received",
+                received_at=_now(),
+            )
+            .returning(events.c.id)
         ).first()
         if inserted is not None:
             return Recorded(int(inserted.id), True, True)
         row = connection.execute(
-            select(events.c.id, events.c.status)
-            .where(events.c.rail == rail, events.c.provider_event_id == event_id[:200])
+            select(events.c.id, events.c.status).where(
+                events.c.rail == rail, events.c.provider_event_id == event_id[:200]
+            )
         ).one()
     return Recorded(int(row.id), row.status == "received", False)
 
@@ -124,25 +132,32 @@ def process(services: Services, event_row_id: int) -> list[Applied]:
             assert locked is not None
             applied.append(apply_fact(connection, locked, fact, _now()))
         connection.execute(
-            update(events).where(events.c.id == event_row_id)
-            .values(status="processed", processed_at=_now(), order_id=targets[0][1].id,
-                    attempts=events.c.attempts + 1)
+            update(events)
+            .where(events.c.id == event_row_id)
+            .values(
+                status="processed",
+                processed_at=_now(),
+                order_id=targets[0][1].id,
+                attempts=events.c.attempts + 1,
+            )
         )
     payment_notices.after_commit(services, user_id, [order.id for _f, order in targets], applied)
     _remember_cards(services, user_id, targets, applied)
     return applied
 
 
-def _remember_cards(services: Services, user_id: str, targets: list[tuple[PaymentFact, Row[Any]]],
-                    applied: list[Applied]) -> None:
+def _remember_cards(
+    services: Services, user_id: str, targets: list[tuple[PaymentFact, Row[Any]]], applied: list[Applied]
+) -> None:
     """A Checkout paid with a saved card (`save_card`) leaves the card for auto top-up."""
     from orchestration import auto_top_up
 
     for (fact, order), outcome in zip(targets, applied, strict=True):
         if fact.kind == "paid" and fact.customer_ref and order.purpose == "checkout" and outcome.credits > 0:
             try:
-                auto_top_up.remember_card(services, user_id=user_id, customer_ref=fact.customer_ref,
-                                          payment_ref=fact.payment_ref)
+                auto_top_up.remember_card(
+                    services, user_id=user_id, customer_ref=fact.customer_ref, payment_ref=fact.payment_ref
+                )
             except Exception:  # the credit is committed; the card can be saved on the next purchase
                 log.exception("could not remember the card of order %s", order.id)
 
@@ -150,9 +165,15 @@ def _remember_cards(services: Services, user_id: str, targets: list[tuple[Paymen
 def _finish(services: Services, event_row_id: int, status: str, order_id: str | None, note: str) -> None:
     with plain_unit(services) as connection:
         connection.execute(
-            update(events).where(events.c.id == event_row_id, events.c.status == "received")
-            .values(status=status, processed_at=_now(), order_id=order_id, error=note,
-                    attempts=events.c.attempts + 1)
+            update(events)
+            .where(events.c.id == event_row_id, events.c.status == "received")
+            .values(
+                status=status,
+                processed_at=_now(),
+                order_id=order_id,
+                error=note,
+                attempts=events.c.attempts + 1,
+            )
         )
 
 
@@ -160,7 +181,8 @@ def note_failure(services: Services, event_row_id: int, error: str) -> None:
     """Count a failed attempt (the event stays `received` for the next try)."""
     with plain_unit(services) as connection:
         connection.execute(
-            update(events).where(events.c.id == event_row_id)
+            update(events)
+            .where(events.c.id == event_row_id)
             .values(attempts=events.c.attempts + 1, error=error[:2000])
         )
 
@@ -169,10 +191,14 @@ def resend_stuck(services: Services, *, older_than_s: int, limit: int = 200) -> 
     """Enqueue again events still `received` after a while (their enqueue or every retry was lost)."""
     cutoff = _now() - timedelta(seconds=older_than_s)
     with plain_unit(services) as connection:
-        ids = list(connection.execute(
-            select(events.c.id).where(events.c.status == "received", events.c.received_at < cutoff)
-            .order_by(events.c.received_at).limit(limit)
-        ).scalars())
+        ids = list(
+            connection.execute(
+                select(events.c.id)
+                .where(events.c.status == "received", events.c.received_at < cutoff)
+                .order_by(events.c.received_at)
+                .limit(limit)
+            ).scalars()
+        )
     for event_row_id in ids:
         send_task(services, PROCESS_TASK, event_row_id)
     return len(ids)

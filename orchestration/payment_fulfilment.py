@@ -37,7 +37,7 @@ class Applied:
 
 def credits_for(order: Row[Any], amount: int) -> int:
     """The credits that `amount` (provider units) of the order's price is worth, rounded down."""
-    return order.credits * min(amount, int(order.amount)) // int(order.amount)
+    return int(order.credits) * min(amount, int(order.amount)) // int(order.amount)
 
 
 def _set(connection: Connection, order: Row[Any], now: datetime, **values: Any) -> None:
@@ -67,35 +67,61 @@ def apply_fact(connection: Connection, order: Row[Any], fact: PaymentFact, now: 
 def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     if order.status not in CREDITABLE:
         return Applied(order.status, note="already settled", noop=True)
-    for mine, theirs, what in ((order.provider_ref, fact.provider_ref, "provider"),
-                               (order.payment_ref, fact.payment_ref, "payment")):
+    for mine, theirs, what in (
+        (order.provider_ref, fact.provider_ref, "provider"),
+        (order.payment_ref, fact.payment_ref, "payment"),
+    ):
         if mine and theirs and mine != theirs:
             log.error("order %s: %s id %s is not ours (%s)", order.id, what, theirs, mine)
             return Applied(order.status, note=f"{what} id mismatch", noop=True)
     if fact.amount != int(order.amount) or fact.currency.upper() != order.currency.upper():
         detail = f"paid {fact.amount} {fact.currency}, expected {order.amount} {order.currency}"
         log.error("order %s refused: %s", order.id, detail)
-        _set(connection, order, now, status="failed", failure=f"amount mismatch: {detail}"[:200],
-             amount_received=str(fact.amount))
+        _set(
+            connection,
+            order,
+            now,
+            status="failed",
+            failure=f"amount mismatch: {detail}"[:200],
+            amount_received=str(fact.amount),
+        )
         return Applied("failed", note="amount mismatch")
     payment = fact.payment_ref or fact.provider_ref or order.id
     ledger.purchase(
-        connection, user_id=order.user_id, amount=order.credits, rail=order.rail,
-        reference=f"order:{order.id}", idempotency_key=f"{order.rail}:payment:{payment}", now=now,
+        connection,
+        user_id=order.user_id,
+        amount=order.credits,
+        rail=order.rail,
+        reference=f"order:{order.id}",
+        idempotency_key=f"{order.rail}:payment:{payment}",
+        now=now,
     )
     refunded = int(order.amount_refunded)
     taken = 0
     if refunded:  # a refund reported before the payment: take it back at once
         taken = credits_for(order, refunded)
         ledger.refund(
-            connection, user_id=order.user_id, amount=taken, rail=order.rail, reference=f"order:{order.id}",
-            idempotency_key=f"{order.rail}:refund:{order.id}:upto:{refunded}", now=now,
+            connection,
+            user_id=order.user_id,
+            amount=taken,
+            rail=order.rail,
+            reference=f"order:{order.id}",
+            idempotency_key=f"{order.rail}:refund:{order.id}:upto:{refunded}",
+            now=now,
         )
     _set(
-        connection, order, now, status=_after_take_back(order, refunded), credited=order.credited + order.credits,
-        clawed_back=order.clawed_back + taken, payment_ref=fact.payment_ref or order.payment_ref,
-        provider_ref=order.provider_ref or fact.provider_ref, amount_received=str(fact.amount),
-        customer_ref=fact.customer_ref or order.customer_ref, paid_at=now, credited_at=now,
+        connection,
+        order,
+        now,
+        status=_after_take_back(order, refunded),
+        credited=order.credited + order.credits,
+        clawed_back=order.clawed_back + taken,
+        payment_ref=fact.payment_ref or order.payment_ref,
+        provider_ref=order.provider_ref or fact.provider_ref,
+        amount_received=str(fact.amount),
+        customer_ref=fact.customer_ref or order.customer_ref,
+        paid_at=now,
+        credited_at=now,
     )
     return Applied(_after_take_back(order, refunded), order.credits - taken)
 
@@ -104,7 +130,9 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
     before = int(order.amount_refunded)
     total = min(fact.amount + (before if fact.detail == "increment" else 0), int(order.amount))
     if total <= before:
-        return Applied(order.status, note="refund already applied", noop=True)  # a redelivery, or an older event
+        return Applied(
+            order.status, note="refund already applied", noop=True
+        )  # a redelivery, or an older event
     if order.status not in TAKEN:
         # Not credited yet: remember the refund; crediting takes it back in the same transaction.
         _set(connection, order, now, amount_refunded=str(total))
@@ -115,11 +143,23 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
     taken = credits_for(order, total) - credits_for(order, before)
     if taken:
         ledger.refund(
-            connection, user_id=order.user_id, amount=taken, rail=order.rail, reference=f"order:{order.id}",
-            idempotency_key=key, now=now,
+            connection,
+            user_id=order.user_id,
+            amount=taken,
+            rail=order.rail,
+            reference=f"order:{order.id}",
+            idempotency_key=key,
+            now=now,
         )
     status = "disputed" if order.status == "disputed" else "refunded"
-    _set(connection, order, now, status=status, amount_refunded=str(total), clawed_back=order.clawed_back + taken)
+    _set(
+        connection,
+        order,
+        now,
+        status=status,
+        amount_refunded=str(total),
+        clawed_back=order.clawed_back + taken,
+    )
     return Applied(status, -taken)
 
 
@@ -142,8 +182,13 @@ def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFac
         return Applied(order.status, note="dispute already withdrawn", noop=True)
     taken = credits_for(order, fact.amount)
     ledger.clawback(
-        connection, user_id=order.user_id, amount=taken, rail=order.rail, reference=f"order:{order.id}",
-        idempotency_key=key, now=now,
+        connection,
+        user_id=order.user_id,
+        amount=taken,
+        rail=order.rail,
+        reference=f"order:{order.id}",
+        idempotency_key=key,
+        now=now,
     )
     _set(connection, order, now, status="disputed", clawed_back=order.clawed_back + taken)
     return Applied("disputed", -taken)
@@ -155,8 +200,13 @@ def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFa
         return Applied(order.status, note="nothing withdrawn to reinstate", noop=True)
     given = credits_for(order, fact.amount)
     ledger.purchase(
-        connection, user_id=order.user_id, amount=given, rail=order.rail, reference=f"order:{order.id}",
-        idempotency_key=key, now=now,
+        connection,
+        user_id=order.user_id,
+        amount=given,
+        rail=order.rail,
+        reference=f"order:{order.id}",
+        idempotency_key=key,
+        now=now,
     )
     status = _after_take_back(order, int(order.amount_refunded))
     _set(connection, order, now, status=status, credited=order.credited + given)

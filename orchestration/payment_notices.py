@@ -10,14 +10,20 @@ from orchestration.bootstrap import Services
 from orchestration.payment_fulfilment import Applied
 
 
-def after_commit(services: Services, user_id: str, order_ids: Sequence[str], applied: Sequence[Applied]) -> None:
+def after_commit(
+    services: Services, user_id: str, order_ids: Sequence[str], applied: Sequence[Applied]
+) -> None:
     """Publish a `payment` event per order whose status or credits changed, then the balance once."""
     moved = False
     for order_id, outcome in zip(order_ids, applied, strict=True):
         if outcome.noop:
             continue  # a replay: nothing new to tell
         progress.publish_user_event(
-            services.redis, user_id, "payment", order_id=order_id, status=outcome.status,
+            services.redis,
+            user_id,
+            "payment",
+            order_id=order_id,
+            status=outcome.status,
             credits=credits_text(outcome.credits),
         )
         moved = moved or bool(outcome.credits)

@@ -51,10 +51,21 @@ def pack_or_refuse(services: Services, pack_id: str, rail: str) -> CreditPack:
 def insert_order(connection: Connection, order: NewOrder, *, now: datetime, **extra: Any) -> Row[Any]:
     """Insert a pending order; `extra` sets more columns (deposit address, provider ref)."""
     values = {
-        "id": new_order_id(), "user_id": order.user_id, "pack_id": order.pack.id, "rail": order.rail,
-        "purpose": order.purpose, "credits": order.pack.credits * MICRO, "amount": str(order.amount),
-        "currency": order.currency, "chain_id": order.chain_id, "token_address": order.token_address,
-        "status": "pending", "expires_at": order.expires_at, "created_at": now, "updated_at": now, **extra,
+        "id": new_order_id(),
+        "user_id": order.user_id,
+        "pack_id": order.pack.id,
+        "rail": order.rail,
+        "purpose": order.purpose,
+        "credits": order.pack.credits * MICRO,
+        "amount": str(order.amount),
+        "currency": order.currency,
+        "chain_id": order.chain_id,
+        "token_address": order.token_address,
+        "status": "pending",
+        "expires_at": order.expires_at,
+        "created_at": now,
+        "updated_at": now,
+        **extra,
     }
     return connection.execute(orders.insert().values(**values).returning(*orders.c)).one()
 
@@ -62,7 +73,8 @@ def insert_order(connection: Connection, order: NewOrder, *, now: datetime, **ex
 def attach_provider_ref(connection: Connection, order_id: str, provider_ref: str, now: datetime) -> None:
     """Remember the provider's id of the order (Checkout Session, PayPal order) once it exists."""
     connection.execute(
-        update(orders).where(orders.c.id == order_id, orders.c.provider_ref.is_(None))
+        update(orders)
+        .where(orders.c.id == order_id, orders.c.provider_ref.is_(None))
         .values(provider_ref=provider_ref, updated_at=now)
     )
 
@@ -71,7 +83,8 @@ def fail_order(services: Services, order_id: str, reason: str, now: datetime) ->
     """End an order that never reached the provider (its creation call failed)."""
     with plain_unit(services) as connection:
         connection.execute(
-            update(orders).where(orders.c.id == order_id, orders.c.status == "pending")
+            update(orders)
+            .where(orders.c.id == order_id, orders.c.status == "pending")
             .values(status="failed", failure=reason[:200], updated_at=now)
         )
 
@@ -82,8 +95,9 @@ def get_order(connection: Connection, order_id: str, *, lock: bool = False) -> R
     return connection.execute(statement.with_for_update() if lock else statement).first()
 
 
-def find_order(connection: Connection, rail: str, *, payment_ref: str | None, provider_ref: str | None
-               ) -> Row[Any] | None:
+def find_order(
+    connection: Connection, rail: str, *, payment_ref: str | None, provider_ref: str | None
+) -> Row[Any] | None:
     """The order a provider id belongs to (its payment, or the provider's order/session)."""
     conditions = []
     if payment_ref:
@@ -103,8 +117,13 @@ def own_order(services: Services, *, user_id: str, order_id: str) -> Row[Any] | 
 
 
 def list_orders(
-    services: Services, *, limit: int, before: tuple[datetime, str] | None, user_id: str | None = None,
-    rail: str | None = None, status: str | None = None,
+    services: Services,
+    *,
+    limit: int,
+    before: tuple[datetime, str] | None,
+    user_id: str | None = None,
+    rail: str | None = None,
+    status: str | None = None,
 ) -> list[Row[Any]]:
     """Orders newest first (a user's own, or all of them for admins), filtered."""
     statement = select(orders).order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
@@ -126,12 +145,25 @@ def list_orders(
 def order_view(row: Row[Any]) -> dict[str, Any]:
     """An order as the API shows it; provider amounts as decimal text (wei overflow JSON numbers)."""
     return {
-        "id": row.id, "rail": row.rail, "pack_id": row.pack_id, "purpose": row.purpose, "status": row.status,
-        "credits": row.credits, "credited": row.credited - row.clawed_back, "amount": row.amount,
-        "currency": row.currency, "amount_received": row.amount_received,
-        "amount_refunded": row.amount_refunded, "chain_id": row.chain_id,
-        "deposit_address": row.deposit_address, "provider_ref": row.provider_ref,
-        "payment_ref": row.payment_ref, "failure": row.failure, "user_id": row.user_id,
-        "created_at": row.created_at, "updated_at": row.updated_at, "expires_at": row.expires_at,
+        "id": row.id,
+        "rail": row.rail,
+        "pack_id": row.pack_id,
+        "purpose": row.purpose,
+        "status": row.status,
+        "credits": row.credits,
+        "credited": row.credited - row.clawed_back,
+        "amount": row.amount,
+        "currency": row.currency,
+        "amount_received": row.amount_received,
+        "amount_refunded": row.amount_refunded,
+        "chain_id": row.chain_id,
+        "deposit_address": row.deposit_address,
+        "provider_ref": row.provider_ref,
+        "payment_ref": row.payment_ref,
+        "failure": row.failure,
+        "user_id": row.user_id,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "expires_at": row.expires_at,
         "credited_at": row.credited_at,
     }

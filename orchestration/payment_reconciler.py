@@ -40,11 +40,18 @@ def sweep(services: Services, *, now: datetime | None = None) -> Reconciled:
         if services.settings.payment_rail_missing(rail):
             continue
         with plain_unit(services) as connection:
-            pending = list(connection.execute(
-                select(orders).where(orders.c.rail == rail, orders.c.status.in_(("pending", "paid")),
-                                     orders.c.created_at < cutoff)
-                .order_by(orders.c.created_at).limit(BATCH)
-            ))
+            pending = list(
+                connection.execute(
+                    select(orders)
+                    .where(
+                        orders.c.rail == rail,
+                        orders.c.status.in_(("pending", "paid")),
+                        orders.c.created_at < cutoff,
+                    )
+                    .order_by(orders.c.created_at)
+                    .limit(BATCH)
+                )
+            )
         for order in pending:
             overdue = _aware(order.expires_at) <= now
             try:
@@ -65,6 +72,7 @@ def _aware(moment: datetime) -> datetime:
 def _expire(services: Services, order_id: str, now: datetime) -> int:
     with plain_unit(services) as connection:
         return connection.execute(
-            update(orders).where(orders.c.id == order_id, orders.c.status == "pending")
+            update(orders)
+            .where(orders.c.id == order_id, orders.c.status == "pending")
             .values(status="expired", failure="nobody paid it in time", updated_at=now)
         ).rowcount

@@ -25,8 +25,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_intent(services: Services, *, user_id: str, pack_id: str, chain_id: int, token: str | None
-                  ) -> dict[str, Any]:
+def create_intent(
+    services: Services, *, user_id: str, pack_id: str, chain_id: int, token: str | None
+) -> dict[str, Any]:
     """An order paid to a deposit address of its own; answers where, exactly how much, until when."""
     gateway = payment_gateways.crypto(services)
     pack = pack_or_refuse(services, pack_id, "crypto")
@@ -37,22 +38,40 @@ def create_intent(services: Services, *, user_id: str, pack_id: str, chain_id: i
         raise PaymentRefused(f"Token {token!r} is not accepted on chain {chain_id}.", kind="unknown-token")
     amount = pack.crypto.get(f"{chain_id}:{token}" if token else str(chain_id))
     if amount is None:
-        raise PaymentRefused(f"Pack {pack_id!r} has no price in {token or chain.native_symbol} on chain "
-                             f"{chain_id}.", kind="pack-not-on-rail")
+        raise PaymentRefused(
+            f"Pack {pack_id!r} has no price in {token or chain.native_symbol} on chain {chain_id}.",
+            kind="pack-not-on-rail",
+        )
     now, order_id = _now(), new_order_id()
     token_address = chain.tokens[token].lower() if token else None
-    order = NewOrder(user_id, pack, "crypto", amount, token or chain.native_symbol,
-                     expires_at=now + timedelta(seconds=services.settings.CRYPTO_INTENT_TTL_S),
-                     chain_id=chain_id, token_address=token_address)
+    order = NewOrder(
+        user_id,
+        pack,
+        "crypto",
+        amount,
+        token or chain.native_symbol,
+        expires_at=now + timedelta(seconds=services.settings.CRYPTO_INTENT_TTL_S),
+        chain_id=chain_id,
+        token_address=token_address,
+    )
     with plain_unit(services) as connection:
         index = connection.execute(
             deposit_keys.insert().values(order_id=order_id, created_at=now).returning(deposit_keys.c.id)
         ).scalar_one()
         address = gateway.keys.address(int(index)).lower()
-        row = insert_order(connection, order, now=now, id=order_id, deposit_address=address, provider_ref=address)
-    return {"id": row.id, "chain_id": chain_id, "deposit_address": gateway.keys.address(int(index)),
-            "amount_wei": str(amount), "currency": row.currency, "token_address": token_address,
-            "confirmations": chain.confirmations, "expires_at": row.expires_at}
+        row = insert_order(
+            connection, order, now=now, id=order_id, deposit_address=address, provider_ref=address
+        )
+    return {
+        "id": row.id,
+        "chain_id": chain_id,
+        "deposit_address": gateway.keys.address(int(index)),
+        "amount_wei": str(amount),
+        "currency": row.currency,
+        "token_address": token_address,
+        "confirmations": chain.confirmations,
+        "expires_at": row.expires_at,
+    }
 
 
 def submit(services: Services, *, user_id: str, order_id: str, tx_hash: str) -> dict[str, Any]:
@@ -75,19 +94,37 @@ def record_transfers(connection: Connection, order: Row[Any], found: list[Transf
     """Remember transfers to an intent (once each: UNIQUE (chain, tx, log)); a re-mined one moves block."""
     added = 0
     for transfer in found:
-        values = {"order_id": order.id, "chain_id": order.chain_id, "tx_hash": transfer.tx_hash.lower(),
-                  "log_index": transfer.log_index, "token_address": transfer.token_address,
-                  "amount": str(transfer.amount), "block_number": transfer.block_number,
-                  "block_hash": transfer.block_hash.lower(), "status": "seen", "created_at": now, "updated_at": now}
-        inserted = connection.execute(upsert_ignore(connection, crypto_transfers).values(**values)
-                                      .returning(crypto_transfers.c.id)).first()
+        values = {
+            "order_id": order.id,
+            "chain_id": order.chain_id,
+            "tx_hash": transfer.tx_hash.lower(),
+            "log_index": transfer.log_index,
+            "token_address": transfer.token_address,
+            "amount": str(transfer.amount),
+            "block_number": transfer.block_number,
+            "block_hash": transfer.block_hash.lower(),
+            "status": "seen",
+            "created_at": now,
+            "updated_at": now,
+        }
+        inserted = connection.execute(
+            upsert_ignore(connection, crypto_transfers).values(**values).returning(crypto_transfers.c.id)
+        ).first()
         if inserted is None:
             connection.execute(
-                update(crypto_transfers).where(
-                    crypto_transfers.c.chain_id == order.chain_id, crypto_transfers.c.tx_hash == values["tx_hash"],
-                    crypto_transfers.c.log_index == transfer.log_index, crypto_transfers.c.status != "confirmed",
-                ).values(block_number=transfer.block_number, block_hash=values["block_hash"], status="seen",
-                         updated_at=now)
+                update(crypto_transfers)
+                .where(
+                    crypto_transfers.c.chain_id == order.chain_id,
+                    crypto_transfers.c.tx_hash == values["tx_hash"],
+                    crypto_transfers.c.log_index == transfer.log_index,
+                    crypto_transfers.c.status != "confirmed",
+                )
+                .values(
+                    block_number=transfer.block_number,
+                    block_hash=values["block_hash"],
+                    status="seen",
+                    updated_at=now,
+                )
             )
         added += inserted is not None
     return added
@@ -114,5 +151,8 @@ def verify_submitted(services: Services, *, order_id: str, tx_hash: str) -> str:
 
 def _note(services: Services, order_id: str, text: str) -> None:
     with plain_unit(services) as connection:
-        connection.execute(update(orders).where(orders.c.id == order_id, orders.c.status.in_(("pending", "paid")))
-                           .values(failure=text[:200], updated_at=_now()))
+        connection.execute(
+            update(orders)
+            .where(orders.c.id == order_id, orders.c.status.in_(("pending", "paid")))
+            .values(failure=text[:200], updated_at=_now())
+        )

@@ -41,31 +41,54 @@ def create_order(services: Services, *, user_id: str, pack_id: str) -> dict[str,
     pack = pack_or_refuse(services, pack_id, "paypal")
     assert pack.paypal is not None
     now = _now()
-    order = NewOrder(user_id, pack, "paypal", pack.paypal.amount, pack.paypal.currency,
-                     expires_at=now + timedelta(seconds=services.settings.PAYMENT_ORDER_TTL_S))
+    order = NewOrder(
+        user_id,
+        pack,
+        "paypal",
+        pack.paypal.amount,
+        pack.paypal.currency,
+        expires_at=now + timedelta(seconds=services.settings.PAYMENT_ORDER_TTL_S),
+    )
     with plain_unit(services) as connection:
         row = insert_order(connection, order, now=now)
     try:
         created = gateway.create_order(
-            order_id=row.id, amount=pack.paypal.amount, currency=pack.paypal.currency,
-            decimals=pack.paypal.decimals, title=pack.title,
-            return_url=return_url(services, "success", row.id), cancel_url=return_url(services, "cancel", row.id),
+            order_id=row.id,
+            amount=pack.paypal.amount,
+            currency=pack.paypal.currency,
+            decimals=pack.paypal.decimals,
+            title=pack.title,
+            return_url=return_url(services, "success", row.id),
+            cancel_url=return_url(services, "cancel", row.id),
         )
     except ProviderError as exc:
         fail_order(services, row.id, str(exc), _now())
         raise
     with plain_unit(services) as connection:
         attach_provider_ref(connection, row.id, created["id"], _now())
-    approve = next((link["href"] for link in created.get("links") or []
-                    if link.get("rel") in ("approve", "payer-action")), None)
-    return {"id": created["id"], "status": created.get("status", "CREATED"), "approve_url": approve,
-            "order_id": row.id}
+    approve = next(
+        (
+            link["href"]
+            for link in created.get("links") or []
+            if link.get("rel") in ("approve", "payer-action")
+        ),
+        None,
+    )
+    return {
+        "id": created["id"],
+        "status": created.get("status", "CREATED"),
+        "approve_url": approve,
+        "order_id": row.id,
+    }
 
 
 def _own(services: Services, user_id: str, any_id: str) -> Row[Any]:
     with plain_unit(services) as connection:
-        row = (get_order(connection, any_id) if any_id.startswith("ord_")
-               else find_order(connection, "paypal", payment_ref=None, provider_ref=any_id))
+        row = (
+            get_order(connection, any_id)
+            if any_id.startswith("ord_")
+            else find_order(connection, "paypal", payment_ref=None, provider_ref=any_id)
+        )
     if row is None or row.user_id != user_id or row.rail != "paypal":
         raise PaymentRefused("No such PayPal order.", kind="not-found", status=404)
     return row
@@ -77,8 +100,12 @@ def _feed(services: Services, order: Row[Any], answer: dict[str, Any], source: s
     status = str(captures[0].get("status")) if captures else str(answer.get("status"))
     capture_id = captures[0].get("id") if captures else None
     payment_events.record_and_enqueue(
-        services, rail="paypal", event_id=f"{source}:{answer.get('id')}:{capture_id}:{status}",
-        type_=paypal_events.LOOKUP_ORDER, payload=json.dumps(answer), order_id=order.id,
+        services,
+        rail="paypal",
+        event_id=f"{source}:{answer.get('id')}:{capture_id}:{status}",
+        type_=paypal_events.LOOKUP_ORDER,
+        payload=json.dumps(answer),
+        order_id=order.id,
     )
     return status
 
@@ -99,7 +126,10 @@ def receive_webhook(services: Services, payload: bytes, headers: dict[str, str])
     if event.get("event_type") not in paypal_events.HANDLED:
         return "ignored"
     recorded = payment_events.record_and_enqueue(
-        services, rail="paypal", event_id=str(event["id"]), type_=str(event["event_type"]),
+        services,
+        rail="paypal",
+        event_id=str(event["id"]),
+        type_=str(event["event_type"]),
         payload=payload.decode(),
     )
     return "recorded" if recorded.new else "duplicate"
@@ -124,12 +154,19 @@ def refund(services: Services, order: Row[Any], amount: int) -> None:
         raise ProviderError("the order has no PayPal capture to refund", retryable=False)
     total = int(order.amount_refunded) + amount
     answer = payment_gateways.paypal(services).refund(
-        order.payment_ref, amount=amount, currency=order.currency, decimals=_decimals(order.currency),
+        order.payment_ref,
+        amount=amount,
+        currency=order.currency,
+        decimals=_decimals(order.currency),
         request_id=f"refund:{order.id}:{total}",
     )
     answer.setdefault("custom_id", order.id)
     event = {"id": f"refund:{answer.get('id')}", "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource": answer}
     payment_events.record_and_enqueue(
-        services, rail="paypal", event_id=f"refund:{answer.get('id')}", type_="PAYMENT.CAPTURE.REFUNDED",
-        payload=json.dumps(event), order_id=order.id,
+        services,
+        rail="paypal",
+        event_id=f"refund:{answer.get('id')}",
+        type_="PAYMENT.CAPTURE.REFUNDED",
+        payload=json.dumps(event),
+        order_id=order.id,
     )

@@ -11,7 +11,13 @@ from sqlalchemy import Row
 
 from orchestration import payment_events, payment_gateways
 from orchestration.bootstrap import Services
-from orchestration.payment_orders import NewOrder, attach_provider_ref, fail_order, insert_order, pack_or_refuse
+from orchestration.payment_orders import (
+    NewOrder,
+    attach_provider_ref,
+    fail_order,
+    insert_order,
+    pack_or_refuse,
+)
 from orchestration.payment_units import plain_unit
 from payments import stripe_events
 from payments.facts import ProviderError
@@ -27,21 +33,34 @@ def return_url(services: Services, outcome: str, order_id: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}{urlencode({'payment': outcome, 'order': order_id})}"
 
 
-def start_checkout(services: Services, *, user_id: str, pack_id: str, save_card: bool = False) -> dict[str, Any]:
+def start_checkout(
+    services: Services, *, user_id: str, pack_id: str, save_card: bool = False
+) -> dict[str, Any]:
     """Create an order and its Checkout Session; answers {id, url, order_id}."""
     gateway = payment_gateways.stripe(services)  # RailDisabled before anything is written
     pack = pack_or_refuse(services, pack_id, "stripe")
     assert pack.stripe is not None
     now = _now()
-    order = NewOrder(user_id, pack, "stripe", pack.stripe.amount, pack.stripe.currency,
-                     expires_at=now + timedelta(seconds=services.settings.PAYMENT_ORDER_TTL_S))
+    order = NewOrder(
+        user_id,
+        pack,
+        "stripe",
+        pack.stripe.amount,
+        pack.stripe.currency,
+        expires_at=now + timedelta(seconds=services.settings.PAYMENT_ORDER_TTL_S),
+    )
     with plain_unit(services) as connection:
         row = insert_order(connection, order, now=now)
     try:
         session = gateway.create_checkout_session(
-            order_id=row.id, user_id=user_id, title=pack.title, amount=pack.stripe.amount,
-            currency=pack.stripe.currency, success_url=return_url(services, "success", row.id),
-            cancel_url=return_url(services, "cancel", row.id), save_card=save_card,
+            order_id=row.id,
+            user_id=user_id,
+            title=pack.title,
+            amount=pack.stripe.amount,
+            currency=pack.stripe.currency,
+            success_url=return_url(services, "success", row.id),
+            cancel_url=return_url(services, "cancel", row.id),
+            save_card=save_card,
         )
     except ProviderError as exc:
         fail_order(services, row.id, str(exc), _now())
@@ -57,7 +76,11 @@ def receive_webhook(services: Services, payload: bytes, signature: str | None) -
     if event["type"] not in stripe_events.HANDLED:
         return "ignored"
     recorded = payment_events.record_and_enqueue(
-        services, rail="stripe", event_id=event["id"], type_=event["type"], payload=payload.decode(),
+        services,
+        rail="stripe",
+        event_id=event["id"],
+        type_=event["type"],
+        payload=payload.decode(),
     )
     return "recorded" if recorded.new else "duplicate"
 
@@ -81,8 +104,12 @@ def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
     if fact.kind == "pending":
         return "pending"
     payment_events.record_and_enqueue(
-        services, rail="stripe", event_id=f"{kind}:{order.provider_ref}:{fact.kind}", type_=kind,
-        payload=json.dumps(found), order_id=order.id,
+        services,
+        rail="stripe",
+        event_id=f"{kind}:{order.provider_ref}:{fact.kind}",
+        type_=kind,
+        payload=json.dumps(found),
+        order_id=order.id,
     )
     return fact.kind
 
@@ -94,11 +121,20 @@ def refund(services: Services, order: Row[Any], amount: int) -> None:
         raise ProviderError("the order has no Stripe payment to refund", retryable=False)
     gateway = payment_gateways.stripe(services)
     total = int(order.amount_refunded) + amount
-    refund = gateway.refund(payment_ref=order.payment_ref, amount=amount, key=f"admin-refund:{order.id}:{total}")
+    refund = gateway.refund(
+        payment_ref=order.payment_ref, amount=amount, key=f"admin-refund:{order.id}:{total}"
+    )
     charge = gateway.charge(str(refund["charge"]))
-    event = {"id": f"lookup.charge:{charge['id']}:{charge['amount_refunded']}", "type": "charge.refunded",
-             "data": {"object": charge}}
+    event = {
+        "id": f"lookup.charge:{charge['id']}:{charge['amount_refunded']}",
+        "type": "charge.refunded",
+        "data": {"object": charge},
+    }
     payment_events.record_and_enqueue(
-        services, rail="stripe", event_id=event["id"], type_="charge.refunded", payload=json.dumps(event),
+        services,
+        rail="stripe",
+        event_id=event["id"],
+        type_="charge.refunded",
+        payload=json.dumps(event),
         order_id=order.id,
     )

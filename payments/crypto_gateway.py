@@ -14,7 +14,6 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.hdaccount.deterministic import HDPath, derive_child_key
-from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
@@ -101,8 +100,11 @@ class CryptoGateway:
         missing = settings.payment_rail_missing("crypto")
         if missing:
             raise RailDisabled("crypto", missing)
-        return cls(keys=DepositKeys(settings.CRYPTO_HD_KEY), chains=settings.CRYPTO_CHAINS,
-                   timeout=settings.PAYMENT_HTTP_TIMEOUT_S)
+        return cls(
+            keys=DepositKeys(settings.CRYPTO_HD_KEY),
+            chains=settings.CRYPTO_CHAINS,
+            timeout=settings.PAYMENT_HTTP_TIMEOUT_S,
+        )
 
     def chain(self, chain_id: int) -> CryptoChain:
         """A configured chain (KeyError if it is not one)."""
@@ -111,7 +113,9 @@ class CryptoGateway:
     def web3(self, chain_id: int) -> Web3:
         """The chain's RPC client."""
         if chain_id not in self._clients:
-            provider = Web3.HTTPProvider(self.chain(chain_id).rpc_url, request_kwargs={"timeout": self._timeout})
+            provider = Web3.HTTPProvider(
+                self.chain(chain_id).rpc_url, request_kwargs={"timeout": self._timeout}
+            )
             self._clients[chain_id] = Web3(provider)
         return self._clients[chain_id]
 
@@ -166,8 +170,15 @@ class CryptoGateway:
         to = "0x" + topics[2][-40:]
         if wanted.get(to) is None or str(wanted[to]).lower() != token:
             return None
-        return Transfer(_hex(log["transactionHash"]), int(log["logIndex"]), to, token,
-                        int(_hex(log["data"]), 16), int(log["blockNumber"]), _hex(log["blockHash"]))
+        return Transfer(
+            _hex(log["transactionHash"]),
+            int(log["logIndex"]),
+            to,
+            token,
+            int(_hex(log["data"]), 16),
+            int(log["blockNumber"]),
+            _hex(log["blockHash"]),
+        )
 
     def scan(self, chain_id: int, first: int, last: int, watched: dict[str, str | None]) -> list[Transfer]:
         """Transfers to the watched addresses in blocks first..last (native values and token logs)."""
@@ -181,9 +192,12 @@ class CryptoGateway:
                     to = str(tx.get("to") or "").lower()
                     if wanted.get(to, "token") is None and int(tx["value"]) > 0:
                         found.extend(self.paid_by(chain_id, _hex(tx["hash"]), {to: None}) or [])
-        tokens = [to_checksum_address(address) for address in self.chain(chain_id).tokens.values()]
+        tokens = [Web3.to_checksum_address(address) for address in self.chain(chain_id).tokens.values()]
         if tokens and any(token is not None for token in wanted.values()):
-            logs = self._call(chain_id, eth.get_logs, {"fromBlock": first, "toBlock": last, "address": tokens,
-                                                       "topics": [TRANSFER_TOPIC]})
+            logs = self._call(
+                chain_id,
+                eth.get_logs,
+                {"fromBlock": first, "toBlock": last, "address": tokens, "topics": [TRANSFER_TOPIC]},
+            )
             found.extend(t for t in (self._token_transfer(chain_id, log, wanted) for log in logs or []) if t)
         return found

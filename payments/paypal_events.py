@@ -4,16 +4,23 @@ fails; `REFUNDED` and `REVERSED` take credits back."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from payments.facts import PaymentFact
+from payments.facts import FactKind, PaymentFact
 from payments.paypal_gateway import to_minor
 from runtime.payment_settings import ZERO_DECIMAL
 
-HANDLED = frozenset({
-    "PAYMENT.CAPTURE.COMPLETED", "PAYMENT.CAPTURE.PENDING", "PAYMENT.CAPTURE.DENIED",
-    "PAYMENT.CAPTURE.DECLINED", "PAYMENT.CAPTURE.REFUNDED", "PAYMENT.CAPTURE.REVERSED",
-})
+HANDLED = frozenset(
+    {
+        "PAYMENT.CAPTURE.COMPLETED",
+        "PAYMENT.CAPTURE.PENDING",
+        "PAYMENT.CAPTURE.DENIED",
+        "PAYMENT.CAPTURE.DECLINED",
+        "PAYMENT.CAPTURE.REFUNDED",
+        "PAYMENT.CAPTURE.REVERSED",
+    }
+)
 LOOKUP_ORDER = "lookup.order"  # an Orders v2 answer we fetched (a capture result, the reconciler's GET)
 
 
@@ -27,18 +34,23 @@ def _minor(money: dict[str, Any] | None) -> tuple[int, str]:
 def _capture_fact(capture: dict[str, Any], *, paypal_order: str | None, order_id: str | None) -> PaymentFact:
     amount, currency = _minor(capture.get("amount"))
     related = ((capture.get("supplementary_data") or {}).get("related_ids") or {}).get("order_id")
-    base = {
-        "order_id": capture.get("custom_id") or order_id, "provider_ref": paypal_order or related,
-        "payment_ref": capture.get("id"), "amount": amount, "currency": currency,
-    }
     status = str(capture.get("status"))
-    if status == "COMPLETED":
-        return PaymentFact("paid", **base)
+    base = PaymentFact(
+        "pending",
+        capture.get("custom_id") or order_id,
+        provider_ref=paypal_order or related,
+        payment_ref=capture.get("id"),
+        amount=amount,
+        currency=currency,
+        detail=f"capture {status.lower()}",
+    )
+    if status in ("COMPLETED", "REFUNDED", "PARTIALLY_REFUNDED"):
+        return replace(
+            base, kind="paid", detail=""
+        )  # a refunded capture was paid first; refunds take it back
     if status in ("DECLINED", "DENIED", "FAILED"):
-        return PaymentFact("failed", **base, detail=f"capture {status.lower()}")
-    if status in ("REFUNDED", "PARTIALLY_REFUNDED"):
-        return PaymentFact("paid", **base)  # paid first; the refund events take it back
-    return PaymentFact("pending", **base, detail=f"capture {status.lower()}")
+        return replace(base, kind="failed")
+    return base
 
 
 def order_facts(order: dict[str, Any]) -> list[PaymentFact]:
@@ -48,15 +60,23 @@ def order_facts(order: dict[str, Any]) -> list[PaymentFact]:
     captures = (unit.get("payments") or {}).get("captures") or []
     if not captures:
         if order.get("status") == "VOIDED":
-            return [PaymentFact("failed", unit.get("reference_id"), provider_ref=order.get("id"), detail="voided")]
+            return [
+                PaymentFact("failed", unit.get("reference_id"), provider_ref=order.get("id"), detail="voided")
+            ]
         return []
     fact = _capture_fact(captures[0], paypal_order=order.get("id"), order_id=unit.get("reference_id"))
     return [] if fact.kind == "pending" else [fact]
 
 
-def _refund_fact(kind: str, refund: dict[str, Any]) -> PaymentFact:
-    capture_id = next((link["href"].rstrip("/").rsplit("/", 1)[-1] for link in refund.get("links") or []
-                       if link.get("rel") == "up"), None)
+def _refund_fact(kind: FactKind, refund: dict[str, Any]) -> PaymentFact:
+    capture_id = next(
+        (
+            link["href"].rstrip("/").rsplit("/", 1)[-1]
+            for link in refund.get("links") or []
+            if link.get("rel") == "up"
+        ),
+        None,
+    )
     amount, currency = _minor(refund.get("amount"))
     total = (refund.get("seller_payable_breakdown") or {}).get("total_refunded_amount")
     detail = ""
@@ -64,8 +84,15 @@ def _refund_fact(kind: str, refund: dict[str, Any]) -> PaymentFact:
         amount, currency = _minor(total)  # cumulative, like Stripe's amount_refunded
     elif kind == "refunded":
         detail = "increment"  # this refund alone: added to what the order had (the event is applied once)
-    return PaymentFact(kind, refund.get("custom_id"), payment_ref=capture_id,  # type: ignore[arg-type]
-                       amount=amount, currency=currency, key=str(refund.get("id")), detail=detail)
+    return PaymentFact(
+        kind,
+        refund.get("custom_id"),
+        payment_ref=capture_id,
+        amount=amount,
+        currency=currency,
+        key=str(refund.get("id")),
+        detail=detail,
+    )
 
 
 def facts(event_type: str, body: dict[str, Any]) -> list[PaymentFact]:

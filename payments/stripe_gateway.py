@@ -59,8 +59,17 @@ class StripeGateway:
         return event
 
     def create_checkout_session(
-        self, *, order_id: str, user_id: str, title: str, amount: int, currency: str, success_url: str,
-        cancel_url: str, customer: str | None = None, save_card: bool = False,
+        self,
+        *,
+        order_id: str,
+        user_id: str,
+        title: str,
+        amount: int,
+        currency: str,
+        success_url: str,
+        cancel_url: str,
+        customer: str | None = None,
+        save_card: bool = False,
     ) -> dict[str, Any]:
         """A hosted Checkout Session for one order (order and user in metadata and client_reference_id)."""
         metadata = {"order_id": order_id, "user_id": user_id}
@@ -72,11 +81,16 @@ class StripeGateway:
             "client_reference_id": order_id,
             "metadata": metadata,
             "payment_intent_data": intent,
-            "line_items": [{
-                "quantity": 1,
-                "price_data": {"currency": currency.lower(), "unit_amount": amount,
-                               "product_data": {"name": title}},
-            }],
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": amount,
+                        "product_data": {"name": title},
+                    },
+                }
+            ],
             "success_url": success_url,
             "cancel_url": cancel_url,
         }
@@ -134,13 +148,23 @@ class StripeGateway:
         return _plain(refund)
 
     def charge_saved_card(
-        self, *, customer: str, payment_method: str, amount: int, currency: str, order_id: str,
+        self,
+        *,
+        customer: str,
+        payment_method: str,
+        amount: int,
+        currency: str,
+        order_id: str,
         user_id: str,
     ) -> dict[str, Any]:
         """Charge a saved card off-session (auto top-up); a decline answers the failed PaymentIntent."""
         params: dict[str, Any] = {
-            "amount": amount, "currency": currency.lower(), "customer": customer,
-            "payment_method": payment_method, "off_session": True, "confirm": True,
+            "amount": amount,
+            "currency": currency.lower(),
+            "customer": customer,
+            "payment_method": payment_method,
+            "off_session": True,
+            "confirm": True,
             "metadata": {"order_id": order_id, "user_id": user_id, "purpose": "auto_top_up"},
         }
         try:
@@ -153,8 +177,13 @@ class StripeGateway:
             body = exc.json_body if isinstance(exc.json_body, dict) else {}
             error = body.get("error") or {}
             found = error.get("payment_intent") or {"status": "requires_payment_method"}
-            return {**found, "last_error": {"code": exc.code or error.get("code"),
-                                            "message": error.get("message", str(exc))}}
+            return {
+                **found,
+                "last_error": {
+                    "code": exc.code or error.get("code"),
+                    "message": error.get("message", str(exc)),
+                },
+            }
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc
         return _plain(intent)

@@ -9,8 +9,28 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 # Currencies without minor units (Stripe's and PayPal's zero-decimal list, the ones we'd meet).
-ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "HUF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF",
-                          "TWD", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"})
+ZERO_DECIMAL = frozenset(
+    {
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "HUF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "TWD",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    }
+)
 
 
 class FiatPrice(BaseModel):
@@ -86,12 +106,20 @@ class CryptoChain(BaseModel):
 
 
 DEFAULT_PACKS = [
-    CreditPack(id="credits-1000", credits=1000, stripe=FiatPrice(amount=2400, currency="USD"),
-               paypal=FiatPrice(amount=2400, currency="USD"),
-               crypto={"1": 8_000_000_000_000_000, "1:USDC": 24_000_000}),
-    CreditPack(id="credits-5000", credits=5000, stripe=FiatPrice(amount=9900, currency="USD"),
-               paypal=FiatPrice(amount=9900, currency="USD"),
-               crypto={"1": 33_000_000_000_000_000, "1:USDC": 99_000_000}),
+    CreditPack(
+        id="credits-1000",
+        credits=1000,
+        stripe=FiatPrice(amount=2400, currency="USD"),
+        paypal=FiatPrice(amount=2400, currency="USD"),
+        crypto={"1": 8_000_000_000_000_000, "1:USDC": 24_000_000},
+    ),
+    CreditPack(
+        id="credits-5000",
+        credits=5000,
+        stripe=FiatPrice(amount=9900, currency="USD"),
+        paypal=FiatPrice(amount=9900, currency="USD"),
+        crypto={"1": 33_000_000_000_000_000, "1:USDC": 99_000_000},
+    ),
 ]
 
 

@@ -55,7 +55,8 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("purpose IN ('checkout', 'auto_top_up')", name="ck_payment_orders_purpose"),
         sa.CheckConstraint(
-            "credits > 0 AND credited >= 0 AND clawed_back >= 0", name="ck_payment_orders_credits_non_negative"
+            "credits > 0 AND credited >= 0 AND clawed_back >= 0",
+            name="ck_payment_orders_credits_non_negative",
         ),
     )
     op.create_index("ix_payment_orders_user_created", "payment_orders", ["user_id", "created_at"])
@@ -110,16 +111,12 @@ def upgrade() -> None:
         sa.Column("status", sa.String(10), nullable=False),
         sa.Column("created_at", Timestamp, nullable=False),
         sa.Column("updated_at", Timestamp, nullable=False),
-        sa.UniqueConstraint(
-            "chain_id", "tx_hash", "log_index", name="uq_payment_crypto_transfers_transfer"
-        ),
+        sa.UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_payment_crypto_transfers_transfer"),
         sa.CheckConstraint(
             "status IN ('seen', 'confirmed', 'orphaned')", name="ck_payment_crypto_transfers_status"
         ),
     )
-    op.create_index(
-        "ix_payment_crypto_transfers_order_id", "payment_crypto_transfers", ["order_id"]
-    )
+    op.create_index("ix_payment_crypto_transfers_order_id", "payment_crypto_transfers", ["order_id"])
     op.create_table(
         "payment_chain_cursors",
         sa.Column("chain_id", sa.BigInteger, primary_key=True, autoincrement=False),

@@ -48,22 +48,41 @@ def _wait(predicate: Any, what: str, timeout: float = 90) -> Any:
 def test_buy_a_pack_with_each_rail_over_http(tmp_path: Path) -> None:
     with (
         stripe_server(STRIPE_KEY) as (stripe_base, stripe_state),
-        paypal_server(PAYPAL["PAYPAL_CLIENT_ID"], PAYPAL["PAYPAL_CLIENT_SECRET"], PAYPAL["PAYPAL_WEBHOOK_ID"]) as (
-            paypal_base, paypal_state),
+        paypal_server(
+            PAYPAL["PAYPAL_CLIENT_ID"], PAYPAL["PAYPAL_CLIENT_SECRET"], PAYPAL["PAYPAL_WEBHOOK_ID"]
+        ) as (paypal_base, paypal_state),
         chain_rpc() as (rpc_url, raw_chain),
     ):
         chain = PayChain(rpc_url, raw_chain)
         port = free_port()
         env = child_env(
-            **EMBEDDED, VAR_DIR=str(tmp_path / "var"), CREDITFLOW_ENV="development", SSE_HEARTBEAT_S="1",
-            PAYMENT_PACKS=json.dumps(PACKS), STRIPE_SECRET_KEY=STRIPE_KEY, STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
-            STRIPE_API_BASE=stripe_base, PAYPAL_API_BASE=paypal_base, **PAYPAL, CRYPTO_HD_KEY=MNEMONIC,
-            CRYPTO_CHAINS=json.dumps([{"chain_id": CHAIN_ID, "rpc_url": rpc_url, "confirmations": CONFIRMATIONS,
-                                       "tokens": {"TST": chain.token.address}}]),
+            **EMBEDDED,
+            VAR_DIR=str(tmp_path / "var"),
+            CREDITFLOW_ENV="development",
+            SSE_HEARTBEAT_S="1",
+            PAYMENT_PACKS=json.dumps(PACKS),
+            STRIPE_SECRET_KEY=STRIPE_KEY,
+            STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+            STRIPE_API_BASE=stripe_base,
+            PAYPAL_API_BASE=paypal_base,
+            **PAYPAL,
+            CRYPTO_HD_KEY=MNEMONIC,
+            CRYPTO_CHAINS=json.dumps(
+                [
+                    {
+                        "chain_id": CHAIN_ID,
+                        "rpc_url": rpc_url,
+                        "confirmations": CONFIRMATIONS,
+                        "tokens": {"TST": chain.token.address},
+                    }
+                ]
+            ),
             CRYPTO_SCAN_INTERVAL_S="1",
         )
         log = tmp_path / "dev.log"
-        dev = creditflow("dev", "--port", str(port), "--flower-port", str(free_port()), env=env, cwd=tmp_path, log=log)
+        dev = creditflow(
+            "dev", "--port", str(port), "--flower-port", str(free_port()), env=env, cwd=tmp_path, log=log
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             wait_http(f"{base}/readyz", timeout=120, process=dev, log=log)
@@ -82,33 +101,62 @@ def _buy_with_each_rail(base: str, var: Path, stripe_state: Any, paypal_state: A
     assert {p["rail"] for p in packs[0]["prices"]} == {"stripe", "paypal", "crypto"}
 
     # Stripe: Checkout, paid at Stripe, fulfilled from the signed webhook (never from the redirect).
-    session = requests.post(f"{api}/payments/stripe/checkout-sessions", json={"pack_id": "credits-1000"},
-                            headers=headers, timeout=30).json()
-    payload = json.dumps(stripe_state.event("checkout.session.completed", stripe_state.pay_session(session["id"])))
-    hook = requests.post(f"{api}/payments/stripe/webhook", data=payload, timeout=30,
-                         headers={"Stripe-Signature": sign(payload, STRIPE_WEBHOOK_SECRET),
-                                  "Content-Type": "application/json"})
+    session = requests.post(
+        f"{api}/payments/stripe/checkout-sessions",
+        json={"pack_id": "credits-1000"},
+        headers=headers,
+        timeout=30,
+    ).json()
+    payload = json.dumps(
+        stripe_state.event("checkout.session.completed", stripe_state.pay_session(session["id"]))
+    )
+    hook = requests.post(
+        f"{api}/payments/stripe/webhook",
+        data=payload,
+        timeout=30,
+        headers={
+            "Stripe-Signature": sign(payload, STRIPE_WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
     assert hook.status_code == 200, hook.text
 
     # PayPal: order, approved by the buyer, captured.
-    order = requests.post(f"{api}/payments/paypal/orders", json={"pack_id": "credits-1000"}, headers=headers,
-                          timeout=30).json()
+    order = requests.post(
+        f"{api}/payments/paypal/orders", json={"pack_id": "credits-1000"}, headers=headers, timeout=30
+    ).json()
     paypal_state.approve(order["id"])
-    captured = requests.post(f"{api}/payments/paypal/orders/{order['id']}/capture", headers=headers, timeout=30)
+    captured = requests.post(
+        f"{api}/payments/paypal/orders/{order['id']}/capture", headers=headers, timeout=30
+    )
     assert captured.status_code == 202, captured.text
 
     # Crypto: an intent, paid on chain, submitted; beat's scanner sees it deep enough and it is credited.
-    intent = requests.post(f"{api}/payments/crypto/intents", json={"pack_id": "credits-1000", "chain_id": CHAIN_ID},
-                           headers=headers, timeout=30).json()
+    intent = requests.post(
+        f"{api}/payments/crypto/intents",
+        json={"pack_id": "credits-1000", "chain_id": CHAIN_ID},
+        headers=headers,
+        timeout=30,
+    ).json()
     tx = chain.pay(intent["deposit_address"], PRICE_WEI)
-    assert requests.post(f"{api}/payments/crypto/intents/{intent['id']}/submit", json={"tx_hash": tx},
-                         headers=headers, timeout=30).status_code == 202
+    assert (
+        requests.post(
+            f"{api}/payments/crypto/intents/{intent['id']}/submit",
+            json={"tx_hash": tx},
+            headers=headers,
+            timeout=30,
+        ).status_code
+        == 202
+    )
     chain.mine(CONFIRMATIONS)
 
     def all_credited() -> bool:
         items = requests.get(f"{api}/payments", headers=headers, timeout=30).json()["items"]
         return sorted((o["rail"], o["status"]) for o in items) == [
-            ("crypto", "credited"), ("paypal", "credited"), ("stripe", "credited")]
+            ("crypto", "credited"),
+            ("paypal", "credited"),
+            ("stripe", "credited"),
+        ]
 
     _wait(all_credited, "three credited orders")
     balance = requests.get(f"{api}/credits/balance", headers=headers, timeout=30).json()
@@ -119,7 +167,10 @@ def _buy_with_each_rail(base: str, var: Path, stripe_state: Any, paypal_state: A
         for frame in frames(stream):
             if frame.event:
                 seen.append(frame.data)
-            if any(e["type"] == "balance" and e["posted"] == "4000" for e in seen) or time.monotonic() > deadline:
+            if (
+                any(e["type"] == "balance" and e["posted"] == "4000" for e in seen)
+                or time.monotonic() > deadline
+            ):
                 break
     payments = [e for e in seen if e["type"] == "payment"]
     assert sorted(e["credits"] for e in payments) == ["1000", "1000", "1000"]

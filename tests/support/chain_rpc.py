@@ -58,8 +58,11 @@ class Chain:
             answer = {**answer, "result": shaper(answer["result"])}
         out: dict[str, Any] = {"jsonrpc": "2.0"}
         if "error" in answer:
-            out["error"] = answer["error"] if isinstance(answer["error"], dict) else {
-                "code": -32000, "message": str(answer["error"])}
+            out["error"] = (
+                answer["error"]
+                if isinstance(answer["error"], dict)
+                else {"code": -32000, "message": str(answer["error"])}
+            )
         else:
             out["result"] = to_wire(answer.get("result"))
         return out
@@ -74,8 +77,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         batch = request if isinstance(request, list) else [request]
-        answers = [{**self.chain.call(item["method"], item.get("params") or []), "id": item.get("id")}
-                   for item in batch]
+        answers = [
+            {**self.chain.call(item["method"], item.get("params") or []), "id": item.get("id")}
+            for item in batch
+        ]
         raw = json.dumps(answers if isinstance(request, list) else answers[0]).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

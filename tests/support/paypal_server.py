@@ -70,17 +70,27 @@ class PaypalState:
 
     def event(self, event_type: str, resource: dict[str, Any]) -> dict[str, Any]:
         """A webhook event around a resource snapshot."""
-        return {"id": self.new_id("WH-"), "event_version": "1.0", "create_time": _now(),
-                "resource_type": "capture" if "CAPTURE" in event_type else "checkout-order",
-                "event_type": event_type, "summary": event_type, "resource": json.loads(json.dumps(resource))}
+        return {
+            "id": self.new_id("WH-"),
+            "event_version": "1.0",
+            "create_time": _now(),
+            "resource_type": "capture" if "CAPTURE" in event_type else "checkout-order",
+            "event_type": event_type,
+            "summary": event_type,
+            "resource": json.loads(json.dumps(resource)),
+        }
 
     def signed_headers(self, raw: bytes, *, webhook_id: str | None = None) -> dict[str, str]:
         """The transmission headers PayPal sends with a delivery of `raw`."""
         transmission_id, stamp = secrets.token_hex(8), _now()
         return {
-            "PAYPAL-AUTH-ALGO": "SHA256withRSA", "PAYPAL-CERT-URL": f"{self.base}/v1/notifications/certs/CERT-1",
-            "PAYPAL-TRANSMISSION-ID": transmission_id, "PAYPAL-TRANSMISSION-TIME": stamp,
-            "PAYPAL-TRANSMISSION-SIG": transmission_sig(transmission_id, stamp, webhook_id or self.webhook_id, raw),
+            "PAYPAL-AUTH-ALGO": "SHA256withRSA",
+            "PAYPAL-CERT-URL": f"{self.base}/v1/notifications/certs/CERT-1",
+            "PAYPAL-TRANSMISSION-ID": transmission_id,
+            "PAYPAL-TRANSMISSION-TIME": stamp,
+            "PAYPAL-TRANSMISSION-SIG": transmission_sig(
+                transmission_id, stamp, webhook_id or self.webhook_id, raw
+            ),
         }
 
     # --- API side ----------------------------------------------------------------------------
@@ -88,13 +98,27 @@ class PaypalState:
     def create_order(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         order_id = self.new_id()
         unit = body["purchase_units"][0]
-        order = {"id": order_id, "intent": body.get("intent"), "status": "PAYER_ACTION_REQUIRED",
-                 "purchase_units": [{"reference_id": unit.get("reference_id"), "custom_id": unit.get("custom_id"),
-                                     "amount": unit["amount"]}],
-                 "links": [{"rel": "self", "href": f"{self.base}/v2/checkout/orders/{order_id}", "method": "GET"},
-                           {"rel": "payer-action", "href": f"https://paypal.test/checkoutnow?token={order_id}",
-                            "method": "GET"}],
-                 "create_time": _now()}
+        order = {
+            "id": order_id,
+            "intent": body.get("intent"),
+            "status": "PAYER_ACTION_REQUIRED",
+            "purchase_units": [
+                {
+                    "reference_id": unit.get("reference_id"),
+                    "custom_id": unit.get("custom_id"),
+                    "amount": unit["amount"],
+                }
+            ],
+            "links": [
+                {"rel": "self", "href": f"{self.base}/v2/checkout/orders/{order_id}", "method": "GET"},
+                {
+                    "rel": "payer-action",
+                    "href": f"https://paypal.test/checkoutnow?token={order_id}",
+                    "method": "GET",
+                },
+            ],
+            "create_time": _now(),
+        }
         self.orders[order_id] = order
         return 200, order
 
@@ -108,11 +132,16 @@ class PaypalState:
             return 422, {"name": "UNPROCESSABLE_ENTITY", "details": [{"issue": "ORDER_NOT_APPROVED"}]}
         self.capture_calls += 1
         unit = order["purchase_units"][0]
-        capture = {"id": self.new_id("CAP"), "status": self.capture_status, "amount": unit["amount"],
-                   "custom_id": unit.get("custom_id"), "final_capture": True,
-                   "supplementary_data": {"related_ids": {"order_id": order_id}},
-                   "links": [{"rel": "up", "href": f"{self.base}/v2/checkout/orders/{order_id}"}],
-                   "create_time": _now()}
+        capture = {
+            "id": self.new_id("CAP"),
+            "status": self.capture_status,
+            "amount": unit["amount"],
+            "custom_id": unit.get("custom_id"),
+            "final_capture": True,
+            "supplementary_data": {"related_ids": {"order_id": order_id}},
+            "links": [{"rel": "up", "href": f"{self.base}/v2/checkout/orders/{order_id}"}],
+            "create_time": _now(),
+        }
         self.captures[capture["id"]] = capture
         unit["payments"] = {"captures": [capture]}
         order["status"] = "COMPLETED"
@@ -126,14 +155,20 @@ class PaypalState:
         cents = int(amount["value"].replace(".", ""))
         done = capture.setdefault("_refunded", 0) + cents
         capture["_refunded"] = done
-        capture["status"] = "REFUNDED" if done >= int(capture["amount"]["value"].replace(".", "")) else (
-            "PARTIALLY_REFUNDED")
+        capture["status"] = (
+            "REFUNDED" if done >= int(capture["amount"]["value"].replace(".", "")) else ("PARTIALLY_REFUNDED")
+        )
         total = f"{done // 100}.{done % 100:02d}"
-        return 201, {"id": self.new_id("REF"), "status": "COMPLETED", "amount": amount,
-                     "custom_id": capture.get("custom_id"),
-                     "seller_payable_breakdown": {"total_refunded_amount": {"value": total,
-                                                                            "currency_code": amount["currency_code"]}},
-                     "links": [{"rel": "up", "href": f"{self.base}/v2/payments/captures/{capture_id}"}]}
+        return 201, {
+            "id": self.new_id("REF"),
+            "status": "COMPLETED",
+            "amount": amount,
+            "custom_id": capture.get("custom_id"),
+            "seller_payable_breakdown": {
+                "total_refunded_amount": {"value": total, "currency_code": amount["currency_code"]}
+            },
+            "links": [{"rel": "up", "href": f"{self.base}/v2/payments/captures/{capture_id}"}],
+        }
 
     def verify(self, raw_request: str) -> tuple[int, dict[str, Any]]:
         body = json.loads(raw_request)
@@ -141,10 +176,14 @@ class PaypalState:
         if found is None:
             return 400, {"name": "VALIDATION_ERROR", "details": [{"issue": "MISSING_REQUIRED_PARAMETER"}]}
         _event, end = json.JSONDecoder().raw_decode(raw_request, found.end())
-        raw_event = raw_request[found.end():end].encode()
+        raw_event = raw_request[found.end() : end].encode()
         self.verifications.append(body)
-        expected = transmission_sig(body["transmission_id"], body["transmission_time"], self.webhook_id, raw_event)
-        good = body.get("webhook_id") == self.webhook_id and hmac.compare_digest(expected, body["transmission_sig"])
+        expected = transmission_sig(
+            body["transmission_id"], body["transmission_time"], self.webhook_id, raw_event
+        )
+        good = body.get("webhook_id") == self.webhook_id and hmac.compare_digest(
+            expected, body["transmission_sig"]
+        )
         return 200, {"verification_status": "SUCCESS" if good else "FAILURE"}
 
 
@@ -173,11 +212,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path).path.strip("/").split("/")
         if not self._authorized():
-            self._answer(401, {"error": "invalid_token", "error_description": "Token signature verification failed"})
+            self._answer(
+                401, {"error": "invalid_token", "error_description": "Token signature verification failed"}
+            )
             return
         with self.state.lock:
             order = self.state.orders.get(parts[-1]) if parts[:3] == ["v2", "checkout", "orders"] else None
-        self._answer(200, order) if order else self._answer(404, {"name": "RESOURCE_NOT_FOUND", "details": []})
+        self._answer(200, order) if order else self._answer(
+            404, {"name": "RESOURCE_NOT_FOUND", "details": []}
+        )
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -185,15 +228,22 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.state
         if path == "/v1/oauth2/token":
             expected = base64.b64encode(f"{state.client_id}:{state.secret}".encode()).decode()
-            if self.headers.get("Authorization") != f"Basic {expected}" or "grant_type=client_credentials" not in raw:
-                self._answer(401, {"error": "invalid_client", "error_description": "Client Authentication failed"})
+            if (
+                self.headers.get("Authorization") != f"Basic {expected}"
+                or "grant_type=client_credentials" not in raw
+            ):
+                self._answer(
+                    401, {"error": "invalid_client", "error_description": "Client Authentication failed"}
+                )
                 return
             token = secrets.token_urlsafe(24)
             state.tokens.add(token)
             self._answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 32400})
             return
         if not self._authorized():
-            self._answer(401, {"error": "invalid_token", "error_description": "Token signature verification failed"})
+            self._answer(
+                401, {"error": "invalid_token", "error_description": "Token signature verification failed"}
+            )
             return
         request_id = self.headers.get("PayPal-Request-Id")
         with state.lock:

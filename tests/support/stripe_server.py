@@ -82,14 +82,22 @@ class StripeState:
         price = item["price_data"]
         session_id = self.new_id("cs_test")
         session = {
-            "id": session_id, "object": "checkout.session", "mode": body.get("mode", "payment"),
-            "status": "open", "payment_status": "unpaid",
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": body.get("mode", "payment"),
+            "status": "open",
+            "payment_status": "unpaid",
             "amount_total": int(price["unit_amount"]) * int(item.get("quantity", 1)),
-            "currency": price["currency"], "client_reference_id": body.get("client_reference_id"),
-            "metadata": body.get("metadata", {}), "payment_intent": None,
-            "customer": body.get("customer"), "url": f"https://checkout.stripe.test/c/pay/{session_id}",
-            "success_url": body.get("success_url"), "cancel_url": body.get("cancel_url"),
-            "created": int(time.time()), "livemode": False,
+            "currency": price["currency"],
+            "client_reference_id": body.get("client_reference_id"),
+            "metadata": body.get("metadata", {}),
+            "payment_intent": None,
+            "customer": body.get("customer"),
+            "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+            "success_url": body.get("success_url"),
+            "cancel_url": body.get("cancel_url"),
+            "created": int(time.time()),
+            "livemode": False,
             "payment_intent_data": body.get("payment_intent_data", {}),
             "customer_creation": body.get("customer_creation"),
         }
@@ -105,19 +113,30 @@ class StripeState:
         if session is None:
             return self._missing("checkout.session", session_id)
         if session["status"] != "open":
-            return 400, {"error": {"type": "invalid_request_error", "code": "checkout_session_not_open",
-                                   "message": f"This Checkout Session is {session['status']}."}}
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "checkout_session_not_open",
+                    "message": f"This Checkout Session is {session['status']}.",
+                }
+            }
         session["status"] = "expired"
         return 200, self._public_session(session)
 
     def create_intent(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        intent = self._new_intent(int(body["amount"]), body["currency"], body.get("metadata", {}),
-                                  customer=body.get("customer"), payment_method=body.get("payment_method"))
+        intent = self._new_intent(
+            int(body["amount"]),
+            body["currency"],
+            body.get("metadata", {}),
+            customer=body.get("customer"),
+            payment_method=body.get("payment_method"),
+        )
         method = body.get("payment_method")
         if method == CARD_SCA:
             intent["status"] = "requires_action"
-            return 402, self._card_error("authentication_required", "This payment requires authentication.",
-                                         intent)
+            return 402, self._card_error(
+                "authentication_required", "This payment requires authentication.", intent
+            )
         if method != CARD_OK:
             intent["status"] = "requires_payment_method"
             return 402, self._card_error("card_declined", "Your card was declined.", intent)
@@ -135,35 +154,70 @@ class StripeState:
         charge = self.charges[intent["latest_charge"]]
         amount = int(body.get("amount") or charge["amount"] - charge["amount_refunded"])
         if amount > charge["amount"] - charge["amount_refunded"]:
-            return 400, {"error": {"type": "invalid_request_error", "code": "charge_already_refunded",
-                                   "message": "Refund amount is greater than unrefunded amount on charge."}}
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "charge_already_refunded",
+                    "message": "Refund amount is greater than unrefunded amount on charge.",
+                }
+            }
         return 200, self.refund(intent["id"], amount)[1]
 
     # --- what happens at Stripe (test code calls these) --------------------------------------
 
-    def _new_intent(self, amount: int, currency: str, metadata: dict[str, Any], *, customer: str | None = None,
-                    payment_method: str | None = None) -> dict[str, Any]:
+    def _new_intent(
+        self,
+        amount: int,
+        currency: str,
+        metadata: dict[str, Any],
+        *,
+        customer: str | None = None,
+        payment_method: str | None = None,
+    ) -> dict[str, Any]:
         intent = {
-            "id": self.new_id("pi"), "object": "payment_intent", "amount": amount, "amount_received": 0,
-            "currency": currency, "status": "requires_payment_method", "metadata": metadata,
-            "customer": customer, "payment_method": payment_method, "latest_charge": None,
-            "created": int(time.time()), "livemode": False,
+            "id": self.new_id("pi"),
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_received": 0,
+            "currency": currency,
+            "status": "requires_payment_method",
+            "metadata": metadata,
+            "customer": customer,
+            "payment_method": payment_method,
+            "latest_charge": None,
+            "created": int(time.time()),
+            "livemode": False,
         }
         self.intents[intent["id"]] = intent
         return intent
 
     def _succeed(self, intent: dict[str, Any]) -> dict[str, Any]:
         charge = {
-            "id": self.new_id("ch"), "object": "charge", "amount": intent["amount"], "amount_refunded": 0,
-            "currency": intent["currency"], "payment_intent": intent["id"], "paid": True, "refunded": False,
-            "status": "succeeded", "metadata": {}, "created": int(time.time()), "livemode": False,
+            "id": self.new_id("ch"),
+            "object": "charge",
+            "amount": intent["amount"],
+            "amount_refunded": 0,
+            "currency": intent["currency"],
+            "payment_intent": intent["id"],
+            "paid": True,
+            "refunded": False,
+            "status": "succeeded",
+            "metadata": {},
+            "created": int(time.time()),
+            "livemode": False,
         }
         self.charges[charge["id"]] = charge
         intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge["id"])
         return charge
 
-    def pay_session(self, session_id: str, *, amount: int | None = None, currency: str | None = None,
-                    asynchronous: bool = False) -> dict[str, Any]:
+    def pay_session(
+        self,
+        session_id: str,
+        *,
+        amount: int | None = None,
+        currency: str | None = None,
+        asynchronous: bool = False,
+    ) -> dict[str, Any]:
         """The buyer pays at Checkout (with `asynchronous`, the payment settles later: call settle_async)."""
         with self.lock:
             session = self.sessions[session_id]
@@ -175,9 +229,13 @@ class StripeState:
             customer = session["customer"]
             if customer is None and session.get("customer_creation") == "always":
                 customer = session["customer"] = self.new_id("cus")
-            intent = self._new_intent(session["amount_total"], session["currency"],
-                                      dict(intent_data.get("metadata", {})), customer=customer,
-                                      payment_method=CARD_OK)
+            intent = self._new_intent(
+                session["amount_total"],
+                session["currency"],
+                dict(intent_data.get("metadata", {})),
+                customer=customer,
+                payment_method=CARD_OK,
+            )
             session.update(status="complete", payment_intent=intent["id"])
             if asynchronous:
                 intent["status"] = "processing"
@@ -204,34 +262,62 @@ class StripeState:
         charge = self.charges[intent["latest_charge"]]
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
-        refund = {"id": self.new_id("re"), "object": "refund", "amount": amount, "charge": charge["id"],
-                  "payment_intent": intent_id, "currency": charge["currency"], "status": "succeeded"}
+        refund = {
+            "id": self.new_id("re"),
+            "object": "refund",
+            "amount": amount,
+            "charge": charge["id"],
+            "payment_intent": intent_id,
+            "currency": charge["currency"],
+            "status": "succeeded",
+        }
         self.refunds[refund["id"]] = refund
         return dict(charge), refund
 
     def dispute(self, intent_id: str, amount: int | None = None) -> dict[str, Any]:
         """A chargeback on the payment's charge."""
         charge = self.charges[self.intents[intent_id]["latest_charge"]]
-        return {"id": self.new_id("du"), "object": "dispute", "amount": amount or charge["amount"],
-                "charge": charge["id"], "payment_intent": intent_id, "currency": charge["currency"],
-                "status": "needs_response"}
+        return {
+            "id": self.new_id("du"),
+            "object": "dispute",
+            "amount": amount or charge["amount"],
+            "charge": charge["id"],
+            "payment_intent": intent_id,
+            "currency": charge["currency"],
+            "status": "needs_response",
+        }
 
     @staticmethod
     def event(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
         """A webhook event wrapping a snapshot of `obj`."""
-        return {"id": StripeState.new_id("evt"), "object": "event", "api_version": API_VERSION,
-                "created": int(time.time()), "type": event_type, "livemode": False,
-                "data": {"object": json.loads(json.dumps(obj))}, "pending_webhooks": 1,
-                "request": {"id": None, "idempotency_key": None}}
+        return {
+            "id": StripeState.new_id("evt"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(time.time()),
+            "type": event_type,
+            "livemode": False,
+            "data": {"object": json.loads(json.dumps(obj))},
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+        }
 
     @staticmethod
     def _missing(kind: str, object_id: str) -> tuple[int, dict[str, Any]]:
-        return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                               "message": f"No such {kind}: '{object_id}'", "param": "id"}}
+        return 404, {
+            "error": {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "message": f"No such {kind}: '{object_id}'",
+                "param": "id",
+            }
+        }
 
     # --- routing ---------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def handle(  # noqa: PLR0911 - one return per route
+        self, method: str, path: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
         parts = path.strip("/").split("/")
         with self.lock:
             if method == "POST" and parts == ["v1", "checkout", "sessions"]:
@@ -240,7 +326,11 @@ class StripeState:
                 return self.expire_session(parts[3])
             if method == "GET" and parts[:3] == ["v1", "checkout", "sessions"] and len(parts) == 4:
                 found = self.sessions.get(parts[3])
-                return (200, self._public_session(found)) if found else self._missing("checkout.session", parts[3])
+                return (
+                    (200, self._public_session(found))
+                    if found
+                    else self._missing("checkout.session", parts[3])
+                )
             if method == "POST" and parts == ["v1", "payment_intents"]:
                 return self.create_intent(body)
             if method == "GET" and parts[:2] == ["v1", "payment_intents"] and len(parts) == 3:
@@ -251,7 +341,9 @@ class StripeState:
                 return (200, found) if found else self._missing("charge", parts[2])
             if method == "POST" and parts == ["v1", "refunds"]:
                 return self.create_refund(body)
-        return 404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})"}}
+        return 404, {
+            "error": {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})"}
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -277,7 +369,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.state
         state.requests.append((method, split.path, body))
         if self.headers.get("Authorization") != f"Bearer {state.api_key}":
-            self._answer(401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}})
+            self._answer(
+                401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}
+            )
             return
         if state.fail_next:
             self._answer(state.fail_next.pop(0), {"error": {"type": "api_error", "message": "injected"}})

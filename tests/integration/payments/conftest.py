@@ -32,7 +32,11 @@ JWT_SECRET = "payments-suite-jwt-secret-0123456789abcdef"
 LEDGER_KEY = "hmac:payments-suite-ledger-key-0123456789"
 STRIPE_KEY = "sk_test_creditflow"
 STRIPE_WEBHOOK_SECRET = "whsec_payments_suite"
-PAYPAL = {"PAYPAL_CLIENT_ID": "paypal-client", "PAYPAL_CLIENT_SECRET": "paypal-secret", "PAYPAL_WEBHOOK_ID": "WH-1"}
+PAYPAL = {
+    "PAYPAL_CLIENT_ID": "paypal-client",
+    "PAYPAL_CLIENT_SECRET": "paypal-secret",
+    "PAYPAL_WEBHOOK_ID": "WH-1",
+}
 CHAIN_ID = 131277322940537  # eth-tester's
 CONFIRMATIONS = 3
 PRICE_WEI = 10**16
@@ -40,9 +44,13 @@ PRICE_TST = 24_000_000
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
 TOKEN = json.loads((ROOT / "tests" / "support" / "contracts" / "test_token.json").read_text())
 PACKS = [
-    {"id": "credits-1000", "credits": 1000, "stripe": {"amount": 2400, "currency": "USD"},
-     "paypal": {"amount": 2400, "currency": "USD"},
-     "crypto": {str(CHAIN_ID): PRICE_WEI, f"{CHAIN_ID}:TST": PRICE_TST}},
+    {
+        "id": "credits-1000",
+        "credits": 1000,
+        "stripe": {"amount": 2400, "currency": "USD"},
+        "paypal": {"amount": 2400, "currency": "USD"},
+        "crypto": {str(CHAIN_ID): PRICE_WEI, f"{CHAIN_ID}:TST": PRICE_TST},
+    },
     {"id": "credits-100", "credits": 100, "stripe": {"amount": 300, "currency": "EUR"}},
 ]
 M = ledger.MICRO
@@ -66,7 +74,9 @@ def stripe_fake() -> Iterator[tuple[str, Any]]:
 @pytest.fixture(scope="session")
 def paypal_fake() -> Iterator[tuple[str, Any]]:
     """The local PayPal server: (base URL, state)."""
-    with paypal_server(PAYPAL["PAYPAL_CLIENT_ID"], PAYPAL["PAYPAL_CLIENT_SECRET"], PAYPAL["PAYPAL_WEBHOOK_ID"]) as s:
+    with paypal_server(
+        PAYPAL["PAYPAL_CLIENT_ID"], PAYPAL["PAYPAL_CLIENT_SECRET"], PAYPAL["PAYPAL_WEBHOOK_ID"]
+    ) as s:
         yield s
 
 
@@ -90,13 +100,18 @@ class PayChain:
     def pay(self, to: str, value: int) -> str:
         return self.w3.eth.send_transaction({"from": self.payer, "to": to, "value": value}).to_0x_hex()
 
-    def pay_token(self, to: str, value: int, *, token: Any = None, sender: str | None = None,
-                  gas: int | None = None) -> str:
+    def pay_token(
+        self, to: str, value: int, *, token: Any = None, sender: str | None = None, gas: int | None = None
+    ) -> str:
         options: dict[str, Any] = {"from": sender or self.payer}
         if gas:
             options["gas"] = gas
-        return (token or self.token).functions.transfer(self.w3.to_checksum_address(to), value).transact(
-            options).to_0x_hex()
+        return (
+            (token or self.token)
+            .functions.transfer(self.w3.to_checksum_address(to), value)
+            .transact(options)
+            .to_0x_hex()
+        )
 
     def mine(self, blocks: int) -> None:
         self.chain.tester.mine_blocks(blocks)
@@ -110,20 +125,42 @@ def test_chain() -> Iterator[PayChain]:
 
 
 @pytest.fixture(scope="session")
-def pay_settings(
-    payments_database: str, redis_url: str, stripe_fake: tuple[str, Any], paypal_fake: tuple[str, Any],
-    test_chain: PayChain, tmp_path_factory: pytest.TempPathFactory,
+def pay_settings(  # noqa: PLR0917 - pytest passes fixtures by position
+    payments_database: str,
+    redis_url: str,
+    stripe_fake: tuple[str, Any],
+    paypal_fake: tuple[str, Any],
+    test_chain: PayChain,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, str]:
     """Settings (as environment variables) shared by the test process and the worker."""
     return {
-        "DATABASE_URL": payments_database, "REDIS_URL": redis_url, "AUTH_JWT_SECRET": JWT_SECRET,
-        "LEDGER_SIGNING_KEY": LEDGER_KEY, "CREDITFLOW_ENV": "test", "PAYMENT_PACKS": json.dumps(PACKS),
-        "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
-        "STRIPE_API_BASE": stripe_fake[0], "PAYPAL_API_BASE": paypal_fake[0], **PAYPAL,
-        "VAR_DIR": str(tmp_path_factory.mktemp("payvar")), "RECONCILE_MIN_AGE_S": "0",
-        "RATE_LIMITS_ENABLED": "false", "METRICS_ENABLED": "false", "CRYPTO_HD_KEY": MNEMONIC,
-        "CRYPTO_CHAINS": json.dumps([{"chain_id": CHAIN_ID, "rpc_url": test_chain.url, "confirmations": CONFIRMATIONS,
-                                      "tokens": {"TST": test_chain.token.address}}]),
+        "DATABASE_URL": payments_database,
+        "REDIS_URL": redis_url,
+        "AUTH_JWT_SECRET": JWT_SECRET,
+        "LEDGER_SIGNING_KEY": LEDGER_KEY,
+        "CREDITFLOW_ENV": "test",
+        "PAYMENT_PACKS": json.dumps(PACKS),
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+        "STRIPE_API_BASE": stripe_fake[0],
+        "PAYPAL_API_BASE": paypal_fake[0],
+        **PAYPAL,
+        "VAR_DIR": str(tmp_path_factory.mktemp("payvar")),
+        "RECONCILE_MIN_AGE_S": "0",
+        "RATE_LIMITS_ENABLED": "false",
+        "METRICS_ENABLED": "false",
+        "CRYPTO_HD_KEY": MNEMONIC,
+        "CRYPTO_CHAINS": json.dumps(
+            [
+                {
+                    "chain_id": CHAIN_ID,
+                    "rpc_url": test_chain.url,
+                    "confirmations": CONFIRMATIONS,
+                    "tokens": {"TST": test_chain.token.address},
+                }
+            ]
+        ),
     }
 
 
@@ -169,8 +206,11 @@ def make_token(sub: str, **claims: Any) -> str:
     import jwt
 
     now = int(time.time())
-    return jwt.encode({"iss": "creditflow", "sub": sub, "iat": now, "exp": now + 900, **claims}, JWT_SECRET,
-                      algorithm="HS256")
+    return jwt.encode(
+        {"iss": "creditflow", "sub": sub, "iat": now, "exp": now + 900, **claims},
+        JWT_SECRET,
+        algorithm="HS256",
+    )
 
 
 @pytest.fixture
@@ -188,8 +228,14 @@ def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {make_token(f'admin-{uuid.uuid4().hex[:8]}', roles=['admin'])}"}
 
 
-def deliver_stripe(client: FlaskClient, event: dict[str, Any], *, secret: str = STRIPE_WEBHOOK_SECRET,
-                   timestamp: int | None = None, header: str | None = None) -> Any:
+def deliver_stripe(
+    client: FlaskClient,
+    event: dict[str, Any],
+    *,
+    secret: str = STRIPE_WEBHOOK_SECRET,
+    timestamp: int | None = None,
+    header: str | None = None,
+) -> Any:
     """POST a Stripe event to our webhook, signed as Stripe signs it (or with the header given)."""
     payload = json.dumps(event)
     signature = sign(payload, secret, timestamp) if header is None else header
@@ -218,8 +264,11 @@ def order_row(services: Services, order_id: str) -> Any:
 
 def wait_status(services: Services, order_id: str, *statuses: str, timeout: float = 30) -> Any:
     """Wait until the order reaches one of `statuses`; return it."""
-    return wait_for(lambda: (row := order_row(services, order_id)).status in statuses and row,
-                    timeout=timeout, what=f"order {order_id} in {statuses}")
+    return wait_for(
+        lambda: (row := order_row(services, order_id)).status in statuses and row,
+        timeout=timeout,
+        what=f"order {order_id} in {statuses}",
+    )
 
 
 def posted(services: Services, user_id: str) -> int:
@@ -250,7 +299,11 @@ def purchases(services: Services, order_id: str) -> list[tuple[str, int]]:
     from ledger.tables import entries
 
     with services.engine.connect() as connection:
-        return [(row.kind, row.amount) for row in connection.execute(
-            select(entries.c.kind, entries.c.amount).where(entries.c.reference == f"order:{order_id}")
-            .order_by(entries.c.id)
-        )]
+        return [
+            (row.kind, row.amount)
+            for row in connection.execute(
+                select(entries.c.kind, entries.c.amount)
+                .where(entries.c.reference == f"order:{order_id}")
+                .order_by(entries.c.id)
+            )
+        ]

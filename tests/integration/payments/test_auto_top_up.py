@@ -24,25 +24,40 @@ SETTINGS = {"enabled": True, "threshold": "1500", "pack_id": "credits-1000", "ma
 
 def save_card(client: FlaskClient, services: Services, stripe_fake: Any, headers: dict[str, str]) -> None:
     """Buy a pack through Checkout with `save_card`: the card is kept for refills."""
-    started = client.post("/api/v1/payments/stripe/checkout-sessions", json={"pack_id": "credits-1000",
-                                                                            "save_card": True}, headers=headers).json
+    started = client.post(
+        "/api/v1/payments/stripe/checkout-sessions",
+        json={"pack_id": "credits-1000", "save_card": True},
+        headers=headers,
+    ).json
     paid = stripe_fake[1].pay_session(started["id"])
     deliver_stripe(client, stripe_fake[1].event("checkout.session.completed", paid))
     wait_status(services, started["order_id"], "credited")
-    wait_for(lambda: client.get("/api/v1/me/auto-top-up", headers=headers).json["has_payment_method"],
-             what="card saved")
+    wait_for(
+        lambda: client.get("/api/v1/me/auto-top-up", headers=headers).json["has_payment_method"],
+        what="card saved",
+    )
 
 
 def spend(services: Services, user_id: str, credits: int) -> None:
     with services.engine.begin() as connection:
-        ledger.adjust(connection, user_id=user_id, amount=-credits * M, reason="spent",
-                      idempotency_key=f"spend:{user_id}:{credits}:{posted(services, user_id)}")
+        ledger.adjust(
+            connection,
+            user_id=user_id,
+            amount=-credits * M,
+            reason="spent",
+            idempotency_key=f"spend:{user_id}:{credits}:{posted(services, user_id)}",
+        )
 
 
 def refills(services: Services, user_id: str) -> list[str]:
     with services.engine.connect() as connection:
-        return list(connection.execute(select(orders.c.status).where(
-            orders.c.user_id == user_id, orders.c.purpose == "auto_top_up").order_by(orders.c.created_at)).scalars())
+        return list(
+            connection.execute(
+                select(orders.c.status)
+                .where(orders.c.user_id == user_id, orders.c.purpose == "auto_top_up")
+                .order_by(orders.c.created_at)
+            ).scalars()
+        )
 
 
 def notices(services: Services, user_id: str, kind: str) -> list[dict[str, Any]]:
@@ -50,8 +65,9 @@ def notices(services: Services, user_id: str, kind: str) -> list[dict[str, Any]]
     return [event for _id, fields in entries if (event := json.loads(fields["data"]))["type"] == kind]
 
 
-def test_a_refill_below_the_threshold_at_most_n_a_month(client: FlaskClient, services: Services, stripe_fake: Any,
-                                                        user: Any) -> None:
+def test_a_refill_below_the_threshold_at_most_n_a_month(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     refused = client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
     assert refused.status_code == 409  # no saved card yet
@@ -65,7 +81,9 @@ def test_a_refill_below_the_threshold_at_most_n_a_month(client: FlaskClient, ser
         spend(services, user_id, posted(services, user_id) // M - 1400)  # down to 1400 < 1500
         before = posted(services, user_id)
         auto_top_up.sweep(services)
-        wait_for(lambda n=month_refill: refills(services, user_id).count("credited") == n, what="refill credited")
+        wait_for(
+            lambda n=month_refill: refills(services, user_id).count("credited") == n, what="refill credited"
+        )
         assert posted(services, user_id) == before + 1000 * M  # a refill only adds
     spend(services, user_id, 1000)
     assert auto_top_up.charge(services, user_id) == "not due"  # two this month already
@@ -76,12 +94,14 @@ def test_a_refill_below_the_threshold_at_most_n_a_month(client: FlaskClient, ser
 
 def _with_card(services: Services, user_id: str, card: str) -> None:
     with services.engine.begin() as connection:
-        connection.execute(update(auto_top_ups).where(auto_top_ups.c.user_id == user_id)
-                           .values(payment_method_ref=card))
+        connection.execute(
+            update(auto_top_ups).where(auto_top_ups.c.user_id == user_id).values(payment_method_ref=card)
+        )
 
 
-def test_sca_turns_auto_top_up_off_with_a_notification(client: FlaskClient, services: Services, stripe_fake: Any,
-                                                       user: Any) -> None:
+def test_sca_turns_auto_top_up_off_with_a_notification(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     save_card(client, services, stripe_fake, headers)
     client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
@@ -98,8 +118,9 @@ def test_sca_turns_auto_top_up_off_with_a_notification(client: FlaskClient, serv
     assert refills(services, user_id) == ["failed"]
 
 
-def test_three_failures_in_a_row_turn_it_off(client: FlaskClient, services: Services, stripe_fake: Any,
-                                             user: Any) -> None:
+def test_three_failures_in_a_row_turn_it_off(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     save_card(client, services, stripe_fake, headers)
     client.patch("/api/v1/me/auto-top-up", json={**SETTINGS, "max_per_month": 10}, headers=headers)

@@ -46,8 +46,14 @@ def intent(client: FlaskClient, headers: dict[str, str], token: str | None = Non
 
 def transfers(services: Services, order_id: str) -> list[tuple[str, str]]:
     with services.engine.connect() as connection:
-        return [(row.status, row.amount) for row in connection.execute(
-            select(crypto_transfers).where(crypto_transfers.c.order_id == order_id).order_by(crypto_transfers.c.id))]
+        return [
+            (row.status, row.amount)
+            for row in connection.execute(
+                select(crypto_transfers)
+                .where(crypto_transfers.c.order_id == order_id)
+                .order_by(crypto_transfers.c.id)
+            )
+        ]
 
 
 def verify(services: Services, order_id: str, tx_hash: str) -> str:
@@ -62,15 +68,20 @@ def test_native_payment_is_credited_once_after_enough_confirmations(
     made = intent(client, headers)
     other = intent(client, headers)
     assert made["deposit_address"] != other["deposit_address"]  # one address per intent
-    assert (made["amount_wei"], made["currency"], made["confirmations"]) == (str(PRICE_WEI), "ETH", CONFIRMATIONS)
+    assert (made["amount_wei"], made["currency"], made["confirmations"]) == (
+        str(PRICE_WEI),
+        "ETH",
+        CONFIRMATIONS,
+    )
     from payments.crypto_gateway import DepositKeys
 
     index_of = {DepositKeys(MNEMONIC).address(n): n for n in range(1, 400)}
     assert made["deposit_address"] in index_of  # derived from the HD key in settings
     tx = test_chain.pay(made["deposit_address"], PRICE_WEI)
     for _ in range(2):  # the same transaction submitted twice
-        answer = client.post(f"/api/v1/payments/crypto/intents/{made['id']}/submit", json={"tx_hash": tx},
-                             headers=headers)
+        answer = client.post(
+            f"/api/v1/payments/crypto/intents/{made['id']}/submit", json={"tx_hash": tx}, headers=headers
+        )
         assert answer.status_code == 202, answer.json
     wait_status(services, made["id"], "paid")  # seen in one block: confirming, not credited
     assert posted(services, user_id) == WELCOME
@@ -99,7 +110,9 @@ def test_a_token_payment_nobody_submitted_is_found_by_the_scanner(
     ledger_clean(services)
 
 
-@pytest.mark.parametrize("case", ["failed transaction", "wrong recipient", "fake token", "native for a token"])
+@pytest.mark.parametrize(
+    "case", ["failed transaction", "wrong recipient", "fake token", "native for a token"]
+)
 def test_payments_that_paid_nothing_are_not_credited(
     client: FlaskClient, services: Services, test_chain: PayChain, user: Any, case: str
 ) -> None:
@@ -178,8 +191,10 @@ def test_overpayment_credits_the_pack_once_and_records_the_excess(
     for tx in hashes:
         verify(services, made["id"], tx)
     payments_crypto_settle.settle(services, made["id"])
-    order = wait_status(services, made["id"], "credited")
-    wait_for(lambda: order_row(services, made["id"]).amount_received == str(sum(payments)), what="all counted")
+    wait_status(services, made["id"], "credited")
+    wait_for(
+        lambda: order_row(services, made["id"]).amount_received == str(sum(payments)), what="all counted"
+    )
     assert "overpaid" in order_row(services, made["id"]).failure
     assert posted(services, user_id) == WELCOME + 1000 * M
     assert purchases(services, made["id"]) == [("purchase", 1000 * M)]
@@ -195,8 +210,11 @@ def test_an_expired_intent_paid_late_is_credited_within_the_window_only(
     assert order_row(services, late["id"]).status == "expired"
     assert order_row(services, too_late["id"]).status == "expired"
     with services.engine.begin() as connection:  # this one expired eight days ago: past the 7-day window
-        connection.execute(update(orders).where(orders.c.id == too_late["id"])
-                           .values(expires_at=datetime.now(UTC) - timedelta(days=8)))
+        connection.execute(
+            update(orders)
+            .where(orders.c.id == too_late["id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(days=8))
+        )
     hashes = {made["id"]: test_chain.pay(made["deposit_address"], PRICE_WEI) for made in (late, too_late)}
     test_chain.mine(CONFIRMATIONS)
     for order_id, tx in hashes.items():
@@ -213,11 +231,15 @@ def test_an_expired_intent_paid_late_is_credited_within_the_window_only(
 
 def test_crypto_refuses_unknown_chains_and_tokens(client: FlaskClient, user: Any) -> None:
     _user_id, headers = user
-    for body, kind in (({"pack_id": "credits-1000", "chain_id": 1}, "unknown-chain"),
-                       ({"pack_id": "credits-1000", "chain_id": CHAIN_ID, "token": "USDC"}, "unknown-token"),
-                       ({"pack_id": "credits-100", "chain_id": CHAIN_ID}, "pack-not-on-rail")):
+    for body, kind in (
+        ({"pack_id": "credits-1000", "chain_id": 1}, "unknown-chain"),
+        ({"pack_id": "credits-1000", "chain_id": CHAIN_ID, "token": "USDC"}, "unknown-token"),
+        ({"pack_id": "credits-100", "chain_id": CHAIN_ID}, "pack-not-on-rail"),
+    ):
         answer = client.post("/api/v1/payments/crypto/intents", json=body, headers=headers)
         assert answer.status_code == 422, answer.json
         assert answer.json["type"].endswith(kind)
-    bad = client.post("/api/v1/payments/crypto/intents/ord_x/submit", json={"tx_hash": "0x12"}, headers=headers)
+    bad = client.post(
+        "/api/v1/payments/crypto/intents/ord_x/submit", json={"tx_hash": "0x12"}, headers=headers
+    )
     assert bad.status_code == 422

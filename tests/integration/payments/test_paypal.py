@@ -24,12 +24,19 @@ def create(client: FlaskClient, headers: dict[str, str]) -> dict[str, Any]:
     return dict(answer.json)
 
 
-def deliver(client: FlaskClient, paypal: Any, event: dict[str, Any], *, raw: bytes | None = None,
-            headers: dict[str, str] | None = None) -> Any:
+def deliver(
+    client: FlaskClient,
+    paypal: Any,
+    event: dict[str, Any],
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     body = raw if raw is not None else json.dumps(event, indent=1).encode()  # PayPal's own spacing
     signed = headers if headers is not None else paypal.signed_headers(body)
-    return client.post("/api/v1/payments/paypal/webhook", data=body,
-                       headers={"Content-Type": "application/json", **signed})
+    return client.post(
+        "/api/v1/payments/paypal/webhook", data=body, headers={"Content-Type": "application/json", **signed}
+    )
 
 
 def test_capture_credits_once_and_a_retried_capture_returns_the_first(
@@ -56,8 +63,9 @@ def test_capture_credits_once_and_a_retried_capture_returns_the_first(
     ledger_clean(services)
 
 
-def test_a_pending_capture_waits_then_the_webhook_credits(client: FlaskClient, services: Services,
-                                                          paypal_fake: Any, user: Any) -> None:
+def test_a_pending_capture_waits_then_the_webhook_credits(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     created = create(client, headers)
     paypal = paypal_fake[1]
@@ -79,8 +87,9 @@ def test_a_pending_capture_waits_then_the_webhook_credits(client: FlaskClient, s
     ledger_clean(services)
 
 
-def test_a_denied_capture_fails_the_order(client: FlaskClient, services: Services, paypal_fake: Any,
-                                          user: Any) -> None:
+def test_a_denied_capture_fails_the_order(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     created = create(client, headers)
     paypal = paypal_fake[1]
@@ -94,19 +103,28 @@ def test_a_denied_capture_fails_the_order(client: FlaskClient, services: Service
     assert posted(services, user_id) == WELCOME
 
 
-def test_webhooks_are_verified_on_the_exact_raw_body(client: FlaskClient, services: Services, paypal_fake: Any,
-                                                     user: Any) -> None:
+def test_webhooks_are_verified_on_the_exact_raw_body(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     created = create(client, headers)
     paypal = paypal_fake[1]
     paypal.approve(created["id"])
-    capture = {"id": "CAPFORGED", "status": "COMPLETED", "amount": {"currency_code": "USD", "value": "24.00"},
-               "custom_id": created["order_id"]}
+    capture = {
+        "id": "CAPFORGED",
+        "status": "COMPLETED",
+        "amount": {"currency_code": "USD", "value": "24.00"},
+        "custom_id": created["order_id"],
+    }
     raw = json.dumps(paypal.event("PAYMENT.CAPTURE.COMPLETED", capture), indent=1).encode()
     forged = raw.replace(b'"24.00"', b'"24.00" ')  # signed body, then touched
     assert deliver(client, paypal, {}, raw=forged, headers=paypal.signed_headers(raw)).status_code == 400
-    assert deliver(client, paypal, {}, raw=raw, headers=paypal.signed_headers(raw, webhook_id="WH-other")
-                   ).status_code == 400
+    assert (
+        deliver(
+            client, paypal, {}, raw=raw, headers=paypal.signed_headers(raw, webhook_id="WH-other")
+        ).status_code
+        == 400
+    )
     assert deliver(client, paypal, {}, raw=raw, headers={}).status_code == 400
     time.sleep(0.5)
     assert order_row(services, created["order_id"]).status == "pending"
@@ -117,29 +135,40 @@ def test_webhooks_are_verified_on_the_exact_raw_body(client: FlaskClient, servic
     ledger_clean(services)
 
 
-def test_refunds_and_a_reversal_claw_back(client: FlaskClient, services: Services, paypal_fake: Any,
-                                          user: Any, admin: dict[str, str]) -> None:
+def test_refunds_and_a_reversal_claw_back(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any, admin: dict[str, str]
+) -> None:
     user_id, headers = user
     created = create(client, headers)
     paypal = paypal_fake[1]
     paypal.approve(created["id"])
     client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
     order = wait_status(services, created["order_id"], "credited")
-    answer = client.post(f"/api/v1/admin/payments/{created['order_id']}/refund", json={"amount": "600"}, headers=admin)
+    answer = client.post(
+        f"/api/v1/admin/payments/{created['order_id']}/refund", json={"amount": "600"}, headers=admin
+    )
     assert answer.status_code == 200, answer.json
     wait_status(services, created["order_id"], "refunded")
     # A refund made on PayPal's side arrives by webhook (its total counts, not the increment).
     _status, refund = paypal.refund(order.payment_ref, {"amount": {"value": "6.00", "currency_code": "USD"}})
     assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.REFUNDED", refund)).status_code == 200
-    reversal = {"id": "REV1", "status": "COMPLETED", "amount": {"value": "12.00", "currency_code": "USD"},
-                "custom_id": created["order_id"]}
+    reversal = {
+        "id": "REV1",
+        "status": "COMPLETED",
+        "amount": {"value": "12.00", "currency_code": "USD"},
+        "custom_id": created["order_id"],
+    }
     assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.REVERSED", reversal)).status_code == 200
     wait_status(services, created["order_id"], "disputed")
     time.sleep(0.5)
     # 1000 credited; refunds total 12.00 of 24.00 (500), the reversal of 12.00 another 500.
     assert posted(services, user_id) == WELCOME
-    assert [kind for kind, _ in purchases(services, created["order_id"])] == ["purchase", "refund", "refund",
-                                                                             "clawback"]
+    assert [kind for kind, _ in purchases(services, created["order_id"])] == [
+        "purchase",
+        "refund",
+        "refund",
+        "clawback",
+    ]
     ledger_clean(services)
 
 
@@ -163,10 +192,14 @@ def test_paypal_without_a_webhook_id_is_off(pay_settings: dict[str, str], user: 
     off = bootstrap(settings_from(pay_settings, PAYPAL_WEBHOOK_ID=""))
     try:
         client = create_app(off.settings, off).test_client()
-        answer = client.post("/api/v1/payments/paypal/webhook", data=b"{}", headers={"Content-Type": "application/json"})
+        answer = client.post(
+            "/api/v1/payments/paypal/webhook", data=b"{}", headers={"Content-Type": "application/json"}
+        )
         assert answer.status_code == 503
         assert answer.json["missing"] == ["PAYPAL_WEBHOOK_ID"]
-        refused = client.post("/api/v1/payments/paypal/orders", json={"pack_id": "credits-1000"}, headers=user[1])
+        refused = client.post(
+            "/api/v1/payments/paypal/orders", json={"pack_id": "credits-1000"}, headers=user[1]
+        )
         assert refused.status_code == 503
     finally:
         off.close()

@@ -35,7 +35,9 @@ WELCOME = 1000 * M
 
 
 def checkout(client: FlaskClient, headers: dict[str, str], pack_id: str = "credits-1000") -> dict[str, Any]:
-    answer = client.post("/api/v1/payments/stripe/checkout-sessions", json={"pack_id": pack_id}, headers=headers)
+    answer = client.post(
+        "/api/v1/payments/stripe/checkout-sessions", json={"pack_id": pack_id}, headers=headers
+    )
     assert answer.status_code == 201, answer.get_data(as_text=True)
     return dict(answer.json)
 
@@ -52,7 +54,12 @@ def test_ten_parallel_deliveries_of_one_event_credit_once(
     started = checkout(client, headers)
     assert started["url"].startswith("https://checkout.stripe.test/")
     order = order_row(services, started["order_id"])
-    assert (order.status, order.provider_ref, order.amount, order.currency) == ("pending", started["id"], "2400", "USD")
+    assert (order.status, order.provider_ref, order.amount, order.currency) == (
+        "pending",
+        started["id"],
+        "2400",
+        "USD",
+    )
     event = stripe_fake[1].event("checkout.session.completed", stripe_fake[1].pay_session(started["id"]))
     barrier, statuses = threading.Barrier(10), []
 
@@ -72,12 +79,15 @@ def test_ten_parallel_deliveries_of_one_event_credit_once(
     assert posted(services, user_id) == WELCOME + 1000 * M
     assert purchases(services, started["order_id"]) == [("purchase", 1000 * M)]
     listed = client.get("/api/v1/payments", headers=headers).json["items"]
-    assert [(o["id"], o["status"], o["credited"]) for o in listed] == [(started["order_id"], "credited", "1000")]
+    assert [(o["id"], o["status"], o["credited"]) for o in listed] == [
+        (started["order_id"], "credited", "1000")
+    ]
     ledger_clean(services)
 
 
-def test_two_events_for_one_payment_credit_once(client: FlaskClient, services: Services, stripe_fake: Any,
-                                                user: Any) -> None:
+def test_two_events_for_one_payment_credit_once(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     started = checkout(client, headers)
     state = stripe_fake[1]
@@ -86,8 +96,11 @@ def test_two_events_for_one_payment_credit_once(client: FlaskClient, services: S
     settled = state.settle_async(started["id"])
     # Fulfilled on async_payment_succeeded; the session's completion snapshot (now paid) comes again
     # late, and so does the PaymentIntent's own success: one payment, one credit.
-    for kind, obj in (("checkout.session.async_payment_succeeded", settled), ("checkout.session.completed", settled),
-                      ("payment_intent.succeeded", state.intents[settled["payment_intent"]])):
+    for kind, obj in (
+        ("checkout.session.async_payment_succeeded", settled),
+        ("checkout.session.completed", settled),
+        ("payment_intent.succeeded", state.intents[settled["payment_intent"]]),
+    ):
         assert deliver_stripe(client, state.event(kind, obj)).status_code == 200
     wait_status(services, started["order_id"], "credited")
     time.sleep(0.5)
@@ -120,20 +133,23 @@ def test_bad_old_or_missing_signature_is_400_and_credits_nothing(
     assert posted(services, user_id) == WELCOME
 
 
-def test_an_empty_webhook_secret_disables_the_rail(pay_settings: dict[str, str], stripe_fake: Any, user: Any,
-                                                   services: Services) -> None:
+def test_an_empty_webhook_secret_disables_the_rail(
+    pay_settings: dict[str, str], stripe_fake: Any, user: Any, services: Services
+) -> None:
     off = bootstrap(settings_from(pay_settings, STRIPE_WEBHOOK_SECRET=" "))
     try:
         app = create_app(off.settings, off)
         client = app.test_client()
         _user_id, headers = user
-        refused = client.post("/api/v1/payments/stripe/checkout-sessions", json={"pack_id": "credits-1000"},
-                              headers=headers)
+        refused = client.post(
+            "/api/v1/payments/stripe/checkout-sessions", json={"pack_id": "credits-1000"}, headers=headers
+        )
         assert refused.status_code == 503
         assert refused.json["missing"] == ["STRIPE_WEBHOOK_SECRET"]
         before = event_count(services)
-        session = stripe_fake[1].create_session({"line_items": [{"price_data": {"unit_amount": 2400,
-                                                                               "currency": "usd"}}]})[1]
+        session = stripe_fake[1].create_session(
+            {"line_items": [{"price_data": {"unit_amount": 2400, "currency": "usd"}}]}
+        )[1]
         forged = stripe_fake[1].event("checkout.session.completed", session)
         for secret in (" ", ""):  # "signed" with the empty secret: still refused, never accepted unsigned
             answer = deliver_stripe(client, forged, secret=secret)
@@ -154,7 +170,9 @@ def test_refund_reported_before_fulfilment_ends_where_it_started(
     paid = state.pay_session(started["id"])
     charge, _refund = state.refund(paid["payment_intent"], 2400)
     assert deliver_stripe(client, state.event("charge.refunded", charge)).status_code == 200
-    wait_for(lambda: order_row(services, started["order_id"]).amount_refunded == "2400", what="refund recorded")
+    wait_for(
+        lambda: order_row(services, started["order_id"]).amount_refunded == "2400", what="refund recorded"
+    )
     assert posted(services, user_id) == WELCOME
     assert deliver_stripe(client, state.event("checkout.session.completed", paid)).status_code == 200
     order = wait_status(services, started["order_id"], "refunded")
@@ -197,7 +215,9 @@ def test_dispute_lost_then_reinstated_goes_through_debt(
     deliver_stripe(client, state.event("checkout.session.completed", paid))
     wait_status(services, started["order_id"], "credited")
     with services.engine.begin() as connection:  # the user spends most of it
-        ledger.adjust(connection, user_id=user_id, amount=-1500 * M, reason="spent", idempotency_key=f"spend:{user_id}")
+        ledger.adjust(
+            connection, user_id=user_id, amount=-1500 * M, reason="spent", idempotency_key=f"spend:{user_id}"
+        )
     dispute = state.dispute(paid["payment_intent"])
     assert deliver_stripe(client, state.event("charge.dispute.funds_withdrawn", dispute)).status_code == 200
     wait_status(services, started["order_id"], "disputed")
@@ -212,8 +232,9 @@ def test_dispute_lost_then_reinstated_goes_through_debt(
     ledger_clean(services)
 
 
-def test_a_lost_webhook_is_healed_by_the_reconciler(client: FlaskClient, services: Services, stripe_fake: Any,
-                                                    user: Any) -> None:
+def test_a_lost_webhook_is_healed_by_the_reconciler(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     started = checkout(client, headers)
     stripe_fake[1].pay_session(started["id"])  # paid at Stripe; the webhook never arrives
@@ -226,8 +247,9 @@ def test_a_lost_webhook_is_healed_by_the_reconciler(client: FlaskClient, service
     ledger_clean(services)
 
 
-def test_an_unpaid_order_expires_at_stripe_and_here(client: FlaskClient, services: Services, stripe_fake: Any,
-                                                    user: Any) -> None:
+def test_an_unpaid_order_expires_at_stripe_and_here(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     user_id, headers = user
@@ -240,8 +262,13 @@ def test_an_unpaid_order_expires_at_stripe_and_here(client: FlaskClient, service
 
 
 @pytest.mark.parametrize(("amount", "currency"), [(100, None), (None, "eur")])
-def test_an_amount_or_currency_that_does_not_match_is_refused(
-    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, amount: int | None, currency: str | None
+def test_an_amount_or_currency_that_does_not_match_is_refused(  # noqa: PLR0917 - fixtures
+    client: FlaskClient,
+    services: Services,
+    stripe_fake: Any,
+    user: Any,
+    amount: int | None,
+    currency: str | None,
 ) -> None:
     user_id, headers = user
     started = checkout(client, headers)
@@ -254,8 +281,9 @@ def test_an_amount_or_currency_that_does_not_match_is_refused(
     ledger_clean(services)
 
 
-def test_async_failure_and_expiry_end_orders_without_credit(client: FlaskClient, services: Services,
-                                                            stripe_fake: Any, user: Any) -> None:
+def test_async_failure_and_expiry_end_orders_without_credit(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
     user_id, headers = user
     state = stripe_fake[1]
     failing, expiring = checkout(client, headers), checkout(client, headers)
@@ -277,10 +305,15 @@ def test_admin_refund_claws_back_once_and_the_webhook_adds_nothing(
     paid = state.pay_session(started["id"])
     deliver_stripe(client, state.event("checkout.session.completed", paid))
     wait_status(services, started["order_id"], "credited")
-    assert client.post(f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"},
-                       headers=headers).status_code == 403
-    answer = client.post(f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"},
-                         headers=admin)
+    assert (
+        client.post(
+            f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"}, headers=headers
+        ).status_code
+        == 403
+    )
+    answer = client.post(
+        f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"}, headers=admin
+    )
     assert answer.status_code == 200, answer.json
     wait_status(services, started["order_id"], "refunded")
     charge = state.charges[state.intents[paid["payment_intent"]]["latest_charge"]]
@@ -289,8 +322,9 @@ def test_admin_refund_claws_back_once_and_the_webhook_adds_nothing(
     time.sleep(1)
     assert posted(services, user_id) == WELCOME + 500 * M
     assert purchases(services, started["order_id"]) == [("purchase", 1000 * M), ("refund", 500 * M)]
-    too_much = client.post(f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1300"},
-                           headers=admin)
+    too_much = client.post(
+        f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1300"}, headers=admin
+    )
     assert too_much.status_code == 422
     listed = client.get(f"/api/v1/admin/payments?user_id={user_id}", headers=admin).json["items"]
     assert [o["amount_refunded"] for o in listed] == ["1200"]
