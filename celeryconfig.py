@@ -10,21 +10,17 @@ from datetime import timedelta
 
 from kombu import Queue
 
+from orchestration.limits import celery_limits
 from runtime import redis_transport
 from runtime.settings import get_settings
 
 _settings = get_settings()
 redis_transport.register()  # one redis-py client per channel, not one per publish/ack
 
-# name -> (soft time limit s, hard time limit s); the table of DESIGN.md "Queues".
-QUEUE_LIMITS: dict[str, tuple[int, int]] = {
-    "critical": (60, 90),
-    "interactive": (_settings.TASK_SOFT_TIME_LIMIT_S, _settings.TASK_SOFT_TIME_LIMIT_S + 30),
-    "agents": (_settings.AGENT_TIME_LIMIT_S, _settings.AGENT_TIME_LIMIT_S + 60),
-    "images": (600, 660),
-    "maintenance": (300, 330),
-}
-QUEUES = tuple(QUEUE_LIMITS)
+# The queues of DESIGN.md "Queues"; name -> (soft, hard) Celery time limits, from orchestration/limits.py
+# (the jobs' own limits, which the running steps enforce, come first).
+QUEUES = ("critical", "interactive", "agents", "images", "maintenance")
+QUEUE_LIMITS: dict[str, tuple[int, int]] = {name: celery_limits(name, _settings) for name in QUEUES}
 LONGEST_TIME_LIMIT_S = max(hard for _soft, hard in QUEUE_LIMITS.values())
 # A message not acked within the visibility timeout is handed to another worker; it must outlast
 # the longest task or long tasks run twice (kombu#337).

@@ -15,7 +15,6 @@ from api.idempotency import current_idempotency_key, idempotent
 from api.money import Credits
 from api.services import services
 from orchestration.users import get_user
-from runtime.db import transaction
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Administration")
 
@@ -70,7 +69,7 @@ def create_grant(args: dict[str, Any]) -> dict[str, Any]:
     """Grant credits to a user (send an Idempotency-Key: a retry then grants once)."""
     key = current_idempotency_key()
     client_key = f"admin-grant:{current_auth().user_id}:{key or secrets.token_hex(16)}"
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         if get_user(session, user_id=args["user_id"]) is None:
             abort(404, message="No such user.")
         receipt = ledger.grant(
@@ -88,6 +87,6 @@ def verify() -> dict[str, Any]:
     key = services().settings.LEDGER_SIGNING_KEY
     if not key:
         abort(503, message="LEDGER_SIGNING_KEY is not configured.")
-    with transaction(services().sessions) as session:
-        report = ledger.verify(session, verifier=ledger.verifier_from_key(key))
+    with services().uow(snapshot=True) as db:
+        report = ledger.verify(db, verifier=ledger.verifier_from_key(key))
     return report.as_dict()

@@ -12,7 +12,6 @@ from api.money import Credits
 from api.pagination import PageArgsSchema, decode_time_cursor, page, page_schema
 from api.services import services
 from orchestration.api_keys import ApiKey, create_key, list_keys, revoke_key
-from runtime.db import transaction
 
 blp = Blueprint("api-keys", __name__, url_prefix="/api/v1/api-keys", description="API keys")
 
@@ -59,7 +58,7 @@ def _position(key: ApiKey) -> list[Any]:
 @blp.response(201, CreatedApiKeySchema)
 def create(args: dict[str, Any]) -> dict[str, Any]:
     """Make an API key; the answer holds the key, which is not stored and cannot be shown again."""
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         key, secret = create_key(session, user_id=current_auth().user_id, **args)
     return {**key.__dict__, "key": secret}
 
@@ -71,7 +70,7 @@ def create(args: dict[str, Any]) -> dict[str, Any]:
 def list_(args: dict[str, Any]) -> dict[str, Any]:
     """The caller's live keys, newest first."""
     after = decode_time_cursor(args["cursor"])
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         keys = list_keys(session, user_id=current_auth().user_id, limit=args["limit"] + 1, after=after)
     return page(keys, limit=args["limit"], position=_position)
 
@@ -81,6 +80,6 @@ def list_(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(204)
 def revoke(key_id: str) -> None:
     """Revoke a key: it stops working at once. Someone else's key is a 404."""
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         if not revoke_key(session, user_id=current_auth().user_id, key_id=key_id[:40]):
             abort(404, message="Not found.")

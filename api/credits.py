@@ -15,7 +15,6 @@ from api.money import Credits
 from api.pagination import PageArgsSchema, decode_cursor, encode_cursor, page_schema
 from api.services import services
 from ledger.tables import entries
-from runtime.db import transaction
 
 blp = Blueprint("credits", __name__, url_prefix="/api/v1/credits", description="Balance and ledger history")
 
@@ -56,7 +55,7 @@ class ProofSchema(ma.Schema):
 @blp.response(200, BalanceSchema)
 def balance() -> dict[str, int]:
     """The caller's balance: available, held, posted."""
-    with services().statement() as connection:
+    with services().uow(autocommit=True) as connection:
         return balance_dict(ledger.balance(connection, user_id=current_auth().user_id))
 
 
@@ -68,7 +67,7 @@ def transactions(args: dict[str, Any]) -> dict[str, Any]:
     """The caller's ledger entries, newest first."""
     values = decode_cursor(args["cursor"], size=1)
     cursor = str(values[0]) if values else None
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         found = ledger.transactions(
             session, user_id=current_auth().user_id, limit=args["limit"], cursor=cursor
         )
@@ -83,7 +82,7 @@ def proof(entry_id: str) -> dict[str, Any]:
     """The inclusion proof of one of the caller's entries in a signed checkpoint (409 until sealed)."""
     if not entry_id.isdigit() or len(entry_id) > 18:
         abort(404, message="Not found.")
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         account = ledger.account(session, user_id=current_auth().user_id)
         owner = session.execute(select(entries.c.account_id).where(entries.c.id == int(entry_id))).scalar()
         if owner != account.id:  # someone else's entry, or none: the same 404 either way

@@ -15,7 +15,6 @@ from flask_smorest import Blueprint, abort
 from api.auth.context import authenticate
 from api.services import services
 from orchestration import idempotency
-from runtime.db import transaction
 
 F = TypeVar("F", bound=Callable[..., Any])
 HEADER = "Idempotency-Key"
@@ -79,7 +78,7 @@ def idempotent(func: F) -> F:
             return func(*args, **kwargs)
         user_id = authenticate().user_id
         ttl = timedelta(seconds=services().settings.IDEMPOTENCY_TTL_S)
-        with transaction(services().sessions) as session:
+        with services().uow() as session:
             claim = idempotency.claim(session, user_id=user_id, key=key, fingerprint=fingerprint(), ttl=ttl)
         if claim.outcome == "conflict":
             abort(409, message=f"This {HEADER} was used with a different request.",
@@ -94,10 +93,10 @@ def idempotent(func: F) -> F:
         try:
             response = current_app.make_response(func(*args, **kwargs))
         except BaseException:
-            with transaction(services().sessions) as session:
+            with services().uow() as session:
                 idempotency.release(session, record_id=record_id)
             raise
-        with transaction(services().sessions) as session:
+        with services().uow() as session:
             if response.status_code >= 500 or response.is_streamed:
                 idempotency.release(session, record_id=record_id)
             else:

@@ -12,7 +12,6 @@ from api.auth import auth_required, current_auth
 from api.money import Credits
 from api.services import services
 from orchestration.users import COST_MODES, get_user, update_preferences
-from runtime.db import transaction
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
 
@@ -59,7 +58,7 @@ def balance_dict(balance: ledger.Balance) -> dict[str, int]:
 @blp.response(200, MeSchema)
 def me() -> dict[str, Any]:
     """The signed-in user, with balance and preferences."""
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         user = get_user(session, user_id=current_auth().user_id)
         if user is None:
             abort(404, message="Not found.")
@@ -74,5 +73,5 @@ def me() -> dict[str, Any]:
 @blp.response(200, PreferencesSchema)
 def patch_preferences(changes: dict[str, Any]) -> dict[str, Any]:
     """Change some preferences; answers all of them."""
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         return update_preferences(session, user_id=current_auth().user_id, changes=changes)

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, select
 
 from assistant.embeddings import available as embeddings_available
 from assistant.memory import relevance, search
@@ -24,7 +23,9 @@ class SearchError(RuntimeError):
     """The web search provider failed (the agent goes on with what it has)."""
 
 
-def conversation_sources(session: Session, *, user_id: str, query: str, limit: int) -> list[dict[str, Any]]:
+def conversation_sources(
+    session: Connection, *, user_id: str, query: str, limit: int
+) -> list[dict[str, Any]]:
     """The user's messages most relevant to `query` (MiniLM memory search, else shared words), as sources."""
     rows = session.execute(
         select(

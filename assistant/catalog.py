@@ -5,20 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.tables import models
-from runtime.db import transaction
 from runtime.settings import Settings
 
 KINDS = ("chat", "image", "vision", "embedding")
@@ -101,9 +100,9 @@ def read_catalog(path: Path) -> list[ModelSpec]:
     return specs
 
 
-def store_catalog(session: Session, specs: Sequence[ModelSpec]) -> None:
+def store_catalog(session: Connection, specs: Sequence[ModelSpec]) -> None:
     """Upsert every model (an edited price gets the new price_version; quoted jobs keep theirs)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = pg_insert if session.dialect.name == "postgresql" else sqlite_insert
     now = datetime.now(UTC)
     for spec in specs:
         values = {
@@ -130,21 +129,24 @@ def catalog_path(settings: Settings) -> Path:
     return Path(settings.ASSISTANT_CATALOG) if settings.ASSISTANT_CATALOG else DEFAULT_CATALOG
 
 
-def ensure_loaded(sessions: sessionmaker[Session], settings: Settings) -> None:
-    """Load the catalog file into the database when this process has not seen its current version."""
+def ensure_loaded(
+    transaction: Callable[[], AbstractContextManager[Connection]], settings: Settings, *, database: str
+) -> None:
+    """Load the catalog file into `database` (in `transaction()`) when this process has not seen its
+    current version."""
     path = catalog_path(settings)
     stamp = path.stat().st_mtime
-    key = f"{path}@{sessions.kw.get('bind')}"
+    key = f"{path}@{database}"
     with _lock:
         if _loaded.get(key) == stamp:
             return
         specs = read_catalog(path)
-        with transaction(sessions) as session:
-            store_catalog(session, specs)
+        with transaction() as connection:
+            store_catalog(connection, specs)
         _loaded[key] = stamp
 
 
-def load_models(session: Session, settings: Settings) -> list[ModelSpec]:
+def load_models(session: Connection, settings: Settings) -> list[ModelSpec]:
     """Every model this environment lists, with its availability, ordered by id."""
     from assistant.providers import is_available
 

@@ -31,7 +31,10 @@ class TurnSink(Protocol):
         """Book the turn's cost so far (micro-credits)."""
 
     def should_stop(self) -> bool:
-        """True once the user canceled."""
+        """True once the turn must end (canceled, or out of time)."""
+
+    def stop_reason(self) -> str | None:
+        """Why the turn stopped ("canceled", "time_limit"), once `should_stop()` said so."""
 
 
 class TurnState(TypedDict, total=False):
@@ -81,16 +84,15 @@ def respond_node(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, A
             finish = chunk.finish_reason or finish
             context.sink.spend(_cost(context, turns, usage, len(text)))
             if context.sink.should_stop():
-                finish = "canceled"
+                finish = context.sink.stop_reason() or "canceled"
                 break
     except ProviderError:
         if not text:
             raise  # nothing delivered: the saga retries (checkpointed before this node) or compensates
         finish = "interrupted"  # a stream cut midway is billed for what was delivered
     reply = "".join(text)
-    final = (
-        usage if usage and finish not in ("canceled", "interrupted") else _delivered(turns, usage, len(text))
-    )
+    stopped_early = finish in ("canceled", "interrupted", "time_limit")
+    final = usage if usage and not stopped_early else _delivered(turns, usage, len(text))
     cost = chat_cost(context.pricing, input_tokens=final.input_tokens, output_tokens=final.output_tokens)
     context.sink.spend(cost)
     return {"reply": reply, "usage": final.as_json(), "cost": cost, "finish_reason": finish}

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
-from sqlalchemy.orm import Session
 
 from assistant.tables import conversations, messages
 from assistant.transcript import Turn
@@ -32,7 +31,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def create(session: Session, *, user_id: str, title: str | None, model: str | None) -> Row[Any]:
+def create(session: Connection, *, user_id: str, title: str | None, model: str | None) -> Row[Any]:
     """A new, empty conversation."""
     now = _now()
     return session.execute(
@@ -42,7 +41,7 @@ def create(session: Session, *, user_id: str, title: str | None, model: str | No
     ).one()
 
 
-def get(session: Session, *, user_id: str, conversation_id: str) -> Row[Any] | None:
+def get(session: Connection, *, user_id: str, conversation_id: str) -> Row[Any] | None:
     """The user's conversation, or None (someone else's is as unknown as a missing one)."""
     return session.execute(
         select(conversations).where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
@@ -50,7 +49,7 @@ def get(session: Session, *, user_id: str, conversation_id: str) -> Row[Any] | N
 
 
 def page(
-    session: Session, *, user_id: str, limit: int, before: tuple[datetime, str] | None = None
+    session: Connection, *, user_id: str, limit: int, before: tuple[datetime, str] | None = None
 ) -> list[Row[Any]]:
     """The user's conversations, newest first, after an optional (created_at, id) cursor."""
     query = select(conversations).where(conversations.c.user_id == user_id)
@@ -64,7 +63,7 @@ def page(
     return list(session.execute(query.order_by(*order).limit(limit)).all())
 
 
-def history(session: Session, *, conversation_id: str, before: int | None = None) -> list[Row[Any]]:
+def history(session: Connection, *, conversation_id: str, before: int | None = None) -> list[Row[Any]]:
     """The conversation's messages in order (those before `position` when given)."""
     query = select(messages).where(messages.c.conversation_id == conversation_id)
     if before is not None:
@@ -77,7 +76,7 @@ def as_turns(rows: list[Row[Any]]) -> list[Turn]:
     return [Turn(role=row.role, content=row.content) for row in rows if row.content]
 
 
-def reserve_turn(session: Session, *, conversation_id: str) -> TurnSlot:
+def reserve_turn(session: Connection, *, conversation_id: str) -> TurnSlot:
     """Take the next two positions atomically; remember the previous turn's job to queue behind it."""
     row = session.execute(
         update(conversations)
@@ -89,7 +88,7 @@ def reserve_turn(session: Session, *, conversation_id: str) -> TurnSlot:
 
 
 def add_message(
-    session: Session | Connection,
+    session: Connection,
     *,
     conversation_id: str,
     position: int,
@@ -121,7 +120,7 @@ def add_message(
     return message_id
 
 
-def start_turn(session: Session, *, conversation_id: str, message_id: str, job_id: str) -> None:
+def start_turn(session: Connection, *, conversation_id: str, message_id: str, job_id: str) -> None:
     """Link the user's message to its job and make that job the one the next turn waits for."""
     session.execute(update(messages).where(messages.c.id == message_id).values(job_id=job_id))
     session.execute(
@@ -129,12 +128,7 @@ def start_turn(session: Session, *, conversation_id: str, message_id: str, job_i
     )
 
 
-def remove_message(session: Session, *, message_id: str) -> None:
-    """Take back a message whose job was refused (no credits, no price): nothing is left behind."""
-    session.execute(messages.delete().where(messages.c.id == message_id))
-
-
-def store_embeddings(session: Session, vectors: dict[str, list[float]]) -> None:
+def store_embeddings(session: Connection, vectors: dict[str, list[float]]) -> None:
     """Keep computed message embeddings so each message is embedded once."""
     for message_id, vector in vectors.items():
         session.execute(update(messages).where(messages.c.id == message_id).values(embedding=vector))

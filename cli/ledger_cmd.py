@@ -6,10 +6,9 @@ import argparse
 import json
 import sys
 
-from sqlalchemy.orm import Session
-
 import ledger
-from runtime.db import make_engine, make_session_factory, transaction
+from orchestration.uow import unit_of_work
+from runtime.db import make_engine, single_statement_engine
 from runtime.local import with_local_defaults
 from runtime.settings import Settings, settings_or_exit
 
@@ -24,8 +23,8 @@ def run_verify(args: argparse.Namespace) -> int:
     verifier = ledger.verifier_from_key(args.public_key or settings.LEDGER_SIGNING_KEY)
     engine = make_engine(settings.database_url)
     try:
-        with Session(engine) as session:
-            report = ledger.verify(session, verifier=verifier)
+        with unit_of_work(engine, single_statement_engine(engine), snapshot=True) as db:
+            report = ledger.verify(db, verifier=verifier)
     finally:
         engine.dispose()
     if args.json:
@@ -48,10 +47,9 @@ def run_seal(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     sealed = checkpoints = 0
     try:
-        factory = make_session_factory(engine)
         while True:
-            with transaction(factory) as session:
-                checkpoint = ledger.seal(session, signer=signer, limit=args.limit)
+            with unit_of_work(engine, engine) as db:
+                checkpoint = ledger.seal(db, signer=signer, limit=args.limit)
             if checkpoint is None:
                 break
             sealed, checkpoints = sealed + checkpoint.size, checkpoints + 1

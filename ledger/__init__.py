@@ -20,8 +20,8 @@ from ledger.errors import (
 )
 from ledger.funding import adjust, clawback, purchase, refund
 from ledger.history import InvalidCursor, transactions
-from ledger.holds import capture, expire_holds, get_hold, hold, void
-from ledger.lots import expire_lots, grant, lots_of
+from ledger.holds import capture, due_holds, expire_hold, expire_holds, get_hold, hold, void
+from ledger.lots import accounts_with_expired_lots, expire_lots, expire_lots_of, grant, lots_of
 from ledger.models import (
     MICRO,
     WELCOME_GRANT,
@@ -44,8 +44,9 @@ __all__ = [
     "Hold", "HoldAlreadyResolved", "HoldNotFound", "IdempotencyConflict", "InsufficientCredits",
     "InvalidAmount", "InvalidCursor", "LedgerError", "Lot", "NotSealed", "Receipt", "Settlement", "Signer",
     "Verifier", "VerifyReport",
-    "account", "adjust", "balance", "capture", "clawback", "ensure_user_account", "expire_holds",
-    "expire_lots", "get_hold", "grant", "hold", "lots_of", "proof", "purchase", "refund", "seal",
+    "account", "accounts_with_expired_lots", "adjust", "balance", "capture", "clawback", "due_holds",
+    "ensure_user_account", "expire_hold", "expire_holds", "expire_lots", "expire_lots_of", "get_hold",
+    "grant", "hold", "lots_of", "proof", "purchase", "refund", "seal",
     "signer_from_key", "system_balances", "transactions", "verifier_from_key", "verify", "verify_proof",
     "void",
 ]

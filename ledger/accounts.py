@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
 
 from ledger import canonical, chart, sql
 from ledger.errors import AccountNotFound
 from ledger.idempotency import upsert_ignore
 from ledger.lots import grant
 from ledger.models import WELCOME_GRANT, Account, Balance
+from ledger.sql import Executor
 from ledger.tables import accounts, entries
 
 _ACCOUNT_COLUMNS = (
@@ -25,7 +25,7 @@ def _load(session: sql.Executor, user_id: str) -> Account | None:
     return None if row is None else Account(*row)
 
 
-def ensure_user_account(session: Session, *, user_id: str, now: datetime | None = None) -> Account:
+def ensure_user_account(session: Executor, *, user_id: str, now: datetime | None = None) -> Account:
     """The user's account, created with the 1000-credit welcome grant exactly once, even racing."""
     existing = _load(session, user_id)
     if existing is not None:
@@ -70,7 +70,7 @@ def balance(session: sql.Executor, *, user_id: str) -> Balance:
     return Balance(row.posted, row.held, row.posted - row.held)
 
 
-def system_balances(session: Session) -> dict[str, int]:
+def system_balances(session: Executor) -> dict[str, int]:
     """Derived posted balances of the system accounts (sums over entries; not for the hot path)."""
     posted = ~entries.c.kind.in_(sorted(chart.PENDING_KINDS))
     totals = dict.fromkeys(chart.SYSTEM_ACCOUNTS.values(), 0)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ledger import chart, sql
+from ledger import chart
 from ledger.errors import InsufficientCredits, InvalidAmount
 from ledger.idempotency import claim, record, release
 from ledger.models import Receipt
 from ledger.posting import Posted, check_amount, lock_account, post
+from ledger.sql import Executor
 
 
 def _posted(result: Posted | None) -> int:
@@ -22,7 +23,7 @@ def _posted(result: Posted | None) -> int:
 
 
 def purchase(
-    session: sql.Executor,
+    session: Executor,
     *,
     user_id: str,
     amount: int,
@@ -57,7 +58,7 @@ def purchase(
 
 
 def _take_back(
-    session: sql.Executor, *, kind: str, user_id: str, amount: int, rail: str, reference: str, key: str,
+    session: Executor, *, kind: str, user_id: str, amount: int, rail: str, reference: str, key: str,
     now: datetime | None,
 ) -> Receipt:
     amount = check_amount(amount)
@@ -85,7 +86,7 @@ def _take_back(
 
 
 def refund(
-    session: sql.Executor, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
+    session: Executor, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Take back refunded paid credits; what the balance can't cover goes to debt. Never fails."""
@@ -96,7 +97,7 @@ def refund(
 
 
 def clawback(
-    session: sql.Executor, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
+    session: Executor, *, user_id: str, amount: int, rail: str, reference: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Take back disputed credits (chargeback); what the balance can't cover goes to debt."""
@@ -107,7 +108,7 @@ def clawback(
 
 
 def adjust(
-    session: sql.Executor, *, user_id: str, amount: int, reason: str, idempotency_key: str,
+    session: Executor, *, user_id: str, amount: int, reason: str, idempotency_key: str,
     now: datetime | None = None,
 ) -> Receipt:
     """Admin correction: a signed amount; a debit beyond available raises InsufficientCredits."""

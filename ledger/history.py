@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from ledger import canonical, chart
 from ledger.errors import AccountNotFound, LedgerError
+from ledger.sql import Executor
 from ledger.tables import accounts, checkpoint_leaves, entries, holds
 
 MAX_LIMIT = 200
@@ -36,7 +36,7 @@ def _signed(kind: str, amount: int, hold_amount: int | None) -> tuple[int, int]:
 
 
 def transactions(
-    session: Session, *, user_id: str, limit: int = 50, cursor: str | None = None
+    session: Executor, *, user_id: str, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
     """`{items, next_cursor}`: entries newest first; `amount` is the signed change of posted credits."""
     limit = max(1, min(int(limit), MAX_LIMIT))

@@ -174,30 +174,43 @@ def void(
     return _release(session, hold_id, "void", idempotency_key, moment)
 
 
-def expire_holds(session: sql.Executor, *, now: datetime, limit: int = 500) -> int:
-    """Release pending holds past their expiry (the reaper); returns how many expired."""
-    now = canonical.utc(now)
-    due = (
-        select(holds.c.id)
-        .where(holds.c.status == "pending", holds.c.expires_at <= now)
+def due_holds(session: sql.Executor, *, now: datetime, limit: int = 500) -> list[tuple[str, int]]:
+    """(hold id, account id) of pending holds past their expiry, oldest expiry first (no locks)."""
+    rows = session.execute(
+        select(holds.c.id, holds.c.account_id)
+        .where(holds.c.status == "pending", holds.c.expires_at <= canonical.utc(now))
         .order_by(holds.c.expires_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    sql.dialect(session)
-    rows = session.execute(
-        update(holds)
-        .where(holds.c.id.in_(due.scalar_subquery()), holds.c.status == "pending")
-        .values(status="expired", resolved_at=now, resolve_key=None)
-        .returning(holds.c.id, holds.c.account_id, holds.c.amount)
     ).all()
-    for row in sorted(rows, key=lambda r: (r.account_id, r.id)):  # one lock order for every sweeper
-        posted = post(
-            session, account_id=row.account_id, kind="expire", counterparty_id=chart.REVENUE,
-            amount=row.amount, now=now, dh=-row.amount, hold_id=row.id, key=f"expire:{row.id}",
-        )
-        assert posted is not None
-    return len(rows)
+    return [(row.id, row.account_id) for row in rows]
+
+
+def expire_hold(session: sql.Executor, *, hold_id: str, now: datetime) -> bool:
+    """Release one hold past its expiry (compare-and-set on its status); False if it was resolved.
+
+    The caller's transaction should have locked the hold's account first (the project's lock order)."""
+    now = canonical.utc(now)
+    sql.dialect(session)
+    row = session.execute(
+        update(holds)
+        .where(holds.c.id == hold_id, holds.c.status == "pending", holds.c.expires_at <= now)
+        .values(status="expired", resolved_at=now, resolve_key=None)
+        .returning(holds.c.account_id, holds.c.amount)
+    ).first()
+    if row is None:
+        return False
+    posted = post(
+        session, account_id=row.account_id, kind="expire", counterparty_id=chart.REVENUE,
+        amount=row.amount, now=now, dh=-row.amount, hold_id=hold_id, key=f"expire:{hold_id}",
+    )
+    assert posted is not None
+    return True
+
+
+def expire_holds(session: sql.Executor, *, now: datetime, limit: int = 500) -> int:
+    """Release every pending hold past its expiry in the caller's transaction; returns how many."""
+    due = sorted(due_holds(session, now=now, limit=limit), key=lambda item: (item[1], item[0]))
+    return sum(expire_hold(session, hold_id=hold_id, now=now) for hold_id, _account in due)
 
 
 def get_hold(session: sql.Executor, *, hold_id: str) -> Hold:

@@ -9,23 +9,23 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from ledger import sql
 from ledger.errors import IdempotencyConflict
 from ledger.models import Receipt
+from ledger.sql import Executor
 from ledger.tables import operations
 
 
-def upsert_ignore(session: sql.Executor, table: Any) -> Any:
-    """An INSERT ... ON CONFLICT DO NOTHING for the session's (or connection's) dialect."""
+def upsert_ignore(session: Executor, table: Any) -> Any:
+    """An INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
     if sql.dialect(session) == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def claim(
-    session: sql.Executor, *, key: str, operation: str, request: dict[str, Any], now: datetime
+    session: Executor, *, key: str, operation: str, request: dict[str, Any], now: datetime
 ) -> Receipt | None:
     """Claim `key` for this request; None if ours now, the first receipt if it was a replay.
 
@@ -54,7 +54,7 @@ def claim(
     return Receipt(**stored)
 
 
-def record(session: sql.Executor, receipt: Receipt) -> Receipt:
+def record(session: Executor, receipt: Receipt) -> Receipt:
     """Store the result of a claimed operation so replays return it."""
     session.execute(
         update(operations)
@@ -64,11 +64,11 @@ def record(session: sql.Executor, receipt: Receipt) -> Receipt:
     return receipt
 
 
-def release(session: sql.Executor, key: str) -> None:
+def release(session: Executor, key: str) -> None:
     """Give back a key claimed by an operation that then refused (so nothing is left behind)."""
     session.execute(delete(operations).where(operations.c.idempotency_key == key))
 
 
-def insert_returning(session: Session, table: Any, values: dict[str, Any], column: Any) -> Any:
+def insert_returning(session: Executor, table: Any, values: dict[str, Any], column: Any) -> Any:
     """Plain INSERT returning one column."""
     return session.execute(insert(table).values(**values).returning(column)).scalar_one()

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, select, update
-from sqlalchemy.orm import Session
 
 from ledger import canonical, chart
 from ledger.idempotency import claim, insert_returning, record
 from ledger.models import Lot, Receipt
 from ledger.posting import check_amount, lock_account, post
+from ledger.sql import Executor
 from ledger.tables import accounts, lots
 
 _FAR = datetime.max.replace(tzinfo=UTC)
@@ -33,7 +33,7 @@ def _order(row: Row[Any]) -> tuple[int, datetime, int]:
     return (row.priority, expires, row.id)
 
 
-def _open_lots(session: Session, account_id: int) -> list[Row[Any]]:
+def _open_lots(session: Executor, account_id: int) -> list[Row[Any]]:
     rows = session.execute(
         select(lots).where(lots.c.account_id == account_id, lots.c.remaining > 0)
     ).all()
@@ -51,7 +51,7 @@ def _allocate(rows: list[Row[Any]], promo: int) -> list[tuple[Row[Any], int]]:
     return result
 
 
-def _reconcile(session: Session, account_id: int, promo: int) -> list[tuple[Row[Any], int]]:
+def _reconcile(session: Executor, account_id: int, promo: int) -> list[tuple[Row[Any], int]]:
     """Write lazily spent amounts onto lot rows (account row must be locked)."""
     allocated = _allocate(_open_lots(session, account_id), promo)
     for row, remaining in allocated:
@@ -61,7 +61,7 @@ def _reconcile(session: Session, account_id: int, promo: int) -> list[tuple[Row[
 
 
 def grant(
-    session: Session,
+    session: Executor,
     *,
     user_id: str,
     amount: int,
@@ -102,7 +102,7 @@ def grant(
     return record(session, receipt)
 
 
-def lots_of(session: Session, *, user_id: str) -> list[Lot]:
+def lots_of(session: Executor, *, user_id: str) -> list[Lot]:
     """The user's open promotional lots in spending order, with what is left of each."""
     row = session.execute(
         select(accounts.c.id, accounts.c.promo).where(accounts.c.user_id == user_id)
@@ -116,35 +116,46 @@ def lots_of(session: Session, *, user_id: str) -> list[Lot]:
     ]
 
 
-def expire_lots(session: Session, *, now: datetime, limit: int = 500) -> int:
-    """Move what is left of expired lots to the expiry account; returns the number of entries."""
+def accounts_with_expired_lots(session: Executor, *, now: datetime, limit: int = 500) -> list[int]:
+    """Ids of accounts holding an expired lot with something left (no locks)."""
+    return list(
+        session.execute(
+            select(lots.c.account_id)
+            .distinct()
+            .where(lots.c.remaining > 0, lots.c.expires_at <= canonical.utc(now))
+            .order_by(lots.c.account_id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def expire_lots_of(session: Executor, *, account_id: int, now: datetime) -> int:
+    """Move what is left of one account's expired lots to the expiry account; returns the entries."""
     now = canonical.utc(now)
-    account_ids = session.execute(
-        select(lots.c.account_id)
-        .distinct()
-        .where(lots.c.remaining > 0, lots.c.expires_at <= now)
-        .order_by(lots.c.account_id)
-        .limit(limit)
-    ).scalars().all()
+    account = lock_account(session, account_id=account_id)
+    available = account.posted - account.held
     written = 0
-    for account_id in account_ids:  # ascending ids: a consistent lock order across sweepers
-        account = lock_account(session, account_id=account_id)
-        available = account.posted - account.held
-        for lot, remaining in _reconcile(session, account.id, account.promo):
-            if lot.expires_at is None or canonical.utc(lot.expires_at) > now or remaining == 0:
-                continue
-            expiring = min(remaining, available)
-            if expiring <= 0:
-                continue
-            posted = post(
-                session, account_id=account.id, kind="lot_expiry", counterparty_id=chart.EXPIRY,
-                amount=expiring, now=now, dp=-expiring, spend=expiring, lot_id=lot.id,
-                reference=lot.reason, key=f"lot-expiry:{lot.id}:{remaining}",
-            )
-            assert posted is not None
-            session.execute(
-                update(lots).where(lots.c.id == lot.id).values(remaining=remaining - expiring)
-            )
-            available -= expiring
-            written += 1
+    for lot, remaining in _reconcile(session, account.id, account.promo):
+        if lot.expires_at is None or canonical.utc(lot.expires_at) > now or remaining == 0:
+            continue
+        expiring = min(remaining, available)
+        if expiring <= 0:
+            continue
+        posted = post(
+            session, account_id=account.id, kind="lot_expiry", counterparty_id=chart.EXPIRY,
+            amount=expiring, now=now, dp=-expiring, spend=expiring, lot_id=lot.id,
+            reference=lot.reason, key=f"lot-expiry:{lot.id}:{remaining}",
+        )
+        assert posted is not None
+        session.execute(update(lots).where(lots.c.id == lot.id).values(remaining=remaining - expiring))
+        available -= expiring
+        written += 1
     return written
+
+
+def expire_lots(session: Executor, *, now: datetime, limit: int = 500) -> int:
+    """Expire every account's expired lots in the caller's transaction; returns the entries."""
+    return sum(
+        expire_lots_of(session, account_id=account_id, now=now)  # ascending ids: one lock order
+        for account_id in accounts_with_expired_lots(session, now=now, limit=limit)
+    )

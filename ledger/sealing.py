@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, text
-from sqlalchemy.orm import Session
 
 from ledger import canonical, chart, merkle, sql
 from ledger.errors import EntryNotFound, NotSealed
 from ledger.models import Checkpoint
 from ledger.signing import Signer, Verifier, verifier_from_key
+from ledger.sql import Executor
 from ledger.tables import checkpoint_leaves, checkpoints, entries, unsealed
 
 _SEAL_LOCK = 0x1ED6E5EA1  # pg advisory lock id: one sealer at a time
@@ -28,7 +28,7 @@ SELECT e.id AS entry_id, e.hash FROM gone JOIN ledger_entries e ON e.id = gone.e
 """)
 
 
-def _drain(session: Session, limit: int) -> list[Any]:
+def _drain(session: Executor, limit: int) -> list[Any]:
     """Take up to `limit` committed unsealed entries (id, hash) off the queue, in id order.
 
     Entries of transactions still in flight are not visible yet and stay queued for the next
@@ -49,7 +49,7 @@ def _drain(session: Session, limit: int) -> list[Any]:
 
 
 def seal(
-    session: Session, *, signer: Signer, now: datetime | None = None, limit: int = 100_000
+    session: Executor, *, signer: Signer, now: datetime | None = None, limit: int = 100_000
 ) -> Checkpoint | None:
     """Seal up to `limit` unsealed entries into the next signed checkpoint; None if none waited."""
     rows = _drain(session, limit)
@@ -86,7 +86,7 @@ def _hex(value: bytes | None) -> str | None:
     return None if value is None else value.hex()
 
 
-def proof(session: Session, *, entry_id: int) -> dict[str, Any]:
+def proof(session: Executor, *, entry_id: int) -> dict[str, Any]:
     """An inclusion proof of the entry in its signed checkpoint, checkable with verify_proof."""
     leaf = session.execute(
         select(checkpoint_leaves.c.checkpoint_id, checkpoint_leaves.c.leaf_index).where(

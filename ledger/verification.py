@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import BigInteger, cast, exists, extract, select
 from sqlalchemy.orm import Session
 
-from ledger import canonical, chart, merkle
+from ledger import canonical, chart, merkle, sql
 from ledger.models import VerifyReport
 from ledger.signing import Signer, Verifier
+from ledger.sql import Executor
 from ledger.tables import accounts, checkpoint_leaves, checkpoints, entries, unsealed
 
 _MAX_PROBLEMS = 100
@@ -30,9 +31,9 @@ _CREDIT, _DEBIT, _PENDING = chart.CREDIT_KINDS, chart.DEBIT_KINDS, chart.PENDING
 _ALL, _DEBT = chart.ALL_KINDS, chart.DEBT
 
 
-def _created_us(session: Session) -> Any:
+def _created_us(session: Executor) -> Any:
     """created_at as epoch microseconds; PostgreSQL computes it exactly (numeric): no datetime per row."""
-    if session.get_bind().dialect.name == "postgresql":
+    if sql.dialect(session) == "postgresql":
         return cast(extract("epoch", entries.c.created_at) * 1_000_000, BigInteger)
     return entries.c.created_at
 
@@ -53,9 +54,9 @@ class _Problems:
             report.problems.append({"code": code, "entry_id": entry_id, **detail})
 
 
-def _stream(session: Session, statement: Any, batch: int) -> Iterator[Any]:
+def _stream(session: Executor, statement: Any, batch: int) -> Iterator[Any]:
     """Rows as plain tuples, streamed; on PostgreSQL through a binary server-side cursor."""
-    connection = session.connection()
+    connection = sql.connection(session)
     if connection.dialect.name != "postgresql":
         yield from session.execute(statement, execution_options={"yield_per": batch})
         return
@@ -115,7 +116,7 @@ def _put(batches: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
 class _Checkpoints:
     """Checkpoint rows checked up front (chain, hash, signature); roots as their leaves arrive."""
 
-    def __init__(self, session: Session, problems: _Problems, verifier: Verifier) -> None:
+    def __init__(self, session: Executor, problems: _Problems, verifier: Verifier) -> None:
         self.problems = problems
         ordered = select(checkpoints).order_by(checkpoints.c.number)
         self.rows = {row.id: row for row in session.execute(ordered)}
@@ -153,7 +154,7 @@ class _Checkpoints:
         if not in_place or len(bucket) != cp.size or merkle.root([h for _, h, _ in bucket]) != cp.root:
             add("checkpoint_root_mismatch", first, checkpoint=cp.number, leaves=len(bucket), size=cp.size)
 
-    def close(self, session: Session) -> None:
+    def close(self, session: Executor) -> None:
         """Leaves whose entry is gone, then every checkpoint not completed by the stream."""
         missing: dict[int, list[int]] = {}
         gone = ~exists().where(entries.c.id == checkpoint_leaves.c.entry_id)
@@ -169,7 +170,7 @@ class _Checkpoints:
 # The per-entry loop stays inline on purpose: function calls per entry would cost the >= 100k
 # entries/s verify has to sustain.
 def _check_entries(  # noqa: PLR0912, PLR0915
-    session: Session, problems: _Problems, cps: _Checkpoints, batch: int
+    session: Executor, problems: _Problems, cps: _Checkpoints, batch: int
 ) -> None:
     """Hashes, links, sequence, legs, balances, sealing; then cached balances and the zero sum."""
     system: dict[int, int] = dict.fromkeys(_SYSTEM_IDS, 0)
@@ -260,7 +261,7 @@ def _check_entries(  # noqa: PLR0912, PLR0915
 
 
 def _check_accounts(
-    session: Session, problems: _Problems, state: dict[int, list[Any]], system: dict[int, int]
+    session: Executor, problems: _Problems, state: dict[int, list[Any]], system: dict[int, int]
 ) -> None:
     """Cached balance rows against the balances rebuilt from entries; the zero sum."""
     user_total = 0
@@ -288,16 +289,21 @@ def _check_accounts(
         problems.add("zero_sum_violated", None, total=user_total + sum(system.values()))
 
 
-def verify(session: Session, *, verifier: Verifier | Signer, batch: int = 20_000) -> VerifyReport:
+def verify(session: Executor, *, verifier: Verifier | Signer, batch: int = 20_000) -> VerifyReport:
     """Check the whole ledger; the report names the first bad entry (lowest id) if any.
 
     Every check must see one snapshot, or a write committing mid-run would look like a mismatch
     between entries and cached balances: given a session with no transaction yet, verify reads
-    in a REPEATABLE READ transaction on PostgreSQL (SQLite transactions are already serialized).
+    in a REPEATABLE READ transaction on PostgreSQL (SQLite transactions are already serialized);
+    given a Connection, the caller opened that snapshot (orchestration's `uow(snapshot=True)`).
     """
     if isinstance(verifier, Signer):
         verifier = verifier.verifier
-    if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+    if (
+        isinstance(session, Session)
+        and not session.in_transaction()
+        and session.get_bind().dialect.name == "postgresql"
+    ):
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     started = time.perf_counter()
     report = VerifyReport()

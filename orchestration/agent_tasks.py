@@ -44,8 +44,8 @@ def start_agent_task(services: Services, command: StartAgentTask) -> Row[Any]:
         if len(command.data.encode()) > settings.AGENT_DATA_MAX_BYTES:
             raise DataError(f"`data` is larger than {settings.AGENT_DATA_MAX_BYTES} bytes")
         parse_records(command.data)
-    with services.sessions() as session:
-        user = get_user(session, user_id=command.user_id)
+    with services.uow(autocommit=True) as db:
+        user = get_user(db, user_id=command.user_id)
     preferences = user.preferences if user else dict(DEFAULT_PREFERENCES)
     spec = select_model(
         models(services),
@@ -62,7 +62,6 @@ def start_agent_task(services: Services, command: StartAgentTask) -> Row[Any]:
         "max_tokens": min(settings.AGENT_STEP_MAX_TOKENS, spec.context_length // 4),
         "pricing": dict(spec.pricing),
         "price_version": spec.price_version,
-        "time_limit_s": settings.AGENT_TIME_LIMIT_S,
     }
     row, _created = create_job(
         services,
@@ -70,6 +69,13 @@ def start_agent_task(services: Services, command: StartAgentTask) -> Row[Any]:
             user_id=command.user_id,
             kind="agent",
             params=params,
+            request={
+                "kind": command.kind,
+                "prompt": command.prompt,
+                "model": command.model,
+                "max_credits": command.max_credits,
+                "data": command.data,
+            },
             idempotency_key=command.idempotency_key,
             api_key_id=command.api_key_id,
             daily_credit_limit=command.daily_credit_limit,

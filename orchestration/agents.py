@@ -54,8 +54,8 @@ def _graph(kind: str) -> Any:
 
 def _context(ctx: RunContext, spec: ModelSpec) -> AgentContext:
     def conversations(query: str, limit: int) -> list[dict[str, Any]]:
-        with ctx.services.sessions() as session:
-            return conversation_sources(session, user_id=ctx.user_id, query=query, limit=limit)
+        with ctx.services.uow(autocommit=True) as db:
+            return conversation_sources(db, user_id=ctx.user_id, query=query, limit=limit)
 
     def web(query: str, limit: int) -> list[dict[str, Any]]:
         return web_sources(ctx.services.settings, query=query, limit=limit)
@@ -105,10 +105,9 @@ AGENT = register(
     JobKind(
         name="agent",
         queue="agents",
-        time_limit_s=1800,
         price=price,
         run=run,
         model=lambda params: str(params["model"]),
-        limit=lambda params: int(params.get("time_limit_s", 1800)),
+        limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
     )
 )

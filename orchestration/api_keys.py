@@ -26,7 +26,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.orm import Session
 
 from runtime.db import Base
 
@@ -88,7 +87,7 @@ def looks_like_key(token: str) -> bool:
 
 
 def create_key(
-    session: Session, *, user_id: str, name: str, daily_credit_limit: int | None = None
+    session: Connection, *, user_id: str, name: str, daily_credit_limit: int | None = None
 ) -> tuple[ApiKey, str]:
     """Make a key for the user; return it and the secret, which is never stored or shown again."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -105,7 +104,7 @@ def create_key(
 
 
 def list_keys(
-    session: Session, *, user_id: str, limit: int, after: tuple[datetime, str] | None = None
+    session: Connection, *, user_id: str, limit: int, after: tuple[datetime, str] | None = None
 ) -> list[ApiKey]:
     """The user's live keys, newest first, after the (created_at, id) of a previous page."""
     query = select(api_keys).where(api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
@@ -117,7 +116,7 @@ def list_keys(
     return [_key(row) for row in session.execute(query)]
 
 
-def revoke_key(session: Session, *, user_id: str, key_id: str) -> bool:
+def revoke_key(session: Connection, *, user_id: str, key_id: str) -> bool:
     """Revoke one of the user's keys; False if the user has no such key (someone else's included)."""
     row = session.execute(
         select(api_keys.c.revoked_at).where(api_keys.c.id == key_id, api_keys.c.user_id == user_id)
@@ -129,7 +128,7 @@ def revoke_key(session: Session, *, user_id: str, key_id: str) -> bool:
     return True
 
 
-def authenticate_key(session: Session, *, secret: str) -> ApiKey | None:
+def authenticate_key(session: Connection, *, secret: str) -> ApiKey | None:
     """The live key matching `secret` (compared in constant time), touching its last use."""
     digest = hash_key(secret)
     row = session.execute(select(api_keys).where(api_keys.c.key_hash == digest)).first()
@@ -143,7 +142,7 @@ def authenticate_key(session: Session, *, secret: str) -> ApiKey | None:
 
 
 def reserve_daily_allowance(
-    session: Session | Connection, *, key_id: str, amount: int, today: date | None = None
+    session: Connection, *, key_id: str, amount: int, today: date | None = None
 ) -> bool:
     """Count `amount` micro-credits against the key's daily limit; False (nothing counted) if over it.
 
@@ -163,7 +162,7 @@ def reserve_daily_allowance(
 
 
 def return_daily_allowance(
-    session: Session | Connection, *, key_id: str, amount: int, today: date | None = None
+    session: Connection, *, key_id: str, amount: int, today: date | None = None
 ) -> None:
     """Give back what a released hold did not spend (only if it was counted today)."""
     day = (today or datetime.now(UTC).date()).isoformat()

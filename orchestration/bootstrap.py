@@ -12,9 +12,9 @@ import redis
 from celery import Celery
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from runtime.db import make_engine, make_session_factory, single_statement_engine
+from orchestration.uow import unit_of_work
+from runtime.db import make_engine, single_statement_engine
 from runtime.settings import Settings, get_settings
 
 
@@ -24,21 +24,29 @@ class Services:
 
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
     redis: redis.Redis
     producer: Celery
 
     @contextmanager
-    def statement(self) -> Iterator[Connection]:
-        """A connection for one statement that is atomic alone: a read, a compare-and-set.
-
-        Autocommit on PostgreSQL: no BEGIN/COMMIT round trips, no ORM unit of work. SQLite keeps a
-        transaction (its BEGIN IMMEDIATE hook must be paired with an end)."""
-        if self.engine.dialect.name != "postgresql":
-            with self.engine.begin() as connection:
-                yield connection
-            return
-        with self._autocommit_engine.connect() as connection:
+    def uow(
+        self,
+        *,
+        account_of: str | None = None,
+        account_of_job: str | None = None,
+        account: int | None = None,
+        autocommit: bool = False,
+        snapshot: bool = False,
+    ) -> Iterator[Connection]:
+        """A unit of work (orchestration/uow.py): a transaction, a money transaction, or autocommit."""
+        with unit_of_work(
+            self.engine,
+            self._autocommit_engine,
+            account_of=account_of,
+            account_of_job=account_of_job,
+            account=account,
+            autocommit=autocommit,
+            snapshot=snapshot,
+        ) as connection:
             yield connection
 
     @cached_property
@@ -70,13 +78,7 @@ def bootstrap(settings: Settings | None = None) -> Services:
         socket_timeout=settings.SSE_HEARTBEAT_S + 15,
     )
     client = redis.Redis(connection_pool=pool)
-    return Services(
-        settings,
-        engine,
-        make_session_factory(engine),
-        client,
-        make_producer(settings),
-    )
+    return Services(settings, engine, client, make_producer(settings))
 
 
 def make_producer(settings: Settings) -> Celery:

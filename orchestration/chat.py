@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
-from sqlalchemy.orm import Session
 
 from assistant import conversations
 from assistant.catalog import ModelSpec
@@ -26,10 +24,7 @@ from orchestration.errors import FinalError, RetryableError
 from orchestration.job_models import job_model
 from orchestration.kinds import JobKind, Quote, register
 from orchestration.tables import jobs
-from runtime.db import transaction
 
-WAIT_POLL_S = 0.2
-RESTART_EVERY_S = 10.0
 _graphs: dict[tuple[int, str], Any] = {}
 _graphs_lock = threading.Lock()
 
@@ -65,8 +60,11 @@ class _Sink:
     def should_stop(self) -> bool:
         return self.ctx.should_stop()
 
+    def stop_reason(self) -> str | None:
+        return self.ctx.stop_reason
 
-def open_turns(session: Session, *, conversation_id: str, before: int | None = None) -> list[str]:
+
+def open_turns(db: Connection, *, conversation_id: str, before: int | None = None) -> list[str]:
     """Jobs of the conversation's turns still queued or running (those before `before` when given)."""
     query = (
         select(jobs.c.id)
@@ -79,36 +77,7 @@ def open_turns(session: Session, *, conversation_id: str, before: int | None = N
     )
     if before is not None:
         query = query.where(messages.c.position < before)
-    return list(session.execute(query).scalars())
-
-
-def _wait_for_earlier_turns(ctx: RunContext) -> bool:
-    """Double texting: queue behind the conversation's earlier replies; False if canceled meanwhile."""
-    deadline = time.monotonic() + ctx.services.settings.CHAT_BUSY_WAIT_S
-    announced = False
-    next_restart = time.monotonic() + RESTART_EVERY_S
-    while True:
-        with ctx.services.sessions() as session:
-            waiting = open_turns(
-                session,
-                conversation_id=ctx.params["conversation_id"],
-                before=int(ctx.params["message_position"]),
-            )
-        if not waiting:
-            if announced:
-                ctx.restart_time_limit()  # the reply's time limit counts from when it can start
-            return True
-        if ctx.should_stop():
-            return False
-        if time.monotonic() > deadline:
-            raise RetryableError("the conversation's previous reply is still running")
-        if not announced:
-            ctx.progress("waiting for the previous reply", 0, 1)
-            announced = True
-        if time.monotonic() >= next_restart:
-            ctx.restart_time_limit()  # still waiting, not overrunning: keep the reaper off
-            next_restart = time.monotonic() + RESTART_EVERY_S
-        time.sleep(WAIT_POLL_S)
+    return list(db.execute(query).scalars())
 
 
 def _graph(database_url: str) -> Any:
@@ -123,9 +92,9 @@ def _graph(database_url: str) -> Any:
 
 def _prompt(ctx: RunContext, spec: ModelSpec) -> Any:
     def build() -> list[Any]:
-        with ctx.services.sessions() as session:
+        with ctx.services.uow(autocommit=True) as db:
             earlier = conversations.history(
-                session,
+                db,
                 conversation_id=ctx.params["conversation_id"],
                 before=int(ctx.params["message_position"]),
             )
@@ -137,25 +106,18 @@ def _prompt(ctx: RunContext, spec: ModelSpec) -> Any:
             and overflows(earlier, new=content, budget=budget)
         ):
             scores, computed = relevance(earlier, new=content)
-            with transaction(ctx.services.sessions) as session:
-                conversations.store_embeddings(session, computed)
+            with ctx.services.uow() as db:
+                conversations.store_embeddings(db, computed)
         return fill_context(earlier, new=content, budget=budget, relevance=scores)
 
     return build
 
 
 def run(ctx: RunContext) -> Mapping[str, Any]:
-    """Wait for earlier turns, then run the turn graph; provider errors become retry or compensation."""
+    """Run the turn graph (the previous turn has ended: its job started this one); provider errors
+    become retry or compensation."""
     params = ctx.params
     base = {"conversation_id": params["conversation_id"], "model": params["model"]}
-    if not _wait_for_earlier_turns(ctx):
-        return {
-            **base,
-            "reply": "",
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-            "cost": "0",
-            "finish_reason": "canceled",
-        }
     spec = job_model(ctx)
     context = TurnContext(
         sink=_Sink(ctx),
@@ -183,11 +145,11 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     }
 
 
-def on_settled(session: Session | Connection, row: Row[Any]) -> None:
+def on_settled(db: Connection, row: Row[Any]) -> None:
     """Append the reply (all of it, or what was delivered before a cancel) with the charge."""
     result = row.result or {}
     conversations.add_message(
-        session,
+        db,
         conversation_id=row.params["conversation_id"],
         position=int(row.params["reply_position"]),
         role="assistant",
@@ -204,10 +166,10 @@ CHAT = register(
     JobKind(
         name="chat",
         queue="interactive",
-        time_limit_s=300,
         price=price,
         run=run,
         model=lambda params: str(params["model"]),
+        restartable=False,  # the user saw part of the reply: a lost worker ends the turn failed
         on_settled=on_settled,
     )
 )

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+import redis
 
 from orchestration import progress
 from orchestration.bootstrap import Services
-from orchestration.tables import jobs
-from runtime.db import transaction
 
+log = logging.getLogger(__name__)
 CANCEL_CHECK_EVERY_S = 0.2
+STOP_REASONS = ("canceled", "time_limit", "lost")
 
 
 @dataclass
 class RunContext:
-    """The running job as its step sees it; amounts are micro-credits."""
+    """The running job as its step sees it; amounts are micro-credits.
+
+    `should_stop()` is the step's one question: it turns true once the user canceled (the Redis flag,
+    or the database's when Redis is down), the job's time limit passed, or another delivery took the
+    job over; `stop_reason` says which. The step then returns what it has, and is charged for that.
+    """
 
     services: Services
     job_id: str
@@ -29,10 +34,18 @@ class RunContext:
     model: str | None
     held: int
     attempt: int
+    deadline: float = float("inf")  # time.monotonic() at which the job's time limit passes
     spent: int = 0
-    canceled: bool = False
+    stop_reason: str | None = None
     last_progress: dict[str, Any] | None = None
+    cancel_in_database: bool = False  # set by the heartbeat (orchestration/heartbeats.py)
+    taken_over: bool = False  # set by the heartbeat: another delivery owns the job now
     _next_cancel_check: float = field(default=0.0, repr=False)
+
+    @property
+    def canceled(self) -> bool:
+        """Whether the step stopped because the user canceled."""
+        return self.stop_reason == "canceled"
 
     def progress(self, stage: str, step: int, total: int, eta_s: float | None = None) -> None:
         """Publish a `progress` event (stage, step of total, percent, eta)."""
@@ -62,24 +75,32 @@ class RunContext:
         return self.held - self.spent
 
     def should_stop(self) -> bool:
-        """True once the user canceled: the step returns what it has at its next check."""
-        if self.canceled:
+        """True once the job must end: canceled, out of time, or taken over (see `stop_reason`)."""
+        if self.stop_reason is not None:
             return True
         now = time.monotonic()
+        if self.taken_over:
+            self.stop_reason = "lost"
+        elif now >= self.deadline:
+            self.stop_reason = "time_limit"
+        elif self.cancel_in_database or (now >= self._next_cancel_check and self._cancel_flagged()):
+            self.stop_reason = "canceled"
         if now >= self._next_cancel_check:
             self._next_cancel_check = now + CANCEL_CHECK_EVERY_S
-            self.canceled = progress.cancel_requested(self.services.redis, self.job_id)
-        return self.canceled
+        return self.stop_reason is not None
 
-    def restart_time_limit(self) -> None:
-        """Waiting is not working: the job's time limit counts from now (e.g. after queueing behind
-        a conversation's previous reply), so the reaper does not end it for time spent waiting."""
-        with transaction(self.services.sessions) as session:
-            session.execute(
-                update(jobs)
-                .where(jobs.c.id == self.job_id, jobs.c.status == "running")
-                .values(started_at=datetime.now(UTC))
-            )
+    def _cancel_flagged(self) -> bool:
+        # Redis holds nothing money depends on: when it is down the flag is unknown, and the heartbeat
+        # brings the database's `cancel_requested` within one period instead.
+        try:
+            return progress.cancel_requested(self.services.redis, self.job_id)
+        except redis.RedisError as exc:
+            log.warning("cancel flag of job %s unreadable (%s); relying on the database", self.job_id, exc)
+            return False
+
+    def report(self) -> tuple[int, dict[str, Any] | None]:
+        """What the heartbeat records: the cost booked so far and the last progress."""
+        return self.spent, self.last_progress
 
     def _publish(self, kind: str, **fields: Any) -> None:
         progress.publish_job_event(

@@ -7,19 +7,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, select
+from sqlalchemy.exc import IntegrityError
 
 from assistant import conversations
-from assistant.catalog import ModelSpec, ensure_loaded, load_models
+from assistant.catalog import ModelSpec
 from assistant.selection import ModelUnavailable, select_model
 from assistant.tables import messages
 from assistant.transcript import Turn, token_bound
 from orchestration.bootstrap import Services
 from orchestration.chat import open_turns
-from orchestration.jobs import CreateJob, create_job
+from orchestration.job_models import catalog_models
+from orchestration.jobs import CreateJob, find_by_key, insert_job, start_job
 from orchestration.kinds import QuoteError
 from orchestration.tables import jobs
 from orchestration.users import DEFAULT_PREFERENCES, get_user
-from runtime.db import transaction
 
 __all__ = ["ConversationBusy", "ConversationNotFound", "ModelUnavailable", "PostMessage"]
 ON_BUSY = ("queue", "reject")
@@ -47,17 +48,25 @@ class PostMessage:
     api_key_id: str | None = None
     daily_credit_limit: int | None = None
 
+    def request(self) -> dict[str, Any]:
+        """What the client asked for: an Idempotency-Key replay compares this, not the derived params."""
+        return {
+            "conversation_id": self.conversation_id,
+            "content": self.content,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "on_busy": self.on_busy,
+        }
+
 
 def models(services: Services) -> list[ModelSpec]:
     """Every model this environment lists, with price version and availability."""
-    ensure_loaded(services.sessions, services.settings)
-    with services.sessions() as session:
-        return load_models(session, services.settings)
+    return catalog_models(services)
 
 
 def _preferences(services: Services, user_id: str) -> dict[str, Any]:
-    with services.sessions() as session:
-        user = get_user(session, user_id=user_id)
+    with services.uow(autocommit=True) as db:
+        user = get_user(db, user_id=user_id)
     return user.preferences if user else dict(DEFAULT_PREFERENCES)
 
 
@@ -67,47 +76,52 @@ def create_conversation(
     """A new conversation; a named model must be available (422 otherwise)."""
     if model:
         select_model(models(services), explicit=model)
-    with transaction(services.sessions) as session:
-        return conversations.create(session, user_id=user_id, title=title, model=model)
+    with services.uow() as db:
+        return conversations.create(db, user_id=user_id, title=title, model=model)
 
 
 def list_conversations(
     services: Services, *, user_id: str, limit: int, before: tuple[datetime, str] | None
 ) -> list[Row[Any]]:
     """The user's conversations, newest first."""
-    with services.sessions() as session:
-        return conversations.page(session, user_id=user_id, limit=limit, before=before)
+    with services.uow(autocommit=True) as db:
+        return conversations.page(db, user_id=user_id, limit=limit, before=before)
 
 
 def get_conversation(
     services: Services, *, user_id: str, conversation_id: str
 ) -> tuple[Row[Any], list[Row[Any]]]:
     """The conversation and its messages in order; ConversationNotFound for anyone else's."""
-    with services.sessions() as session:
-        row = conversations.get(session, user_id=user_id, conversation_id=conversation_id)
+    with services.uow(autocommit=True) as db:
+        row = conversations.get(db, user_id=user_id, conversation_id=conversation_id)
         if row is None:
             raise ConversationNotFound(conversation_id)
-        return row, conversations.history(session, conversation_id=conversation_id)
+        return row, conversations.history(db, conversation_id=conversation_id)
 
 
 def _pending_reply_tokens(services: Services, conversation_id: str) -> int:
     """Replies of earlier turns still running will be in this turn's prompt: reserve their max_tokens."""
-    with services.sessions() as session:
-        waiting = open_turns(session, conversation_id=conversation_id)
+    with services.uow(autocommit=True) as db:
+        waiting = open_turns(db, conversation_id=conversation_id)
         if not waiting:
             return 0
-        rows = session.execute(select(jobs.c.params).where(jobs.c.id.in_(waiting))).scalars()
+        rows = db.execute(select(jobs.c.params).where(jobs.c.id.in_(waiting))).scalars()
         return sum(int(params.get("max_tokens", 0)) * 4 for params in rows)
 
 
 def post_message(services: Services, command: PostMessage) -> Row[Any]:
-    """Store the message, quote and hold the turn, enqueue it; the reply lands when the job settles."""
+    """Store the message and hold the turn in one transaction, then enqueue; the reply lands when the
+    job settles. A turn sent while the previous reply runs starts when that reply ends."""
     settings = services.settings
+    if command.idempotency_key:
+        existing = find_by_key(services, _job_command(command, params={}))
+        if existing is not None:
+            return existing
     conversation, history = get_conversation(
         services, user_id=command.user_id, conversation_id=command.conversation_id
     )
-    with services.sessions() as session:
-        busy = bool(open_turns(session, conversation_id=conversation.id))
+    with services.uow(autocommit=True) as db:
+        busy = bool(open_turns(db, conversation_id=conversation.id))
     if busy and command.on_busy == "reject":
         raise ConversationBusy("the previous reply in this conversation is still running")
     preferences = _preferences(services, command.user_id)
@@ -127,50 +141,61 @@ def post_message(services: Services, command: PostMessage) -> Row[Any]:
         )
     # Bytes bound any byte-level tokenizer's count; a pending reply's tokens are up to 4 bytes each.
     prompt_tokens = min(token_bound(turns) + _pending_reply_tokens(services, conversation.id), room)
-    with transaction(services.sessions) as session:
-        slot = conversations.reserve_turn(session, conversation_id=conversation.id)
-        message_id = conversations.add_message(
-            session,
-            conversation_id=conversation.id,
-            position=slot.message_position,
-            role="user",
-            content=command.content,
-            model=spec.id,
+    try:
+        # One money unit: the message, its turn's positions, the hold and the job commit together, or
+        # nothing does (a refused hold leaves no orphan message).
+        with services.uow(account_of=command.user_id) as db:
+            slot = conversations.reserve_turn(db, conversation_id=conversation.id)
+            message_id = conversations.add_message(
+                db,
+                conversation_id=conversation.id,
+                position=slot.message_position,
+                role="user",
+                content=command.content,
+                model=spec.id,
+            )
+            params = {
+                "conversation_id": conversation.id,
+                "message_id": message_id,
+                "content": command.content,
+                "message_position": slot.message_position,
+                "reply_position": slot.reply_position,
+                "model": spec.id,
+                "max_tokens": max_tokens,
+                "prompt_tokens": prompt_tokens,
+                "pricing": dict(spec.pricing),
+                "price_version": spec.price_version,
+            }
+            job_command = _job_command(command, params=params, after_job_id=slot.previous_job_id)
+            row = insert_job(db, services, job_command)
+            conversations.start_turn(
+                db, conversation_id=conversation.id, message_id=message_id, job_id=row.id
+            )
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key made the turn first: answer its job.
+        existing = (
+            find_by_key(services, _job_command(command, params={})) if command.idempotency_key else None
         )
-    params = {
-        "conversation_id": conversation.id,
-        "message_id": message_id,
-        "content": command.content,
-        "message_position": slot.message_position,
-        "reply_position": slot.reply_position,
-        "model": spec.id,
-        "max_tokens": max_tokens,
-        "prompt_tokens": prompt_tokens,
-        "pricing": dict(spec.pricing),
-        "price_version": spec.price_version,
-    }
-    job_command = CreateJob(
+        if existing is None:
+            raise
+        return existing
+    start_job(services, row)
+    return row
+
+
+def _job_command(
+    command: PostMessage, *, params: dict[str, Any], after_job_id: str | None = None
+) -> CreateJob:
+    return CreateJob(
         user_id=command.user_id,
         kind="chat",
         params=params,
         idempotency_key=command.idempotency_key,
         api_key_id=command.api_key_id,
         daily_credit_limit=command.daily_credit_limit,
+        request=command.request(),
+        after_job_id=after_job_id,
     )
-    try:
-        row, created = create_job(services, job_command)
-    except BaseException:
-        with transaction(services.sessions) as session:  # refused (402, limit): the message goes too
-            conversations.remove_message(session, message_id=message_id)
-        raise
-    with transaction(services.sessions) as session:
-        if created:
-            conversations.start_turn(
-                session, conversation_id=conversation.id, message_id=message_id, job_id=row.id
-            )
-        else:
-            conversations.remove_message(session, message_id=message_id)
-    return row
 
 
 def message_view(row: Row[Any]) -> dict[str, Any]:

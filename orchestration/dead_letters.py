@@ -10,7 +10,6 @@ from sqlalchemy import Row, select, update
 
 from orchestration.bootstrap import Services
 from orchestration.tables import dead_letters
-from runtime.db import transaction
 
 
 class DeadLetterNotFound(LookupError):
@@ -30,8 +29,8 @@ def record(
 ) -> str:
     """Keep a task that will not run again by itself."""
     letter_id = uuid.uuid4().hex
-    with transaction(services.sessions) as session:
-        session.execute(
+    with services.uow() as db:
+        db.execute(
             dead_letters.insert().values(
                 id=letter_id,
                 task_name=task_name,
@@ -59,19 +58,19 @@ def list_letters(
             | ((dead_letters.c.created_at == created) & (dead_letters.c.id < letter_id))
         )
     query = query.order_by(dead_letters.c.created_at.desc(), dead_letters.c.id.desc()).limit(limit)
-    with services.sessions() as session:
-        return list(session.execute(query).all())
+    with services.uow(autocommit=True) as db:
+        return list(db.execute(query).all())
 
 
 def replay(services: Services, *, letter_id: str) -> Row[Any]:
     """Send the task again, by name (routing picks its queue), and count the replay."""
-    with services.sessions() as session:
-        letter = session.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first()
+    with services.uow(autocommit=True) as db:
+        letter = db.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first()
     if letter is None:
         raise DeadLetterNotFound(letter_id)
     services.producer.send_task(letter.task_name, args=letter.args, kwargs=letter.kwargs)
-    with transaction(services.sessions) as session:
-        return session.execute(
+    with services.uow() as db:
+        return db.execute(
             update(dead_letters)
             .where(dead_letters.c.id == letter_id)
             .values(replayed_at=datetime.now(UTC), replays=dead_letters.c.replays + 1)

@@ -52,10 +52,9 @@ DIAGNOSTIC = register(
     JobKind(
         name="diagnostic",
         queue="interactive",
-        time_limit_s=300,
         price=price,
         run=run,
         route=lambda params: str(params.get("queue", "interactive")),
-        limit=lambda params: int(params.get("time_limit_s", 300)),
+        limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
     )
 )

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Integer,
     String,
@@ -22,7 +23,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from runtime.db import Base
 
@@ -62,7 +62,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def claim(session: Session, *, user_id: str, key: str, fingerprint: str, ttl: timedelta) -> Claim:
+def claim(session: Connection, *, user_id: str, key: str, fingerprint: str, ttl: timedelta) -> Claim:
     """Claim `key` for a request with this fingerprint, or say why not; commit right after."""
     now = datetime.now(UTC)
     try:
@@ -72,7 +72,9 @@ def claim(session: Session, *, user_id: str, key: str, fingerprint: str, ttl: ti
                     user_id=user_id, key=key, fingerprint=fingerprint, state="pending", created_at=now
                 )
             )
-        return Claim("new", record_id=result.inserted_primary_key[0])  # type: ignore[attr-defined]
+        key_row = result.inserted_primary_key
+        assert key_row is not None
+        return Claim("new", record_id=key_row[0])
     except IntegrityError:
         pass
     row = session.execute(
@@ -95,7 +97,7 @@ def claim(session: Session, *, user_id: str, key: str, fingerprint: str, ttl: ti
     return Claim("replay", row.id, row.status_code, row.content_type, dict(row.headers or {}), row.body)
 
 
-def _take_over(session: Session, *, row_id: int, created_at: Any, fingerprint: str, now: datetime) -> bool:
+def _take_over(session: Connection, *, row_id: int, created_at: Any, fingerprint: str, now: datetime) -> bool:
     result = session.execute(
         update(idempotency_records)
         .where(idempotency_records.c.id == row_id, idempotency_records.c.created_at == created_at)
@@ -105,7 +107,7 @@ def _take_over(session: Session, *, row_id: int, created_at: Any, fingerprint: s
 
 
 def complete(
-    session: Session, *, record_id: int, status_code: int, content_type: str | None,
+    session: Connection, *, record_id: int, status_code: int, content_type: str | None,
     headers: dict[str, str], body: str,
 ) -> None:
     """Store the answer given for a claimed key."""
@@ -116,7 +118,7 @@ def complete(
     )
 
 
-def release(session: Session, *, record_id: int) -> None:
+def release(session: Connection, *, record_id: int) -> None:
     """Forget a claim whose request failed, so the client may retry with the same key."""
     session.execute(
         delete(idempotency_records).where(
@@ -125,7 +127,7 @@ def release(session: Session, *, record_id: int) -> None:
     )
 
 
-def purge(session: Session, *, older_than: datetime) -> int:
+def purge(session: Connection, *, older_than: datetime) -> int:
     """Delete finished records created before `older_than`; return how many."""
     result = session.execute(
         delete(idempotency_records).where(

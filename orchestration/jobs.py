@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -9,17 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+import redis
+from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 import ledger
-from orchestration import progress, sagas, steps
+from orchestration import dispatch, progress, steps
 from orchestration.api_keys import reserve_daily_allowance, return_daily_allowance
 from orchestration.bootstrap import Services
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.kinds import get_kind
+from orchestration.limits import job_limit_s
 from orchestration.tables import FINAL_STATUSES, jobs
-from runtime.db import transaction
 
 log = logging.getLogger(__name__)
 # A hold outlives the longest a job may wait in its queue plus its time limit, by this much, so
@@ -29,7 +32,10 @@ HOLD_MARGIN = timedelta(minutes=10)
 
 @dataclass(frozen=True)
 class CreateJob:
-    """Command: start a job of `kind` for `user_id`; `params` are already validated."""
+    """Command: start a job of `kind` for `user_id`; `params` are already validated.
+
+    `request` is what the client sent (default: `params`): an Idempotency-Key replay compares its hash,
+    because params may hold values derived per attempt (a message id, a token count)."""
 
     user_id: str
     kind: str
@@ -38,6 +44,13 @@ class CreateJob:
     priority: int = 5
     api_key_id: str | None = None
     daily_credit_limit: int | None = None
+    request: Mapping[str, Any] | None = None
+    after_job_id: str | None = None  # start only once this job ended (a conversation's previous turn)
+
+    def request_hash(self) -> str:
+        """SHA-256 of the kind and the client's request, in canonical JSON."""
+        body = {"kind": self.kind, "request": self.params if self.request is None else self.request}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # Built once (the values are bound per call): constructing a statement costs more client CPU than running it.
@@ -50,106 +63,111 @@ def _now() -> datetime:
 
 
 def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
-    """Quote, hold and insert in one transaction, then enqueue; returns (job, created)."""
-    kind = get_kind(command.kind)
+    """Quote, hold and insert in one money unit of work, then enqueue; returns (job, created)."""
     if command.idempotency_key:
-        existing = _by_key(services, command)
+        existing = find_by_key(services, command)
         if existing is not None:
             return existing, False
-    quote = kind.price(command.params)
-    queue, time_limit_s = kind.queue_for(command.params), kind.time_limit_for(command.params)
-    job_id = uuid.uuid4().hex
-    now = _now()
     try:
-        with services.engine.begin() as connection:  # a plain connection: no ORM unit of work to pay for
-            if command.api_key_id and not reserve_daily_allowance(
-                connection, key_id=command.api_key_id, amount=quote.amount
-            ):
-                raise DailyLimitExceeded(limit=command.daily_credit_limit or 0, required=quote.amount)
-            hold = ledger.hold(
-                connection,
-                user_id=command.user_id,
-                amount=quote.amount,
-                expires_at=now
-                + timedelta(seconds=services.settings.JOB_QUEUE_TIMEOUT_S + time_limit_s)
-                + HOLD_MARGIN,
-                reference=f"job:{job_id}",
-                idempotency_key=f"job:{job_id}",
-            )
-            row = connection.execute(
-                _INSERT_JOB,
-                {
-                    "id": job_id,
-                    "user_id": command.user_id,
-                    "kind": kind.name,
-                    "status": "queued",
-                    "queue": queue,
-                    "priority": command.priority,
-                    "params": dict(command.params),
-                    "model": kind.model(command.params),
-                    "quote": quote.as_json(),
-                    "hold_id": hold.id,
-                    "cost_quoted": quote.amount,
-                    "cost_held": hold.amount,
-                    "idempotency_key": command.idempotency_key,
-                    "api_key_id": command.api_key_id,
-                    "time_limit_s": time_limit_s,
-                    "created_at": now,
-                    "enqueued_at": now,
-                    "enqueues": 1,
-                },
-            ).one()
+        with services.uow(account_of=command.user_id) as db:
+            row = insert_job(db, services, command)
     except IntegrityError:
         # A concurrent request with the same idempotency key won the insert; answer its job.
-        if command.idempotency_key:
-            existing = _by_key(services, command)
-            if existing is not None:
-                return existing, False
-        raise
-    progress.publish_job_event(services.redis, job_id, "queued", held=hold.amount, spent=0)
-    if not _send(services, job_id=job_id, queue=queue, priority=command.priority):
-        with transaction(services.sessions) as session:  # tell the reaper to send it again soon
-            session.execute(update(jobs).where(jobs.c.id == job_id).values(enqueued_at=None))
+        existing = find_by_key(services, command) if command.idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    start_job(services, row)
     return row, True
 
 
-def _send(services: Services, *, job_id: str, queue: str, priority: int) -> bool:
-    try:
-        sagas.send(services.producer, sagas.job_saga(queue), job_id, priority=priority)
-    except Exception:  # the broker may be down: the job stays queued, the reaper re-sends it
-        log.exception("could not enqueue job %s; the reaper will retry", job_id)
-        return False
-    return True
+def insert_job(db: Connection, services: Services, command: CreateJob) -> Row[Any]:
+    """The transactional part of creating a job: hold, daily allowance, row (in a money unit of work).
+
+    The unit locked the user's account first, so the hold and the API key's allowance can't deadlock
+    with a settle or cancel of the same user's jobs (orchestration/uow.py)."""
+    kind = get_kind(command.kind)
+    quote = kind.price(command.params)
+    queue = kind.queue_for(command.params)
+    time_limit_s = job_limit_s(kind.requested_limit_s(command.params), queue, services.settings)
+    job_id = uuid.uuid4().hex
+    now = _now()
+    hold = ledger.hold(
+        db,
+        user_id=command.user_id,
+        amount=quote.amount,
+        expires_at=now
+        + timedelta(seconds=services.settings.JOB_QUEUE_TIMEOUT_S + time_limit_s)
+        + HOLD_MARGIN,
+        reference=f"job:{job_id}",
+        idempotency_key=f"job:{job_id}",
+    )
+    if command.api_key_id and not reserve_daily_allowance(db, key_id=command.api_key_id, amount=quote.amount):
+        raise DailyLimitExceeded(limit=command.daily_credit_limit or 0, required=quote.amount)
+    return db.execute(
+        _INSERT_JOB,
+        {
+            "id": job_id,
+            "user_id": command.user_id,
+            "kind": kind.name,
+            "status": "queued",
+            "queue": queue,
+            "priority": command.priority,
+            "params": dict(command.params),
+            "model": kind.model(command.params),
+            "quote": quote.as_json(),
+            "hold_id": hold.id,
+            "cost_quoted": quote.amount,
+            "cost_held": hold.amount,
+            "idempotency_key": command.idempotency_key,
+            "request_hash": command.request_hash(),
+            "api_key_id": command.api_key_id,
+            "time_limit_s": time_limit_s,
+            "after_job_id": command.after_job_id,
+            "created_at": now,
+            # A job that waits for another is sent by that one's end (or by the reaper, which looks
+            # for waiting jobs never sent: enqueued_at NULL).
+            "enqueued_at": None if command.after_job_id else now,
+            "enqueues": 1,
+        },
+    ).one()
 
 
-def enqueue(services: Services, *, job_id: str, queue: str, priority: int) -> bool:
-    """Send the saga again (the reaper) and count it; duplicates are harmless, `run` claims once."""
-    if not _send(services, job_id=job_id, queue=queue, priority=priority):
-        return False
-    with transaction(services.sessions) as session:
-        session.execute(
-            update(jobs).where(jobs.c.id == job_id).values(enqueued_at=_now(), enqueues=jobs.c.enqueues + 1)
+def start_job(services: Services, row: Row[Any]) -> None:
+    """After the job's commit: announce it and send its saga, unless it waits for another job."""
+    with services.uow(autocommit=True) as db:
+        waits = dispatch.predecessor_open(db, row.after_job_id)
+        position = dispatch.queue_position(
+            db, job_id=row.id, queue=row.queue, priority=row.priority, created_at=row.created_at
         )
-    return True
+    fields: dict[str, Any] = {"queue_position": position}
+    if waits:
+        fields["waiting_for"] = row.after_job_id
+    progress.publish_job_event(services.redis, row.id, "queued", held=row.cost_held, spent=0, **fields)
+    if row.after_job_id is None:
+        dispatch.send(services, job_id=row.id, queue=row.queue, priority=row.priority)
+    elif not waits:
+        # The job it waited for ended before this one committed (its wake-up may have sent it too: harmless).
+        dispatch.resend(services, job_id=row.id, queue=row.queue, priority=row.priority, counted=False)
 
 
-def _by_key(services: Services, command: CreateJob) -> Row[Any] | None:
+def find_by_key(services: Services, command: CreateJob) -> Row[Any] | None:
     """The job made earlier with this key; JobKeyConflict if it was made for another request."""
-    with services.statement() as connection:
-        row = connection.execute(
+    with services.uow(autocommit=True) as db:
+        row = db.execute(
             select(jobs).where(
                 jobs.c.user_id == command.user_id, jobs.c.idempotency_key == command.idempotency_key
             )
         ).first()
-    if row is not None and (row.kind != command.kind or row.params != dict(command.params)):
+    if row is not None and (row.kind != command.kind or row.request_hash != command.request_hash()):
         raise JobKeyConflict(str(command.idempotency_key))
     return row
 
 
 def get_job(services: Services, *, user_id: str, job_id: str) -> Row[Any]:
     """The user's job; JobNotFound for anyone else's (callers answer 404)."""
-    with services.statement() as connection:
-        row = connection.execute(_JOB_OF_USER, {"job_id": job_id, "user_id": user_id}).first()
+    with services.uow(autocommit=True) as db:
+        row = db.execute(_JOB_OF_USER, {"job_id": job_id, "user_id": user_id}).first()
     if row is None:
         raise JobNotFound(job_id)
     return row
@@ -176,19 +194,25 @@ def list_jobs(
             (jobs.c.created_at < created) | ((jobs.c.created_at == created) & (jobs.c.id < job_id))
         )
     query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
-    with services.statement() as connection:
-        return list(connection.execute(query).all())
+    with services.uow(autocommit=True) as db:
+        return list(db.execute(query).all())
 
 
 def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
-    """Cancel: a queued job ends now with its hold voided; a running one stops at its next check."""
+    """Cancel: a queued job, or a running one whose worker is gone, ends now with its hold voided; a
+    running one stops at its next check and pays what it delivered. Answers the job's status now."""
     job = get_job(services, user_id=user_id, job_id=job_id)
     if job.status in FINAL_STATUSES:
         raise JobAlreadyFinished(job.status)
-    with transaction(services.sessions) as session:
-        ended = session.execute(
+    stale = _now() - timedelta(seconds=services.settings.JOB_HEARTBEAT_TIMEOUT_S)
+    with services.uow(account_of=user_id) as db:
+        ended = db.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == "queued")
+            .where(
+                jobs.c.id == job_id,
+                (jobs.c.status == "queued")
+                | ((jobs.c.status == "running") & (jobs.c.heartbeat_at < stale) & ~jobs.c.run_completed),
+            )
             .values(
                 status="canceled",
                 cancel_requested=True,
@@ -196,25 +220,30 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
                 cost_charged=0,
                 cost_released=jobs.c.cost_held,
             )
-            .returning(jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at)
+            .returning(jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at, jobs.c.queue)
         ).first()
         voided = None
         if ended is not None and ended.hold_id:
-            voided = ledger.void(session, hold_id=ended.hold_id, idempotency_key=f"cancel:{job_id}")
+            voided = ledger.void(db, hold_id=ended.hold_id, idempotency_key=f"cancel:{job_id}")
         if ended is not None and ended.api_key_id:
             return_daily_allowance(
-                session,
-                key_id=ended.api_key_id,
-                amount=ended.cost_held,
-                today=steps.utc_day(ended.created_at),
+                db, key_id=ended.api_key_id, amount=ended.cost_held, today=steps.utc_day(ended.created_at)
             )
         if ended is None:
-            session.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+            # The database is the record of the request: a running step reads it with its heartbeat
+            # even if the Redis flag below is lost.
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
     if ended is not None:
         progress.publish_job_event(
             services.redis, job_id, "canceled", held=ended.cost_held, spent=0, status="canceled"
         )
         steps.notify_balance(services, user_id, voided.balance if voided else None)
+        dispatch.wake_after(services, job_id=job_id, user_id=user_id, queue=ended.queue)
         return "canceled"
-    progress.request_cancel(services.redis, job_id)
+    try:
+        progress.request_cancel(services.redis, job_id)
+    except redis.RedisError as exc:  # the heartbeat brings the database's flag to the step instead
+        log.warning(
+            "cancel flag of job %s not set in Redis (%s); the step sees it from the database", job_id, exc
+        )
     return "canceling"

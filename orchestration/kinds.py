@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Row
-from sqlalchemy.orm import Session
 
 from orchestration.context import RunContext
 
@@ -31,27 +30,31 @@ class QuoteError(ValueError):
 
 @dataclass(frozen=True)
 class JobKind:
-    """A kind of job: its queue, time limit, pricing function and `run` step."""
+    """A kind of job: its queue, pricing function and `run` step, and how it may be run again."""
 
     name: str
     queue: str
-    time_limit_s: int
     price: Callable[[Mapping[str, Any]], Quote]
     run: Callable[[RunContext], Mapping[str, Any]]
     model: Callable[[Mapping[str, Any]], str | None] = lambda _params: None
     route: Callable[[Mapping[str, Any]], str] | None = None
-    limit: Callable[[Mapping[str, Any]], int] | None = None
+    # The time limit the job asks for (None: its queue's); never more than its queue's (limits.py).
+    limit: Callable[[Mapping[str, Any]], int | None] | None = None
+    # Whether `run` may start over when its worker died mid-step and the message came back: true for
+    # steps whose effects are private until they return (a diagnostic, an agent task); false where
+    # the user already saw part of the output (a streamed chat reply), which then ends failed instead.
+    restartable: bool = True
     # Called inside settle's transaction once the job ended `succeeded` or `canceled` (e.g. to
     # append a chat reply), so the domain change commits with the charge or not at all.
-    on_settled: Callable[[Session | Connection, Row[Any]], None] | None = None
+    on_settled: Callable[[Connection, Row[Any]], None] | None = None
 
     def queue_for(self, params: Mapping[str, Any]) -> str:
         """The queue this job runs on (a kind may route by its parameters)."""
         return self.route(params) if self.route else self.queue
 
-    def time_limit_for(self, params: Mapping[str, Any]) -> int:
-        """Seconds this job may run before the reaper fails it."""
-        return self.limit(params) if self.limit else self.time_limit_s
+    def requested_limit_s(self, params: Mapping[str, Any]) -> int | None:
+        """Seconds this job asks to run at most (None: its queue's limit)."""
+        return self.limit(params) if self.limit else None
 
 
 _KINDS: dict[str, JobKind] = {}

@@ -27,6 +27,8 @@ from payments.facts import PaymentFact
 
 log = logging.getLogger(__name__)
 PROCESS_TASK = "creditflow.critical.process_payment_event"
+# Failed attempts after which an event waits for an operator (its task is in the dead letters).
+MAX_ATTEMPTS = 30
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,11 @@ def resend_stuck(services: Services, *, older_than_s: int, limit: int = 200) -> 
         ids = list(
             connection.execute(
                 select(events.c.id)
-                .where(events.c.status == "received", events.c.received_at < cutoff)
+                .where(
+                    events.c.status == "received",
+                    events.c.received_at < cutoff,
+                    events.c.attempts < MAX_ATTEMPTS,
+                )
                 .order_by(events.c.received_at)
                 .limit(limit)
             ).scalars()

@@ -1,7 +1,5 @@
-"""The database scopes of the payment use cases, opened in one place (lock order: account first).
-
-`money_unit` is what `services.uow(account_of=user_id)` will be once the unit of work lands on main;
-switching is this module alone."""
+"""The database scopes of the payment use cases, all through the unit of work (orchestration/uow.py):
+a money unit locks the user's account first, then the order, event or transfer rows it touches."""
 
 from __future__ import annotations
 
@@ -11,7 +9,6 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection
 
-from ledger.posting import lock_account
 from orchestration.bootstrap import Services
 
 log = logging.getLogger(__name__)
@@ -21,15 +18,14 @@ log = logging.getLogger(__name__)
 def money_unit(services: Services, user_id: str) -> Iterator[Connection]:
     """One transaction that moves a user's money: its first statement locks the user's ledger account,
     so every payment path takes the account before the order, event or transfer rows it then locks."""
-    with services.engine.begin() as connection:
-        lock_account(connection, user_id)
+    with services.uow(account_of=user_id) as connection:
         yield connection
 
 
 @contextmanager
 def plain_unit(services: Services) -> Iterator[Connection]:
     """A transaction that moves no money (reads, order creation, event intake)."""
-    with services.engine.begin() as connection:
+    with services.uow() as connection:
         yield connection
 
 

@@ -15,15 +15,15 @@ def open_jobs(services: Services) -> dict[tuple[str, str], int]:
         .where(jobs.c.status.in_(("queued", "running")))
         .group_by(jobs.c.status, jobs.c.queue)
     )
-    with services.sessions() as session:
-        return {(status, queue): int(count) for status, queue, count in session.execute(query)}
+    with services.uow(autocommit=True) as db:
+        return {(status, queue): int(count) for status, queue, count in db.execute(query)}
 
 
 def pending_dead_letters(services: Services) -> int:
     """Dead letters nobody replayed yet."""
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as db:
         return int(
-            session.execute(
+            db.execute(
                 select(func.count()).select_from(dead_letters).where(dead_letters.c.replayed_at.is_(None))
             ).scalar_one()
         )

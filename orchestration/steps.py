@@ -1,32 +1,39 @@
-"""The saga's steps as plain functions: claim + run, settle, compensate. Tasks only call these."""
+"""The saga's steps as plain functions: claim + run, settle, compensate. Tasks only call these.
+
+Every change of a job's status is a compare-and-set, and every one that moves money runs in a money
+unit of work (orchestration/uow.py: the owner's account row is locked first), so a late or duplicated
+step changes nothing and no two steps deadlock.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, literal, or_, select, update
 
 import ledger
 from ledger.amounts import credits_text
-from orchestration import progress
+from orchestration import dispatch, progress
 from orchestration.api_keys import return_daily_allowance
 from orchestration.bootstrap import Services
 from orchestration.context import RunContext
 from orchestration.errors import StepError
+from orchestration.heartbeats import Beating, heartbeats_of
 from orchestration.kinds import get_kind
 from orchestration.tables import jobs
-from runtime.db import transaction
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """A job this delivery of `run` owns."""
+    """A job this delivery of `run` owns; `taken_over` if a redelivery took it from a dead worker."""
 
     id: str
     user_id: str
@@ -36,14 +43,37 @@ class Claimed:
     held: int
     attempt: int
     hold_id: str | None
+    token: str
+    started_at: datetime
+    time_limit_s: int
+    queue: str
+    taken_over: bool = False
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def claim_token(task_id: str, retries: int) -> str:
+    """A claim: the delivery (task id and retry number) and a nonce of this process's attempt."""
+    return f"{task_id}:{retries}:{uuid.uuid4().hex[:8]}"
+
+
 # The hot statements are built once: building an UPDATE with its CASE expressions costs more client
 # CPU than sending it. Bound names differ from column names (SQLAlchemy reserves those for SET).
+_previous = jobs.alias("previous")
+_others = jobs.alias("others")
+_PREDECESSOR_OPEN = exists().where(
+    _previous.c.id == jobs.c.after_job_id, _previous.c.status.in_(dispatch.OPEN)
+)
+_RUNNING_OF_USER = (
+    select(func.count())
+    .select_from(_others)
+    .where(
+        _others.c.user_id == jobs.c.user_id, _others.c.queue == jobs.c.queue, _others.c.status == "running"
+    )
+    .scalar_subquery()
+)
 _CLAIMED_COLUMNS = (
     jobs.c.user_id,
     jobs.c.kind,
@@ -52,6 +82,9 @@ _CLAIMED_COLUMNS = (
     jobs.c.cost_held,
     jobs.c.attempts,
     jobs.c.hold_id,
+    jobs.c.started_at,
+    jobs.c.time_limit_s,
+    jobs.c.queue,
 )
 _CLAIM_SET = {
     "status": "running",
@@ -61,69 +94,134 @@ _CLAIM_SET = {
         (jobs.c.started_at.is_(None), bindparam("b_now", type_=jobs.c.started_at.type)),
         else_=jobs.c.started_at,
     ),
+    "heartbeat_at": bindparam("b_now", type_=jobs.c.heartbeat_at.type),
+    "waiting_slot": False,
 }
+# A queued job starts when nothing it waits for is open and its user has a free slot on its queue.
 _CLAIM = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "queued")
-    .values(_CLAIM_SET)
-    .returning(*_CLAIMED_COLUMNS)
-)
-# A retry of our own running attempt claims even when cancel was asked for, so its step sees the
-# flag at once and settle ends the job `canceled` (a canceled queued job is already `canceled`).
-_RECLAIM = (
     update(jobs)
     .where(
         jobs.c.id == bindparam("b_job_id"),
-        or_(
-            jobs.c.status == "queued",
-            and_(jobs.c.status == "running", jobs.c.claim == bindparam("b_previous", type_=String())),
-        ),
+        jobs.c.status == "queued",
+        ~_PREDECESSOR_OPEN,
+        bindparam("b_cap") > _RUNNING_OF_USER,
     )
     .values(_CLAIM_SET)
     .returning(*_CLAIMED_COLUMNS)
 )
+# A running job is taken over by its own delivery: a retry of our attempt (previous retry number), or
+# the same message redelivered after its process died (same retry number, another nonce).
+_TAKE_OVER = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("b_job_id"),
+        jobs.c.status == "running",
+        # Celery task ids are UUIDs: no LIKE wildcards to escape.
+        jobs.c.claim.startswith(bindparam("b_delivery", type_=jobs.c.claim.type)),
+    )
+    .values(_CLAIM_SET)
+    .returning(*_CLAIMED_COLUMNS)
+)
+_WAIT_FOR_SLOT = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "queued", ~_PREDECESSOR_OPEN)
+    .values(waiting_slot=True)
+    .returning(jobs.c.user_id, jobs.c.queue)
+)
 
 
-def claim(services: Services, *, job_id: str, token: str, previous: str | None) -> Claimed | None:
-    """Compare-and-set `queued -> running` (or take over our own retried attempt); None if taken."""
-    params = {"b_job_id": job_id, "b_token": token, "b_now": _now()}
-    statement = _CLAIM
-    if previous:
-        statement, params["b_previous"] = _RECLAIM, previous
-    with services.statement() as connection:
-        row = connection.execute(statement, params).first()
+def claim(
+    services: Services, *, job_id: str, task_id: str, retries: int, redelivered: bool = False
+) -> Claimed | None:
+    """Compare-and-set `queued -> running`, or take over our own delivery; None if it can't run now.
+
+    A job that waits for a conversation's previous turn, or for one of its user's slots, is left
+    queued (marked `waiting_slot` for the latter) and is sent again when what it waits for ends."""
+    token = claim_token(task_id, retries)
+    params: dict[str, Any] = {"b_job_id": job_id, "b_token": token, "b_now": _now()}
+    takeovers = [f"{task_id}:{retries - 1}:"] if retries else []
+    if redelivered:
+        takeovers.append(f"{task_id}:{retries}:")
+    with services.uow(autocommit=True) as db:
+        row = db.execute(_CLAIM, {**params, "b_cap": services.settings.JOB_MAX_RUNNING_PER_USER}).first()
+        taken_over = False
+        for delivery in takeovers if row is None else ():
+            row = db.execute(_TAKE_OVER, {**params, "b_delivery": delivery}).first()
+            if row is not None:
+                taken_over = delivery.endswith(f":{retries}:")
+                break
+        waiting = db.execute(_WAIT_FOR_SLOT, {"b_job_id": job_id}).first() if row is None else None
+    if waiting is not None:
+        # Its user's slots are taken: one of their jobs may have ended since our claim counted it.
+        dispatch.wake_slot_waiter(services, user_id=waiting.user_id, queue=waiting.queue)
     if row is None:
         return None
+    started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
     return Claimed(
-        job_id, row.user_id, row.kind, dict(row.params), row.model, row.cost_held, row.attempts, row.hold_id
+        job_id,
+        row.user_id,
+        row.kind,
+        dict(row.params),
+        row.model,
+        row.cost_held,
+        row.attempts,
+        row.hold_id,
+        token,
+        started,
+        row.time_limit_s,
+        row.queue,
+        taken_over,
     )
 
 
-def run(services: Services, job: Claimed, *, token: str) -> bool:
+def _deadline(job: Claimed) -> float:
+    left = (job.started_at + timedelta(seconds=job.time_limit_s) - _now()).total_seconds()
+    return time.monotonic() + max(0.0, left)
+
+
+def run(services: Services, job: Claimed) -> bool:
     """Run the kind's step and record its outcome; False if the job was taken from us meanwhile."""
-    context = RunContext(services, job.id, job.user_id, job.params, job.model, job.held, job.attempt)
+    kind = get_kind(job.kind)
+    if job.taken_over and not kind.restartable:
+        fail(
+            services,
+            job_id=job.id,
+            code="worker_lost",
+            message="the worker running the job stopped mid-way; nothing was charged",
+            statuses=("running",),
+        )
+        return False
+    context = RunContext(
+        services, job.id, job.user_id, job.params, job.model, job.held, job.attempt, deadline=_deadline(job)
+    )
     if job.attempt == 1:
         progress.publish_job_event(services.redis, job.id, "started", held=job.held, spent=0)
+    beats = heartbeats_of(services)
+    beats.register(Beating(job.token, context))
     try:
-        result = dict(get_kind(job.kind).run(context))
+        result = dict(kind.run(context))
     except StepError as exc:
-        _record_error(services, job.id, token, code=exc.code, message=str(exc), spent=context.spent)
+        _record_error(services, job.id, job.token, code=exc.code, message=str(exc), spent=context.spent)
         raise
     except Exception as exc:
         _record_error(
-            services, job.id, token, code="internal", message=type(exc).__name__, spent=context.spent
+            services, job.id, job.token, code="internal", message=type(exc).__name__, spent=context.spent
         )
         raise
+    finally:
+        beats.unregister(job.id)
+    if context.stop_reason == "lost":
+        return False
     params = {
         "b_job_id": job.id,
-        "b_token": token,
+        "b_token": job.token,
         "b_result": result,
         "b_spent": context.spent,
         "b_progress": context.last_progress,
         "b_canceled": context.canceled,
     }
-    with services.statement() as connection:
-        return connection.execute(_RECORD_RUN, params).rowcount == 1
+    with services.uow(autocommit=True) as db:
+        return db.execute(_RECORD_RUN, params).rowcount == 1
 
 
 _RECORD_RUN = (
@@ -139,7 +237,10 @@ _RECORD_RUN = (
         error=None,  # an earlier retried attempt's error no longer describes the job
         cost_running=bindparam("b_spent", type_=jobs.c.cost_running.type),
         progress=bindparam("b_progress", type_=jobs.c.progress.type),
-        cancel_requested=bindparam("b_canceled", type_=jobs.c.cancel_requested.type),
+        # A cancel that arrived after the step's last check still ends the job `canceled`.
+        cancel_requested=or_(
+            jobs.c.cancel_requested, bindparam("b_canceled", type_=jobs.c.cancel_requested.type)
+        ),
     )
 )
 
@@ -147,8 +248,8 @@ _RECORD_RUN = (
 def _record_error(
     services: Services, job_id: str, token: str, *, code: str, message: str, spent: int
 ) -> None:
-    with transaction(services.sessions) as session:
-        session.execute(
+    with services.uow(autocommit=True) as db:
+        db.execute(
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.claim == token)
             .values(error={"code": code, "message": message}, cost_running=spent)
@@ -158,31 +259,28 @@ def _record_error(
 def settle(services: Services, *, job_id: str) -> str | None:
     """Capture the delivered cost, release the rest, end the job: one transaction, exactly once."""
     try:
-        with services.engine.begin() as connection:  # a plain connection: no ORM unit of work to pay for
-            row = connection.execute(_SETTLE, {"b_job_id": job_id, "b_now": _now()}).first()
+        with services.uow(account_of_job=job_id) as db:
+            row = db.execute(_SETTLE, {"b_job_id": job_id, "b_now": _now()}).first()
             if row is None:
                 return None  # already settled, or failed by the reaper: a late settle changes nothing
             on_settled = get_kind(row.kind).on_settled
             if on_settled is not None:
-                on_settled(connection, row)
+                on_settled(db, row)
             settlement = None
             if row.hold_id and row.cost_charged > 0:
                 settlement = ledger.capture(
-                    connection,
-                    hold_id=row.hold_id,
-                    amount=row.cost_charged,
-                    idempotency_key=f"settle:{job_id}",
+                    db, hold_id=row.hold_id, amount=row.cost_charged, idempotency_key=f"settle:{job_id}"
                 )
             elif row.hold_id:
-                settlement = ledger.void(connection, hold_id=row.hold_id, idempotency_key=f"settle:{job_id}")
+                settlement = ledger.void(db, hold_id=row.hold_id, idempotency_key=f"settle:{job_id}")
             if row.api_key_id:
                 return_daily_allowance(
-                    connection,
+                    db,
                     key_id=row.api_key_id,
                     amount=row.cost_held - row.cost_charged,
                     today=utc_day(row.created_at),
                 )
-            balance = (settlement and settlement.balance) or ledger.balance(connection, user_id=row.user_id)
+            balance = (settlement and settlement.balance) or ledger.balance(db, user_id=row.user_id)
     except ledger.HoldAlreadyResolved as exc:
         # The hold expired before settlement (it must outlive the time limit; this is the backstop):
         # the job fails and nothing is charged.
@@ -202,6 +300,7 @@ def settle(services: Services, *, job_id: str) -> str | None:
         result=row.result,
         owner_balance=(row.user_id, balance_fields(balance)),
     )
+    dispatch.wake_after(services, job_id=job_id, user_id=row.user_id, queue=row.queue)
     return str(row.status)
 
 
@@ -226,54 +325,67 @@ def fail(
     code: str,
     message: str,
     statuses: tuple[str, ...] = ("queued", "running"),
+    status: str = "failed",
 ) -> bool:
-    """Compensate: void the hold and mark the job failed, once; False if it already ended."""
-    with transaction(services.sessions) as session:
-        row = session.execute(
-            select(jobs.c.error).where(jobs.c.id == job_id, jobs.c.status.in_(statuses))
-        ).first()
-        if row is None:
-            return False
-        error = row.error or {"code": code, "message": message}
-        ended = session.execute(
+    """Compensate: void the hold and end the job (`failed`, or `canceled`), once; False if it already ended.
+
+    A step's own recorded error (the reason it failed) is kept over the generic one given here."""
+    with services.uow(account_of_job=job_id) as db:
+        ended = db.execute(
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status.in_(statuses))
             .values(
-                status="failed",
+                status=status,
                 finished_at=_now(),
                 cost_charged=0,
                 cost_released=jobs.c.cost_held,
-                error=error,
+                error=None
+                if status == "canceled"
+                else func.coalesce(
+                    jobs.c.error, literal({"code": code, "message": message}, jobs.c.error.type)
+                ),
+                cancel_requested=True if status == "canceled" else jobs.c.cancel_requested,
             )
-            .returning(jobs.c.user_id, jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at)
+            .returning(
+                jobs.c.user_id,
+                jobs.c.hold_id,
+                jobs.c.cost_held,
+                jobs.c.api_key_id,
+                jobs.c.created_at,
+                jobs.c.queue,
+                jobs.c.error,
+            )
         ).first()
         if ended is None:
             return False
-        _void(session, ended.hold_id, key=f"compensate:{job_id}")
+        voided = _void(db, ended.hold_id, key=f"compensate:{job_id}")
         if ended.api_key_id:
             return_daily_allowance(
-                session, key_id=ended.api_key_id, amount=ended.cost_held, today=utc_day(ended.created_at)
+                db, key_id=ended.api_key_id, amount=ended.cost_held, today=utc_day(ended.created_at)
             )
-        balance = ledger.balance(session, user_id=ended.user_id)
+        balance = (voided and voided.balance) or ledger.balance(db, user_id=ended.user_id)
+    event: dict[str, Any] = {"error": ended.error} if status == "failed" else {}
     progress.publish_job_event(
         services.redis,
         job_id,
-        "failed",
+        status,
         held=ended.cost_held,
         spent=0,
-        status="failed",
-        error=error,
+        status=status,
         owner_balance=(ended.user_id, balance_fields(balance)),
+        **event,
     )
+    dispatch.wake_after(services, job_id=job_id, user_id=ended.user_id, queue=ended.queue)
     return True
 
 
-def _void(session: Any, hold_id: str | None, *, key: str) -> None:
+def _void(db: Any, hold_id: str | None, *, key: str) -> ledger.Settlement | None:
     if hold_id is None:
-        return
+        return None
     # Expired or voided already: the credits are back either way.
     with contextlib.suppress(ledger.HoldAlreadyResolved):
-        ledger.void(session, hold_id=hold_id, idempotency_key=key)
+        return ledger.void(db, hold_id=hold_id, idempotency_key=key)
+    return None
 
 
 def utc_day(moment: datetime) -> date:
@@ -295,6 +407,6 @@ def balance_fields(balance: ledger.Balance) -> dict[str, str]:
 def notify_balance(services: Services, user_id: str, balance: ledger.Balance | None = None) -> None:
     """Publish the user's new balance (read now unless given) on their event stream."""
     if balance is None:
-        with services.statement() as connection:
-            balance = ledger.balance(connection, user_id=user_id)
+        with services.uow(autocommit=True) as db:
+            balance = ledger.balance(db, user_id=user_id)
     progress.publish_user_event(services.redis, user_id, "balance", **balance_fields(balance))

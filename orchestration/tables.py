@@ -59,6 +59,17 @@ jobs = Table(
     Column("enqueued_at", Timestamp),
     Column("started_at", Timestamp),
     Column("finished_at", Timestamp),
+    # The worker process running the job refreshes this (orchestration/heartbeats.py); a running job
+    # whose heartbeat went stale lost its worker, and the reaper or a cancel ends it.
+    Column("heartbeat_at", Timestamp),
+    # SHA-256 of the client's request (kind + what the client sent), compared on an Idempotency-Key
+    # replay: params also hold derived values (message ids, token counts) that differ per attempt.
+    Column("request_hash", String(64)),
+    # A job that must not start before another ends (a conversation's next turn): its saga is sent
+    # when that job reaches a final status (orchestration/followers.py).
+    Column("after_job_id", String(32)),
+    # A job whose user had every allowed slot of its queue running: sent again when one of them ends.
+    Column("waiting_slot", Boolean, nullable=False, server_default=text("false")),
     UniqueConstraint("user_id", "idempotency_key", name="uq_jobs_user_idempotency_key"),
     CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status"),
     CheckConstraint("cost_held >= 0 AND cost_quoted >= 0", name="costs_non_negative"),
@@ -68,6 +79,20 @@ jobs = Table(
         "ix_jobs_open",
         "status",
         "created_at",
+        postgresql_where=text("status IN ('queued', 'running')"),
+        sqlite_where=text("status IN ('queued', 'running')"),
+    ),
+    Index(
+        "ix_jobs_after_job",
+        "after_job_id",
+        postgresql_where=text("after_job_id IS NOT NULL AND status = 'queued'"),
+        sqlite_where=text("after_job_id IS NOT NULL AND status = 'queued'"),
+    ),
+    Index(
+        "ix_jobs_user_open",
+        "user_id",
+        "queue",
+        "status",
         postgresql_where=text("status IN ('queued', 'running')"),
         sqlite_where=text("status IN ('queued', 'running')"),
     ),

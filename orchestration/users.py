@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, String, Table, insert, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from runtime.db import Base
 
@@ -55,19 +54,19 @@ def new_user_id() -> str:
     return "usr_" + secrets.token_hex(10)
 
 
-def find_user(session: Session, *, external_id: str) -> User | None:
+def find_user(session: Connection, *, external_id: str) -> User | None:
     """The user with this external id, if any."""
     row = session.execute(select(users).where(users.c.external_id == external_id)).first()
     return _user(row) if row else None
 
 
-def get_user(session: Session, *, user_id: str) -> User | None:
+def get_user(session: Connection, *, user_id: str) -> User | None:
     """The user with this id, if any."""
     row = session.execute(select(users).where(users.c.id == user_id)).first()
     return _user(row) if row else None
 
 
-def get_or_create_user(session: Session, *, external_id: str, email: str | None = None) -> User:
+def get_or_create_user(session: Connection, *, external_id: str, email: str | None = None) -> User:
     """The user for `external_id`, created with its ledger account and welcome grant on first sight.
 
     Racing first requests all insert; the unique external id lets one win, the others roll their
@@ -96,7 +95,7 @@ def get_or_create_user(session: Session, *, external_id: str, email: str | None 
     return user
 
 
-def update_preferences(session: Session, *, user_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+def update_preferences(session: Connection, *, user_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
     """Merge `changes` into the user's preferences; return the full preferences."""
     unknown = set(changes) - set(DEFAULT_PREFERENCES)
     if unknown:

@@ -1,16 +1,14 @@
-"""SQLAlchemy engine and session factory; created by bootstrap, never at import."""
+"""SQLAlchemy engines; created by bootstrap, never at import. Scopes are opened by orchestration/uow.py."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -86,20 +84,8 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("pooled connection died while idle")  # the pool reconnects
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
-
-
 def single_statement_engine(engine: Engine) -> Engine:
     """The engine's pool in autocommit mode on PostgreSQL; SQLite keeps its BEGIN IMMEDIATE transactions."""
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
-
-
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    with factory() as session, session.begin():
-        yield session

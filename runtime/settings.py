@@ -82,8 +82,16 @@ class Settings(BaseSettings):
     JOB_REENQUEUE_AFTER_S: int = Field(30, ge=1)
     REDIS_MAX_CONNECTIONS: int = Field(0, ge=0, le=100_000)
     SSE_HEARTBEAT_S: float = Field(15.0, gt=0, le=120)
-    TASK_SOFT_TIME_LIMIT_S: int = Field(300, ge=1)
-    AGENT_TIME_LIMIT_S: int = Field(1800, ge=1)
+    # Time limits of the jobs on each queue (orchestration/limits.py derives Celery's and the reaper's).
+    INTERACTIVE_TIME_LIMIT_S: int = Field(300, ge=1, le=24 * 3600)
+    AGENT_TIME_LIMIT_S: int = Field(1800, ge=1, le=24 * 3600)
+    IMAGES_TIME_LIMIT_S: int = Field(600, ge=1, le=24 * 3600)
+    # A running job's worker refreshes its heartbeat this often; a job whose heartbeat is older than
+    # the timeout lost its worker (killed, host gone) and the reaper or a cancel ends it.
+    JOB_HEARTBEAT_S: float = Field(10.0, gt=0, le=300)
+    JOB_HEARTBEAT_TIMEOUT_S: float = Field(45.0, gt=0, le=3600)
+    # Jobs of one user running at once on one queue; more wait (queued) until one of theirs ends.
+    JOB_MAX_RUNNING_PER_USER: int = Field(8, ge=1, le=10_000)
 
     # Authentication (api/auth): OIDC issuers as JSON, admins by external id, leeway on exp/nbf/iat.
     OIDC_ISSUERS: list[OidcIssuer] = Field(default_factory=list)
@@ -109,7 +117,6 @@ class Settings(BaseSettings):
     OPENAI_TIMEOUT_S: float = Field(60.0, gt=0)
     LOCAL_LLM_THREADS: int = Field(0, ge=0, le=256)
     CHAT_DEFAULT_MAX_TOKENS: int = Field(256, ge=1, le=32_768)
-    CHAT_BUSY_WAIT_S: float = Field(120.0, ge=0)
     MEMORY_EMBEDDINGS: bool = True
     # Agent tasks (orchestration/agents.py): per-step reply bound, sandbox limits, data size, web search.
     AGENT_STEP_MAX_TOKENS: int = Field(512, ge=16, le=32_768)
@@ -219,6 +226,8 @@ class Settings(BaseSettings):
             raise ValueError("WORKER_EXTRA_TASK_MODULES is for tests; leave it empty in production")
         if self.CREDITFLOW_ENV == "production" and self.FAULT_INJECTION_ENABLED:
             raise ValueError("FAULT_INJECTION_ENABLED is for tests; it must be false in production")
+        if self.JOB_HEARTBEAT_TIMEOUT_S < 3 * self.JOB_HEARTBEAT_S:
+            raise ValueError("JOB_HEARTBEAT_TIMEOUT_S must be at least 3 x JOB_HEARTBEAT_S")
         if self.REDIS_URL.startswith(("amqp", "pyamqp")):
             raise ValueError("REDIS_URL must be a Redis URL; put RabbitMQ in BROKER_URL")
         return self

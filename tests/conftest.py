@@ -13,7 +13,7 @@ from runtime.db import make_engine
 from runtime.local import embedded_redis_url, stop_embedded_redis
 from runtime.migrate import upgrade
 from runtime.settings import load_settings
-from tests.support.databases import backends, fresh_database
+from tests.support.databases import backends, fresh_database, postgres_url
 
 
 @pytest.fixture(params=backends())
@@ -49,3 +49,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     upgrade(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="module")
+def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh migrated database for one test module (PostgreSQL when configured, else SQLite), so a
+    reaper sweep with its clock set ahead acts on that module's rows only."""
+    backend = "postgresql" if postgres_url() else "sqlite"
+    with fresh_database(backend, Path(tmp_path_factory.mktemp("moduledb")), pool_size=5) as engine:
+        yield engine.url.render_as_string(hide_password=False)

@@ -1,4 +1,14 @@
-"""Base task: gives tasks their services and caps redeliveries of a poisoned message."""
+"""Base task: services per process, one retry policy, dead letters, and a redelivery cap.
+
+Retry policy (warehouse's habit: declared on the task, applied here): a task lists the errors that
+may pass (`autoretry_for`) and Celery retries them with exponential backoff and full jitter
+(`retry_backoff`, `retry_jitter`), up to `max_retries`. What happens after the last try depends on
+what the task is:
+- a saga's `run`: its chain's errback compensates (the job fails, its hold is released); nothing is
+  left for an operator, so nothing is dead-lettered;
+- `settle`, `compensate` (and payment fulfilment): money is left unresolved, so the task is recorded in
+  the dead letters (`dead_letter_on_failure`), where an operator can replay it once the cause is fixed.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +18,23 @@ from typing import Any
 from celery import Task
 
 import celeryconfig
-from orchestration import dead_letters
+from orchestration import dead_letters, steps
 from orchestration.bootstrap import Services, process_services
 
 log = logging.getLogger(__name__)
-SAGA_STEPS = frozenset({"run", "settle", "compensate"})
 
 
 class CreditflowTask(Task):  # type: ignore[misc]
-    """Every creditflow task: services per process, and a redelivery cap of our own."""
+    """Every creditflow task: services per process, the retry policy, a redelivery cap of our own."""
 
     abstract = True
+    retry_backoff = True
+    retry_backoff_max = 300
+    retry_jitter = True
+    # True where a failure after the last retry leaves money unresolved (an operator must act).
+    dead_letter_on_failure = False
+    # True for a saga's `run`: a message that kills its process every time fails its job instead.
+    saga_run = False
 
     @property
     def services(self) -> Services:
@@ -30,6 +46,21 @@ class CreditflowTask(Task):  # type: ignore[misc]
             self.on_redelivery_cap(args, kwargs)
             return None
         return super().__call__(*args, **kwargs)
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """After the last retry: keep the task for an operator when money depends on it."""
+        if not self.dead_letter_on_failure:
+            return
+        dead_letters.record(
+            self.services,
+            task_name=self.name,
+            task_id=task_id,
+            args=list(args),
+            kwargs=dict(kwargs),
+            reason="retries_exhausted",
+            error=f"{type(exc).__name__}: {exc}",
+            job_id=str(args[0]) if args else None,
+        )
 
     def _redelivery_cap_exceeded(self) -> bool:
         # Redis marks a restored message `redelivered` but never counts, and a child that dies
@@ -45,12 +76,19 @@ class CreditflowTask(Task):  # type: ignore[misc]
         return count > self.services.settings.TASK_MAX_REDELIVERIES
 
     def on_redelivery_cap(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Called instead of the task body once the cap is hit: dead-letter it; the message is acked."""
+        """Called instead of the task body once the cap is hit; the message is acked."""
         cap = self.services.settings.TASK_MAX_REDELIVERIES
         log.error(
             "task %s[%s] dropped after %d redeliveries (args=%r)", self.name, self.request.id, cap, args
         )
-        saga_step = self.name.rsplit(".", 1)[-1] in SAGA_STEPS
+        if self.saga_run and args:
+            steps.fail(
+                self.services,
+                job_id=str(args[0]),
+                code="worker_crashed",
+                message=f"the job's worker process died {cap + 1} times running it; nothing was charged",
+            )
+            return
         dead_letters.record(
             self.services,
             task_name=self.name,
@@ -59,5 +97,5 @@ class CreditflowTask(Task):  # type: ignore[misc]
             kwargs=kwargs,
             reason="redelivery_cap",
             error=f"redelivered {cap} times; its process kept dying",
-            job_id=str(args[0]) if saga_step and args else None,
+            job_id=str(args[0]) if self.dead_letter_on_failure and args else None,
         )

@@ -12,7 +12,6 @@ from typing import Any
 import celeryconfig
 import ledger
 from orchestration import idempotency, reaper
-from runtime.db import transaction
 from workers.app import queue_task
 
 
@@ -45,8 +44,8 @@ def reap(self: Any) -> dict[str, int]:
 @queue_task("maintenance", ignore_result=True)
 def seal(self: Any) -> int:
     """Seal the ledger's pending entries into a signed checkpoint (beat, every few seconds)."""
-    with transaction(self.services.sessions) as session:
-        checkpoint = ledger.seal(session, signer=_signer(self.services.settings.LEDGER_SIGNING_KEY))
+    with self.services.uow() as db:
+        checkpoint = ledger.seal(db, signer=_signer(self.services.settings.LEDGER_SIGNING_KEY))
     return checkpoint.size if checkpoint else 0
 
 
@@ -59,5 +58,5 @@ def _signer(key: str) -> Any:
 def purge_idempotency(self: Any) -> int:
     """Forget Idempotency-Key answers older than IDEMPOTENCY_TTL_S (beat, hourly)."""
     cutoff = datetime.now(UTC) - timedelta(seconds=self.services.settings.IDEMPOTENCY_TTL_S)
-    with transaction(self.services.sessions) as session:
-        return idempotency.purge(session, older_than=cutoff)
+    with self.services.uow() as db:
+        return idempotency.purge(db, older_than=cutoff)

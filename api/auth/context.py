@@ -17,7 +17,6 @@ from api.auth.tokens import verify_bearer
 from api.services import services
 from orchestration.api_keys import authenticate_key
 from orchestration.users import get_or_create_user, get_user
-from runtime.db import transaction
 
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER_DOC: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -105,7 +104,7 @@ def _resolve(principal: Principal) -> AuthContext:
     cache: UserCache = _cache("creditflow_users", UserCache)
     user = cache.get(principal.external_id)
     if user is None:
-        with transaction(services().sessions) as session:
+        with services().uow() as session:
             user = get_or_create_user(session, external_id=principal.external_id, email=principal.email)
         cache.put(user)  # only once committed
     admin = (principal.kind == "jwt" and ADMIN_ROLE in principal.roles) or (
@@ -116,7 +115,7 @@ def _resolve(principal: Principal) -> AuthContext:
 
 def _resolve_key(principal: Principal) -> AuthContext:
     # Never cached: a revoked key must stop working at once.
-    with transaction(services().sessions) as session:
+    with services().uow() as session:
         key = authenticate_key(session, secret=principal.secret or "")
         user = get_user(session, user_id=key.user_id) if key else None
     if key is None or user is None:

@@ -6,7 +6,7 @@ import pytest
 from celery import Celery
 
 import celeryconfig
-import workers.maintenance  # noqa: F401  (registers the tasks)
+import workers.maintenance
 import workers.payments  # noqa: F401  (the reconciler, scanner and auto top-up beat tasks)
 from workers.app import celery_app, queue_task
 
@@ -55,3 +55,36 @@ def test_queue_task_sets_that_queues_time_limits() -> None:
 def test_every_beat_entry_names_a_registered_task() -> None:
     for name, entry in celeryconfig.beat_schedule.items():
         assert entry["task"] in celery_app.tasks, name
+
+
+def test_time_limits_come_from_one_table_in_order() -> None:
+    # The job's own limit (enforced by the step), then Celery's soft and hard, then the reaper's.
+    from orchestration import limits
+    from orchestration.kinds import get_kind
+    from runtime.settings import load_settings
+
+    settings = load_settings(INTERACTIVE_TIME_LIMIT_S=120, AGENT_TIME_LIMIT_S=900)
+    for queue in celeryconfig.QUEUES:
+        job = limits.queue_limit_s(queue, settings)
+        soft, hard = limits.celery_limits(queue, settings)
+        assert job < soft < hard < job + limits.REAPER_GRACE_S
+    assert limits.job_limit_s(None, "interactive", settings) == 120  # a chat turn: its queue's limit
+    assert limits.job_limit_s(10_000, "agents", settings) == 900  # never beyond the queue's
+    assert limits.job_limit_s(30, "agents", settings) == 30
+    assert get_kind("chat").requested_limit_s({}) is None
+
+
+def test_retry_policy_is_declared_once_and_only_money_steps_dead_letter() -> None:
+    import workers.jobs  # noqa: F401  (registers the saga tasks)
+    from orchestration.errors import RetryableError
+
+    run = celery_app.tasks["creditflow.interactive.run"]
+    settle = celery_app.tasks["creditflow.critical.settle"]
+    compensate = celery_app.tasks["creditflow.critical.compensate"]
+    for task in (run, settle, compensate):
+        assert task.retry_backoff is True
+        assert task.retry_jitter is True
+    assert run.autoretry_for == (RetryableError,)
+    assert (run.dead_letter_on_failure, run.saga_run) == (False, True)
+    assert settle.dead_letter_on_failure
+    assert compensate.dead_letter_on_failure

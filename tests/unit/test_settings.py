@@ -60,3 +60,8 @@ def test_a_bad_setting_stops_a_command_with_one_line() -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("creditflow: invalid setting DATABASE_URL:")
+
+
+def test_a_heartbeat_timeout_shorter_than_three_beats_is_refused() -> None:
+    with pytest.raises(SettingsError, match="JOB_HEARTBEAT_TIMEOUT_S"):
+        load_settings(JOB_HEARTBEAT_S=10, JOB_HEARTBEAT_TIMEOUT_S=20)

@@ -7,7 +7,6 @@ from flask.testing import FlaskClient
 
 import ledger
 from orchestration.bootstrap import Services
-from runtime.db import transaction
 from tests.integration.api.conftest import admin_headers, assert_problem, new_user
 
 
@@ -101,7 +100,7 @@ def test_proof_of_a_sealed_entry_verifies_and_others_are_hidden(app: Flask, serv
     entry_id = client.get("/api/v1/credits/transactions", headers=headers).json["items"][0]["id"]
     assert_problem(client.get(f"/api/v1/credits/transactions/{entry_id}/proof", headers=headers), 409)
     signing_key = services.settings.LEDGER_SIGNING_KEY
-    with transaction(services.sessions) as session:
+    with services.uow() as session:
         ledger.seal(session, signer=ledger.signer_from_key(signing_key))
     answer = client.get(f"/api/v1/credits/transactions/{entry_id}/proof", headers=headers)
     assert answer.status_code == 200, answer.json

@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from orchestration.api_keys import api_keys, hash_key, reserve_daily_allowance, return_daily_allowance
 from orchestration.bootstrap import Services
-from runtime.db import transaction
 from tests.integration.api.conftest import assert_problem, bearer, new_user
 
 
@@ -24,7 +23,7 @@ def test_key_is_shown_once_stored_hashed_and_works(client: FlaskClient, services
     assert len(key) > 40
     assert made.json["prefix"] == key[:11]
     assert made.json["daily_credit_limit"] == "25.5"
-    with transaction(services.sessions) as session:
+    with services.uow() as session:
         row = session.execute(select(api_keys).where(api_keys.c.id == made.json["id"])).one()
     assert row.key_hash == hash_key(key)
     assert key not in str(tuple(row))
@@ -101,7 +100,7 @@ def test_daily_allowance_is_counted_per_utc_day(client: FlaskClient, services: S
         "/api/v1/api-keys", headers=headers, json={"name": "b", "daily_credit_limit": "10"}
     ).json["id"]
     day = date(2030, 1, 1)
-    with transaction(services.sessions) as session:
+    with services.uow() as session:
         assert reserve_daily_allowance(session, key_id=key_id, amount=6_000_000, today=day)
         assert not reserve_daily_allowance(session, key_id=key_id, amount=5_000_000, today=day)
         return_daily_allowance(session, key_id=key_id, amount=2_000_000, today=day)

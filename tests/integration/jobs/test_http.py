@@ -240,7 +240,6 @@ def test_stream_ends_from_the_job_row_when_the_final_event_never_reached_redis(
     from sqlalchemy import update
 
     from orchestration.tables import jobs
-    from runtime.db import transaction
 
     bearer = token()
     body = post_job(api, bearer, queue="images", steps=1).json()  # never starts in this module
@@ -249,7 +248,7 @@ def test_stream_ends_from_the_job_row_when_the_final_event_never_reached_redis(
         for frame in frames(response):
             if frame.event == "queued":
                 # The job ends but its final event is lost (a Redis blip after the commit).
-                with transaction(services.sessions) as session:
+                with services.uow() as session:
                     session.execute(
                         update(jobs)
                         .where(jobs.c.id == body["job_id"])

@@ -39,7 +39,7 @@ def test_urgent_job_overtakes_the_backlog(
     ):
         for job_id in [*backlog, urgent]:
             assert wait_final(services, job_id).status == "succeeded"
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         started = dict(
             session.execute(
                 select(jobs.c.id, jobs.c.started_at).where(jobs.c.id.in_([*backlog, urgent]))

@@ -27,7 +27,7 @@ def _create(services: Services, user: str, **params: object) -> str:
 
 
 def _balance(services: Services, user: str) -> ledger.Balance:
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         return ledger.balance(session, user_id=user)
 
 
@@ -37,7 +37,7 @@ def _events(services: Services, job_id: str) -> list[dict[str, object]]:
 
 
 def _hold(services: Services, job_id: str) -> ledger.Hold:
-    with services.sessions() as session:
+    with services.uow(autocommit=True) as session:
         hold_id = session.execute(select(jobs.c.hold_id).where(jobs.c.id == job_id)).scalar_one()
         return ledger.get_hold(session, hold_id=hold_id)
 
@@ -149,7 +149,7 @@ def test_beat_tasks_seal_the_ledger_on_a_worker(services: Services, user: str) -
     from ledger.tables import checkpoints, unsealed
 
     def count(table: object) -> int:
-        with services.sessions() as session:
+        with services.uow(autocommit=True) as session:
             return int(session.execute(select(func.count()).select_from(table)).scalar_one())
 
     wait_final(services, _create(services, user, steps=1))

@@ -20,7 +20,6 @@ from api.app import create_app
 from orchestration.bootstrap import Services, bootstrap
 from orchestration.payment_tables import orders
 from orchestration.users import get_or_create_user
-from runtime.db import transaction
 from runtime.settings import load_settings
 from tests.support.chain_rpc import Chain, chain_rpc
 from tests.support.databases import backends, fresh_database
@@ -217,8 +216,8 @@ def make_token(sub: str, **claims: Any) -> str:
 def user(services: Services) -> tuple[str, dict[str, str]]:
     """A new user (with the welcome grant): (user id, Authorization headers)."""
     sub = f"payer-{uuid.uuid4().hex[:10]}"
-    with transaction(services.sessions) as session:
-        found = get_or_create_user(session, external_id=sub)
+    with services.uow() as connection:
+        found = get_or_create_user(connection, external_id=sub)
     return found.id, {"Authorization": f"Bearer {make_token(sub)}"}
 
 
@@ -286,11 +285,11 @@ def debt(services: Services, user_id: str) -> int:
 def ledger_clean(services: Services) -> None:
     """Seal what is pending, then `ledger verify` the whole database: it must be clean."""
     signer = ledger.signer_from_key(LEDGER_KEY)
-    with transaction(services.sessions) as session:
-        while ledger.seal(session, signer=signer):
+    with services.uow() as connection:
+        while ledger.seal(connection, signer=signer):
             pass
-    with services.sessions() as session:
-        report = ledger.verify(session, verifier=signer.verifier)
+    with services.uow(snapshot=True) as connection:
+        report = ledger.verify(connection, verifier=signer.verifier)
     assert report.ok, report.problems
 
 

@@ -36,6 +36,9 @@ class Sink:
     def should_stop(self) -> bool:
         return self.stop_after is not None and len(self.tokens) >= self.stop_after
 
+    def stop_reason(self) -> str | None:
+        return "canceled" if self.should_stop() else None
+
 
 class Flaky:
     """Echo, but the first call fails before any text (a 503 from a provider)."""

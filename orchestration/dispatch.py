@@ -1,0 +1,117 @@
+"""Sending sagas: after the job's commit, again by the reaper, and for jobs that waited for another.
+
+A job may wait before it can start: a conversation's next turn until the previous reply ends
+(`after_job_id`), or a user's job beyond `JOB_MAX_RUNNING_PER_USER` running ones on its queue
+(`waiting_slot`). No worker slot is held while it waits: its claim refuses it (orchestration/steps.py)
+and `wake_after` sends it when the job it waits for ends. A duplicate send is harmless (the claim is a
+compare-and-set); a lost one is healed by the reaper.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+
+from orchestration import sagas
+from orchestration.bootstrap import Services
+from orchestration.tables import jobs
+
+log = logging.getLogger(__name__)
+OPEN = ("queued", "running")
+
+_FOLLOWERS = select(jobs.c.id, jobs.c.queue, jobs.c.priority).where(
+    jobs.c.after_job_id == bindparam("b_job_id"), jobs.c.status == "queued"
+)
+_RUNNING_OF_USER = (
+    select(func.count())
+    .select_from(jobs)
+    .where(
+        jobs.c.user_id == bindparam("b_user_id"),
+        jobs.c.queue == bindparam("b_queue"),
+        jobs.c.status == "running",
+    )
+)
+
+
+def send(services: Services, *, job_id: str, queue: str, priority: int) -> bool:
+    """Enqueue the job's saga (after its commit); False if the broker refused (the reaper re-sends)."""
+    try:
+        sagas.send(services.producer, sagas.job_saga(queue), job_id, priority=priority)
+    except Exception:  # the broker may be down: the job stays queued, the reaper re-sends it
+        log.exception("could not enqueue job %s; the reaper will retry", job_id)
+        with services.uow(autocommit=True) as db:
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(enqueued_at=None))
+        return False
+    return True
+
+
+def resend(services: Services, *, job_id: str, queue: str, priority: int, counted: bool = True) -> bool:
+    """Send the saga again (the reaper counts its re-sends, and gives up on a job after a few)."""
+    if not send(services, job_id=job_id, queue=queue, priority=priority):
+        return False
+    values: dict[str, Any] = {"enqueued_at": datetime.now(UTC)}
+    if counted:
+        values["enqueues"] = jobs.c.enqueues + 1
+    with services.uow(autocommit=True) as db:
+        db.execute(update(jobs).where(jobs.c.id == job_id).values(values))
+    return True
+
+
+def predecessor_open(db: Any, after_job_id: str | None) -> bool:
+    """Whether the job a new one waits for is still queued or running."""
+    if after_job_id is None:
+        return False
+    status = db.execute(select(jobs.c.status).where(jobs.c.id == after_job_id)).scalar_one_or_none()
+    return status in OPEN
+
+
+def wake_after(services: Services, *, job_id: str, user_id: str, queue: str) -> int:
+    """A job ended: send the jobs that waited for it, and its user's oldest job waiting for a slot."""
+    with services.uow(autocommit=True) as db:
+        ready = list(db.execute(_FOLLOWERS, {"b_job_id": job_id}).all())
+    woken = sum(
+        resend(services, job_id=row.id, queue=row.queue, priority=row.priority, counted=False)
+        for row in ready
+    )
+    return woken + wake_slot_waiter(services, user_id=user_id, queue=queue)
+
+
+def wake_slot_waiter(services: Services, *, user_id: str, queue: str) -> int:
+    """If the user has a free slot on `queue`, send their oldest job waiting for one; 1 if sent."""
+    cap = services.settings.JOB_MAX_RUNNING_PER_USER
+    with services.uow(autocommit=True) as db:
+        if db.execute(_RUNNING_OF_USER, {"b_user_id": user_id, "b_queue": queue}).scalar_one() >= cap:
+            return 0
+        oldest = (
+            select(jobs.c.id)
+            .where(
+                jobs.c.user_id == user_id,
+                jobs.c.queue == queue,
+                jobs.c.status == "queued",
+                jobs.c.waiting_slot.is_(True),
+            )
+            .order_by(jobs.c.priority, jobs.c.created_at)
+            .limit(1)
+            .scalar_subquery()
+        )
+        row = db.execute(
+            update(jobs)
+            .where(jobs.c.id == oldest, jobs.c.waiting_slot.is_(True))
+            .values(waiting_slot=False)
+            .returning(jobs.c.id, jobs.c.queue, jobs.c.priority)
+        ).first()
+    if row is None:
+        return 0
+    return int(resend(services, job_id=row.id, queue=row.queue, priority=row.priority, counted=False))
+
+
+def queue_position(db: Any, *, job_id: str, queue: str, priority: int, created_at: datetime) -> int:
+    """How many queued jobs of `queue` go before this one (lower priority number first, then older)."""
+    ahead = (jobs.c.priority < priority) | ((jobs.c.priority == priority) & (jobs.c.created_at < created_at))
+    query = (
+        select(func.count()).select_from(jobs).where(jobs.c.status == "queued", jobs.c.queue == queue, ahead)
+    )
+    return int(db.execute(query).scalar_one())
