@@ -1,7 +1,7 @@
 """Payments: orders, provider events, deposit keys, crypto transfers, auto top-up.
 
 Revision ID: 0007_payments
-Revises: 0004_assistant
+Revises: 0005_job_runtime
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_payments"
-down_revision = "0004_assistant"
+down_revision = "0005_job_runtime"
 branch_labels = None
 depends_on = None
 
