@@ -39,14 +39,9 @@ def save_card(client: FlaskClient, services: Services, stripe_fake: Any, headers
 
 
 def spend(services: Services, user_id: str, credits: int) -> None:
-    with services.engine.begin() as connection:
-        ledger.adjust(
-            connection,
-            user_id=user_id,
-            amount=-credits * M,
-            reason="spent",
-            idempotency_key=f"spend:{user_id}:{credits}:{posted(services, user_id)}",
-        )
+    key = f"spend:{user_id}:{credits}:{posted(services, user_id)}"  # read before the write transaction
+    with services.uow(account_of=user_id) as connection:
+        ledger.adjust(connection, user_id=user_id, amount=-credits * M, reason="spent", idempotency_key=key)
 
 
 def refills(services: Services, user_id: str) -> list[str]:
@@ -93,7 +88,7 @@ def test_a_refill_below_the_threshold_at_most_n_a_month(
 
 
 def _with_card(services: Services, user_id: str, card: str) -> None:
-    with services.engine.begin() as connection:
+    with services.uow() as connection:
         connection.execute(
             update(auto_top_ups).where(auto_top_ups.c.user_id == user_id).values(payment_method_ref=card)
         )

@@ -209,7 +209,7 @@ def test_an_expired_intent_paid_late_is_credited_within_the_window_only(
     payments_crypto_settle.scan(services, CHAIN_ID, now=datetime.now(UTC) + timedelta(hours=2))
     assert order_row(services, late["id"]).status == "expired"
     assert order_row(services, too_late["id"]).status == "expired"
-    with services.engine.begin() as connection:  # this one expired eight days ago: past the 7-day window
+    with services.uow() as connection:  # this one expired eight days ago: past the 7-day window
         connection.execute(
             update(orders)
             .where(orders.c.id == too_late["id"])

@@ -214,7 +214,7 @@ def test_dispute_lost_then_reinstated_goes_through_debt(
     paid = state.pay_session(started["id"])
     deliver_stripe(client, state.event("checkout.session.completed", paid))
     wait_status(services, started["order_id"], "credited")
-    with services.engine.begin() as connection:  # the user spends most of it
+    with services.uow(account_of=user_id) as connection:  # the user spends most of it
         ledger.adjust(
             connection, user_id=user_id, amount=-1500 * M, reason="spent", idempotency_key=f"spend:{user_id}"
         )
