@@ -182,26 +182,47 @@ def test_refund_reported_before_fulfilment_ends_where_it_started(
     ledger_clean(services)
 
 
-def test_two_partial_refunds_out_of_order_claw_back_only_the_new_part(
+def test_two_partial_refunds_claw_back_only_the_new_part_in_any_order(
     client: FlaskClient, services: Services, stripe_fake: Any, user: Any
 ) -> None:
     user_id, headers = user
-    started = checkout(client, headers)
     state = stripe_fake[1]
-    paid = state.pay_session(started["id"])
-    deliver_stripe(client, state.event("checkout.session.completed", paid))
-    wait_status(services, started["order_id"], "credited")
-    first = state.event("charge.refunded", state.refund(paid["payment_intent"], 600)[0])  # cumulative 600
-    second = state.event("charge.refunded", state.refund(paid["payment_intent"], 1200)[0])  # cumulative 1800
-    assert deliver_stripe(client, second).status_code == 200
-    wait_for(lambda: order_row(services, started["order_id"]).amount_refunded == "1800", what="second refund")
-    for late in (first, second, first):  # the older one arrives late, both come again: nothing more
-        assert deliver_stripe(client, late).status_code == 200
+    in_order, reversed_ = checkout(client, headers), checkout(client, headers)
+    for started in (in_order, reversed_):
+        deliver_stripe(client, state.event("checkout.session.completed", state.pay_session(started["id"])))
+        wait_status(services, started["order_id"], "credited")
+    refunds = {}
+    for started in (in_order, reversed_):
+        intent = state.sessions[started["id"]]["payment_intent"]
+        first = state.event("charge.refunded", state.refund(intent, 600)[0])  # cumulative 600
+        second = state.event("charge.refunded", state.refund(intent, 1200)[0])  # cumulative 1800
+        refunds[started["order_id"]] = (first, second)
+    # In order: 600 of 2400 takes 250 credits, then the cumulative 1800 takes 500 more (not 750).
+    first, second = refunds[in_order["order_id"]]
+    deliver_stripe(client, first)
+    wait_for(lambda: order_row(services, in_order["order_id"]).clawed_back == 250 * M, what="first refund")
+    deliver_stripe(client, second)
+    wait_for(
+        lambda: order_row(services, in_order["order_id"]).amount_refunded == "1800", what="second refund"
+    )
+    # Out of order: the later total first, then the older one arrives late, and both come again.
+    first, second = refunds[reversed_["order_id"]]
+    for delivery in (second, first, second, first):
+        assert deliver_stripe(client, delivery).status_code == 200
+    wait_for(
+        lambda: order_row(services, reversed_["order_id"]).amount_refunded == "1800", what="reversed refunds"
+    )
     time.sleep(1)
-    order = order_row(services, started["order_id"])
-    assert (order.status, order.amount_refunded, order.clawed_back) == ("refunded", "1800", 750 * M)
-    assert posted(services, user_id) == WELCOME + 1000 * M - 750 * M
-    assert purchases(services, started["order_id"]) == [("purchase", 1000 * M), ("refund", 750 * M)]
+    for started in (in_order, reversed_):
+        order = order_row(services, started["order_id"])
+        assert (order.status, order.amount_refunded, order.clawed_back) == ("refunded", "1800", 750 * M)
+    assert purchases(services, in_order["order_id"]) == [
+        ("purchase", 1000 * M),
+        ("refund", 250 * M),
+        ("refund", 500 * M),
+    ]
+    assert purchases(services, reversed_["order_id"]) == [("purchase", 1000 * M), ("refund", 750 * M)]
+    assert posted(services, user_id) == WELCOME + 2 * 1000 * M - 2 * 750 * M
     ledger_clean(services)
 
 
