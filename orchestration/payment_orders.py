@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, or_, select, update
@@ -13,6 +14,7 @@ from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payment_tables import orders
 from orchestration.payment_units import plain_unit
+from payments.facts import ProviderError
 from runtime.payment_settings import CreditPack
 
 MICRO = 1_000_000
@@ -46,6 +48,38 @@ def pack_or_refuse(services: Services, pack_id: str, rail: str) -> CreditPack:
     if rail in ("stripe", "paypal") and getattr(pack, rail) is None:
         raise PaymentRefused(f"Pack {pack_id!r} is not sold through {rail}.", kind="pack-not-on-rail")
     return pack
+
+
+def start_provider_order(
+    services: Services,
+    *,
+    user_id: str,
+    pack: CreditPack,
+    rail: str,
+    create: Callable[[Row[Any]], dict[str, Any]],
+) -> tuple[Row[Any], dict[str, Any]]:
+    """Insert a pending card/wallet order, create it at the provider (`create(order)` answers the provider's
+    object, with its `id`), and remember that id; a failed provider call fails the order and re-raises."""
+    price = getattr(pack, rail)
+    now = datetime.now(UTC)
+    order = NewOrder(
+        user_id,
+        pack,
+        rail,
+        price.amount,
+        price.currency,
+        expires_at=now + timedelta(seconds=services.settings.PAYMENT_ORDER_TTL_S),
+    )
+    with plain_unit(services) as connection:
+        row = insert_order(connection, order, now=now)
+    try:
+        answer = create(row)
+    except ProviderError as exc:
+        fail_order(services, row.id, str(exc), datetime.now(UTC))
+        raise
+    with plain_unit(services) as connection:
+        attach_provider_ref(connection, row.id, str(answer["id"]), datetime.now(UTC))
+    return row, answer
 
 
 def insert_order(connection: Connection, order: NewOrder, *, now: datetime, **extra: Any) -> Row[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -12,23 +11,16 @@ from orchestration import payment_events, payment_gateways
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payment_orders import (
-    NewOrder,
-    attach_provider_ref,
-    fail_order,
     find_order,
     get_order,
-    insert_order,
     pack_or_refuse,
+    start_provider_order,
 )
 from orchestration.payment_units import plain_unit
 from orchestration.payments_stripe import return_url
 from payments import paypal_events
 from payments.facts import ProviderError
 from runtime.payment_settings import ZERO_DECIMAL
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _decimals(currency: str) -> int:
@@ -40,32 +32,22 @@ def create_order(services: Services, *, user_id: str, pack_id: str) -> dict[str,
     gateway = payment_gateways.paypal(services)
     pack = pack_or_refuse(services, pack_id, "paypal")
     assert pack.paypal is not None
-    now = _now()
-    order = NewOrder(
-        user_id,
-        pack,
-        "paypal",
-        pack.paypal.amount,
-        pack.paypal.currency,
-        expires_at=now + timedelta(seconds=services.settings.PAYMENT_ORDER_TTL_S),
-    )
-    with plain_unit(services) as connection:
-        row = insert_order(connection, order, now=now)
-    try:
-        created = gateway.create_order(
-            order_id=row.id,
-            amount=pack.paypal.amount,
-            currency=pack.paypal.currency,
-            decimals=pack.paypal.decimals,
+    price = pack.paypal
+    row, created = start_provider_order(
+        services,
+        user_id=user_id,
+        pack=pack,
+        rail="paypal",
+        create=lambda order: gateway.create_order(
+            order_id=order.id,
+            amount=price.amount,
+            currency=price.currency,
+            decimals=price.decimals,
             title=pack.title,
-            return_url=return_url(services, "success", row.id),
-            cancel_url=return_url(services, "cancel", row.id),
-        )
-    except ProviderError as exc:
-        fail_order(services, row.id, str(exc), _now())
-        raise
-    with plain_unit(services) as connection:
-        attach_provider_ref(connection, row.id, created["id"], _now())
+            return_url=return_url(services, "success", order.id),
+            cancel_url=return_url(services, "cancel", order.id),
+        ),
+    )
     approve = next(
         (
             link["href"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,19 +11,11 @@ from sqlalchemy import Row
 from orchestration import payment_events, payment_gateways
 from orchestration.bootstrap import Services
 from orchestration.payment_orders import (
-    NewOrder,
-    attach_provider_ref,
-    fail_order,
-    insert_order,
     pack_or_refuse,
+    start_provider_order,
 )
-from orchestration.payment_units import plain_unit
 from payments import stripe_events
 from payments.facts import ProviderError
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def return_url(services: Services, outcome: str, order_id: str) -> str:
@@ -40,33 +31,23 @@ def start_checkout(
     gateway = payment_gateways.stripe(services)  # RailDisabled before anything is written
     pack = pack_or_refuse(services, pack_id, "stripe")
     assert pack.stripe is not None
-    now = _now()
-    order = NewOrder(
-        user_id,
-        pack,
-        "stripe",
-        pack.stripe.amount,
-        pack.stripe.currency,
-        expires_at=now + timedelta(seconds=services.settings.PAYMENT_ORDER_TTL_S),
-    )
-    with plain_unit(services) as connection:
-        row = insert_order(connection, order, now=now)
-    try:
-        session = gateway.create_checkout_session(
-            order_id=row.id,
+    price = pack.stripe
+    row, session = start_provider_order(
+        services,
+        user_id=user_id,
+        pack=pack,
+        rail="stripe",
+        create=lambda order: gateway.create_checkout_session(
+            order_id=order.id,
             user_id=user_id,
             title=pack.title,
-            amount=pack.stripe.amount,
-            currency=pack.stripe.currency,
-            success_url=return_url(services, "success", row.id),
-            cancel_url=return_url(services, "cancel", row.id),
+            amount=price.amount,
+            currency=price.currency,
+            success_url=return_url(services, "success", order.id),
+            cancel_url=return_url(services, "cancel", order.id),
             save_card=save_card,
-        )
-    except ProviderError as exc:
-        fail_order(services, row.id, str(exc), _now())
-        raise
-    with plain_unit(services) as connection:
-        attach_provider_ref(connection, row.id, session["id"], _now())
+        ),
+    )
     return {"id": session["id"], "url": session.get("url"), "order_id": row.id}
 
 
