@@ -85,5 +85,20 @@ beat_schedule: dict[str, dict[str, object]] = {
         "options": {"expires": _settings.SEAL_INTERVAL_S * 3},
     },
     "purge-idempotency": {"task": "creditflow.maintenance.purge_idempotency", "schedule": 3600.0},
+    "reconcile-payments": {
+        "task": "creditflow.maintenance.reconcile_payments",
+        "schedule": _settings.RECONCILE_INTERVAL_S,
+        "options": {"expires": _settings.RECONCILE_INTERVAL_S * 2},
+    },
+    "scan-crypto": {
+        "task": "creditflow.maintenance.scan_crypto",
+        "schedule": _settings.CRYPTO_SCAN_INTERVAL_S,
+        "options": {"expires": _settings.CRYPTO_SCAN_INTERVAL_S * 2},
+    },
+    "auto-top-up": {
+        "task": "creditflow.maintenance.auto_top_up_sweep",
+        "schedule": _settings.AUTO_TOP_UP_INTERVAL_S,
+        "options": {"expires": _settings.AUTO_TOP_UP_INTERVAL_S * 2},
+    },
 }
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

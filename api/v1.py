@@ -6,7 +6,7 @@ from flask import Flask, request
 from flask_smorest import abort
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import admin, agents, api_keys, chat, credits, job_admin, jobs, me
+from api import admin, agents, api_keys, chat, credits, job_admin, jobs, me, payment_admin, payments
 from api.auth import routes as auth_routes
 from api.errors import ProblemApi
 from api.ledger_errors import register_ledger_errors
@@ -43,6 +43,7 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     api.register_field(Credits, "string", "decimal")
     register_ledger_errors(app)
     jobs.register_job_errors(app)
+    payments.register_payment_errors(app)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
-                      chat.blp, agents.blp):
+                      chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp):
         api.register_blueprint(blueprint)

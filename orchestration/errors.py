@@ -48,3 +48,12 @@ class JobAlreadyFinished(RuntimeError):
     def __init__(self, status: str) -> None:
         super().__init__(f"the job already ended ({status})")
         self.status = status
+
+
+class PaymentRefused(Exception):
+    """A payment request we refuse as asked (unknown pack, wrong state): the API answers `status`."""
+
+    def __init__(self, message: str, *, kind: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status

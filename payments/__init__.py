@@ -1,1 +1,3 @@
-"""Stripe, PayPal and web3 gateways: verify what the outside world says, then call the ledger."""
+"""Payment gateways: Stripe, PayPal and EVM chains. They verify what the outside world says and talk
+to the providers, answering plain `PaymentFact`s; the use cases in `orchestration/payment_*` apply
+those to orders and the ledger. No Flask, no Celery here."""

@@ -6,7 +6,8 @@ import pytest
 from celery import Celery
 
 import celeryconfig
-import workers.maintenance  # noqa: F401  (registers the tasks)
+import workers.maintenance
+import workers.payments  # noqa: F401  (the reconciler, scanner and auto top-up beat tasks)
 from workers.app import celery_app, queue_task
 
 

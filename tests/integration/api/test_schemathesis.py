@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from orchestration.bootstrap import Services
 from tests.integration.api.conftest import bearer, make_token
 
-# Operations that enqueue real work on the broker, and SSE streams, are left to their own tests.
+# Operations that enqueue real work on the broker, and SSE streams, are left to their own tests; so are
+# the payment operations, which answer 503 (fail closed) while their rail's secrets are not configured,
+# as in this suite (tests/integration/payments runs them with the rails on).
 SKIP_POSTS = (
     "/api/v1/jobs",
     "/api/v1/chat",
@@ -19,6 +21,8 @@ SKIP_POSTS = (
     "/api/v1/images",
     "/api/v1/vision",
     "/api/v1/payments",
+    "/api/v1/me/auto-top-up",
+    "/api/v1/admin/payments",
 )
 EXAMPLES = 40
 CHECKS = [

@@ -1,0 +1,52 @@
+"""`/api/v1/admin/payments`: every order, filtered, and the refund action (admins only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth.context import admin_required, current_user_id
+from api.idempotency import idempotent
+from api.pagination import PageArgsSchema, decode_time_cursor, page
+from api.payment_schemas import AdminOrderListArgsSchema, OrderPageSchema, OrderSchema, RefundSchema
+from api.services import services
+from orchestration.payment_admin import refund_order
+from orchestration.payment_orders import list_orders, order_view
+
+blp = Blueprint(
+    "payment-admin", __name__, url_prefix="/api/v1/admin/payments", description="Payments (admin)"
+)
+
+
+@blp.route("")
+class AllOrders(MethodView):
+    """Every order."""
+
+    @admin_required
+    @blp.arguments(PageArgsSchema, location="query", as_kwargs=True)
+    @blp.arguments(AdminOrderListArgsSchema, location="query", as_kwargs=True)
+    @blp.response(200, OrderPageSchema)
+    def get(self, limit: int, cursor: str | None, **filters: Any) -> dict[str, Any]:
+        """Orders newest first; filter by `user_id`, `rail`, `status`."""
+        rows = list_orders(services(), limit=limit + 1, before=decode_time_cursor(cursor), **filters)
+        answer = page(rows, limit=limit, position=lambda row: [row.created_at.isoformat(), row.id])
+        answer["items"] = [order_view(row) for row in answer["items"]]
+        return answer
+
+
+@blp.route("/<order_id>/refund")
+class Refund(MethodView):
+    """Refund an order on its rail."""
+
+    @admin_required
+    @idempotent
+    @blp.arguments(RefundSchema)
+    @blp.response(200, OrderSchema)
+    def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
+        """Refund all or `amount` (minor units) of a credited order; the credits are taken back once."""
+        amount = int(body["amount"]) if body["amount"] else None
+        return order_view(
+            refund_order(services(), order_id=order_id, amount=amount, admin_id=current_user_id())
+        )

@@ -1,0 +1,266 @@
+"""Auto top-up (opt-in, Stripe): a saved card charged off-session for a chosen pack when the balance falls
+below the user's threshold; at most `max_per_month` a calendar month (UTC). SCA (`requires_action`)
+turns it off with a notification, and so do AUTO_TOP_UP_MAX_FAILURES failed charges in a row. A refill
+is a purchase: it only ever adds credits (repaying debt first), never sets a balance."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, select, update
+
+from ledger.tables import accounts
+from orchestration import payment_events, payment_gateways, payment_notices
+from orchestration.bootstrap import Services
+from orchestration.errors import PaymentRefused
+from orchestration.payment_orders import NewOrder, attach_provider_ref, insert_order, pack_or_refuse
+from orchestration.payment_tables import auto_top_ups, orders
+from orchestration.payment_units import money_unit, plain_unit, send_task
+from payments.facts import ProviderError
+
+log = logging.getLogger(__name__)
+CHARGE_TASK = "creditflow.critical.auto_top_up"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _row(connection: Connection, user_id: str, *, lock: bool = False) -> Row[Any] | None:
+    statement = select(auto_top_ups).where(auto_top_ups.c.user_id == user_id)
+    return connection.execute(statement.with_for_update() if lock else statement).first()
+
+
+def view(row: Row[Any] | None) -> dict[str, Any]:
+    """The settings as the API shows them."""
+    if row is None:
+        return {
+            "enabled": False,
+            "threshold": 0,
+            "pack_id": "",
+            "max_per_month": 1,
+            "failures": 0,
+            "disabled_reason": None,
+            "has_payment_method": False,
+        }
+    return {
+        "enabled": row.enabled,
+        "threshold": row.threshold,
+        "pack_id": row.pack_id or None,
+        "max_per_month": row.max_per_month,
+        "failures": row.failures,
+        "disabled_reason": row.disabled_reason,
+        "has_payment_method": bool(row.payment_method_ref),
+    }
+
+
+def get(services: Services, user_id: str) -> dict[str, Any]:
+    """The user's auto top-up settings."""
+    with plain_unit(services) as connection:
+        return view(_row(connection, user_id))
+
+
+def configure(
+    services: Services, *, user_id: str, enabled: bool, threshold: int, pack_id: str, max_per_month: int
+) -> dict[str, Any]:
+    """Turn auto top-up on or off; on needs a card saved by an earlier Checkout with `save_card`."""
+    payment_gateways.stripe(services)
+    pack_or_refuse(services, pack_id, "stripe")
+    values = {
+        "enabled": enabled,
+        "threshold": threshold,
+        "pack_id": pack_id,
+        "max_per_month": max_per_month,
+        "updated_at": _now(),
+        "failures": 0,
+        "disabled_reason": None,
+    }
+    with plain_unit(services) as connection:
+        found = _row(connection, user_id, lock=True)
+        if enabled and (found is None or not found.payment_method_ref):
+            raise PaymentRefused(
+                "Auto top-up needs a saved card: buy a pack with Stripe and `save_card` first.",
+                kind="no-saved-card",
+                status=409,
+            )
+        if found is None:
+            connection.execute(auto_top_ups.insert().values(user_id=user_id, **values))
+        else:
+            connection.execute(update(auto_top_ups).where(auto_top_ups.c.user_id == user_id).values(**values))
+        return view(_row(connection, user_id))
+
+
+def remember_card(services: Services, *, user_id: str, customer_ref: str, payment_ref: str | None) -> None:
+    """Keep the card of a Checkout paid with `save_card` for later off-session refills."""
+    if not payment_ref:
+        return
+    method = payment_gateways.stripe(services).payment_intent(payment_ref).get("payment_method")
+    method = method.get("id") if isinstance(method, dict) else method
+    if not method:
+        return
+    with plain_unit(services) as connection:
+        changed = connection.execute(
+            update(auto_top_ups)
+            .where(auto_top_ups.c.user_id == user_id)
+            .values(customer_ref=customer_ref, payment_method_ref=method, updated_at=_now())
+        ).rowcount
+        if not changed:
+            connection.execute(
+                auto_top_ups.insert().values(
+                    user_id=user_id,
+                    enabled=False,
+                    threshold=0,
+                    pack_id="",
+                    max_per_month=1,
+                    customer_ref=customer_ref,
+                    payment_method_ref=method,
+                    updated_at=_now(),
+                )
+            )
+
+
+def sweep(services: Services) -> int:
+    """Ask `critical` to refill every enabled user whose available balance is below their threshold."""
+    if services.settings.payment_rail_missing("stripe"):
+        return 0
+    with plain_unit(services) as connection:
+        due = list(
+            connection.execute(
+                select(auto_top_ups.c.user_id)
+                .join(accounts, accounts.c.user_id == auto_top_ups.c.user_id)
+                .where(
+                    auto_top_ups.c.enabled.is_(True),
+                    auto_top_ups.c.payment_method_ref.is_not(None),
+                    accounts.c.posted - accounts.c.held < auto_top_ups.c.threshold,
+                )
+            ).scalars()
+        )
+    for user_id in due:
+        send_task(services, CHARGE_TASK, user_id)
+    return len(due)
+
+
+def _month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] | None:
+    """Under the user's account lock: the refill order to charge, if one is due and allowed."""
+    now = _now()
+    with money_unit(services, user_id) as connection:
+        settings = _row(connection, user_id, lock=True)
+        if settings is None or not settings.enabled or not settings.payment_method_ref:
+            return None
+        balance = connection.execute(
+            select(accounts.c.posted - accounts.c.held).where(accounts.c.user_id == user_id)
+        ).scalar_one()
+        if balance >= settings.threshold:
+            return None
+        refills = (
+            select(func.count())
+            .select_from(orders)
+            .where(
+                orders.c.user_id == user_id,
+                orders.c.purpose == "auto_top_up",
+                orders.c.created_at >= _month_start(now),
+            )
+        )
+        pending = connection.execute(refills.where(orders.c.status == "pending")).scalar_one()
+        this_month = connection.execute(refills.where(orders.c.status != "failed")).scalar_one()
+        if pending or this_month >= settings.max_per_month:
+            return None
+        pack = pack_or_refuse(services, settings.pack_id, "stripe")
+        assert pack.stripe is not None
+        order = insert_order(
+            connection,
+            NewOrder(
+                user_id,
+                pack,
+                "stripe",
+                pack.stripe.amount,
+                pack.stripe.currency,
+                expires_at=now,
+                purpose="auto_top_up",
+            ),
+            now=now,
+            customer_ref=settings.customer_ref,
+        )
+        return order, settings
+
+
+def charge(services: Services, user_id: str) -> str:
+    """Refill one user if still due: 'charged', 'disabled', 'failed', or 'not due'."""
+    opened = _open_order(services, user_id)
+    if opened is None:
+        return "not due"
+    order, settings = opened
+    try:
+        intent = payment_gateways.stripe(services).charge_saved_card(
+            customer=settings.customer_ref,
+            payment_method=settings.payment_method_ref,
+            amount=int(order.amount),
+            currency=order.currency,
+            order_id=order.id,
+            user_id=user_id,
+        )
+    except ProviderError as exc:
+        _end(services, order.id, f"stripe unavailable: {exc}")
+        return "failed"
+    if intent.get("id"):
+        with plain_unit(services) as connection:
+            attach_provider_ref(connection, order.id, str(intent["id"]), _now())
+    if intent.get("status") == "succeeded":
+        payment_events.record_and_enqueue(
+            services,
+            rail="stripe",
+            event_id=f"lookup.payment_intent:{intent['id']}:paid",
+            type_="lookup.payment_intent",
+            payload=json.dumps(intent),
+            order_id=order.id,
+        )
+        _failures(services, user_id, reset=True)
+        return "charged"
+    code = str((intent.get("last_error") or {}).get("code") or intent.get("status"))
+    _end(services, order.id, f"card charge failed: {code}")
+    if intent.get("status") == "requires_action" or code == "authentication_required":
+        _disable(services, user_id, "the bank asked for authentication (SCA): pay once by hand to go on")
+        return "disabled"
+    if _failures(services, user_id) >= services.settings.AUTO_TOP_UP_MAX_FAILURES:
+        _disable(services, user_id, f"{services.settings.AUTO_TOP_UP_MAX_FAILURES} failed charges in a row")
+        return "disabled"
+    return "failed"
+
+
+def _end(services: Services, order_id: str, reason: str) -> None:
+    with plain_unit(services) as connection:
+        connection.execute(
+            update(orders)
+            .where(orders.c.id == order_id, orders.c.status == "pending")
+            .values(status="failed", failure=reason[:200], updated_at=_now())
+        )
+
+
+def _failures(services: Services, user_id: str, *, reset: bool = False) -> int:
+    with plain_unit(services) as connection:
+        count = auto_top_ups.c.failures + 1 if not reset else 0
+        return int(
+            connection.execute(
+                update(auto_top_ups)
+                .where(auto_top_ups.c.user_id == user_id)
+                .values(failures=count)
+                .returning(auto_top_ups.c.failures)
+            ).scalar_one()
+        )
+
+
+def _disable(services: Services, user_id: str, reason: str) -> None:
+    with plain_unit(services) as connection:
+        connection.execute(
+            update(auto_top_ups)
+            .where(auto_top_ups.c.user_id == user_id)
+            .values(enabled=False, disabled_reason=reason, updated_at=_now())
+        )
+    payment_notices.tell(services, user_id, "auto_top_up_disabled", reason=reason)

@@ -1,0 +1,76 @@
+"""Admin refunds, per rail: Stripe and PayPal refund at the provider (the credits come back through the
+same event path as a refund made on their dashboards); crypto is refunded by hand from the HD wallet,
+so its refund books the ledger side alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, update
+
+import ledger
+from orchestration import payment_notices, payments_paypal, payments_stripe
+from orchestration.bootstrap import Services
+from orchestration.errors import PaymentRefused
+from orchestration.payment_fulfilment import TAKEN, Applied, credits_for
+from orchestration.payment_orders import get_order
+from orchestration.payment_tables import orders
+from orchestration.payment_units import money_unit, plain_unit
+
+
+def refund_order(services: Services, *, order_id: str, amount: int | None, admin_id: str) -> Row[Any]:
+    """Refund `amount` (minor units; None: all that is left) of a credited order; answers the order."""
+    with plain_unit(services) as connection:
+        order = get_order(connection, order_id)
+    if order is None:
+        raise PaymentRefused("No such order.", kind="not-found", status=404)
+    left = int(order.amount) - int(order.amount_refunded)
+    amount = left if amount is None else amount
+    if order.status not in TAKEN or left <= 0:
+        raise PaymentRefused(
+            f"The order is {order.status} with {left} left to refund.", kind="not-refundable", status=409
+        )
+    if amount > left:
+        raise PaymentRefused(f"At most {left} {order.currency} is left to refund.", kind="refund-too-large")
+    if order.rail == "stripe":
+        payments_stripe.refund(services, order, amount)
+    elif order.rail == "paypal":
+        payments_paypal.refund(services, order, amount)
+    else:
+        _book_crypto_refund(services, order, amount, admin_id)
+    with plain_unit(services) as connection:
+        found = get_order(connection, order_id)
+    assert found is not None
+    return found
+
+
+def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_id: str) -> None:
+    now = datetime.now(UTC)
+    with money_unit(services, order.user_id) as connection:
+        locked = get_order(connection, order.id, lock=True)
+        assert locked is not None
+        total = int(locked.amount_refunded) + amount
+        taken = credits_for(locked, total) - credits_for(locked, int(locked.amount_refunded))
+        if taken:
+            ledger.refund(
+                connection,
+                user_id=locked.user_id,
+                amount=taken,
+                rail="crypto",
+                reference=f"order:{locked.id}",
+                idempotency_key=f"crypto:refund:{locked.id}:upto:{total}",
+                now=now,
+            )
+        connection.execute(
+            update(orders)
+            .where(orders.c.id == locked.id)
+            .values(
+                status="refunded",
+                amount_refunded=str(total),
+                clawed_back=locked.clawed_back + taken,
+                failure=f"refunded by {admin_id}"[:200],
+                updated_at=now,
+            )
+        )
+    payment_notices.after_commit(services, order.user_id, [order.id], [Applied("refunded", -taken)])

@@ -1,0 +1,154 @@
+"""PayPal use cases: create an order, capture it, take in a webhook, reconcile, refund."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Row
+
+from orchestration import payment_events, payment_gateways
+from orchestration.bootstrap import Services
+from orchestration.errors import PaymentRefused
+from orchestration.payment_orders import (
+    find_order,
+    get_order,
+    pack_or_refuse,
+    start_provider_order,
+)
+from orchestration.payment_units import plain_unit
+from orchestration.payments_stripe import return_url
+from payments import paypal_events
+from payments.facts import ProviderError
+from runtime.payment_settings import ZERO_DECIMAL
+
+
+def _decimals(currency: str) -> int:
+    return 0 if currency.upper() in ZERO_DECIMAL else 2
+
+
+def create_order(services: Services, *, user_id: str, pack_id: str) -> dict[str, Any]:
+    """Our order and PayPal's; answers {id (PayPal's), status, approve_url, order_id}."""
+    gateway = payment_gateways.paypal(services)
+    pack = pack_or_refuse(services, pack_id, "paypal")
+    assert pack.paypal is not None
+    price = pack.paypal
+    row, created = start_provider_order(
+        services,
+        user_id=user_id,
+        pack=pack,
+        rail="paypal",
+        create=lambda order: gateway.create_order(
+            order_id=order.id,
+            amount=price.amount,
+            currency=price.currency,
+            decimals=price.decimals,
+            title=pack.title,
+            return_url=return_url(services, "success", order.id),
+            cancel_url=return_url(services, "cancel", order.id),
+        ),
+    )
+    approve = next(
+        (
+            link["href"]
+            for link in created.get("links") or []
+            if link.get("rel") in ("approve", "payer-action")
+        ),
+        None,
+    )
+    return {
+        "id": created["id"],
+        "status": created.get("status", "CREATED"),
+        "approve_url": approve,
+        "order_id": row.id,
+    }
+
+
+def _own(services: Services, user_id: str, any_id: str) -> Row[Any]:
+    with plain_unit(services) as connection:
+        row = (
+            get_order(connection, any_id)
+            if any_id.startswith("ord_")
+            else find_order(connection, "paypal", payment_ref=None, provider_ref=any_id)
+        )
+    if row is None or row.user_id != user_id or row.rail != "paypal":
+        raise PaymentRefused("No such PayPal order.", kind="not-found", status=404)
+    return row
+
+
+def _feed(services: Services, order: Row[Any], answer: dict[str, Any], source: str) -> str:
+    """Record an Orders v2 answer as an event (applied on `critical`); returns the capture status."""
+    captures = ((answer.get("purchase_units") or [{}])[0].get("payments") or {}).get("captures") or []
+    status = str(captures[0].get("status")) if captures else str(answer.get("status"))
+    capture_id = captures[0].get("id") if captures else None
+    payment_events.record_and_enqueue(
+        services,
+        rail="paypal",
+        event_id=f"{source}:{answer.get('id')}:{capture_id}:{status}",
+        type_=paypal_events.LOOKUP_ORDER,
+        payload=json.dumps(answer),
+        order_id=order.id,
+    )
+    return status
+
+
+def capture(services: Services, *, user_id: str, any_id: str) -> dict[str, Any]:
+    """Capture the approved order (PayPal-Request-Id per order: a retry gets the first capture)."""
+    order = _own(services, user_id, any_id)
+    if order.provider_ref is None:
+        raise PaymentRefused("This order never reached PayPal.", kind="not-capturable", status=409)
+    answer = payment_gateways.paypal(services).capture(order.provider_ref, request_id=f"capture:{order.id}")
+    return {"status": _feed(services, order, answer, "capture"), "order_id": order.id}
+
+
+def receive_webhook(services: Services, payload: bytes, headers: dict[str, str]) -> str:
+    """Verify a webhook through PayPal on its exact raw body, record it, enqueue it."""
+    payment_gateways.paypal(services).verify(payload, headers)
+    event = json.loads(payload)
+    if event.get("event_type") not in paypal_events.HANDLED:
+        return "ignored"
+    recorded = payment_events.record_and_enqueue(
+        services,
+        rail="paypal",
+        event_id=str(event["id"]),
+        type_=str(event["event_type"]),
+        payload=payload.decode(),
+    )
+    return "recorded" if recorded.new else "duplicate"
+
+
+def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
+    """Ask PayPal about a pending order; capture it ourselves if the buyer approved but we never did."""
+    if order.provider_ref is None:
+        return "no order"
+    gateway = payment_gateways.paypal(services)
+    answer = gateway.order(order.provider_ref)
+    if answer.get("status") == "APPROVED":
+        answer = gateway.capture(order.provider_ref, request_id=f"capture:{order.id}")
+    if answer.get("status") in ("CREATED", "PAYER_ACTION_REQUIRED", "SAVED", "APPROVED"):
+        return "pending"
+    return _feed(services, order, answer, "reconcile")
+
+
+def refund(services: Services, order: Row[Any], amount: int) -> None:
+    """Refund at PayPal and feed the refund in as the PAYMENT.CAPTURE.REFUNDED webhook would."""
+    if not order.payment_ref:
+        raise ProviderError("the order has no PayPal capture to refund", retryable=False)
+    total = int(order.amount_refunded) + amount
+    answer = payment_gateways.paypal(services).refund(
+        order.payment_ref,
+        amount=amount,
+        currency=order.currency,
+        decimals=_decimals(order.currency),
+        request_id=f"refund:{order.id}:{total}",
+    )
+    answer.setdefault("custom_id", order.id)
+    event = {"id": f"refund:{answer.get('id')}", "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource": answer}
+    payment_events.record_and_enqueue(
+        services,
+        rail="paypal",
+        event_id=f"refund:{answer.get('id')}",
+        type_="PAYMENT.CAPTURE.REFUNDED",
+        payload=json.dumps(event),
+        order_id=order.id,
+    )

@@ -1,0 +1,128 @@
+"""Auto top-up: a saved card charged off-session (at the local Stripe server) when the balance falls below
+the threshold, at most N a month; SCA turns it off with a notification, so do three failures in a row."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
+import ledger
+from orchestration import auto_top_up
+from orchestration.bootstrap import Services
+from orchestration.payment_tables import auto_top_ups, orders
+from orchestration.progress import user_stream
+from tests.integration.payments.conftest import M, deliver_stripe, ledger_clean, posted, wait_for, wait_status
+from tests.support.stripe_server import CARD_DECLINED, CARD_SCA
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
+SETTINGS = {"enabled": True, "threshold": "1500", "pack_id": "credits-1000", "max_per_month": 2}
+
+
+def save_card(client: FlaskClient, services: Services, stripe_fake: Any, headers: dict[str, str]) -> None:
+    """Buy a pack through Checkout with `save_card`: the card is kept for refills."""
+    started = client.post(
+        "/api/v1/payments/stripe/checkout-sessions",
+        json={"pack_id": "credits-1000", "save_card": True},
+        headers=headers,
+    ).json
+    paid = stripe_fake[1].pay_session(started["id"])
+    deliver_stripe(client, stripe_fake[1].event("checkout.session.completed", paid))
+    wait_status(services, started["order_id"], "credited")
+    wait_for(
+        lambda: client.get("/api/v1/me/auto-top-up", headers=headers).json["has_payment_method"],
+        what="card saved",
+    )
+
+
+def spend(services: Services, user_id: str, credits: int) -> None:
+    key = f"spend:{user_id}:{credits}:{posted(services, user_id)}"  # read before the write transaction
+    with services.uow(account_of=user_id) as connection:
+        ledger.adjust(connection, user_id=user_id, amount=-credits * M, reason="spent", idempotency_key=key)
+
+
+def refills(services: Services, user_id: str) -> list[str]:
+    with services.engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(orders.c.status)
+                .where(orders.c.user_id == user_id, orders.c.purpose == "auto_top_up")
+                .order_by(orders.c.created_at)
+            ).scalars()
+        )
+
+
+def notices(services: Services, user_id: str, kind: str) -> list[dict[str, Any]]:
+    entries = services.redis.xrange(user_stream(user_id))
+    return [event for _id, fields in entries if (event := json.loads(fields["data"]))["type"] == kind]
+
+
+def test_a_refill_below_the_threshold_at_most_n_a_month(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    refused = client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
+    assert refused.status_code == 409  # no saved card yet
+    save_card(client, services, stripe_fake, headers)
+    answer = client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["has_payment_method"] is True
+    assert auto_top_up.sweep(services) == 0 or posted(services, user_id) >= 1500 * M  # 2000: not due
+    assert auto_top_up.charge(services, user_id) == "not due"
+    for month_refill in (1, 2):
+        spend(services, user_id, posted(services, user_id) // M - 1400)  # down to 1400 < 1500
+        before = posted(services, user_id)
+        auto_top_up.sweep(services)
+        wait_for(
+            lambda n=month_refill: refills(services, user_id).count("credited") == n, what="refill credited"
+        )
+        assert posted(services, user_id) == before + 1000 * M  # a refill only adds
+    spend(services, user_id, 1000)
+    assert auto_top_up.charge(services, user_id) == "not due"  # two this month already
+    assert refills(services, user_id) == ["credited", "credited"]
+    assert any(event["type"] == "balance" for event in notices(services, user_id, "balance"))
+    ledger_clean(services)
+
+
+def _with_card(services: Services, user_id: str, card: str) -> None:
+    with services.uow() as connection:
+        connection.execute(
+            update(auto_top_ups).where(auto_top_ups.c.user_id == user_id).values(payment_method_ref=card)
+        )
+
+
+def test_sca_turns_auto_top_up_off_with_a_notification(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    save_card(client, services, stripe_fake, headers)
+    client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
+    _with_card(services, user_id, CARD_SCA)
+    spend(services, user_id, 600)
+    before = posted(services, user_id)
+    assert auto_top_up.charge(services, user_id) == "disabled"
+    state = client.get("/api/v1/me/auto-top-up", headers=headers).json
+    assert state["enabled"] is False
+    assert "authentication" in state["disabled_reason"]
+    assert notices(services, user_id, "auto_top_up_disabled")
+    assert auto_top_up.charge(services, user_id) == "not due"
+    assert posted(services, user_id) == before
+    assert refills(services, user_id) == ["failed"]
+
+
+def test_three_failures_in_a_row_turn_it_off(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    save_card(client, services, stripe_fake, headers)
+    client.patch("/api/v1/me/auto-top-up", json={**SETTINGS, "max_per_month": 10}, headers=headers)
+    _with_card(services, user_id, CARD_DECLINED)
+    spend(services, user_id, 600)
+    assert [auto_top_up.charge(services, user_id) for _ in range(3)] == ["failed", "failed", "disabled"]
+    state = client.get("/api/v1/me/auto-top-up", headers=headers).json
+    assert (state["enabled"], state["failures"]) == (False, 3)
+    assert notices(services, user_id, "auto_top_up_disabled")
+    assert refills(services, user_id) == ["failed", "failed", "failed"]

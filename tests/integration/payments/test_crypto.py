@@ -1,0 +1,245 @@
+"""Crypto top-ups on an in-process chain (eth-tester on py-evm, served over JSON-RPC so the worker sees it
+too) with an ERC-20 test token deployed from committed Vyper bytecode: confirmations, a reorg, failed
+transactions, wrong recipients, a fake token, resubmission, and the written payment policies."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
+from orchestration import payments_crypto, payments_crypto_settle
+from orchestration.bootstrap import Services
+from orchestration.payment_tables import crypto_transfers, orders
+from tests.integration.payments.conftest import (
+    CHAIN_ID,
+    CONFIRMATIONS,
+    MNEMONIC,
+    PRICE_TST,
+    PRICE_WEI,
+    M,
+    PayChain,
+    ledger_clean,
+    order_row,
+    posted,
+    purchases,
+    wait_for,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
+WELCOME = 1000 * M
+
+
+def intent(client: FlaskClient, headers: dict[str, str], token: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"pack_id": "credits-1000", "chain_id": CHAIN_ID}
+    if token:
+        body["token"] = token
+    answer = client.post("/api/v1/payments/crypto/intents", json=body, headers=headers)
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    return dict(answer.json)
+
+
+def transfers(services: Services, order_id: str) -> list[tuple[str, str]]:
+    with services.engine.connect() as connection:
+        return [
+            (row.status, row.amount)
+            for row in connection.execute(
+                select(crypto_transfers)
+                .where(crypto_transfers.c.order_id == order_id)
+                .order_by(crypto_transfers.c.id)
+            )
+        ]
+
+
+def verify(services: Services, order_id: str, tx_hash: str) -> str:
+    """What the worker's verify task does, run here so the test knows when it is done."""
+    return payments_crypto.verify_submitted(services, order_id=order_id, tx_hash=tx_hash)
+
+
+def test_native_payment_is_credited_once_after_enough_confirmations(
+    client: FlaskClient, services: Services, test_chain: PayChain, user: Any
+) -> None:
+    user_id, headers = user
+    made = intent(client, headers)
+    other = intent(client, headers)
+    assert made["deposit_address"] != other["deposit_address"]  # one address per intent
+    assert (made["amount_wei"], made["currency"], made["confirmations"]) == (
+        str(PRICE_WEI),
+        "ETH",
+        CONFIRMATIONS,
+    )
+    from payments.crypto_gateway import DepositKeys
+
+    index_of = {DepositKeys(MNEMONIC).address(n): n for n in range(1, 400)}
+    assert made["deposit_address"] in index_of  # derived from the HD key in settings
+    tx = test_chain.pay(made["deposit_address"], PRICE_WEI)
+    for _ in range(2):  # the same transaction submitted twice
+        answer = client.post(
+            f"/api/v1/payments/crypto/intents/{made['id']}/submit", json={"tx_hash": tx}, headers=headers
+        )
+        assert answer.status_code == 202, answer.json
+    wait_status(services, made["id"], "paid")  # seen in one block: confirming, not credited
+    assert posted(services, user_id) == WELCOME
+    test_chain.mine(CONFIRMATIONS - 1)
+    payments_crypto_settle.scan(services, CHAIN_ID)
+    wait_status(services, made["id"], "credited")
+    verify(services, made["id"], tx)  # and once more, later
+    payments_crypto_settle.settle(services, made["id"])
+    assert transfers(services, made["id"]) == [("confirmed", str(PRICE_WEI))]
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, made["id"]) == [("purchase", 1000 * M)]
+    ledger_clean(services)
+
+
+def test_a_token_payment_nobody_submitted_is_found_by_the_scanner(
+    client: FlaskClient, services: Services, test_chain: PayChain, user: Any
+) -> None:
+    user_id, headers = user
+    made = intent(client, headers, token="TST")
+    assert (made["amount_wei"], made["token_address"]) == (str(PRICE_TST), test_chain.token.address.lower())
+    test_chain.pay_token(made["deposit_address"], PRICE_TST)
+    test_chain.mine(CONFIRMATIONS)
+    payments_crypto_settle.scan(services, CHAIN_ID)
+    wait_status(services, made["id"], "credited")
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    ledger_clean(services)
+
+
+@pytest.mark.parametrize(
+    "case", ["failed transaction", "wrong recipient", "fake token", "native for a token"]
+)
+def test_payments_that_paid_nothing_are_not_credited(
+    client: FlaskClient, services: Services, test_chain: PayChain, user: Any, case: str
+) -> None:
+    user_id, headers = user
+    made = intent(client, headers, token="TST")
+    address = made["deposit_address"]
+    if case == "failed transaction":  # status 0: the sender has no tokens, the transfer reverts
+        broke = test_chain.chain.tester.get_accounts()[3]
+        tx = test_chain.pay_token(address, PRICE_TST, sender=broke, gas=200_000)
+        assert test_chain.w3.eth.get_transaction_receipt(tx)["status"] == 0
+    elif case == "wrong recipient":
+        tx = test_chain.pay_token("0x" + "44" * 20, PRICE_TST)
+    elif case == "fake token":  # a contract emitting Transfer to our address, but not allow-listed
+        tx = test_chain.pay_token(address, PRICE_TST, token=test_chain.fake)
+    else:
+        tx = test_chain.pay(address, PRICE_TST)
+    test_chain.mine(CONFIRMATIONS)
+    assert verify(services, made["id"], tx) == "no payment"
+    payments_crypto_settle.scan(services, CHAIN_ID)
+    time.sleep(0.5)
+    assert transfers(services, made["id"]) == []
+    assert order_row(services, made["id"]).status == "pending"
+    assert posted(services, user_id) == WELCOME
+
+
+def test_a_reorg_before_finality_leaves_the_intent_unpaid(
+    client: FlaskClient, services: Services, test_chain: PayChain, user: Any
+) -> None:
+    user_id, headers = user
+    made = intent(client, headers)
+    snapshot = test_chain.chain.tester.take_snapshot()
+    tx = test_chain.pay(made["deposit_address"], PRICE_WEI)
+    assert verify(services, made["id"], tx) == "recorded"
+    payments_crypto_settle.settle(services, made["id"])
+    assert order_row(services, made["id"]).status == "paid"
+    test_chain.chain.tester.revert_to_snapshot(snapshot)  # the block with the payment is gone
+    test_chain.mine(CONFIRMATIONS + 1)
+    payments_crypto_settle.settle(services, made["id"])
+    order = wait_status(services, made["id"], "pending")
+    assert transfers(services, made["id"]) == [("orphaned", str(PRICE_WEI))]
+    assert (order.credited, order.amount_received) == (0, "0")
+    assert posted(services, user_id) == WELCOME
+    ledger_clean(services)
+
+
+def test_underpayment_waits_and_two_payments_adding_up_credit_once(
+    client: FlaskClient, services: Services, test_chain: PayChain, user: Any
+) -> None:
+    user_id, headers = user
+    made = intent(client, headers)
+    first = test_chain.pay(made["deposit_address"], PRICE_WEI // 2)
+    test_chain.mine(CONFIRMATIONS)
+    verify(services, made["id"], first)
+    payments_crypto_settle.settle(services, made["id"])
+    order = order_row(services, made["id"])
+    assert (order.status, order.amount_received, order.credited) == ("pending", str(PRICE_WEI // 2), 0)
+    assert order.failure.startswith("underpaid")
+    second = test_chain.pay(made["deposit_address"], PRICE_WEI - PRICE_WEI // 2)
+    test_chain.mine(CONFIRMATIONS)
+    verify(services, made["id"], second)
+    payments_crypto_settle.settle(services, made["id"])
+    wait_status(services, made["id"], "credited")
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, made["id"]) == [("purchase", 1000 * M)]
+    ledger_clean(services)
+
+
+@pytest.mark.parametrize("payments", [[3 * PRICE_WEI // 2], [PRICE_WEI, PRICE_WEI]])
+def test_overpayment_credits_the_pack_once_and_records_the_excess(
+    client: FlaskClient, services: Services, test_chain: PayChain, user: Any, payments: list[int]
+) -> None:
+    user_id, headers = user
+    made = intent(client, headers)
+    hashes = [test_chain.pay(made["deposit_address"], value) for value in payments]
+    test_chain.mine(CONFIRMATIONS)
+    for tx in hashes:
+        verify(services, made["id"], tx)
+    payments_crypto_settle.settle(services, made["id"])
+    wait_status(services, made["id"], "credited")
+    wait_for(
+        lambda: order_row(services, made["id"]).amount_received == str(sum(payments)), what="all counted"
+    )
+    assert "overpaid" in order_row(services, made["id"]).failure
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, made["id"]) == [("purchase", 1000 * M)]
+    ledger_clean(services)
+
+
+def test_an_expired_intent_paid_late_is_credited_within_the_window_only(
+    client: FlaskClient, services: Services, test_chain: PayChain, user: Any
+) -> None:
+    user_id, headers = user
+    late, too_late = intent(client, headers), intent(client, headers)
+    payments_crypto_settle.scan(services, CHAIN_ID, now=datetime.now(UTC) + timedelta(hours=2))
+    assert order_row(services, late["id"]).status == "expired"
+    assert order_row(services, too_late["id"]).status == "expired"
+    with services.uow() as connection:  # this one expired eight days ago: past the 7-day window
+        connection.execute(
+            update(orders)
+            .where(orders.c.id == too_late["id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(days=8))
+        )
+    hashes = {made["id"]: test_chain.pay(made["deposit_address"], PRICE_WEI) for made in (late, too_late)}
+    test_chain.mine(CONFIRMATIONS)
+    for order_id, tx in hashes.items():
+        verify(services, order_id, tx)
+        payments_crypto_settle.settle(services, order_id)
+    credited = wait_status(services, late["id"], "credited")
+    assert "paid after expiry" in credited.failure
+    kept = order_row(services, too_late["id"])
+    assert (kept.status, kept.credited, kept.amount_received) == ("expired", 0, str(PRICE_WEI))
+    assert "late-payment window" in kept.failure
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    ledger_clean(services)
+
+
+def test_crypto_refuses_unknown_chains_and_tokens(client: FlaskClient, user: Any) -> None:
+    _user_id, headers = user
+    for body, kind in (
+        ({"pack_id": "credits-1000", "chain_id": 1}, "unknown-chain"),
+        ({"pack_id": "credits-1000", "chain_id": CHAIN_ID, "token": "USDC"}, "unknown-token"),
+        ({"pack_id": "credits-100", "chain_id": CHAIN_ID}, "pack-not-on-rail"),
+    ):
+        answer = client.post("/api/v1/payments/crypto/intents", json=body, headers=headers)
+        assert answer.status_code == 422, answer.json
+        assert answer.json["type"].endswith(kind)
+    bad = client.post(
+        "/api/v1/payments/crypto/intents/ord_x/submit", json={"tx_hash": "0x12"}, headers=headers
+    )
+    assert bad.status_code == 422

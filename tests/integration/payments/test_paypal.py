@@ -1,0 +1,205 @@
+"""PayPal Orders v2 top-ups on real services, against a local server speaking PayPal's REST API
+(OAuth, orders, captures with PayPal-Request-Id, refunds, verify-webhook-signature)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from orchestration import payment_reconciler
+from orchestration.bootstrap import Services
+from tests.integration.payments.conftest import M, ledger_clean, order_row, posted, purchases, wait_status
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
+WELCOME = 1000 * M
+
+
+def create(client: FlaskClient, headers: dict[str, str]) -> dict[str, Any]:
+    answer = client.post("/api/v1/payments/paypal/orders", json={"pack_id": "credits-1000"}, headers=headers)
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    return dict(answer.json)
+
+
+def deliver(
+    client: FlaskClient,
+    paypal: Any,
+    event: dict[str, Any],
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    body = raw if raw is not None else json.dumps(event, indent=1).encode()  # PayPal's own spacing
+    signed = headers if headers is not None else paypal.signed_headers(body)
+    return client.post(
+        "/api/v1/payments/paypal/webhook", data=body, headers={"Content-Type": "application/json", **signed}
+    )
+
+
+def test_capture_credits_once_and_a_retried_capture_returns_the_first(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    assert created["approve_url"].startswith("https://paypal.test/")
+    order = order_row(services, created["order_id"])
+    assert (order.provider_ref, order.amount, order.currency) == (created["id"], "2400", "USD")
+    paypal = paypal_fake[1]
+    paypal.approve(created["id"])
+    for _ in range(3):  # the browser retries: PayPal-Request-Id makes it one capture
+        answer = client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+        assert (answer.status_code, answer.json["status"]) == (202, "COMPLETED")
+    assert paypal.capture_calls == 1
+    credited = wait_status(services, created["order_id"], "credited")
+    capture = paypal.captures[credited.payment_ref]
+    # PayPal's webhook for the same capture credits nothing more.
+    assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.COMPLETED", capture)).status_code == 200
+    time.sleep(1)
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, created["order_id"]) == [("purchase", 1000 * M)]
+    ledger_clean(services)
+
+
+def test_a_pending_capture_waits_then_the_webhook_credits(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    paypal = paypal_fake[1]
+    paypal.approve(created["id"])
+    paypal.capture_status = "PENDING"
+    try:
+        answer = client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    finally:
+        paypal.capture_status = "COMPLETED"
+    assert answer.json["status"] == "PENDING"
+    time.sleep(1)
+    assert order_row(services, created["order_id"]).status == "pending"
+    assert posted(services, user_id) == WELCOME
+    capture_id = paypal.orders[created["id"]]["purchase_units"][0]["payments"]["captures"][0]["id"]
+    cleared = paypal.complete_capture(capture_id)
+    assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.COMPLETED", cleared)).status_code == 200
+    wait_status(services, created["order_id"], "credited")
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    ledger_clean(services)
+
+
+def test_a_denied_capture_fails_the_order(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    paypal = paypal_fake[1]
+    paypal.approve(created["id"])
+    paypal.capture_status = "DECLINED"
+    try:
+        client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    finally:
+        paypal.capture_status = "COMPLETED"
+    assert wait_status(services, created["order_id"], "failed").credited == 0
+    assert posted(services, user_id) == WELCOME
+
+
+def test_webhooks_are_verified_on_the_exact_raw_body(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    paypal = paypal_fake[1]
+    paypal.approve(created["id"])
+    capture = {
+        "id": "CAPFORGED",
+        "status": "COMPLETED",
+        "amount": {"currency_code": "USD", "value": "24.00"},
+        "custom_id": created["order_id"],
+    }
+    raw = json.dumps(paypal.event("PAYMENT.CAPTURE.COMPLETED", capture), indent=1).encode()
+    forged = raw.replace(b'"24.00"', b'"24.00" ')  # signed body, then touched
+    assert deliver(client, paypal, {}, raw=forged, headers=paypal.signed_headers(raw)).status_code == 400
+    assert (
+        deliver(
+            client, paypal, {}, raw=raw, headers=paypal.signed_headers(raw, webhook_id="WH-other")
+        ).status_code
+        == 400
+    )
+    assert deliver(client, paypal, {}, raw=raw, headers={}).status_code == 400
+    time.sleep(0.5)
+    assert order_row(services, created["order_id"]).status == "pending"
+    assert posted(services, user_id) == WELCOME
+    # The same bytes, correctly signed, pass: what PayPal checked is exactly what arrived.
+    assert deliver(client, paypal, {}, raw=raw).status_code == 200
+    wait_status(services, created["order_id"], "credited")
+    ledger_clean(services)
+
+
+def test_refunds_and_a_reversal_claw_back(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any, admin: dict[str, str]
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    paypal = paypal_fake[1]
+    paypal.approve(created["id"])
+    client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    order = wait_status(services, created["order_id"], "credited")
+    answer = client.post(
+        f"/api/v1/admin/payments/{created['order_id']}/refund", json={"amount": "600"}, headers=admin
+    )
+    assert answer.status_code == 200, answer.json
+    wait_status(services, created["order_id"], "refunded")
+    # A refund made on PayPal's side arrives by webhook (its total counts, not the increment).
+    _status, refund = paypal.refund(order.payment_ref, {"amount": {"value": "6.00", "currency_code": "USD"}})
+    assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.REFUNDED", refund)).status_code == 200
+    reversal = {
+        "id": "REV1",
+        "status": "COMPLETED",
+        "amount": {"value": "12.00", "currency_code": "USD"},
+        "custom_id": created["order_id"],
+    }
+    assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.REVERSED", reversal)).status_code == 200
+    wait_status(services, created["order_id"], "disputed")
+    time.sleep(0.5)
+    # 1000 credited; refunds total 12.00 of 24.00 (500), the reversal of 12.00 another 500.
+    assert posted(services, user_id) == WELCOME
+    assert [kind for kind, _ in purchases(services, created["order_id"])] == [
+        "purchase",
+        "refund",
+        "refund",
+        "clawback",
+    ]
+    ledger_clean(services)
+
+
+def test_an_approved_order_nobody_captured_is_captured_by_the_reconciler(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    paypal_fake[1].approve(created["id"])  # the buyer approved; our capture call was lost
+    payment_reconciler.sweep(services)
+    wait_status(services, created["order_id"], "credited")
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    ledger_clean(services)
+
+
+def test_paypal_without_a_webhook_id_is_off(pay_settings: dict[str, str], user: Any) -> None:
+    from api.app import create_app
+    from orchestration.bootstrap import bootstrap
+    from tests.integration.payments.conftest import settings_from
+
+    off = bootstrap(settings_from(pay_settings, PAYPAL_WEBHOOK_ID=""))
+    try:
+        client = create_app(off.settings, off).test_client()
+        answer = client.post(
+            "/api/v1/payments/paypal/webhook", data=b"{}", headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 503
+        assert answer.json["missing"] == ["PAYPAL_WEBHOOK_ID"]
+        refused = client.post(
+            "/api/v1/payments/paypal/orders", json={"pack_id": "credits-1000"}, headers=user[1]
+        )
+        assert refused.status_code == 503
+    finally:
+        off.close()

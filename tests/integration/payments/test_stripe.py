@@ -1,0 +1,352 @@
+"""Stripe top-ups end to end on real services: the `stripe` library against a local Stripe server, webhooks
+signed as Stripe signs them, fulfilment in a real worker process on `critical`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+import ledger
+from api.app import create_app
+from orchestration import payment_reconciler
+from orchestration.bootstrap import Services, bootstrap
+from orchestration.payment_tables import events
+from tests.integration.payments.conftest import (
+    M,
+    debt,
+    deliver_stripe,
+    ledger_clean,
+    order_row,
+    posted,
+    purchases,
+    settings_from,
+    wait_for,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
+WELCOME = 1000 * M
+
+
+def checkout(client: FlaskClient, headers: dict[str, str], pack_id: str = "credits-1000") -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/payments/stripe/checkout-sessions", json={"pack_id": pack_id}, headers=headers
+    )
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    return dict(answer.json)
+
+
+def event_count(services: Services) -> int:
+    with services.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(events)).scalar_one())
+
+
+def test_ten_parallel_deliveries_of_one_event_credit_once(
+    app: Flask, client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    assert started["url"].startswith("https://checkout.stripe.test/")
+    order = order_row(services, started["order_id"])
+    assert (order.status, order.provider_ref, order.amount, order.currency) == (
+        "pending",
+        started["id"],
+        "2400",
+        "USD",
+    )
+    event = stripe_fake[1].event("checkout.session.completed", stripe_fake[1].pay_session(started["id"]))
+    barrier, statuses = threading.Barrier(10), []
+
+    def deliver() -> None:
+        own = app.test_client()
+        barrier.wait()
+        statuses.append(deliver_stripe(own, event).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [200] * 10
+    wait_status(services, started["order_id"], "credited")
+    time.sleep(0.5)  # let any duplicate processing finish: it must change nothing
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, started["order_id"]) == [("purchase", 1000 * M)]
+    listed = client.get("/api/v1/payments", headers=headers).json["items"]
+    assert [(o["id"], o["status"], o["credited"]) for o in listed] == [
+        (started["order_id"], "credited", "1000")
+    ]
+    ledger_clean(services)
+
+
+def test_two_events_for_one_payment_credit_once(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    state = stripe_fake[1]
+    pending = state.pay_session(started["id"], asynchronous=True)
+    assert deliver_stripe(client, state.event("checkout.session.completed", pending)).status_code == 200
+    settled = state.settle_async(started["id"])
+    # Fulfilled on async_payment_succeeded; the session's completion snapshot (now paid) comes again
+    # late, and so does the PaymentIntent's own success: one payment, one credit.
+    for kind, obj in (
+        ("checkout.session.async_payment_succeeded", settled),
+        ("checkout.session.completed", settled),
+        ("payment_intent.succeeded", state.intents[settled["payment_intent"]]),
+    ):
+        assert deliver_stripe(client, state.event(kind, obj)).status_code == 200
+    wait_status(services, started["order_id"], "credited")
+    time.sleep(0.5)
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, started["order_id"]) == [("purchase", 1000 * M)]
+    ledger_clean(services)
+
+
+@pytest.mark.parametrize("how", ["wrong secret", "too old", "missing", "garbage"])
+def test_bad_old_or_missing_signature_is_400_and_credits_nothing(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, how: str
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    event = stripe_fake[1].event("checkout.session.completed", stripe_fake[1].pay_session(started["id"]))
+    before = event_count(services)
+    options: dict[str, Any] = {
+        "wrong secret": {"secret": "whsec_not_ours"},
+        "too old": {"timestamp": int(time.time()) - 3600},
+        "missing": {"header": ""},
+        "garbage": {"header": "t=abc,v1=zz"},
+    }[how]
+    answer = deliver_stripe(client, event, **options)
+    assert answer.status_code == 400
+    assert answer.content_type == "application/problem+json"
+    assert answer.json["type"].endswith("/invalid-signature")
+    time.sleep(0.3)
+    assert event_count(services) == before
+    assert order_row(services, started["order_id"]).status == "pending"
+    assert posted(services, user_id) == WELCOME
+
+
+def test_an_empty_webhook_secret_disables_the_rail(
+    pay_settings: dict[str, str], stripe_fake: Any, user: Any, services: Services
+) -> None:
+    off = bootstrap(settings_from(pay_settings, STRIPE_WEBHOOK_SECRET=" "))
+    try:
+        app = create_app(off.settings, off)
+        client = app.test_client()
+        _user_id, headers = user
+        refused = client.post(
+            "/api/v1/payments/stripe/checkout-sessions", json={"pack_id": "credits-1000"}, headers=headers
+        )
+        assert refused.status_code == 503
+        assert refused.json["missing"] == ["STRIPE_WEBHOOK_SECRET"]
+        before = event_count(services)
+        session = stripe_fake[1].create_session(
+            {"line_items": [{"price_data": {"unit_amount": 2400, "currency": "usd"}}]}
+        )[1]
+        forged = stripe_fake[1].event("checkout.session.completed", session)
+        for secret in (" ", ""):  # "signed" with the empty secret: still refused, never accepted unsigned
+            answer = deliver_stripe(client, forged, secret=secret)
+            assert answer.status_code == 503, answer.json
+            assert answer.json["type"].endswith("/payment-rail-disabled")
+            assert "STRIPE_WEBHOOK_SECRET" in answer.json["detail"]
+        assert event_count(services) == before
+    finally:
+        off.close()
+
+
+def test_refund_reported_before_fulfilment_ends_where_it_started(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    state = stripe_fake[1]
+    paid = state.pay_session(started["id"])
+    charge, _refund = state.refund(paid["payment_intent"], 2400)
+    assert deliver_stripe(client, state.event("charge.refunded", charge)).status_code == 200
+    wait_for(
+        lambda: order_row(services, started["order_id"]).amount_refunded == "2400", what="refund recorded"
+    )
+    assert posted(services, user_id) == WELCOME
+    assert deliver_stripe(client, state.event("checkout.session.completed", paid)).status_code == 200
+    order = wait_status(services, started["order_id"], "refunded")
+    assert (order.credited, order.clawed_back) == (1000 * M, 1000 * M)
+    assert posted(services, user_id) == WELCOME
+    assert purchases(services, started["order_id"]) == [("purchase", 1000 * M), ("refund", 1000 * M)]
+    ledger_clean(services)
+
+
+def test_two_partial_refunds_claw_back_only_the_new_part_in_any_order(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    in_order, reversed_ = checkout(client, headers), checkout(client, headers)
+    for started in (in_order, reversed_):
+        deliver_stripe(client, state.event("checkout.session.completed", state.pay_session(started["id"])))
+        wait_status(services, started["order_id"], "credited")
+    refunds = {}
+    for started in (in_order, reversed_):
+        intent = state.sessions[started["id"]]["payment_intent"]
+        first = state.event("charge.refunded", state.refund(intent, 600)[0])  # cumulative 600
+        second = state.event("charge.refunded", state.refund(intent, 1200)[0])  # cumulative 1800
+        refunds[started["order_id"]] = (first, second)
+    # In order: 600 of 2400 takes 250 credits, then the cumulative 1800 takes 500 more (not 750).
+    first, second = refunds[in_order["order_id"]]
+    deliver_stripe(client, first)
+    wait_for(lambda: order_row(services, in_order["order_id"]).clawed_back == 250 * M, what="first refund")
+    deliver_stripe(client, second)
+    wait_for(
+        lambda: order_row(services, in_order["order_id"]).amount_refunded == "1800", what="second refund"
+    )
+    # Out of order: the later total first, then the older one arrives late, and both come again.
+    first, second = refunds[reversed_["order_id"]]
+    for delivery in (second, first, second, first):
+        assert deliver_stripe(client, delivery).status_code == 200
+    wait_for(
+        lambda: order_row(services, reversed_["order_id"]).amount_refunded == "1800", what="reversed refunds"
+    )
+    time.sleep(1)
+    for started in (in_order, reversed_):
+        order = order_row(services, started["order_id"])
+        assert (order.status, order.amount_refunded, order.clawed_back) == ("refunded", "1800", 750 * M)
+    assert purchases(services, in_order["order_id"]) == [
+        ("purchase", 1000 * M),
+        ("refund", 250 * M),
+        ("refund", 500 * M),
+    ]
+    assert purchases(services, reversed_["order_id"]) == [("purchase", 1000 * M), ("refund", 750 * M)]
+    assert posted(services, user_id) == WELCOME + 2 * 1000 * M - 2 * 750 * M
+    ledger_clean(services)
+
+
+def test_dispute_lost_then_reinstated_goes_through_debt(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    state = stripe_fake[1]
+    paid = state.pay_session(started["id"])
+    deliver_stripe(client, state.event("checkout.session.completed", paid))
+    wait_status(services, started["order_id"], "credited")
+    with services.uow(account_of=user_id) as connection:  # the user spends most of it
+        ledger.adjust(
+            connection, user_id=user_id, amount=-1500 * M, reason="spent", idempotency_key=f"spend:{user_id}"
+        )
+    dispute = state.dispute(paid["payment_intent"])
+    assert deliver_stripe(client, state.event("charge.dispute.funds_withdrawn", dispute)).status_code == 200
+    wait_status(services, started["order_id"], "disputed")
+    assert (posted(services, user_id), debt(services, user_id)) == (0, 500 * M)  # a clawback never fails
+    deliver_stripe(client, state.event("charge.dispute.funds_withdrawn", dispute))  # redelivered: once
+    assert deliver_stripe(client, state.event("charge.dispute.funds_reinstated", dispute)).status_code == 200
+    wait_status(services, started["order_id"], "credited")
+    time.sleep(0.5)
+    assert (posted(services, user_id), debt(services, user_id)) == (500 * M, 0)
+    kinds = [kind for kind, _ in purchases(services, started["order_id"])]
+    assert kinds == ["purchase", "clawback", "debt", "debt_repayment", "purchase"]
+    ledger_clean(services)
+
+
+def test_a_lost_webhook_is_healed_by_the_reconciler(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    stripe_fake[1].pay_session(started["id"])  # paid at Stripe; the webhook never arrives
+    payment_reconciler.sweep(services)
+    wait_status(services, started["order_id"], "credited")
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    payment_reconciler.sweep(services)  # asking again changes nothing
+    time.sleep(0.5)
+    assert purchases(services, started["order_id"]) == [("purchase", 1000 * M)]
+    ledger_clean(services)
+
+
+def test_an_unpaid_order_expires_at_stripe_and_here(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    user_id, headers = user
+    started = checkout(client, headers)
+    payment_reconciler.sweep(services, now=datetime.now(UTC) + timedelta(days=2))
+    order = wait_status(services, started["order_id"], "expired")
+    assert stripe_fake[1].sessions[started["id"]]["status"] == "expired"
+    assert order.credited == 0
+    assert posted(services, user_id) == WELCOME
+
+
+@pytest.mark.parametrize(("amount", "currency"), [(100, None), (None, "eur")])
+def test_an_amount_or_currency_that_does_not_match_is_refused(  # noqa: PLR0917 - fixtures
+    client: FlaskClient,
+    services: Services,
+    stripe_fake: Any,
+    user: Any,
+    amount: int | None,
+    currency: str | None,
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    paid = stripe_fake[1].pay_session(started["id"], amount=amount, currency=currency)
+    assert deliver_stripe(client, stripe_fake[1].event("checkout.session.completed", paid)).status_code == 200
+    order = wait_status(services, started["order_id"], "failed")
+    assert order.failure.startswith("amount mismatch")
+    assert posted(services, user_id) == WELCOME
+    assert purchases(services, started["order_id"]) == []
+    ledger_clean(services)
+
+
+def test_async_failure_and_expiry_end_orders_without_credit(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    failing, expiring = checkout(client, headers), checkout(client, headers)
+    state.pay_session(failing["id"], asynchronous=True)
+    failed = state.settle_async(failing["id"], succeeded=False)
+    deliver_stripe(client, state.event("checkout.session.async_payment_failed", failed))
+    deliver_stripe(client, state.event("checkout.session.expired", state.expire_session(expiring["id"])[1]))
+    assert wait_status(services, failing["order_id"], "failed").credited == 0
+    assert wait_status(services, expiring["order_id"], "expired").credited == 0
+    assert posted(services, user_id) == WELCOME
+
+
+def test_admin_refund_claws_back_once_and_the_webhook_adds_nothing(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    state = stripe_fake[1]
+    paid = state.pay_session(started["id"])
+    deliver_stripe(client, state.event("checkout.session.completed", paid))
+    wait_status(services, started["order_id"], "credited")
+    assert (
+        client.post(
+            f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"}, headers=headers
+        ).status_code
+        == 403
+    )
+    answer = client.post(
+        f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"}, headers=admin
+    )
+    assert answer.status_code == 200, answer.json
+    wait_status(services, started["order_id"], "refunded")
+    charge = state.charges[state.intents[paid["payment_intent"]]["latest_charge"]]
+    assert charge["amount_refunded"] == 1200
+    deliver_stripe(client, state.event("charge.refunded", charge))  # Stripe's own webhook for it
+    time.sleep(1)
+    assert posted(services, user_id) == WELCOME + 500 * M
+    assert purchases(services, started["order_id"]) == [("purchase", 1000 * M), ("refund", 500 * M)]
+    too_much = client.post(
+        f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1300"}, headers=admin
+    )
+    assert too_much.status_code == 422
+    listed = client.get(f"/api/v1/admin/payments?user_id={user_id}", headers=admin).json["items"]
+    assert [o["amount_refunded"] for o in listed] == ["1200"]
+    ledger_clean(services)

@@ -1,0 +1,104 @@
+"""An in-process EVM chain (eth-tester on py-evm) served over HTTP JSON-RPC on 127.0.0.1, so worker
+processes reach the same chain the test mines, snapshots and reverts.
+
+Requests go through web3's EthereumTesterProvider (which maps JSON-RPC methods onto eth-tester) with
+web3's own eth-tester request and result formatters applied as its middleware would; the answers are
+then turned into the wire form (camelCase keys, hex quantities) that a real node sends.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from eth_tester import EthereumTester
+from web3 import EthereumTesterProvider, Web3
+from web3.providers.eth_tester.middleware import request_formatters, result_formatters
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def to_wire(value: Any) -> Any:
+    """eth-tester's Python values as JSON-RPC wire values."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {_camel(str(key)): to_wire(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_wire(item) for item in value]
+    return value
+
+
+class Chain:
+    """The chain: `w3` for the test's own transactions, `tester` to mine, snapshot and revert."""
+
+    def __init__(self) -> None:
+        self.tester = EthereumTester()
+        self.provider = EthereumTesterProvider(self.tester)
+        self.w3 = Web3(self.provider)
+        self.lock = threading.Lock()  # py-evm is not thread-safe
+
+    def call(self, method: str, params: list[Any]) -> dict[str, Any]:
+        formatter = request_formatters.get(method)  # type: ignore[call-overload]
+        with self.lock:
+            answer = self.provider.make_request(method, formatter(params) if formatter else params)  # type: ignore[arg-type]
+        shaper = (result_formatters or {}).get(method)  # type: ignore[call-overload]
+        if shaper is not None and "result" in answer:
+            answer = {**answer, "result": shaper(answer["result"])}
+        out: dict[str, Any] = {"jsonrpc": "2.0"}
+        if "error" in answer:
+            out["error"] = (
+                answer["error"]
+                if isinstance(answer["error"], dict)
+                else {"code": -32000, "message": str(answer["error"])}
+            )
+        else:
+            out["result"] = to_wire(answer.get("result"))
+        return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    chain: Chain
+
+    def log_message(self, *_args: Any) -> None:
+        """Quiet."""
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        batch = request if isinstance(request, list) else [request]
+        answers = [
+            {**self.chain.call(item["method"], item.get("params") or []), "id": item.get("id")}
+            for item in batch
+        ]
+        raw = json.dumps(answers if isinstance(request, list) else answers[0]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@contextmanager
+def chain_rpc() -> Iterator[tuple[str, Chain]]:
+    """A fresh chain served on a free port; yields (RPC URL, chain)."""
+    chain = Chain()
+    handler = type("Handler", (_Handler,), {"chain": chain})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", chain
+    finally:
+        server.shutdown()
+        server.server_close()
