@@ -9,6 +9,7 @@ from flask import Flask
 import ledger
 from api.errors import ProblemApi, register_error_handlers
 from api.metrics import init_metrics
+from api.openai_api import init_openai_api
 from api.ops import ops
 from api.ratelimit import init_rate_limits
 from api.services import VERIFIER
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_error_handlers(app, api)
     app.register_blueprint(ops)
     register_v1(app, api, settings)
+    init_openai_api(app)
     if settings.METRICS_ENABLED:
         init_metrics(app)
     init_rate_limits(app, settings)  # last: it looks at every registered view

@@ -8,32 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict
+from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from assistant.catalog import ModelSpec
-from assistant.pricing import chat_cost
-from assistant.providers import ProviderError, Usage, provider_for
-from assistant.transcript import Turn, token_estimate
+from assistant.reply import ReplySink, stream_reply
+from assistant.transcript import Turn
 from runtime.settings import Settings
 
-
-class TurnSink(Protocol):
-    """Where a turn reports: streamed text, the running cost, and whether to stop."""
-
-    def token(self, text: str) -> None:
-        """Publish a text delta."""
-
-    def spend(self, total: int) -> None:
-        """Book the turn's cost so far (micro-credits)."""
-
-    def should_stop(self) -> bool:
-        """True once the turn must end (canceled, or out of time)."""
-
-    def stop_reason(self) -> str | None:
-        """Why the turn stopped ("canceled", "time_limit"), once `should_stop()` said so."""
+TurnSink = ReplySink
 
 
 class TurnState(TypedDict, total=False):
@@ -67,48 +52,11 @@ def prompt_node(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, An
 def respond_node(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     """Stream the reply token by token, booking the cost of what was delivered as it goes."""
     context = runtime.context
-    turns = state["turns"]
-    provider = provider_for(context.spec.provider)
-    text: list[str] = []
-    usage: Usage | None = None
-    finish = "stop"
-    try:
-        for chunk in provider.stream(
-            context.spec, turns, max_tokens=context.max_tokens, settings=context.settings
-        ):
-            if chunk.text:
-                text.append(chunk.text)
-                context.sink.token(chunk.text)
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
-            context.sink.spend(_cost(context, turns, usage, len(text)))
-            if context.sink.should_stop():
-                finish = context.sink.stop_reason() or "canceled"
-                break
-    except ProviderError:
-        if not text:
-            raise  # nothing delivered: the saga retries (checkpointed before this node) or compensates
-        finish = "interrupted"  # a stream cut midway is billed for what was delivered
-    reply = "".join(text)
-    stopped_early = finish in ("canceled", "interrupted", "time_limit")
-    final = usage if usage and not stopped_early else _delivered(turns, usage, len(text))
-    cost = chat_cost(context.pricing, input_tokens=final.input_tokens, output_tokens=final.output_tokens)
-    context.sink.spend(cost)
-    return {"reply": reply, "usage": final.as_json(), "cost": cost, "finish_reason": finish}
-
-
-def _delivered(turns: list[Turn], usage: Usage | None, pieces: int) -> Usage:
-    """Exact usage when the provider reported it for what was delivered, else an estimate of it."""
-    if usage is not None and usage.output_tokens >= pieces:
-        return usage
-    input_tokens = usage.input_tokens if usage else sum(token_estimate(t["content"]) + 4 for t in turns)
-    return Usage(input_tokens, pieces)
-
-
-def _cost(context: TurnContext, turns: list[Turn], usage: Usage | None, pieces: int) -> int:
-    delivered = _delivered(turns, usage, pieces)
-    return chat_cost(
-        context.pricing, input_tokens=delivered.input_tokens, output_tokens=delivered.output_tokens
+    return dict(
+        stream_reply(
+            context.spec, state["turns"], max_tokens=context.max_tokens, settings=context.settings,
+            pricing=context.pricing, sink=context.sink,
+        )
     )
 
 

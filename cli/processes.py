@@ -41,7 +41,8 @@ def prepare_environment(*, start_redis: bool = True) -> Settings:
 
 
 def run_api(args: argparse.Namespace) -> int:
-    """Serve the API with gunicorn (threaded workers hold SSE streams open)."""
+    """Serve the API: gunicorn managing uvicorn workers, each the ASGI front over the Flask app (its
+    requests in a pool of API_THREADS threads, its event streams as coroutines: api/asgi.py)."""
     settings = api_settings(prepare_environment())
     host, port = args.host or settings.API_HOST, args.port or settings.API_PORT
     # The app's own address (the development PUBLIC_URL) is where it really listens.
@@ -55,14 +56,14 @@ def run_api(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
+    from api.asgi import create_asgi_app
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options = {
                 "bind": f"{host}:{port}",
                 "workers": args.workers or settings.API_WORKERS,
-                "worker_class": "gthread",
-                "threads": settings.API_THREADS,
+                "worker_class": "uvicorn_worker.UvicornWorker",
                 "timeout": 60,
                 "graceful_timeout": 10,
                 "keepalive": 5,
@@ -81,7 +82,7 @@ def run_api(args: argparse.Namespace) -> int:
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return create_app(settings)
+            return create_asgi_app(create_app(settings))
 
     Server().run()
     return 0

@@ -79,4 +79,5 @@ def load_kinds() -> None:
     """Import every module that registers kinds (idempotent)."""
     import orchestration.agents  # registers the `agent` kind
     import orchestration.chat  # registers the `chat` kind
+    import orchestration.completions  # registers the `completion` kind
     import orchestration.diagnostic  # noqa: F401  (registers the `diagnostic` kind)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.settings import Settings
 
@@ -56,9 +56,17 @@ class Provider(Protocol):
         """Whether the provider is configured and reachable for this model."""
 
     def stream(
-        self, spec: ModelSpec, turns: Sequence[Turn], *, max_tokens: int, settings: Settings
+        self,
+        spec: ModelSpec,
+        turns: Sequence[Turn],
+        *,
+        max_tokens: int,
+        settings: Settings,
+        options: Mapping[str, Any] | None = None,
     ) -> Iterator[Chunk]:
-        """Stream the reply to `turns`; the last chunk carries the usage."""
+        """Stream the reply to `turns`; the last chunk carries the usage.
+
+        `options` are a caller's sampling choices (temperature, top_p, stop), over the catalog's."""
 
 
 def provider_for(name: str) -> Provider:

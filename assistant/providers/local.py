@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from assistant.catalog import ModelSpec
@@ -50,9 +50,10 @@ def load(spec: ModelSpec, settings: Settings) -> Any:
         return _models[key]
 
 
-def sampling(spec: ModelSpec) -> dict[str, Any]:
-    """Sampling settings from the catalog entry's options (names as llama-cpp-python's `generate`)."""
-    options = spec.options
+def sampling(spec: ModelSpec, chosen: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Sampling settings: the caller's temperature and top_p over the catalog entry's options (names as
+    llama-cpp-python's `generate`)."""
+    options = {**spec.options, **{k: v for k, v in (chosen or {}).items() if v is not None}}
     return {
         "temp": float(options.get("temperature", 0.7)),
         "top_p": float(options.get("top_p", 0.95)),
@@ -66,28 +67,39 @@ def prompt_tokens(llm: Any, turns: Sequence[Turn]) -> list[int]:
     return list(llm.tokenize(transcript(turns).encode(), add_bos=True, special=False))
 
 
-def stream(spec: ModelSpec, turns: Sequence[Turn], *, max_tokens: int, settings: Settings) -> Iterator[Chunk]:
+def stream(
+    spec: ModelSpec,
+    turns: Sequence[Turn],
+    *,
+    max_tokens: int,
+    settings: Settings,
+    options: Mapping[str, Any] | None = None,
+) -> Iterator[Chunk]:
     """Generate token by token; exact usage on every chunk; stop at EOS, a stop sequence or max_tokens."""
     try:
         llm = load(spec, settings)
     except (ImportError, OSError, ValueError) as exc:
         raise ProviderError(f"the local model can't be loaded: {exc}", retryable=False) from exc
     with _lock:
-        yield from _generate(llm, prompt_tokens(llm, turns), max_tokens=max_tokens, options=sampling(spec))
+        stops = tuple(STOP) + tuple((options or {}).get("stop") or ())
+        prompt = prompt_tokens(llm, turns)
+        yield from _generate(llm, prompt, max_tokens=max_tokens, options=sampling(spec, options), stops=stops)
 
 
-def _generate(llm: Any, prompt: list[int], *, max_tokens: int, options: dict[str, Any]) -> Iterator[Chunk]:
+def _generate(
+    llm: Any, prompt: list[int], *, max_tokens: int, options: dict[str, Any], stops: Sequence[str] = STOP
+) -> Iterator[Chunk]:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     eos = {llm.token_eos(), *_end_of_turn(llm)}
     pending, produced, finish = "", 0, "length"
-    holdback = max(len(stop) for stop in STOP)
+    holdback = max(len(stop) for stop in stops)
     for token in llm.generate(prompt, reset=True, **options):
         if token in eos:
             finish = "stop"
             break
         produced += 1
         pending += decoder.decode(llm.detokenize([token]))
-        cut = min((pending.find(stop) for stop in STOP if stop in pending), default=-1)
+        cut = min((pending.find(stop) for stop in stops if stop in pending), default=-1)
         if cut >= 0:
             yield Chunk(text=pending[:cut], usage=Usage(len(prompt), produced))
             finish, pending = "stop", ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx2  # the HTTP client of openai >= 3 (httpx's successor)
@@ -82,15 +82,24 @@ def _error(exc: Exception) -> ProviderError:
     return ProviderError(f"provider error: {type(exc).__name__}", retryable=False)
 
 
-def stream(spec: ModelSpec, turns: Sequence[Turn], *, max_tokens: int, settings: Settings) -> Iterator[Chunk]:
+SAMPLING = ("temperature", "top_p", "stop")
+
+
+def stream(
+    spec: ModelSpec,
+    turns: Sequence[Turn],
+    *,
+    max_tokens: int,
+    settings: Settings,
+    options: Mapping[str, Any] | None = None,
+) -> Iterator[Chunk]:
     """Stream the reply (OpenAI SDK); usage comes in the last chunk (`stream_options.include_usage`)."""
     import openai
 
     if not configured(settings):
         raise ProviderError("no OpenAI-compatible endpoint is configured", retryable=False)
-    options: dict[str, Any] = {}
-    if spec.options.get("temperature") is not None:
-        options["temperature"] = spec.options["temperature"]
+    chosen = {**{k: spec.options[k] for k in SAMPLING if spec.options.get(k) is not None}, **(options or {})}
+    options = {k: v for k, v in chosen.items() if k in SAMPLING and v is not None}
     finish: str | None = None
     try:
         answer = client(settings).chat.completions.create(

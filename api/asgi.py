@@ -1,0 +1,83 @@
+"""The API process's ASGI front: Flask answers requests in a thread pool, streams run as coroutines.
+
+Every request goes to the Flask app (behind a2wsgi), which decides everything about it. When a view
+answers with a stream descriptor (api/stream_protocol.py), this front drops Flask's empty answer and
+serves the stream itself on redis.asyncio: an open stream is a coroutine and one Redis connection, not a
+thread, so thousands fit in one process and ordinary requests never queue behind them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from flask import Flask
+
+from api.async_streams import AsyncStreams
+from api.stream_protocol import FRONT_ENVIRON_KEY, STREAM_HEADER
+
+log = logging.getLogger(__name__)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+_HEADER = STREAM_HEADER.lower().encode("latin-1")
+
+
+class StreamingFront:
+    """ASGI: the Flask app for every request; the streams its views hand over, as coroutines."""
+
+    def __init__(self, flask_app: Flask, *, threads: int) -> None:
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            environ[FRONT_ENVIRON_KEY] = True
+            return flask_app.wsgi_app(environ, start_response)
+
+        self.flask_app = flask_app
+        self.wsgi = WSGIMiddleware(wsgi, workers=threads)  # type: ignore[arg-type]
+        self.streams = AsyncStreams(flask_app.extensions["creditflow"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await self.wsgi(scope, receive, send)
+            return
+        handed: dict[str, Any] = {}
+
+        async def intercept(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                for name, value in message.get("headers", []):
+                    if name == _HEADER:
+                        handed["descriptor"] = json.loads(value)
+                        return
+            elif "descriptor" in handed:
+                return  # Flask's empty body of a handed-over answer
+            await send(message)
+
+        await self.wsgi(scope, receive, intercept)
+        if "descriptor" in handed:
+            await self.streams.serve(handed["descriptor"], receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.streams.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_asgi_app(flask_app: Flask | None = None) -> StreamingFront:
+    """The API as ASGI (what `creditflow api` serves): the Flask app from `create_app` behind the front."""
+    if flask_app is None:
+        from api.app import create_app
+
+        flask_app = create_app()
+    services = flask_app.extensions["creditflow"]
+    return StreamingFront(flask_app, threads=services.settings.API_THREADS)
+

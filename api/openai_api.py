@@ -1,0 +1,113 @@
+"""The OpenAI-compatible API under `/openai/v1`: any OpenAI SDK or chat front-end spends credits.
+
+`POST /chat/completions` is a creditflow `completion` job (orchestration/completions.py) behind
+OpenAI's wire format; `GET /models` lists the catalog's chat models. Authentication, rate limits,
+holds, API-key daily limits and Idempotency-Key are creditflow's; every error is in OpenAI's shape
+(`{"error": {message, type, code, param}}`) with the status codes OpenAI clients handle. A streamed reply
+is served by the async front (api/asgi.py) when the API runs on it, else by a generator here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, request
+from marshmallow import ValidationError
+
+from api.auth.context import authenticate
+from api.errors import PROBLEM_JSON
+from api.openai_format import error
+from api.openai_schemas import CompletionRequestSchema, unsupported_parameter
+from api.openai_streams import completion_answer
+from api.ratelimit import rate_limit
+from api.services import services
+from assistant.selection import ModelUnavailable
+from orchestration.completions import StartCompletion, start_completion
+from orchestration.job_models import catalog_models
+
+blp = Blueprint("openai", __name__, url_prefix="/openai/v1")
+JOB_HEADER = "X-Creditflow-Job-Id"
+_REQUEST = CompletionRequestSchema()
+
+
+def openai_error(status: int, message: str, **fields: Any) -> Response:
+    """An error answer in OpenAI's shape."""
+    return Response(json.dumps(error(status, message, **fields)), status=status, mimetype="application/json")
+
+
+@blp.get("/models")
+def list_models() -> Response:
+    """The catalog's chat models that can answer here, as OpenAI's model list."""
+    authenticate()
+    items = [
+        {"id": spec.id, "object": "model", "created": 0, "owned_by": spec.provider}
+        for spec in catalog_models(services())
+        if spec.kind == "chat" and spec.available and spec.priced
+    ]
+    return Response(json.dumps({"object": "list", "data": items}), mimetype="application/json")
+
+
+@blp.post("/chat/completions")
+@rate_limit("jobs")
+def chat_completions() -> Response:
+    """Answer the conversation in `messages`; streamed (`stream: true`) or whole."""
+    auth = authenticate()
+    raw = request.get_json(silent=True)
+    if not isinstance(raw, dict):
+        return openai_error(400, "The body must be a JSON object.", code="invalid_json")
+    refused = unsupported_parameter(raw)
+    if refused is not None:
+        return openai_error(400, refused[1], code="unsupported_parameter", param=refused[0])
+    try:
+        body = _REQUEST.load(raw)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"body": exc.messages}
+        field = next(iter(messages), None)
+        return openai_error(400, f"Invalid request: {messages}", code="invalid_value", param=field)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 200 and key.isprintable() and key.isascii()):
+        return openai_error(400, "Idempotency-Key must be 1 to 200 printable ASCII characters.")
+    command = StartCompletion(
+        user_id=auth.user_id,
+        model=body["model"],
+        messages=body["messages"],
+        max_tokens=body.get("max_tokens"),
+        options={name: body[name] for name in ("temperature", "top_p", "stop") if body.get(name) is not None},
+        end_user=body.get("user"),
+        idempotency_key=key,
+        api_key_id=auth.api_key_id,
+        daily_credit_limit=auth.daily_credit_limit,
+    )
+    try:
+        row, _created = start_completion(services(), command)
+    except ModelUnavailable as exc:
+        return openai_error(404, str(exc), code="model_not_found", param="model")
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    answer = completion_answer(
+        row, created=int(time.time()), stream=bool(body.get("stream")), include_usage=include_usage
+    )
+    answer.headers[JOB_HEADER] = row.id
+    return answer
+
+
+def init_openai_api(app: Flask) -> None:
+    """Register the blueprint, and answer every error under /openai in OpenAI's shape."""
+    app.register_blueprint(blp)
+
+    @app.after_request
+    def _openai_errors(response: Response) -> Response:
+        if not request.path.startswith("/openai/") or response.mimetype != PROBLEM_JSON:
+            return response
+        problem = json.loads(response.get_data())
+        status = int(problem.get("status") or response.status_code)
+        status = 400 if status == 422 else status  # OpenAI clients expect 400 for a bad request
+        kind = str(problem.get("type", "")).rsplit("/", 1)[-1] or None
+        extra = {name: problem[name] for name in ("available", "required", "limit") if name in problem}
+        body = error(status, str(problem.get("detail") or problem.get("title") or ""), code=kind, **extra)
+        converted = Response(json.dumps(body), status=status, mimetype="application/json")
+        for name in ("Retry-After", "WWW-Authenticate"):
+            if name in response.headers:
+                converted.headers[name] = response.headers[name]
+        return converted

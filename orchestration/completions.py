@@ -1,0 +1,158 @@
+"""The `completion` job kind: a whole conversation sent by an OpenAI client, answered by one model reply.
+
+The OpenAI-compatible API (api/openai_api.py) is a thin adapter over this: the same quote and hold
+(the prompt's token bound plus `max_tokens`), saga, settlement, ledger entries, rate limits, API-key
+daily limits and Idempotency-Key as every job; no conversation is stored (the client sends it whole).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Row
+
+from assistant.pricing import chat_hold
+from assistant.providers import ProviderError
+from assistant.reply import stream_reply
+from assistant.selection import select_model
+from assistant.transcript import Turn, token_bound
+from ledger.amounts import credits_text
+from orchestration.bootstrap import Services
+from orchestration.context import RunContext
+from orchestration.errors import FinalError, RetryableError
+from orchestration.job_models import catalog_models, job_model, work_queue
+from orchestration.jobs import CreateJob, create_job
+from orchestration.kinds import JobKind, Quote, QuoteError, register
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class StartCompletion:
+    """Command: answer `messages` with `model` (sampling options as the client gave them)."""
+
+    user_id: str
+    model: str
+    messages: list[Turn]
+    max_tokens: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # temperature, top_p, stop
+    end_user: str | None = None  # the client's own user id (OpenAI's `user`), kept on the job
+    idempotency_key: str | None = None
+    api_key_id: str | None = None
+    daily_credit_limit: int | None = None
+
+    def request(self) -> dict[str, Any]:
+        """What the client asked for (an Idempotency-Key replay compares it)."""
+        return {
+            "model": self.model,
+            "messages": self.messages,
+            "max_tokens": self.max_tokens,
+            "options": dict(self.options),
+            "user": self.end_user,
+        }
+
+
+def start_completion(services: Services, command: StartCompletion) -> tuple[Row[Any], bool]:
+    """Quote and hold the reply's worst case, create the job and enqueue it; (job, created)."""
+    spec = select_model(catalog_models(services), explicit=command.model)
+    max_tokens = command.max_tokens or min(
+        services.settings.CHAT_DEFAULT_MAX_TOKENS, spec.context_length // 2
+    )
+    prompt_tokens = token_bound(command.messages)
+    if max_tokens >= spec.context_length or prompt_tokens + max_tokens > spec.context_length:
+        raise QuoteError(
+            f"the messages ({prompt_tokens} tokens at most) and max_tokens ({max_tokens}) don't fit "
+            f"{spec.id}'s context of {spec.context_length} tokens"
+        )
+    params = {
+        "model": spec.id,
+        "messages": command.messages,
+        "max_tokens": max_tokens,
+        "prompt_tokens": prompt_tokens,
+        "options": dict(command.options),
+        "user": command.end_user,
+        "pricing": dict(spec.pricing),
+        "price_version": spec.price_version,
+        "queue": work_queue(spec),
+        "time_limit_s": services.settings.INTERACTIVE_TIME_LIMIT_S,
+    }
+    job = CreateJob(
+        user_id=command.user_id,
+        kind="completion",
+        params=params,
+        idempotency_key=command.idempotency_key,
+        api_key_id=command.api_key_id,
+        daily_credit_limit=command.daily_credit_limit,
+        request=command.request(),
+    )
+    return create_job(services, job)
+
+
+def price(params: Mapping[str, Any]) -> Quote:
+    """The worst case at the prices frozen into the params: the prompt's token bound + max_tokens."""
+    pricing = params["pricing"]
+    amount = chat_hold(
+        pricing, prompt_tokens=int(params["prompt_tokens"]), max_tokens=int(params["max_tokens"])
+    )
+    details = {
+        "model": params["model"],
+        "prompt_tokens": int(params["prompt_tokens"]),
+        "max_tokens": int(params["max_tokens"]),
+        **{k: int(v) for k, v in pricing.items()},
+    }
+    return Quote(amount=amount, price_version=str(params["price_version"]), details=details)
+
+
+@dataclass
+class _Sink:
+    """Adapts the job's RunContext to what a streamed reply reports to."""
+
+    ctx: RunContext
+
+    def token(self, text: str) -> None:
+        self.ctx.token(text)
+
+    def spend(self, total: int) -> None:
+        if total > self.ctx.spent:
+            self.ctx.charge(total - self.ctx.spent)
+
+    def should_stop(self) -> bool:
+        return self.ctx.should_stop()
+
+    def stop_reason(self) -> str | None:
+        return self.ctx.stop_reason
+
+
+def run(ctx: RunContext) -> Mapping[str, Any]:
+    """Stream the reply to the client's messages; provider errors become retry or compensation."""
+    params = ctx.params
+    spec = job_model(ctx)
+    try:
+        reply = stream_reply(
+            spec,
+            [Turn(role=m["role"], content=m["content"]) for m in params["messages"]],
+            max_tokens=int(params["max_tokens"]),
+            settings=ctx.services.settings,
+            pricing=params["pricing"],
+            sink=_Sink(ctx),
+            options=params.get("options") or {},
+        )
+    except ProviderError as exc:
+        raise (RetryableError if exc.retryable else FinalError)(str(exc)) from exc
+    return {**reply, "model": spec.id, "cost": credits_text(min(int(reply["cost"]), ctx.held))}
+
+
+COMPLETION = register(
+    JobKind(
+        name="completion",
+        queue="interactive",
+        price=price,
+        run=run,
+        model=lambda params: str(params["model"]),
+        route=lambda params: str(params.get("queue", "interactive")),
+        limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
+        restartable=False,  # the client saw part of the reply: a lost worker ends it failed
+    )
+)
