@@ -7,6 +7,7 @@ from typing import Any
 
 import marshmallow as ma
 
+from api.fields import JsonInteger
 from api.money import Credits
 from api.pagination import page_schema
 
@@ -84,7 +85,9 @@ class NewMessageSchema(ma.Schema):
 
     content = ma.fields.String(required=True, validate=ma.validate.Length(1, 100_000))
     model = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(1, 100))
-    max_tokens = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, 32_768))
+    max_tokens = JsonInteger(
+        load_default=None, allow_none=True, validate=ma.validate.Range(1, 32_768)
+    )
 
 
 class MessageArgsSchema(ma.Schema):

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import redis
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_smorest import abort
 
+from api.event_schemas import ENTRY_ID
 from api.services import services
 from orchestration import jobs as job_cases
 from orchestration import progress
+from orchestration.stream_slots import HeldStream, StreamSlots
 from orchestration.tables import FINAL_STATUSES
 
 log = logging.getLogger(__name__)
-ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
@@ -30,10 +30,16 @@ def _frame(entry_id: str | None, event: dict[str, Any]) -> str:
 
 
 def _last_event_id(default: str, *, allowed: tuple[str, ...] = ("0-0",)) -> str:
-    last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or default
-    if last not in allowed and not ENTRY_ID.match(last):
-        abort(400, message="Last-Event-ID must be an id this stream sent (like 1700000000000-0).")
-    return last
+    # The header wins over the query parameter, but each that is sent must be an id (an empty one is
+    # none, as HTTP stacks drop empty headers). Redis ends a stream at an id beyond its range, with no
+    # final event, so such an id is refused here, before streaming.
+    given = [value for value in (request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
+             if value]
+    for value in given:
+        if value not in allowed and not ENTRY_ID.fullmatch(value):
+            abort(400, message="Last-Event-ID must be an id this stream sent (like 1700000000000-0).",
+                  kind="bad-last-event-id")
+    return given[0] if given else default
 
 
 def _final_from_row(job: Any) -> dict[str, Any]:
@@ -85,7 +91,7 @@ def job_event_stream(job: Any) -> Response:
                 yield from _drain(found.redis, key, position, current)
                 return
 
-    return Response(_ending_cleanly(job_frames()), mimetype="text/event-stream", headers=HEADERS)
+    return _streamed(job.user_id, job_frames())
 
 
 def _ending_cleanly(frames: Iterator[str]) -> Iterator[str]:
@@ -118,4 +124,35 @@ def user_event_stream(user_id: str) -> Response:
         ):
             yield "".join(_frame(*entry) for entry in batch) if batch else ": keep-alive\n\n"
 
-    return Response(_ending_cleanly(frames()), mimetype="text/event-stream", headers=HEADERS)
+    return _streamed(user_id, frames())
+
+
+def _stream_slots() -> StreamSlots:
+    # One per app: it only holds registered scripts; the counting is all in Redis.
+    found = current_app.extensions.get("creditflow_stream_slots")
+    if found is None:
+        settings = services().settings
+        found = StreamSlots(
+            services().redis, limit=settings.SSE_MAX_STREAMS_PER_USER, heartbeat_s=settings.SSE_HEARTBEAT_S
+        )
+        current_app.extensions["creditflow_stream_slots"] = found
+    return found  # type: ignore[no-any-return]
+
+
+def _streamed(user_id: str, frames: Iterator[str]) -> Response:
+    """The SSE response, holding one of the user's stream slots until it ends (429 when none is free)."""
+    slots = _stream_slots()
+    try:
+        slot = slots.acquire(user_id)
+        retry_after = None if slot else slots.retry_after_s(user_id)
+    except redis.RedisError as exc:
+        log.warning("stream slots unavailable: %s", exc)
+        abort(503, message="Event streams are unavailable right now; retry shortly.",
+              headers={"Retry-After": "5"})
+        raise AssertionError("abort returned") from exc
+    if slot is None:
+        abort(429, message=f"At most {slots.limit} event streams may be open at once; close one or retry.",
+              kind="too-many-streams", headers={"Retry-After": str(retry_after)})
+        raise AssertionError("abort returned")
+    held = HeldStream(slots, slot, _ending_cleanly(frames), every_s=services().settings.SSE_HEARTBEAT_S)
+    return Response(held, mimetype="text/event-stream", headers=HEADERS)

@@ -10,6 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from api.auth.context import admin_required, auth_required, current_user_id
+from api.event_schemas import USER_EVENT, stream_doc
 from api.events import user_event_stream
 from api.pagination import PageArgsSchema, decode_time_cursor, page, page_schema, time_position
 from api.services import services
@@ -77,14 +78,7 @@ class MyEvents(MethodView):
     """The caller's balance changes and notifications as Server-Sent Events."""
 
     @auth_required
-    @blp.doc(
-        responses={
-            200: {
-                "description": "text/event-stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
-        }
-    )
+    @blp.doc(**stream_doc("Balance changes and notifications", USER_EVENT, allow_now=True))
     def get(self) -> Any:
         """Follow balance changes (held, available, posted) and notifications; never ends by itself."""
         return user_event_stream(current_user_id())

@@ -38,6 +38,9 @@ def run_api(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
+    from cli.gunicorn_problems import answer_errors_as_problems
+
+    answer_errors_as_problems()  # a 414 or 431 from gunicorn is problem+json too
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

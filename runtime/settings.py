@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     JOB_REENQUEUE_AFTER_S: int = Field(30, ge=1)
     REDIS_MAX_CONNECTIONS: int = Field(0, ge=0, le=100_000)
     SSE_HEARTBEAT_S: float = Field(15.0, gt=0, le=120)
+    SSE_MAX_STREAMS_PER_USER: int = Field(16, ge=1, le=10_000)
     TASK_SOFT_TIME_LIMIT_S: int = Field(300, ge=1)
     AGENT_TIME_LIMIT_S: int = Field(1800, ge=1)
 
