@@ -154,5 +154,7 @@ def _streamed(user_id: str, frames: Iterator[str]) -> Response:
         abort(429, message=f"At most {slots.limit} event streams may be open at once; close one or retry.",
               kind="too-many-streams", headers={"Retry-After": str(retry_after)})
         raise AssertionError("abort returned")
-    held = HeldStream(slots, slot, _ending_cleanly(frames), every_s=services().settings.SSE_HEARTBEAT_S)
+    # Refresh at every heartbeat (half of it: a beat's read may return a hair early).
+    every_s = services().settings.SSE_HEARTBEAT_S / 2
+    held = HeldStream(slots, slot, _ending_cleanly(frames), every_s=every_s)
     return Response(held, mimetype="text/event-stream", headers=HEADERS)

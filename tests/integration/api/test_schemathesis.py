@@ -20,10 +20,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import StopReason, from_schema
 from schemathesis.engine import events as engine_events
 
-from runtime.local import embedded_redis_url, stop_embedded_redis
-from tests.integration.api.conftest import JWT_SECRET, make_token
-from tests.support.databases import backends, fresh_database
-from tests.support.processes import api_server, child_env
+from tests.integration.api.conftest import make_token
+from tests.support.processes import api_server
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +32,7 @@ ADMIN = make_token(sub="schemathesis-admin", roles=["admin"], exp=4102444800)
 # rows, a well-formed but unknown cursor, a grant expiry in the past, a job priced beyond the
 # ledger's range. Anything else refused as 400/415/422 on valid data means the document promised too much.
 MEANINGFUL_REFUSALS = frozenset(
-    {"model-unavailable", "unpriceable", "bad-data", "invalid-cursor", "expiry-in-the-past",
-     "invalid-amount"}
+    {"model-unavailable", "unpriceable", "bad-data", "invalid-cursor", "expiry-in-the-past", "invalid-amount"}
 )
 CHECKED_REFUSALS = (400, 415, 422)
 
@@ -68,54 +65,38 @@ def valid_requests_are_refused_only_for_a_named_reason(ctx: Any, response: Any, 
 
 
 @pytest.fixture(scope="module")
-def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The API on a fresh database (PostgreSQL when configured) with a broker nobody consumes."""
-    tmp = tmp_path_factory.mktemp("schemathesis")
-    broker_dir = tmp / "broker"
-    with fresh_database(backends()[-1], tmp) as engine:
-        env = child_env(
-            DATABASE_URL=engine.url.render_as_string(hide_password=False),
-            REDIS_URL=redis_url,
-            BROKER_URL=embedded_redis_url(broker_dir),
-            AUTH_JWT_SECRET=JWT_SECRET,
-            LEDGER_SIGNING_KEY="hmac:schemathesis-ledger-key-0123456789",
-            CREDITFLOW_ENV="test",
-            VAR_DIR=str(tmp / "var"),
-            API_WORKERS="1",
-            RATE_LIMITS_ENABLED="false",
-            SSE_HEARTBEAT_S="0.2",
-            SSE_MAX_STREAMS_PER_USER="1000",
-        )
-        try:
-            with api_server(env=env, log=tmp / "api.log") as base:
-                yield base
-        finally:
-            stop_embedded_redis(broker_dir)
+def api(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API on a fresh database, short heartbeats, no stream cap in the way."""
+    env = {**server_env, "SSE_HEARTBEAT_S": "0.2", "SSE_MAX_STREAMS_PER_USER": "1000"}
+    with api_server(env=env, log=tmp_path_factory.mktemp("schemathesis") / "api.log") as base:
+        yield base
 
 
 def _config() -> SchemathesisConfig:
-    return SchemathesisConfig.from_dict({
-        "seed": 20261128,
-        "headers": {"Authorization": f"Bearer {ADMIN}"},  # auth attacks have their own tests
-        "workers": 2,
-        "request-timeout": 10,
-        "max-stream-events": 3,
-        "generation": {
-            "max-examples": EXAMPLES,
-            "deterministic": True,
-            "allow-x00": False,  # refused everywhere with 422, as the document's description says
-        },
-        "checks": {
-            # 402 (the hold) and 422 of a named reason: see valid_requests_are_refused_only_for_a_named_reason
-            "positive_data_acceptance": {
-                "expected-statuses": ["2xx", "3xx", "401", "402", "403", "404", "409", "422", "429"]
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": 20261128,
+            "headers": {"Authorization": f"Bearer {ADMIN}"},  # auth attacks have their own tests
+            "workers": 2,
+            "request-timeout": 10,
+            "max-stream-events": 3,
+            "generation": {
+                "max-examples": EXAMPLES,
+                "deterministic": True,
+                "allow-x00": False,  # refused everywhere with 422, as the document's description says
             },
-        },
-        "operations": [
-            # A user's stream never ends by itself: each case reads what a second brings.
-            {"include-path-regex": "/events$", "request-timeout": 1},
-        ],
-    })
+            "checks": {
+                # 402: the hold; 422: of a named reason (valid_requests_are_refused_only_for_a_named_reason)
+                "positive_data_acceptance": {
+                    "expected-statuses": ["2xx", "3xx", "401", "402", "403", "404", "409", "422", "429"]
+                },
+            },
+            "operations": [
+                # A user's stream never ends by itself: each case reads what a second brings.
+                {"include-path-regex": "/events$", "request-timeout": 1},
+            ],
+        }
+    )
 
 
 def _failures(event: Any) -> list[str]:
