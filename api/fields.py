@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
@@ -39,3 +40,17 @@ class QueryInteger(ma.fields.Integer):
         if isinstance(value, str) and _QUERY_INTEGER.fullmatch(value) is None:
             raise self.make_error("invalid")
         return int(super()._deserialize(value, attr, data, **kwargs))
+
+
+class UtcDateTime(ma.fields.AwareDateTime):
+    """An RFC 3339 timestamp; a stored time without an offset (SQLite hands them back so) is UTC.
+
+    AwareDateTime's `default_timezone` only applies to input: naive times went out without an offset."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | float | None:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)

@@ -5,6 +5,7 @@ Each refusal is a problem+json answer and nothing behind it runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -135,7 +136,7 @@ def require_documented_body(required: frozenset[tuple[str, str]]) -> Any:
 
     def check() -> None:
         rule = request.url_rule
-        if rule is None or (_FLASK_VARIABLE.sub(r"{\1}", rule.rule), request.method) not in required:
+        if rule is None or (_spec_path(rule.rule), request.method) not in required:
             return
         if not _has_body():
             abort(422, message="This operation needs a JSON body; send {} to take every default.",
@@ -144,6 +145,11 @@ def require_documented_body(required: frozenset[tuple[str, str]]) -> Any:
             abort(415, message="Send the body as application/json.", kind="unsupported-media-type")
 
     return check
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec_path(rule: str) -> str:
+    return _FLASK_VARIABLE.sub(r"{\1}", rule)
 
 
 def register_guards(app: Flask, api: ProblemApi) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
@@ -12,6 +11,7 @@ from flask_smorest import Blueprint, abort
 from api.auth.context import admin_required, auth_required, current_user_id
 from api.event_schemas import USER_EVENT, stream_doc
 from api.events import user_event_stream
+from api.fields import UtcDateTime
 from api.pagination import PageArgsSchema, decode_time_cursor, page, page_schema, time_position
 from api.services import services
 from orchestration import dead_letters
@@ -30,8 +30,8 @@ class DeadLetterSchema(ma.Schema):
     reason = ma.fields.String(required=True, metadata={"description": "retries_exhausted or redelivery_cap"})
     error = ma.fields.String(required=True)
     job_id = ma.fields.String(allow_none=True)
-    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
-    replayed_at = ma.fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    created_at = UtcDateTime(required=True)
+    replayed_at = UtcDateTime(allow_none=True)
     replays = ma.fields.Integer(required=True)
 
 

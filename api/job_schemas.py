@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
 from flask import url_for
 
-from api.fields import JsonBoolean, JsonInteger
+from api.fields import JsonBoolean, JsonInteger, UtcDateTime
 from api.money import Credits
 from api.pagination import page_schema
 from orchestration.tables import JOB_STATUSES
@@ -45,9 +44,9 @@ class JobSchema(ma.Schema):
     error = ma.fields.Dict(allow_none=True)
     cost = ma.fields.Nested(CostSchema, required=True)
     attempts = ma.fields.Integer()
-    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
-    started_at = ma.fields.AwareDateTime(allow_none=True, default_timezone=UTC)
-    finished_at = ma.fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    created_at = UtcDateTime(required=True)
+    started_at = UtcDateTime(allow_none=True)
+    finished_at = UtcDateTime(allow_none=True)
 
 
 JobPageSchema = page_schema(JobSchema, "JobPage")

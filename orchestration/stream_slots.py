@@ -42,16 +42,20 @@ redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-# KEYS[1]: the user's set. ARGV: lease in ms, slot id. 1 when the lease was extended, 0 when it had run
-# out already (its place may be someone else's now: the stream should end and the client reconnect).
+# KEYS[1]: the user's set. ARGV: cap, lease in ms, slot id. 1 when the lease was extended, 0 when it had
+# run out and its place is taken (the stream should end; its client reconnects and waits its turn). A
+# lease that ran out while the server was slow comes back if the user is still under the cap.
 REFRESH = NOW_MS + """
-local until_ms = redis.call('ZSCORE', KEYS[1], ARGV[2])
+local until_ms = redis.call('ZSCORE', KEYS[1], ARGV[3])
 if not until_ms or tonumber(until_ms) <= now_ms then
-  redis.call('ZREM', KEYS[1], ARGV[2])
-  return 0
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+    return 0
+  end
 end
-redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[1]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 # KEYS[1]: the user's slot set, ARGV[1]: the slot id.
@@ -100,8 +104,10 @@ class StreamSlots:
         return slot if int(taken) else None
 
     def refresh(self, slot: Slot) -> bool:
-        """Extend the slot's lease; False when it had run out (the stream should end)."""
-        extended = self._scripts["refresh"](keys=[slot_key(slot.user_id)], args=[self.lease_ms, slot.id])
+        """Extend the slot's lease; False when it had run out and the user's cap is full (end the stream)."""
+        extended = self._scripts["refresh"](
+            keys=[slot_key(slot.user_id)], args=[self.limit, self.lease_ms, slot.id]
+        )
         return bool(int(extended))
 
     def release(self, slot: Slot) -> None:

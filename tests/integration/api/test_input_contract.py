@@ -320,3 +320,22 @@ def test_grant_expiry_in_the_past_names_its_reason(
         "credits"
         in assert_problem(client.post("/api/v1/admin/grants", headers=admin, json=too_much), 422)["errors"]
     )
+
+
+def test_timestamps_carry_their_offset_on_every_backend(jobs_client: FlaskClient) -> None:
+    # SQLite hands stored times back without an offset; the document promises RFC 3339 date-times.
+    headers, _ = new_user(jobs_client)
+    conversation = jobs_client.post("/api/v1/chat/conversations", headers=headers, json={}).json
+    job = jobs_client.post("/api/v1/diagnostics/jobs", headers=headers, json={"steps": 1}).json
+    listed = jobs_client.get("/api/v1/chat/conversations", headers=headers).json["items"][0]
+    detail = jobs_client.get(f"/api/v1/chat/conversations/{conversation['id']}", headers=headers).json
+    polled = jobs_client.get(job["status_url"], headers=headers).json
+    jobs = jobs_client.get("/api/v1/jobs", headers=headers).json["items"][0]
+    for stamp in (
+        listed["created_at"],
+        listed["updated_at"],
+        detail["created_at"],
+        polled["created_at"],
+        jobs["created_at"],
+    ):
+        assert stamp.endswith("+00:00"), stamp

@@ -77,7 +77,7 @@ def _config() -> SchemathesisConfig:
         {
             "seed": 20261128,
             "headers": {"Authorization": f"Bearer {ADMIN}"},  # auth attacks have their own tests
-            "workers": 2,
+            "workers": 1,  # CPython 3.11.7 miscounts AST recursion across threads (gh-106905)
             "request-timeout": 10,
             "max-stream-events": 3,
             "generation": {

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 import requests
 
 from tests.integration.api.conftest import bearer, make_token
+from tests.integration.jobs.conftest import wait_for
 from tests.support.processes import ROOT, creditflow, free_port, stop, wait_http
 
 pytestmark = pytest.mark.slow
@@ -36,12 +36,15 @@ def _server(env: dict[str, str], log: Path) -> Iterator[tuple[str, Any]]:
 def hosts(
     server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[tuple[str, Any]]]:
-    """Two API "hosts" on one Redis: the first beats every 0.5 s, the second every 2 s (a 6 s lease)."""
+    """Two API "hosts" on one Redis: the first beats every 0.5 s and has 6 threads, the second beats every
+    2 s (a 6 s lease)."""
     logs = tmp_path_factory.mktemp("hosts")
     cap = {"SSE_MAX_STREAMS_PER_USER": str(CAP)}
     with ExitStack() as stack:
         yield [
-            stack.enter_context(_server({**server_env, **cap, "SSE_HEARTBEAT_S": "0.5"}, logs / "a.log")),
+            stack.enter_context(
+                _server({**server_env, **cap, "SSE_HEARTBEAT_S": "0.5", "API_THREADS": "6"}, logs / "a.log")
+            ),
             stack.enter_context(_server({**server_env, **cap, "SSE_HEARTBEAT_S": "2"}, logs / "b.log")),
         ]
 
@@ -56,16 +59,6 @@ def _streaming(answer: requests.Response) -> requests.Response:
     assert answer.status_code == 200, answer.text[:300]
     assert answer.raw.read(6) == b"retry:"  # the stream is live: the slot is held
     return answer
-
-
-def _until(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout}s")
 
 
 def _refused(answer: requests.Response) -> bool:
@@ -96,13 +89,16 @@ def test_the_cap_holds_across_hosts_frees_on_close_and_after_a_crash(
     # The cap counts every stream of the user, on every host, of both kinds.
     for base, path in ((first, "/api/v1/me/events"), (second, job_events)):
         assert _refused(_open(base, path, alice)), (base, path)
+    # A refused stream holds no thread: more tries than the first host has threads leave it serving others.
+    for _ in range(8):
+        assert _refused(_open(first, "/api/v1/me/events", alice))
     # Another user streams and reads as usual.
     with _streaming(_open(second, "/api/v1/me/events", bob)):
         balance = requests.get(f"{first}/api/v1/credits/balance", headers=bearer(bob), timeout=10)
         assert balance.status_code == 200
     # A stream the client closes gives its slot back (seen at the server's next heartbeat write).
     open_streams.pop(0).close()
-    reopened = _until(
+    reopened = wait_for(
         lambda: _held_or_none(_open(first, "/api/v1/me/events", alice)),
         timeout=20,
         what="a slot freed by a closed stream",
@@ -111,7 +107,7 @@ def test_the_cap_holds_across_hosts_frees_on_close_and_after_a_crash(
     # The second host dies holding a stream: no release, but its lease (6 s) runs out.
     stop(second_process, sig=signal.SIGKILL, timeout=5)
     assert _refused(_open(first, "/api/v1/me/events", alice))
-    replaced = _until(
+    replaced = wait_for(
         lambda: _held_or_none(_open(first, "/api/v1/me/events", alice)),
         timeout=30,
         what="the dead host's slot to expire",
