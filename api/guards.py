@@ -15,10 +15,10 @@ from flask_smorest import abort
 
 from api.errors import ProblemApi
 
-MAX_JSON_DEPTH = 32
-# A JSON body's own syntax can't be trusted to parse safely: py_ecc (through eth-account) raises the
+# A JSON body's nesting is checked before anything parses it: py_ecc (through eth-account) raises the
 # interpreter's recursion limit to 100000, so json.loads of 100000 nested "[" overflows the C stack
-# and kills the worker process instead of raising RecursionError.
+# and kills the worker process (and every request and stream it holds) instead of raising RecursionError.
+MAX_JSON_DEPTH = 32
 _BRACKETS_ONLY = bytes(set(range(256)) - set(b"[]{}"))
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 # Escapes that decode to NUL or to a UTF-16 surrogate; only a body holding one is parsed here.
@@ -26,12 +26,12 @@ _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FLASK_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # /jobs/<job_id> -> /jobs/{job_id}, as in the spec
 JSON_TYPES = ("application/json",)
-DOOR_RULES = f"""Every error is `application/problem+json` (RFC 9457). Before any operation runs:
+DOOR_RULES = """Every error is `application/problem+json` (RFC 9457). Before any operation runs:
 
-- a body over 1 MiB is refused with 413, whether it has a Content-Length or comes chunked;
+- a body over {max_body} bytes is refused with 413, whether it has a Content-Length or comes chunked;
 - a request line over 4094 bytes is refused with 414, headers over gunicorn's limits with 431;
 - NUL (raw or `\\u0000`, in the path, query or body) and a lone UTF-16 surrogate in a JSON string
-  (like `\\ud800`) are refused with 422, as is JSON nested more than {MAX_JSON_DEPTH} levels deep;
+  (like `\\ud800`) are refused with 422, as is JSON nested more than {max_depth} levels deep;
 - an operation whose request body is required answers 422 without one and 415 when it is not JSON.
 
 Besides what its schema says, a request may be refused for what it means: 402 (not enough credits),
@@ -141,7 +141,7 @@ def require_documented_body(required: frozenset[tuple[str, str]]) -> Any:
         if not _has_body():
             abort(422, message="This operation needs a JSON body; send {} to take every default.",
                   kind="body-required", errors={"_schema": ["Missing request body."]})
-        if request.mimetype not in JSON_TYPES:
+        if not request.is_json:  # application/json or application/*+json, as the body's parser reads
             abort(415, message="Send the body as application/json.", kind="unsupported-media-type")
 
     return check
@@ -154,7 +154,8 @@ def _spec_path(rule: str) -> str:
 
 def register_guards(app: Flask, api: ProblemApi) -> None:
     """Run the door checks before every request (call after the blueprints are registered)."""
-    api.spec.options.setdefault("info", {})["description"] = DOOR_RULES
+    rules = DOOR_RULES.format(max_body=app.config["MAX_CONTENT_LENGTH"], max_depth=MAX_JSON_DEPTH)
+    api.spec.options.setdefault("info", {})["description"] = rules
     app.before_request(reject_oversized_body)
     app.before_request(reject_unstorable_text)
     app.before_request(require_documented_body(body_required_by(api)))
