@@ -15,9 +15,9 @@ from flask_smorest import abort
 
 from api.errors import ProblemApi
 
-# A JSON body's nesting is checked before anything parses it: py_ecc (through eth-account) raises the
-# interpreter's recursion limit to 100000, so json.loads of 100000 nested "[" overflows the C stack
-# and kills the worker process (and every request and stream it holds) instead of raising RecursionError.
+# A JSON body's nesting is checked before anything parses it: with py_ecc's recursion limit (see
+# api.app.RECURSION_LIMIT) json.loads of 100000 nested "[" overflowed the C stack and killed the worker
+# process; with the default it raises RecursionError, which the body's parser does not catch (a 500).
 MAX_JSON_DEPTH = 32
 _BRACKETS_ONLY = bytes(set(range(256)) - set(b"[]{}"))
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)

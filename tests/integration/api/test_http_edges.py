@@ -95,3 +95,14 @@ def test_hostile_nesting_is_refused_and_the_worker_lives(api: str, log: Path) ->
         assert problem["type"].endswith("/json-too-deep")
     assert requests.get(f"{api}/healthz", timeout=10).status_code == 200
     assert "SIGSEGV" not in log.read_text(errors="replace")
+
+
+def test_hostile_nesting_inside_analysis_data_is_refused_and_the_worker_lives(api: str, log: Path) -> None:
+    # `data` is a string the API parses as JSON when the task is created: the door can't see its nesting.
+    body = {"kind": "analysis", "prompt": "x", "max_credits": "1", "data": "[" * 100_000}
+    answer = requests.post(f"{api}/api/v1/agent-tasks", json=body, headers=bearer(make_token()), timeout=30)
+    problem = _problem(answer, 422)
+    assert problem["type"].endswith("/bad-data")
+    assert "nested too deeply" in problem["detail"]
+    assert requests.get(f"{api}/healthz", timeout=10).status_code == 200
+    assert "SIGSEGV" not in log.read_text(errors="replace")
