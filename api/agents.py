@@ -27,17 +27,14 @@ class AgentTaskSchema(ma.Schema):
     kind = ma.fields.String(required=True, validate=ma.validate.OneOf(KINDS))
     prompt = ma.fields.String(required=True, validate=ma.validate.Length(1, 20_000))
     model = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(1, 100))
-    max_credits = Credits(required=True, metadata={"description": "credits: the hold and the hard cap"})
+    max_credits = Credits(
+        sign="positive", required=True, metadata={"description": "credits: the hold and the hard cap"}
+    )
     data = ma.fields.String(
         load_default=None,
         allow_none=True,
         metadata={"description": "analysis only: CSV with a header row, or JSON records (size-limited)"},
     )
-
-    @ma.validates("max_credits")
-    def _positive(self, value: int, **_kwargs: Any) -> None:
-        if value <= 0:
-            raise ma.ValidationError("max_credits must be more than 0.")
 
 
 @blp.route("/agent-tasks")

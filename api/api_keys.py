@@ -20,12 +20,7 @@ class NewApiKeySchema(ma.Schema):
     """A key to make; `daily_credit_limit` caps what holds placed with it may reserve per UTC day."""
 
     name = ma.fields.String(required=True, validate=ma.validate.Length(1, 100))
-    daily_credit_limit = Credits(allow_none=True, load_default=None)
-
-    @ma.validates("daily_credit_limit")
-    def _positive(self, value: int | None, **_kwargs: Any) -> None:
-        if value is not None and value <= 0:
-            raise ma.ValidationError("Must be positive.")
+    daily_credit_limit = Credits(sign="positive", allow_none=True, load_default=None)
 
 
 class ApiKeySchema(ma.Schema):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from flask import Flask
 
@@ -18,10 +19,14 @@ from orchestration.bootstrap import Services, bootstrap
 from runtime.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1 * 1024 * 1024
+# py_ecc (imported by eth-account, for SIWE) raises the interpreter's recursion limit to 100000: deeply
+# nested input then overflows the C stack and kills the worker process instead of raising RecursionError.
+RECURSION_LIMIT = 1000  # Python's default
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the WSGI app; connections come from `services` (bootstrap builds them lazily)."""
+    sys.setrecursionlimit(RECURSION_LIMIT)  # after every import: see RECURSION_LIMIT
     settings = settings or (services.settings if services else get_settings())
     services = services or bootstrap(settings)
     # The API verifies checkpoints and never signs: it keeps the verifier, not the signing key.

@@ -17,6 +17,7 @@ from a2wsgi import WSGIMiddleware
 from flask import Flask
 
 from api.async_streams import AsyncStreams
+from api.errors import PROBLEM_JSON, problem_document
 from api.stream_protocol import FRONT_ENVIRON_KEY, STREAM_HEADER
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,11 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _HEADER = STREAM_HEADER.lower().encode("latin-1")
+# The door's limits on the request itself (gunicorn's defaults): a request line, one header line, and
+# the number of headers. Beyond them the answer is a problem, before any application code runs.
+MAX_REQUEST_LINE = 4094
+MAX_HEADER_LINE = 8190
+MAX_HEADERS = 100
 
 
 class StreamingFront:
@@ -32,10 +38,13 @@ class StreamingFront:
     def __init__(self, flask_app: Flask, *, threads: int) -> None:
         def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
             environ[FRONT_ENVIRON_KEY] = True
+            # a2wsgi's input ends where the body does: a chunked body (no Content-Length) is read whole
+            # (werkzeug reads none of it unless told so, as gunicorn does).
+            environ["wsgi.input_terminated"] = True
             return flask_app.wsgi_app(environ, start_response)
 
         self.flask_app = flask_app
-        self.wsgi = WSGIMiddleware(wsgi, workers=threads)  # type: ignore[arg-type]
+        self.wsgi: Any = WSGIMiddleware(wsgi, workers=threads)  # type: ignore[arg-type]
         self.streams = AsyncStreams(flask_app.extensions["creditflow"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -44,6 +53,10 @@ class StreamingFront:
             return
         if scope["type"] != "http":
             await self.wsgi(scope, receive, send)
+            return
+        refused = _refusal(scope)
+        if refused is not None:
+            await _send_problem(send, *refused)
             return
         handed: dict[str, Any] = {}
 
@@ -72,6 +85,32 @@ class StreamingFront:
                 return
 
 
+def _refusal(scope: Scope) -> tuple[int, str] | None:
+    target = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string") or b"")
+    if target + len(scope["method"]) + 10 > MAX_REQUEST_LINE:
+        return 414, f"The request line is too large (at most {MAX_REQUEST_LINE} bytes)."
+    headers = scope.get("headers") or []
+    if len(headers) > MAX_HEADERS or any(
+        len(name) + len(value) + 2 > MAX_HEADER_LINE for name, value in headers
+    ):
+        return (
+            431,
+            f"The request header fields are too large (at most {MAX_HEADERS} of {MAX_HEADER_LINE} bytes).",
+        )
+    return None
+
+
+async def _send_problem(send: Send, status: int, detail: str) -> None:
+    body = json.dumps(problem_document(status, detail)).encode()
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def create_asgi_app(flask_app: Flask | None = None) -> StreamingFront:
     """The API as ASGI (what `creditflow api` serves): the Flask app from `create_app` behind the front."""
     if flask_app is None:
@@ -80,4 +119,3 @@ def create_asgi_app(flask_app: Flask | None = None) -> StreamingFront:
         flask_app = create_app()
     services = flask_app.extensions["creditflow"]
     return StreamingFront(flask_app, threads=services.settings.API_THREADS)
-

@@ -107,7 +107,9 @@ class AsyncStreams:
             batch = await self._read(key, last, block=True)
             if batch:
                 last = batch[-1][0]
-                ended = [i for i, (_entry, event) in enumerate(batch) if event.get("type") in progress.FINAL_TYPES]
+                ended = [
+                    i for i, (_entry, event) in enumerate(batch) if event.get("type") in progress.FINAL_TYPES
+                ]
                 shown = batch[: ended[0] + 1] if ended else batch
                 await _write(send, "".join(frame(*entry) for entry in shown))
                 if ended:
@@ -139,8 +141,9 @@ class AsyncStreams:
         await _end(send)
 
     async def _openai(self, descriptor: dict[str, Any], send: Send, _slot: Slot | None) -> None:
-        relay = OpenAIRelay(descriptor["job_id"], descriptor["created"], descriptor["model"],
-                            descriptor["include_usage"])
+        relay = OpenAIRelay(
+            descriptor["job_id"], descriptor["created"], descriptor["model"], descriptor["include_usage"]
+        )
         job_header = (b"x-creditflow-job-id", descriptor["job_id"].encode())
         key, last = progress.job_stream(descriptor["job_id"]), "0-0"
         if descriptor["stream"]:
@@ -163,7 +166,11 @@ class AsyncStreams:
             return
         status, answer = (502, relay.failure) if relay.failure is not None else (200, relay.completion)
         raw = json.dumps(answer).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), job_header]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+            job_header,
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": raw})
 
@@ -171,12 +178,16 @@ class AsyncStreams:
         answer: Any = await self.redis.xread(
             {key: last}, block=int(self.heartbeat_s * 1000) if block else None, count=500
         )
-        return [(entry, json.loads(fields["data"])) for _key, entries in answer or [] for entry, fields in entries]
+        return [
+            (entry, json.loads(fields["data"])) for _key, entries in answer or [] for entry, fields in entries
+        ]
 
     async def _drain(self, send: Send, key: str, last: str, final: dict[str, Any]) -> None:
         """What follows `last` in a finished job's stream, then its final event if the stream lacks one."""
-        events = await self.redis.xread({key: last}, count=100_000)
-        entries = [(entry, json.loads(fields["data"])) for _key, rows in events or [] for entry, fields in rows]
+        events: Any = await self.redis.xread({key: last}, count=100_000)
+        entries = [
+            (entry, json.loads(fields["data"])) for _key, rows in events or [] for entry, fields in rows
+        ]
         text = "".join(frame(*entry) for entry in entries)
         if not any(event.get("type") in progress.FINAL_TYPES for _entry, event in entries):
             text += frame(None, final)
@@ -205,7 +216,9 @@ class AsyncStreams:
         # The client left before the end: it pays for what was delivered.
         def cancel() -> None:
             with contextlib.suppress(JobAlreadyFinished):
-                job_cases.cancel_job(self.services, user_id=descriptor["user_id"], job_id=descriptor["job_id"])
+                job_cases.cancel_job(
+                    self.services, user_id=descriptor["user_id"], job_id=descriptor["job_id"]
+                )
 
         await asyncio.to_thread(cancel)
 
@@ -217,7 +230,9 @@ async def _disconnected(receive: Receive) -> None:
 
 async def _start(send: Send, *, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
-    headers += [(name.lower().encode(), value.encode()) for name, value in HEADERS.items() if name != "Connection"]
+    headers += [
+        (name.lower().encode(), value.encode()) for name, value in HEADERS.items() if name != "Connection"
+    ]
     await send({"type": "http.response.start", "status": 200, "headers": [*headers, *(extra or [])]})
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
 
+from api.fields import JsonInteger, UtcDateTime
 from api.money import Credits
 from api.pagination import page_schema
 
@@ -44,8 +44,8 @@ class ConversationSchema(ma.Schema):
     id = ma.fields.String(required=True)
     title = ma.fields.String(allow_none=True)
     model = ma.fields.String(allow_none=True)
-    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
-    updated_at = ma.fields.AwareDateTime(default_timezone=UTC)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime()
 
 
 ConversationPageSchema = page_schema(ConversationSchema, "ConversationPage")
@@ -70,7 +70,7 @@ class MessageSchema(ma.Schema):
     usage = ma.fields.Nested(UsageSchema, allow_none=True)
     cost = Credits(allow_none=True)
     finish_reason = ma.fields.String(allow_none=True)
-    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
+    created_at = UtcDateTime(required=True)
 
 
 class ConversationDetailSchema(ConversationSchema):
@@ -84,7 +84,9 @@ class NewMessageSchema(ma.Schema):
 
     content = ma.fields.String(required=True, validate=ma.validate.Length(1, 100_000))
     model = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(1, 100))
-    max_tokens = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, 32_768))
+    max_tokens = JsonInteger(
+        load_default=None, allow_none=True, validate=ma.validate.Range(1, 32_768)
+    )
 
 
 class MessageArgsSchema(ma.Schema):

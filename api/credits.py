@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import marshmallow as ma
@@ -12,10 +13,12 @@ import ledger
 from api.auth import auth_required, current_auth
 from api.me import BalanceSchema, balance_dict
 from api.money import Credits
-from api.pagination import PageArgsSchema, decode_cursor, encode_cursor, page_schema
+from api.pagination import PageArgsSchema, decode_position_cursor, encode_cursor, page_schema
 from api.services import ledger_verifier, services
 from ledger.tables import entries
 
+JOB_HOLD_PREFIX = "job:"
+ENTRY_ID = re.compile("[0-9]{1,18}")
 blp = Blueprint("credits", __name__, url_prefix="/api/v1/credits", description="Balance and ledger history")
 
 
@@ -65,14 +68,22 @@ def balance() -> dict[str, int]:
 @blp.response(200, TransactionPageSchema)
 def transactions(args: dict[str, Any]) -> dict[str, Any]:
     """The caller's ledger entries, newest first."""
-    values = decode_cursor(args["cursor"], size=1)
-    cursor = str(values[0]) if values else None
+    position = decode_position_cursor(args["cursor"])
     with services().uow() as session:
         found = ledger.transactions(
-            session, user_id=current_auth().user_id, limit=args["limit"], cursor=cursor
+            session, user_id=current_auth().user_id, limit=args["limit"],
+            cursor=None if position is None else str(position),
         )
     after = found["next_cursor"]
-    return {"items": found["items"], "next_cursor": encode_cursor([int(after)]) if after else None}
+    items = [{**item, "job_id": job_of_hold(item["job_id"])} for item in found["items"]]
+    return {"items": items, "next_cursor": encode_cursor([int(after)]) if after else None}
+
+
+def job_of_hold(reference: str | None) -> str | None:
+    """The job id in a hold's ledger reference: jobs place holds as `job:<id>` (orchestration.jobs)."""
+    if reference is None or not reference.startswith(JOB_HOLD_PREFIX):
+        return None
+    return reference.removeprefix(JOB_HOLD_PREFIX)
 
 
 @blp.route("/transactions/<entry_id>/proof", methods=["GET"])
@@ -80,7 +91,7 @@ def transactions(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, ProofSchema)
 def proof(entry_id: str) -> dict[str, Any]:
     """The inclusion proof of one of the caller's entries in a signed checkpoint (409 until sealed)."""
-    if not entry_id.isdigit() or len(entry_id) > 18:
+    if not ENTRY_ID.fullmatch(entry_id):  # str.isdigit() takes "¹", which int() refuses
         abort(404, message="Not found.")
     with services().uow() as session:
         account = ledger.account(session, user_id=current_auth().user_id)

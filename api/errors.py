@@ -24,15 +24,38 @@ class ProblemSchema(ma.Schema):
     title = ma.fields.String()
     status = ma.fields.Integer()
     detail = ma.fields.String()
-    errors = ma.fields.Dict(metadata={"description": "Field errors, for validation problems"})
+    errors = ma.fields.Dict(
+        metadata={
+            "description": "Validation problems: each body field (`_schema`: the body as a whole) maps to "
+            "its messages; errors in the query string are nested under `query`, in headers under `headers`"
+        }
+    )
+
+
+def problem_document(status: int, detail: str, /, *, kind: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON members of a problem: type, title, status, detail, then `extra` (never overriding those)."""
+    title = _title(status)
+    body = {"type": PROBLEM_BASE + (kind or _slug(title)), "title": title, "status": status, "detail": detail}
+    body.update({name: value for name, value in extra.items() if name not in body})
+    return body
 
 
 def problem(status: int, detail: str, /, *, kind: str | None = None, **extra: Any) -> Response:
     """A problem+json response with the given status, detail and extra fields (never overriding those)."""
-    title = _title(status)
-    body = {"type": PROBLEM_BASE + (kind or _slug(title)), "title": title, "status": status, "detail": detail}
-    body.update({name: value for name, value in extra.items() if name not in body})
+    body = problem_document(status, detail, kind=kind, **extra)
     return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+
+
+def field_errors(messages: Any) -> dict[str, Any]:
+    """webargs' messages as the documented `errors` object (a mapping, never a bare list).
+
+    webargs nests them by location: a body's field map is shown as is, a message about the body
+    as a whole (invalid JSON, a list where an object belongs) goes under `_schema`, as marshmallow does.
+    """
+    if not isinstance(messages, dict):
+        return {"_schema": list(messages) if isinstance(messages, list | tuple) else [str(messages)]}
+    body = messages.get("json", messages)
+    return body if isinstance(body, dict) else {"_schema": body}
 
 
 def _title(status: int) -> str:
@@ -68,12 +91,13 @@ class ProblemApi(Api):  # type: ignore[misc]
         extra: dict[str, Any] = {}
         errors = data.get("errors") or data.get("messages")
         if errors:
-            # webargs nests errors by location ("json", "query"); keep the field map readable.
-            extra["errors"] = errors.get("json", errors) if isinstance(errors, dict) else errors
+            extra["errors"] = field_errors(errors)
         extra.update(data.get("extra", {}))
         detail = data.get("message") or error.description or ""
         if error.code == 422 and errors and not data.get("message"):
             detail = "The request body or parameters are invalid; see `errors`."
+        if error.code == 400 and errors and not data.get("message"):
+            detail = "The request body is not valid JSON."  # webargs' only 400
         response = problem(error.code or 500, detail, kind=data.get("kind"), **extra)
         for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value

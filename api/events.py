@@ -1,52 +1,53 @@
-"""Server-Sent Events over Redis streams: a job's progress and a user's balance changes."""
+"""Server-Sent Events over Redis streams: a job's progress and a user's balance changes.
+
+The views decide (ownership, Last-Event-ID, the per-user cap on open streams); the streaming itself is
+a coroutine of the async front when the API runs on it (api/async_streams.py), else the generators here.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import redis
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_smorest import abort
 
+from api.event_frames import HEADERS, final_event
+from api.event_frames import frame as _frame
+from api.event_schemas import ENTRY_ID
 from api.services import services
+from api.stream_protocol import async_front, stream_descriptor
 from orchestration import jobs as job_cases
 from orchestration import progress
+from orchestration.stream_slots import HeldStream, Slot, StreamSlots
 from orchestration.tables import FINAL_STATUSES
 
 log = logging.getLogger(__name__)
-ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
-
-
-def _frame(entry_id: str | None, event: dict[str, Any]) -> str:
-    # An event made from the job row has no stream id: the client's Last-Event-ID stays as it was.
-    data = json.dumps(event, separators=(",", ":"))
-    head = f"id: {entry_id}\n" if entry_id else ""
-    return f"{head}event: {event['type']}\ndata: {data}\n\n"
 
 
 def _last_event_id(default: str, *, allowed: tuple[str, ...] = ("0-0",)) -> str:
-    last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or default
-    if last not in allowed and not ENTRY_ID.match(last):
-        abort(400, message="Last-Event-ID must be an id this stream sent (like 1700000000000-0).")
-    return last
+    # The header wins over the query parameter, but each that is sent must be an id (an empty one is
+    # none, as HTTP stacks drop empty headers). Redis ends a stream at an id beyond its range, with no
+    # final event, so such an id is refused here, before streaming.
+    given = [
+        value for value in (request.headers.get("Last-Event-ID"), request.args.get("last_event_id")) if value
+    ]
+    for value in given:
+        if value not in allowed and not ENTRY_ID.fullmatch(value):
+            abort(
+                400,
+                message="Last-Event-ID must be an id this stream sent (like 1700000000000-0).",
+                kind="bad-last-event-id",
+            )
+    return given[0] if given else default
 
 
 def _final_from_row(job: Any) -> dict[str, Any]:
-    kind = {"succeeded": "result", "failed": "failed", "canceled": "canceled"}[job.status]
-    return progress.job_event(
-        job.id,
-        kind,
-        held=job.cost_held,
-        spent=job.cost_charged or 0,
-        status=job.status,
-        result=job.result,
-        error=job.error,
-    )
+    final = final_event(job)
+    assert final is not None, "only a finished job has a final event"
+    return final
 
 
 def _drain(client: redis.Redis, key: str, last: str, job: Any) -> Iterator[str]:
@@ -66,6 +67,11 @@ def job_event_stream(job: Any) -> Response:
     heartbeat_ms = int(found.settings.SSE_HEARTBEAT_S * 1000)
     last = _last_event_id("0-0")
     key = progress.job_stream(job.id)
+    if async_front():
+        slot = _acquire_slot(job.user_id)
+        return stream_descriptor(
+            "job", user_id=job.user_id, slot=slot.id, job_id=job.id, last=last, final=final_event(job)
+        )
 
     def job_frames() -> Iterator[str]:
         yield "retry: 2000\n\n"
@@ -85,7 +91,7 @@ def job_event_stream(job: Any) -> Response:
                 yield from _drain(found.redis, key, position, current)
                 return
 
-    return Response(_ending_cleanly(job_frames()), mimetype="text/event-stream", headers=HEADERS)
+    return _streamed(job.user_id, job_frames())
 
 
 def _ending_cleanly(frames: Iterator[str]) -> Iterator[str]:
@@ -110,6 +116,9 @@ def user_event_stream(user_id: str) -> Response:
             else None
         )
         last = str(info["last-generated-id"]) if info else "0-0"
+    if async_front():
+        slot = _acquire_slot(user_id)
+        return stream_descriptor("user", user_id=user_id, slot=slot.id, last=last)
 
     def frames() -> Iterator[str]:
         yield "retry: 2000\n\n"
@@ -118,4 +127,50 @@ def user_event_stream(user_id: str) -> Response:
         ):
             yield "".join(_frame(*entry) for entry in batch) if batch else ": keep-alive\n\n"
 
-    return Response(_ending_cleanly(frames()), mimetype="text/event-stream", headers=HEADERS)
+    return _streamed(user_id, frames())
+
+
+def _stream_slots() -> StreamSlots:
+    # One per app: it only holds registered scripts; the counting is all in Redis.
+    found = current_app.extensions.get("creditflow_stream_slots")
+    if found is None:
+        settings = services().settings
+        found = StreamSlots(
+            services().redis, limit=settings.SSE_MAX_STREAMS_PER_USER, heartbeat_s=settings.SSE_HEARTBEAT_S
+        )
+        current_app.extensions["creditflow_stream_slots"] = found
+    return found  # type: ignore[no-any-return]
+
+
+def _acquire_slot(user_id: str) -> Slot:
+    """One of the user's open-stream slots; 429 (with Retry-After) when none is free."""
+    slots = _stream_slots()
+    try:
+        slot = slots.acquire(user_id)
+        retry_after = None if slot else slots.retry_after_s(user_id)
+    except redis.RedisError as exc:
+        log.warning("stream slots unavailable: %s", exc)
+        abort(
+            503,
+            message="Event streams are unavailable right now; retry shortly.",
+            headers={"Retry-After": "5"},
+        )
+        raise AssertionError("abort returned") from exc
+    if slot is None:
+        abort(
+            429,
+            message=f"At most {slots.limit} event streams may be open at once; close one or retry.",
+            kind="too-many-streams",
+            headers={"Retry-After": str(retry_after)},
+        )
+        raise AssertionError("abort returned")
+    return slot
+
+
+def _streamed(user_id: str, frames: Iterator[str]) -> Response:
+    """The SSE response, holding one of the user's stream slots until it ends (429 when none is free)."""
+    slot = _acquire_slot(user_id)
+    # Refresh at every heartbeat (half of it: a beat's read may return a hair early).
+    every_s = services().settings.SSE_HEARTBEAT_S / 2
+    held = HeldStream(_stream_slots(), slot, _ending_cleanly(frames), every_s=every_s)
+    return Response(held, mimetype="text/event-stream", headers=HEADERS)

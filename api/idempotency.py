@@ -26,7 +26,11 @@ PARAMETER_DOC = {
     "name": HEADER,
     "required": False,
     "description": "Retry-safe key: the same key and body replays the first answer; another body is 409.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+    # Printable ASCII; no space at either end, where HTTP would strip it.
+    "schema": {
+        "type": "string",
+        "pattern": f"^[\\x21-\\x7e]([\\x20-\\x7e]{{0,{MAX_KEY_LENGTH - 2}}}[\\x21-\\x7e])?$",
+    },
 }
 
 

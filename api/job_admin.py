@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
@@ -10,7 +9,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from api.auth.context import admin_required, auth_required, current_user_id
+from api.event_schemas import USER_EVENT, stream_doc
 from api.events import user_event_stream
+from api.fields import UtcDateTime
 from api.pagination import PageArgsSchema, decode_time_cursor, page, page_schema, time_position
 from api.services import services
 from orchestration import dead_letters
@@ -29,8 +30,8 @@ class DeadLetterSchema(ma.Schema):
     reason = ma.fields.String(required=True, metadata={"description": "retries_exhausted or redelivery_cap"})
     error = ma.fields.String(required=True)
     job_id = ma.fields.String(allow_none=True)
-    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
-    replayed_at = ma.fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    created_at = UtcDateTime(required=True)
+    replayed_at = UtcDateTime(allow_none=True)
     replays = ma.fields.Integer(required=True)
 
 
@@ -77,14 +78,7 @@ class MyEvents(MethodView):
     """The caller's balance changes and notifications as Server-Sent Events."""
 
     @auth_required
-    @blp.doc(
-        responses={
-            200: {
-                "description": "text/event-stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
-        }
-    )
+    @blp.doc(**stream_doc("Balance changes and notifications", USER_EVENT, allow_now=True))
     def get(self) -> Any:
         """Follow balance changes (held, available, posted) and notifications; never ends by itself."""
         return user_event_stream(current_user_id())

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
 from flask import url_for
 
+from api.fields import JsonBoolean, JsonInteger, UtcDateTime
 from api.money import Credits
 from api.pagination import page_schema
 from orchestration.tables import JOB_STATUSES
 
 WORK_QUEUES = ("interactive", "agents", "images")
+MAX_STEPS = 10_000
 
 
 class QuotedCostSchema(ma.Schema):
@@ -43,9 +44,9 @@ class JobSchema(ma.Schema):
     error = ma.fields.Dict(allow_none=True)
     cost = ma.fields.Nested(CostSchema, required=True)
     attempts = ma.fields.Integer()
-    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
-    started_at = ma.fields.AwareDateTime(allow_none=True, default_timezone=UTC)
-    finished_at = ma.fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    created_at = UtcDateTime(required=True)
+    started_at = UtcDateTime(allow_none=True)
+    finished_at = UtcDateTime(allow_none=True)
 
 
 JobPageSchema = page_schema(JobSchema, "JobPage")
@@ -78,16 +79,21 @@ class CancelAnswerSchema(ma.Schema):
 class DiagnosticJobSchema(ma.Schema):
     """A job that exercises the pipeline: steps of sleep, progress, tokens, injected failures."""
 
-    steps = ma.fields.Integer(load_default=3, validate=ma.validate.Range(0, 10_000))
-    sleep_ms = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, 60_000))
-    cost_per_step = Credits(load_default=1000, metadata={"description": "credits charged per step"})
-    fail_at_step = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1))
-    retryable_failures = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, 10))
-    tokens = ma.fields.Boolean(load_default=False)
+    steps = JsonInteger(load_default=3, validate=ma.validate.Range(0, MAX_STEPS))
+    sleep_ms = JsonInteger(load_default=0, validate=ma.validate.Range(0, 60_000))
+    cost_per_step = Credits(
+        sign="non-negative", load_default=1000, metadata={"description": "credits charged per step"}
+    )
+    fail_at_step = JsonInteger(
+        load_default=None, allow_none=True, validate=ma.validate.Range(1, MAX_STEPS)
+    )
+    retryable_failures = JsonInteger(load_default=0, validate=ma.validate.Range(0, 10))
+    tokens = JsonBoolean(load_default=False)
     queue = ma.fields.String(load_default="interactive", validate=ma.validate.OneOf(WORK_QUEUES))
-    time_limit_s = ma.fields.Integer(load_default=300, validate=ma.validate.Range(1, 3600))
-    priority = ma.fields.Integer(
-        load_default=5, validate=ma.validate.Range(0, 9), metadata={"description": "0 is the most urgent"}
+    time_limit_s = JsonInteger(load_default=300, validate=ma.validate.Range(1, 3600))
+    priority = JsonInteger(
+        load_default=5, validate=ma.validate.Range(0, 9),
+        metadata={"description": "0 is the most urgent"},
     )
 
 

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint, abort
 
 from api.auth.context import auth_required, current_auth, current_user_id
 from api.errors import problem
+from api.event_schemas import JOB_EVENT, stream_doc
 from api.events import job_event_stream
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.job_schemas import (
@@ -29,6 +30,7 @@ from api.services import services
 from orchestration import jobs as job_cases
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.kinds import QuoteError
+from orchestration.progress import EVENT_TYPES
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1", description="Jobs of every kind and their progress")
 
@@ -100,14 +102,8 @@ class JobEvents(MethodView):
     """The job's progress as Server-Sent Events."""
 
     @auth_required
-    @blp.doc(
-        responses={
-            200: {
-                "description": "text/event-stream of progress events",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
-        }
-    )
+    @blp.doc(**stream_doc("Progress events; the stream ends after the final one", JOB_EVENT, allow_now=False,
+                          events=sorted(EVENT_TYPES)))
     def get(self, job_id: str) -> Any:
         """Follow a job; `Last-Event-ID` resumes; the stream ends after the final event."""
         return job_event_stream(own_job(job_id))

@@ -11,6 +11,7 @@ import ledger
 from api.auth import auth_required, current_auth
 from api.money import Credits
 from api.services import services
+from orchestration.conversations import check_default_chat_model
 from orchestration.users import COST_MODES, get_user, update_preferences
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
@@ -29,12 +30,9 @@ class PreferencesSchema(ma.Schema):
 
     default_chat_model = ma.fields.String(allow_none=True, validate=ma.validate.Length(1, 100))
     cost_mode = ma.fields.String(validate=ma.validate.OneOf(COST_MODES))
-    low_balance_threshold = Credits(allow_none=True, metadata={"description": "Warn below this balance"})
-
-    @ma.validates("low_balance_threshold")
-    def _non_negative(self, value: int | None, **_kwargs: Any) -> None:
-        if value is not None and value < 0:
-            raise ma.ValidationError("Must not be negative.")
+    low_balance_threshold = Credits(
+        sign="non-negative", allow_none=True, metadata={"description": "Warn below this balance"}
+    )
 
 
 class MeSchema(ma.Schema):
@@ -71,7 +69,9 @@ def me() -> dict[str, Any]:
 @auth_required
 @blp.arguments(PreferencesSchema)
 @blp.response(200, PreferencesSchema)
+@blp.alt_response(422, description="Invalid preferences, or a default_chat_model that is not a chat model")
 def patch_preferences(changes: dict[str, Any]) -> dict[str, Any]:
-    """Change some preferences; answers all of them."""
+    """Change some preferences; answers all of them (422 for a model that is not a chat model)."""
+    check_default_chat_model(services(), changes.get("default_chat_model"))
     with services().uow() as session:
         return update_preferences(session, user_id=current_auth().user_id, changes=changes)

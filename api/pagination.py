@@ -6,20 +6,31 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NoReturn
 
 import marshmallow as ma
 from flask_smorest import abort
 
+from api.fields import QueryInteger
+
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# What encode_cursor makes: URL-safe base64 without padding.
+CURSOR_PATTERN = "^[A-Za-z0-9_-]{1,500}$"
 
 
 class PageArgsSchema(ma.Schema):
     """Query arguments of every list endpoint."""
 
-    limit = ma.fields.Integer(load_default=DEFAULT_LIMIT, validate=ma.validate.Range(1, MAX_LIMIT))
-    cursor = ma.fields.String(load_default=None, validate=ma.validate.Length(max=500))
+    limit = QueryInteger(load_default=DEFAULT_LIMIT, validate=ma.validate.Range(1, MAX_LIMIT))
+    cursor = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Regexp(CURSOR_PATTERN),
+        metadata={
+            "description": "The `next_cursor` of the previous page; a cursor this API did not give out "
+            "is refused (422, type invalid-cursor)."
+        },
+    )
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -39,8 +50,25 @@ def decode_cursor(cursor: str | None, *, size: int) -> list[Any] | None:
     if not isinstance(values, list) or len(values) != size or not all(
         isinstance(v, str | int) and not isinstance(v, bool) for v in values
     ):
-        abort(422, message="The cursor is not one this API gave out.", errors={"cursor": ["Invalid cursor."]})
-    return cast(list[Any], values)
+        _invalid_cursor()
+    return values
+
+
+def _invalid_cursor() -> NoReturn:
+    abort(422, message="The cursor is not one this API gave out.", kind="invalid-cursor",
+          errors={"cursor": ["Invalid cursor."]})
+    raise AssertionError("abort returned")
+
+
+def decode_position_cursor(cursor: str | None) -> int | None:
+    """A ledger position (a positive 63-bit integer) from a cursor of `[position]`; 422 if not one of ours."""
+    values = decode_cursor(cursor, size=1)
+    if values is None:
+        return None
+    position = values[0]
+    if not isinstance(position, int) or not 0 < position < 2**63:
+        _invalid_cursor()
+    return position
 
 
 def page_schema(item: type[ma.Schema], name: str) -> type[ma.Schema]:
@@ -70,8 +98,7 @@ def decode_time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     try:
         return datetime.fromisoformat(str(values[0])), str(values[1])
     except ValueError:
-        abort(422, message="The cursor is not one this API gave out.", errors={"cursor": ["Invalid cursor."]})
-        raise  # abort raised already; this tells type checkers so
+        _invalid_cursor()
 
 
 def time_position(row: Any) -> list[Any]:

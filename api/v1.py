@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
-from flask_smorest import abort
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import admin, agents, api_keys, chat, credits, job_admin, jobs, me, payment_admin, payments
 from api.auth import routes as auth_routes
 from api.errors import ProblemApi
+from api.guards import register_guards
 from api.ledger_errors import register_ledger_errors
 from api.money import Credits
 from runtime.settings import Settings
-
-
-def _reject_oversized_body() -> None:
-    limit = request.max_content_length
-    if limit is not None and request.content_length is not None and request.content_length > limit:
-        abort(413, message=f"The request body is larger than {limit} bytes.")
-
-
-def _reject_nul() -> None:
-    # PostgreSQL text cannot hold NUL: refuse it at the door rather than fail deep in a query.
-    body = request.get_data(cache=True) if request.content_length else b""
-    if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in body or b"\\u0000" in body:
-        abort(422, message="NUL characters are not accepted.", kind="nul-character")
 
 
 def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
@@ -34,8 +21,6 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
             app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES,
             x_host=settings.TRUSTED_PROXIES,
         )
-    app.before_request(_reject_oversized_body)
-    app.before_request(_reject_nul)
     api.spec.components.security_scheme(
         "bearerAuth",
         {"type": "http", "scheme": "bearer", "description": "creditflow JWT, OIDC ID token or API key"},
@@ -47,3 +32,4 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
                       chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp):
         api.register_blueprint(blueprint)
+    register_guards(app, api)

@@ -24,6 +24,8 @@ def parse_records(text: str) -> list[dict[str, Any]]:
             document = json.loads(stripped)
         except json.JSONDecodeError as exc:
             raise DataError(f"the data is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise DataError("the data is nested too deeply") from None
         if isinstance(document, dict):  # columns: {"a": [1, 2], "b": [3, 4]}
             columns = {str(k): v for k, v in document.items() if isinstance(v, list)}
             length = max((len(v) for v in columns.values()), default=0)

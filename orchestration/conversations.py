@@ -64,6 +64,15 @@ def models(services: Services) -> list[ModelSpec]:
     return catalog_models(services)
 
 
+def check_default_chat_model(services: Services, model_id: str | None) -> None:
+    """A user's default_chat_model must be a chat model this environment lists; ModelUnavailable if not."""
+    if model_id is None:
+        return
+    chat_models = [spec.id for spec in models(services) if spec.kind == "chat"]
+    if model_id not in chat_models:
+        raise ModelUnavailable(f"{model_id!r} is not a chat model of the catalog", chat_models)
+
+
 def _preferences(services: Services, user_id: str) -> dict[str, Any]:
     with services.uow(autocommit=True) as db:
         user = get_user(db, user_id=user_id)

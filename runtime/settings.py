@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     JOB_HEARTBEAT_TIMEOUT_S: float = Field(45.0, gt=0, le=3600)
     # Jobs of one user running at once on one queue; more wait (queued) until one of theirs ends.
     JOB_MAX_RUNNING_PER_USER: int = Field(8, ge=1, le=10_000)
+    SSE_MAX_STREAMS_PER_USER: int = Field(16, ge=1, le=10_000)
 
     # Authentication (api/auth): OIDC issuers as JSON, admins by external id, leeway on exp/nbf/iat.
     OIDC_ISSUERS: list[OidcIssuer] = Field(default_factory=list)

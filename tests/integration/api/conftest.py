@@ -20,9 +20,10 @@ from jwt.algorithms import RSAAlgorithm
 
 from api.app import create_app
 from orchestration.bootstrap import Services, bootstrap
+from runtime.local import embedded_redis_url, stop_embedded_redis
 from runtime.settings import Settings, load_settings
 from tests.support.databases import backends, fresh_database
-from tests.support.processes import free_port
+from tests.support.processes import child_env, free_port
 
 JWT_SECRET = "test-secret-for-the-api-suite-0123456789"
 SIWE_DOMAIN = "creditflow.test"
@@ -49,6 +50,37 @@ def api_database_url(
 
 
 AppFactory = Callable[..., tuple[Flask, Services]]
+
+
+@pytest.fixture(scope="module")
+def server_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment of real `creditflow api` servers: a fresh database (PostgreSQL when configured), the
+    suite's Redis, and a broker of their own (an embedded Redis) that no worker consumes, so the jobs
+    they create stay queued and no other test sees them."""
+    tmp = tmp_path_factory.mktemp("servers")
+    with fresh_database(backends()[-1], tmp) as engine:
+        try:
+            yield child_env(
+                DATABASE_URL=engine.url.render_as_string(hide_password=False),
+                REDIS_URL=redis_url,
+                BROKER_URL=embedded_redis_url(tmp / "broker"),
+                AUTH_JWT_SECRET=JWT_SECRET,
+                LEDGER_SIGNING_KEY=BASE_SETTINGS["LEDGER_SIGNING_KEY"],
+                CREDITFLOW_ENV="test",
+                VAR_DIR=str(tmp / "var"),
+                API_WORKERS="1",
+                RATE_LIMITS_ENABLED="false",
+            )
+        finally:
+            stop_embedded_redis(tmp / "broker")
+
+
+@pytest.fixture(scope="module")
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker URL of this module's own (embedded Redis): sagas sent there reach no worker."""
+    folder = tmp_path_factory.mktemp("broker")
+    yield embedded_redis_url(folder)
+    stop_embedded_redis(folder)
 
 
 @pytest.fixture(scope="session")
