@@ -4,7 +4,7 @@ Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/
      [--tokens 64 --interval-ms 10 --levels 1,16,64,128 --seconds 6 --modes direct,litellm,creditflow]
 
 One local OpenAI-compatible upstream (tests/support/paced_upstream.py) streams `--tokens` tokens
-`--interval-ms` apart, usage in the last chunk. The same asyncio client (bench/stream_client.py)
+`--interval-ms` apart, usage in the last chunk. The same asyncio client (tests/support/stream_client.py)
 drives, at each concurrency level, `level` users who each stream one reply after another for
 `--seconds`:
   (a) direct      the upstream itself;
@@ -43,7 +43,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import stream_client as http  # noqa: E402
+from tests.support import stream_client as http  # noqa: E402
 from tests.support.databases import fresh_database  # noqa: E402
 from tests.support.processes import child_env, creditflow, free_port, stop, wait_http  # noqa: E402
 

@@ -1,8 +1,8 @@
-"""A lean asyncio HTTP/1.1 client for the relay benchmark: JSON requests and Server-Sent Events.
+"""A lean asyncio HTTP/1.1 client for benchmarks and load tests: JSON requests and Server-Sent Events.
 
 The load client shares the machine's two cores with the servers it measures, so it does the least
 work per event: one connection per request, chunked or length-delimited bodies, SSE frames split on
-blank lines. Every mode of bench/relay.py uses this same client.
+blank lines. Every mode of bench/relay.py uses this same client, and so do the concurrency tests.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 @dataclass
 class Frame:
-    """One SSE frame: its `event:` (default "message") and `data:` text."""
+    """One SSE frame: its `event:` (default "message"), `data:` text and `id:` (if any)."""
 
     event: str
     data: str
+    id: str | None = None
 
 
 class Response:
@@ -72,14 +73,16 @@ class Response:
             pending += chunk
             while b"\n\n" in pending:
                 raw, pending = pending.split(b"\n\n", 1)
-                event, data = "message", []
+                event, data, entry_id = "message", [], None
                 for line in raw.decode().split("\n"):
                     if line.startswith("data:"):
                         data.append(line[5:].lstrip())
                     elif line.startswith("event:"):
                         event = line[6:].strip()
+                    elif line.startswith("id:"):
+                        entry_id = line[3:].strip()
                 if data:
-                    yield Frame(event, "\n".join(data))
+                    yield Frame(event, "\n".join(data), entry_id)
 
     def close(self) -> None:
         """Drop the connection (mid-body too: the server sees a disconnect)."""
