@@ -21,6 +21,7 @@ from orchestration.bootstrap import Services, bootstrap
 from orchestration.payment_tables import orders
 from orchestration.users import get_or_create_user
 from runtime.settings import load_settings
+from tests.support.brokers import PrivateRedis
 from tests.support.chain_rpc import Chain, chain_rpc
 from tests.support.databases import backends, fresh_database
 from tests.support.paypal_server import paypal_server
@@ -124,9 +125,18 @@ def test_chain() -> Iterator[PayChain]:
 
 
 @pytest.fixture(scope="session")
+def pay_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis (and broker) of the payments suite's own: its worker lives for the whole session and
+    must take no other test's messages, nor leave them any of its own."""
+    server = PrivateRedis(Path(tmp_path_factory.mktemp("payredis"))).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def pay_settings(  # noqa: PLR0917 - pytest passes fixtures by position
     payments_database: str,
-    redis_url: str,
+    pay_redis: str,
     stripe_fake: tuple[str, Any],
     paypal_fake: tuple[str, Any],
     test_chain: PayChain,
@@ -135,7 +145,7 @@ def pay_settings(  # noqa: PLR0917 - pytest passes fixtures by position
     """Settings (as environment variables) shared by the test process and the worker."""
     return {
         "DATABASE_URL": payments_database,
-        "REDIS_URL": redis_url,
+        "REDIS_URL": pay_redis,
         "AUTH_JWT_SECRET": JWT_SECRET,
         "LEDGER_SIGNING_KEY": LEDGER_KEY,
         "CREDITFLOW_ENV": "test",

@@ -46,7 +46,13 @@ class FailsOnce:
         self.calls, self.fail_on = 0, fail_on
 
     def stream(
-        self, spec: ModelSpec, turns: Sequence[Turn], *, max_tokens: int, settings: Settings
+        self,
+        spec: ModelSpec,
+        turns: Sequence[Turn],
+        *,
+        max_tokens: int,
+        settings: Settings,
+        options: object = None,
     ) -> Iterator[Chunk]:
         self.calls += 1
         if self.calls == self.fail_on:
