@@ -104,7 +104,6 @@ class ConversationMessages(MethodView):
     @blp.doc(parameters=[PARAMETER_DOC])
     def post(self, body: dict[str, Any], conversation_id: str, on_busy: str) -> dict[str, Any]:
         """Store the message now and start the reply (job kind `chat`, queue `interactive`)."""
-        _own(conversation_id)
         command = chat.PostMessage(
             user_id=current_user_id(),
             conversation_id=conversation_id,
@@ -118,6 +117,8 @@ class ConversationMessages(MethodView):
         )
         try:
             row = chat.post_message(services(), command)
+        except ConversationNotFound:
+            abort(404, message="No such conversation.")
         except ConversationBusy as exc:
             abort(409, message=str(exc), kind="conversation-busy")
         return accepted_view(row)

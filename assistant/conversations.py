@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from assistant.tables import conversations, messages
-from assistant.transcript import Turn
+from assistant.transcript import Turn, turn_bound
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,6 @@ class TurnSlot:
 
     message_position: int
     reply_position: int
-    previous_job_id: str | None
 
 
 def _now() -> datetime:
@@ -36,7 +35,15 @@ def create(session: Connection, *, user_id: str, title: str | None, model: str |
     now = _now()
     return session.execute(
         conversations.insert()
-        .values(id=new_id(), user_id=user_id, title=title, model=model, created_at=now, updated_at=now)
+        .values(
+            id=new_id(),
+            user_id=user_id,
+            title=title,
+            model=model,
+            prompt_bound=0,
+            created_at=now,
+            updated_at=now,
+        )
         .returning(*conversations.c)
     ).one()
 
@@ -76,15 +83,35 @@ def as_turns(rows: list[Row[Any]]) -> list[Turn]:
     return [Turn(role=row.role, content=row.content) for row in rows if row.content]
 
 
-def reserve_turn(session: Connection, *, conversation_id: str) -> TurnSlot:
-    """Take the next two positions atomically; remember the previous turn's job to queue behind it."""
+def reserve_turn(
+    session: Connection, *, conversation_id: str, job_id: str | None = None, message: Turn | None = None
+) -> TurnSlot:
+    """Take the next two positions atomically, for the turn of `job_id` whose user `message` is counted
+    into the conversation's prompt bound (the message itself is added with `counted=False`)."""
+    values: dict[str, Any] = {"positions": conversations.c.positions + 2, "updated_at": _now()}
+    if job_id is not None:
+        values["last_job_id"] = job_id
+    if message is not None:
+        values["prompt_bound"] = conversations.c.prompt_bound + turn_bound(message)
     row = session.execute(
-        update(conversations)
-        .where(conversations.c.id == conversation_id)
-        .values(positions=conversations.c.positions + 2, updated_at=_now())
-        .returning(conversations.c.positions, conversations.c.last_job_id)
+        update(conversations).where(conversations.c.id == conversation_id).values(values).returning(
+            conversations.c.positions
+        )
     ).one()
-    return TurnSlot(row.positions - 2, row.positions - 1, row.last_job_id)
+    return TurnSlot(row.positions - 2, row.positions - 1)
+
+
+def prompt_bound(session: Connection, conversation: Row[Any]) -> int:
+    """The token bound of the conversation's messages (counted once from them if it never was)."""
+    if conversation.prompt_bound is not None:
+        return int(conversation.prompt_bound)
+    total = sum(turn_bound(turn) for turn in as_turns(history(session, conversation_id=conversation.id)))
+    session.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation.id, conversations.c.prompt_bound.is_(None))
+        .values(prompt_bound=total)
+    )
+    return total
 
 
 def add_message(
@@ -99,8 +126,10 @@ def add_message(
     usage: dict[str, int] | None = None,
     cost: int | None = None,
     finish_reason: str | None = None,
+    counted: bool = False,
 ) -> str:
-    """Append a message at its reserved position; returns its id."""
+    """Append a message at its reserved position; returns its id. `counted`: the turn's reservation
+    counted it into the conversation's prompt bound already; else it is added to the bound here."""
     message_id = new_id()
     session.execute(
         messages.insert().values(
@@ -117,15 +146,13 @@ def add_message(
             created_at=_now(),
         )
     )
+    if not counted and content:
+        session.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id)
+            .values(prompt_bound=conversations.c.prompt_bound + turn_bound(Turn(role=role, content=content)))
+        )
     return message_id
-
-
-def start_turn(session: Connection, *, conversation_id: str, message_id: str, job_id: str) -> None:
-    """Link the user's message to its job and make that job the one the next turn waits for."""
-    session.execute(update(messages).where(messages.c.id == message_id).values(job_id=job_id))
-    session.execute(
-        update(conversations).where(conversations.c.id == conversation_id).values(last_job_id=job_id)
-    )
 
 
 def store_embeddings(session: Connection, vectors: dict[str, list[float]]) -> None:

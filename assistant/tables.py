@@ -47,6 +47,9 @@ conversations = Table(
     # Positions handed out so far: a turn takes two (its message, and its reply when it settles).
     Column("positions", Integer, nullable=False, server_default=text("0")),
     Column("last_job_id", String(32)),
+    # The token bound (assistant/transcript.turn_bound) of all its messages so far, kept by add_message:
+    # a new turn is priced without reading the history (NULL: not counted yet, computed on next use).
+    Column("prompt_bound", Integer),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Index("ix_conversations_user_created", "user_id", "created_at"),

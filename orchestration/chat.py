@@ -51,8 +51,7 @@ class _Sink:
         self.ctx.token(text)
 
     def spend(self, total: int) -> None:
-        if total > self.ctx.spent:
-            self.ctx.charge(total - self.ctx.spent)
+        self.ctx.book(total)
 
     def should_stop(self) -> bool:
         return self.ctx.should_stop()

@@ -81,6 +81,13 @@ class RunContext:
         self.spent = min(self.held, self.spent + amount)
         return self.held - self.spent
 
+    def book(self, total: int) -> None:
+        """Set the cost delivered so far (capped at the hold): a reply's running estimate is replaced by
+        the provider's usage when it arrives, up or down, so the charge is exactly what it reports."""
+        if total < 0:
+            raise ValueError("a cost is never negative")
+        self.spent = min(self.held, total)
+
     def remaining(self) -> int:
         """Micro-credits of the hold not yet spent."""
         return self.held - self.spent

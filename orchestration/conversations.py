@@ -12,15 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from assistant import conversations
 from assistant.catalog import ModelSpec
 from assistant.selection import ModelUnavailable, select_model
+from assistant.tables import conversations as conversations_table
 from assistant.tables import messages
 from assistant.transcript import Turn, token_bound
 from orchestration.bootstrap import Services
-from orchestration.chat import open_turns
 from orchestration.job_models import catalog_models, work_queue
 from orchestration.jobs import CreateJob, find_by_key, insert_job, start_job
 from orchestration.kinds import QuoteError
 from orchestration.tables import jobs
-from orchestration.users import DEFAULT_PREFERENCES, get_user
+from orchestration.users import DEFAULT_PREFERENCES, users
 
 __all__ = ["ConversationBusy", "ConversationNotFound", "ModelUnavailable", "PostMessage"]
 ON_BUSY = ("queue", "reject")
@@ -73,12 +73,6 @@ def check_default_chat_model(services: Services, model_id: str | None) -> None:
         raise ModelUnavailable(f"{model_id!r} is not a chat model of the catalog", chat_models)
 
 
-def _preferences(services: Services, user_id: str) -> dict[str, Any]:
-    with services.uow(autocommit=True) as db:
-        user = get_user(db, user_id=user_id)
-    return user.preferences if user else dict(DEFAULT_PREFERENCES)
-
-
 def create_conversation(
     services: Services, *, user_id: str, title: str | None, model: str | None
 ) -> Row[Any]:
@@ -108,63 +102,99 @@ def get_conversation(
         return row, conversations.history(db, conversation_id=conversation_id)
 
 
-def _pending_reply_tokens(services: Services, conversation_id: str) -> int:
-    """Replies of earlier turns still running will be in this turn's prompt: reserve their max_tokens."""
+@dataclass(frozen=True)
+class _TurnContext:
+    """What pricing a new turn needs, read in one go: the conversation, the user's preferences, the
+    token bound of its messages, and its turns still open (job id, position, max_tokens) in order."""
+
+    conversation: Row[Any]
+    preferences: dict[str, Any]
+    bound: int
+    open_turns: list[Row[Any]]
+
+
+def _turn_context(services: Services, *, user_id: str, conversation_id: str) -> _TurnContext:
     with services.uow(autocommit=True) as db:
-        waiting = open_turns(db, conversation_id=conversation_id)
-        if not waiting:
-            return 0
-        rows = db.execute(select(jobs.c.params).where(jobs.c.id.in_(waiting))).scalars()
-        return sum(int(params.get("max_tokens", 0)) * 4 for params in rows)
+        row = db.execute(
+            select(conversations_table, users.c.preferences)
+            .join(users, users.c.id == conversations_table.c.user_id)
+            .where(conversations_table.c.id == conversation_id, conversations_table.c.user_id == user_id)
+        ).first()
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        waiting = list(
+            db.execute(
+                select(
+                    jobs.c.id,
+                    messages.c.position,
+                    jobs.c.params["max_tokens"].as_integer().label("max_tokens"),
+                )
+                .select_from(messages.join(jobs, messages.c.job_id == jobs.c.id))
+                .where(
+                    messages.c.conversation_id == conversation_id,
+                    messages.c.role == "user",
+                    jobs.c.status.in_(("queued", "running")),
+                )
+                .order_by(messages.c.position)
+            ).all()
+        )
+        bound = conversations.prompt_bound(db, row)
+    preferences = {**DEFAULT_PREFERENCES, **(row.preferences or {})}
+    return _TurnContext(row, preferences, bound, waiting)
 
 
 def post_message(services: Services, command: PostMessage) -> Row[Any]:
     """Store the message and hold the turn in one transaction, then enqueue; the reply lands when the
-    job settles. A turn sent while the previous reply runs starts when that reply ends."""
+    job settles. A turn sent while the previous reply runs starts when that reply ends.
+
+    Pricing reads the conversation's kept token bound, not its messages: the POST costs the same on
+    the hundredth turn as on the first."""
     settings = services.settings
     if command.idempotency_key:
         existing = find_by_key(services, _job_command(command, params={}))
         if existing is not None:
             return existing
-    conversation, history = get_conversation(
-        services, user_id=command.user_id, conversation_id=command.conversation_id
-    )
-    with services.uow(autocommit=True) as db:
-        busy = bool(open_turns(db, conversation_id=conversation.id))
-    if busy and command.on_busy == "reject":
+    turn = _turn_context(services, user_id=command.user_id, conversation_id=command.conversation_id)
+    if turn.open_turns and command.on_busy == "reject":
         raise ConversationBusy("the previous reply in this conversation is still running")
-    preferences = _preferences(services, command.user_id)
     spec = select_model(
         models(services),
         explicit=command.model,
-        conversation=conversation.model,
-        user_default=preferences.get("default_chat_model"),
-        cost_mode=preferences.get("cost_mode", "balanced"),
+        conversation=turn.conversation.model,
+        user_default=turn.preferences.get("default_chat_model"),
+        cost_mode=turn.preferences.get("cost_mode", "balanced"),
     )
     max_tokens = command.max_tokens or min(settings.CHAT_DEFAULT_MAX_TOKENS, spec.context_length // 2)
     room = spec.context_length - max_tokens
-    turns = [*conversations.as_turns(history), Turn(role="user", content=command.content)]
-    if max_tokens >= spec.context_length or token_bound([turns[-1]]) > room:
+    message = Turn(role="user", content=command.content)
+    if max_tokens >= spec.context_length or token_bound([message]) > room:
         raise QuoteError(
             f"the message and max_tokens don't fit {spec.id}'s context of {spec.context_length} tokens"
         )
     # Bytes bound any byte-level tokenizer's count; a pending reply's tokens are up to 4 bytes each.
-    prompt_tokens = min(token_bound(turns) + _pending_reply_tokens(services, conversation.id), room)
+    pending = sum(4 * int(open_turn.max_tokens or 0) for open_turn in turn.open_turns)
+    prompt_tokens = min(token_bound([message]) + turn.bound + pending, room)
+    job_id = conversations.new_id()
+    conversation_id = turn.conversation.id
     try:
         # One money unit: the message, its turn's positions, the hold and the job commit together, or
         # nothing does (a refused hold leaves no orphan message).
         with services.uow(account_of=command.user_id) as db:
-            slot = conversations.reserve_turn(db, conversation_id=conversation.id)
+            slot = conversations.reserve_turn(
+                db, conversation_id=conversation_id, job_id=job_id, message=message
+            )
             message_id = conversations.add_message(
                 db,
-                conversation_id=conversation.id,
+                conversation_id=conversation_id,
                 position=slot.message_position,
                 role="user",
                 content=command.content,
                 model=spec.id,
+                job_id=job_id,
+                counted=True,
             )
             params = {
-                "conversation_id": conversation.id,
+                "conversation_id": conversation_id,
                 "message_id": message_id,
                 "content": command.content,
                 "message_position": slot.message_position,
@@ -177,10 +207,9 @@ def post_message(services: Services, command: PostMessage) -> Row[Any]:
                 "queue": work_queue(spec),
                 "time_limit_s": settings.INTERACTIVE_TIME_LIMIT_S,
             }
-            job_command = _job_command(command, params=params, after_job_id=slot.previous_job_id)
-            row = insert_job(db, services, job_command)
-            conversations.start_turn(
-                db, conversation_id=conversation.id, message_id=message_id, job_id=row.id
+            after = turn.open_turns[-1].id if turn.open_turns else None  # the latest turn still open
+            row = insert_job(
+                db, services, _job_command(command, params=params, after_job_id=after, job_id=job_id)
             )
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key made the turn first: answer its job.
@@ -195,9 +224,14 @@ def post_message(services: Services, command: PostMessage) -> Row[Any]:
 
 
 def _job_command(
-    command: PostMessage, *, params: dict[str, Any], after_job_id: str | None = None
+    command: PostMessage,
+    *,
+    params: dict[str, Any],
+    after_job_id: str | None = None,
+    job_id: str | None = None,
 ) -> CreateJob:
     return CreateJob(
+        job_id=job_id,
         user_id=command.user_id,
         kind="chat",
         params=params,

@@ -106,12 +106,3 @@ def wake_slot_waiter(services: Services, *, user_id: str, queue: str) -> int:
     if row is None:
         return 0
     return int(resend(services, job_id=row.id, queue=row.queue, priority=row.priority, counted=False))
-
-
-def queue_position(db: Any, *, job_id: str, queue: str, priority: int, created_at: datetime) -> int:
-    """How many queued jobs of `queue` go before this one (lower priority number first, then older)."""
-    ahead = (jobs.c.priority < priority) | ((jobs.c.priority == priority) & (jobs.c.created_at < created_at))
-    query = (
-        select(func.count()).select_from(jobs).where(jobs.c.status == "queued", jobs.c.queue == queue, ahead)
-    )
-    return int(db.execute(query).scalar_one())

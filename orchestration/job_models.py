@@ -5,17 +5,33 @@ from __future__ import annotations
 import threading
 import time
 
-from assistant.catalog import ModelSpec, ensure_loaded, load_models
+from assistant.catalog import ModelSpec, catalog_path, ensure_loaded, load_models
 from orchestration.bootstrap import Services
 from orchestration.context import RunContext
 from orchestration.errors import FinalError
 
+# The catalog changes when its file does (each process loads the file into the database): a list at
+# most this old, of the same file version, serves every request and job of a process instead of a
+# database read and an availability check of every model each time.
+CATALOG_TTL_S = 2.0
+_catalogs: dict[int, tuple[float, float, list[ModelSpec]]] = {}
+_catalogs_lock = threading.Lock()
+
 
 def catalog_models(services: Services) -> list[ModelSpec]:
     """Every model this environment lists (the catalog file loaded first if it changed)."""
+    stamp = catalog_path(services.settings).stat().st_mtime
+    now = time.monotonic()
+    with _catalogs_lock:
+        cached = _catalogs.get(id(services))
+    if cached is not None and cached[0] == stamp and now - cached[1] < CATALOG_TTL_S:
+        return cached[2]
     ensure_loaded(services.uow, services.settings, database=str(services.engine.url))
     with services.uow(autocommit=True) as db:
-        return load_models(db, services.settings)
+        found = load_models(db, services.settings)
+    with _catalogs_lock:
+        _catalogs[id(services)] = (stamp, now, found)
+    return found
 
 
 def work_queue(spec: ModelSpec, io_queue: str = "interactive") -> str:
@@ -24,27 +40,9 @@ def work_queue(spec: ModelSpec, io_queue: str = "interactive") -> str:
     return "local" if spec.provider == "local" else io_queue
 
 
-# A running job needs its model's provider and options, not its prices (frozen into the job): a catalog
-# a few seconds old serves every job of a worker process instead of two database reads per job.
-RUN_CATALOG_TTL_S = 5.0
-_run_catalog: dict[int, tuple[float, list[ModelSpec]]] = {}
-_run_catalog_lock = threading.Lock()
-
-
-def _recent_catalog(services: Services) -> list[ModelSpec]:
-    now = time.monotonic()
-    with _run_catalog_lock:
-        cached = _run_catalog.get(id(services))
-    if cached is None or now - cached[0] > RUN_CATALOG_TTL_S:
-        cached = (now, catalog_models(services))
-        with _run_catalog_lock:
-            _run_catalog[id(services)] = cached
-    return cached[1]
-
-
 def job_model(ctx: RunContext) -> ModelSpec:
     """The job's model from the catalog; FinalError (compensate) if it is gone or unavailable."""
-    spec = next((m for m in _recent_catalog(ctx.services) if m.id == ctx.params["model"]), None)
+    spec = next((m for m in catalog_models(ctx.services) if m.id == ctx.params["model"]), None)
     if spec is None or not spec.available:
         raise FinalError(f"model {ctx.params['model']!r} is no longer available")
     return spec

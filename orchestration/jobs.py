@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 import ledger
@@ -46,6 +46,7 @@ class CreateJob:
     daily_credit_limit: int | None = None
     request: Mapping[str, Any] | None = None
     after_job_id: str | None = None  # start only once this job ended (a conversation's previous turn)
+    job_id: str | None = None  # chosen by the caller when other rows of its transaction name the job
 
     def request_hash(self) -> str:
         """SHA-256 of the kind and the client's request, in canonical JSON."""
@@ -54,7 +55,24 @@ class CreateJob:
 
 
 # Built once (the values are bound per call): constructing a statement costs more client CPU than running it.
-_INSERT_JOB = jobs.insert().returning(*jobs.c)
+# The insert also answers the job's place in its queue (the queued jobs of that queue before it: lower
+# priority number first, then older), so announcing it costs no second round trip. The subquery reads
+# the statement's snapshot: the new row itself is not in it.
+_QUEUE_POSITION = (
+    select(func.count())
+    .select_from(jobs)
+    .where(
+        jobs.c.status == "queued",
+        jobs.c.queue == bindparam("b_queue", type_=jobs.c.queue.type),
+        (jobs.c.priority < bindparam("b_priority", type_=jobs.c.priority.type))
+        | (
+            (jobs.c.priority == bindparam("b_priority", type_=jobs.c.priority.type))
+            & (jobs.c.created_at < bindparam("b_created", type_=jobs.c.created_at.type))
+        ),
+    )
+    .scalar_subquery()
+)
+_INSERT_JOB = jobs.insert().returning(*jobs.c, _QUEUE_POSITION.label("queue_position"))
 _JOB_OF_USER = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.user_id == bindparam("user_id"))
 
 
@@ -90,7 +108,7 @@ def insert_job(db: Connection, services: Services, command: CreateJob) -> Row[An
     quote = kind.price(command.params)
     queue = kind.queue_for(command.params)
     time_limit_s = job_limit_s(kind.requested_limit_s(command.params), queue, services.settings)
-    job_id = uuid.uuid4().hex
+    job_id = command.job_id or uuid.uuid4().hex
     now = _now()
     hold = ledger.hold(
         db,
@@ -125,6 +143,9 @@ def insert_job(db: Connection, services: Services, command: CreateJob) -> Row[An
             "time_limit_s": time_limit_s,
             "after_job_id": command.after_job_id,
             "created_at": now,
+            "b_queue": queue,
+            "b_priority": command.priority,
+            "b_created": now,
             # A job that waits for another is sent by that one's end (or by the reaper, which looks
             # for waiting jobs never sent: enqueued_at NULL).
             "enqueued_at": None if command.after_job_id else now,
@@ -135,12 +156,11 @@ def insert_job(db: Connection, services: Services, command: CreateJob) -> Row[An
 
 def start_job(services: Services, row: Row[Any]) -> None:
     """After the job's commit: announce it and send its saga, unless it waits for another job."""
-    with services.uow(autocommit=True) as db:
-        waits = dispatch.predecessor_open(db, row.after_job_id)
-        position = dispatch.queue_position(
-            db, job_id=row.id, queue=row.queue, priority=row.priority, created_at=row.created_at
-        )
-    fields: dict[str, Any] = {"queue_position": position}
+    waits = False
+    if row.after_job_id is not None:
+        with services.uow(autocommit=True) as db:
+            waits = dispatch.predecessor_open(db, row.after_job_id)
+    fields: dict[str, Any] = {"queue_position": row.queue_position}
     if waits:
         fields["waiting_for"] = row.after_job_id
     progress.publish_job_event(services.redis, row.id, "queued", held=row.cost_held, spent=0, **fields)

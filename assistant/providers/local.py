@@ -7,6 +7,7 @@ the next speaker's label. The model is loaded once per worker process and reused
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib
 import importlib.util
 import os
@@ -26,6 +27,12 @@ _lock = threading.Lock()
 
 def available(spec: ModelSpec, settings: Settings) -> bool:
     """llama-cpp-python and the weights package are installed (the `local` extra)."""
+    return _installed()
+
+
+@functools.cache
+def _installed() -> bool:
+    # Packages don't come and go under a running process: looked up once.
     return all(importlib.util.find_spec(name) is not None for name in ("llama_cpp", WEIGHTS_PACKAGE))
 
 

@@ -80,3 +80,33 @@ def test_a_job_key_reused_for_another_request_is_a_conflict(services: Services, 
     with pytest.raises(JobKeyConflict):
         create(queue="images", steps=2)
     job_cases.cancel_job(services, user_id=user, job_id=first)
+
+
+def test_queued_events_say_where_a_job_waits(services: Services, user: str) -> None:
+    import json
+
+    # No worker serves `images` in this module: each job queues behind the previous ones.
+    first, second = (diagnostic_job(services, user, queue="images", steps=1) for _ in range(2))
+    urgent = job_cases.create_job(
+        services,
+        job_cases.CreateJob(
+            user_id=user, kind="diagnostic", params={"queue": "images", "steps": 1}, priority=0
+        ),
+    )[0].id
+    follower = job_cases.create_job(
+        services,
+        job_cases.CreateJob(
+            user_id=user, kind="diagnostic", params={"queue": "images", "steps": 1}, after_job_id=first
+        ),
+    )[0].id
+
+    def queued(job_id: str) -> dict[str, object]:
+        entries = services.redis.xrange(f"jobs:{job_id}")
+        return next(e for e in (json.loads(f["data"]) for _i, f in entries) if e["type"] == "queued")
+
+    earlier = queued(first)["queue_position"]
+    assert queued(second)["queue_position"] == earlier + 1
+    assert queued(urgent)["queue_position"] < earlier + 1  # priority 0 goes before the others
+    assert queued(follower)["waiting_for"] == first
+    for job_id in (first, second, urgent, follower):
+        job_cases.cancel_job(services, user_id=user, job_id=job_id)
