@@ -1,7 +1,8 @@
-"""`openai`: any OpenAI-compatible chat-completions endpoint, streamed with the OpenAI SDK, usage last."""
+"""`openai`: any OpenAI-compatible chat-completions endpoint, streamed over httpx2, usage last."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -47,42 +48,29 @@ def available(spec: ModelSpec, settings: Settings) -> bool:
     return reachable
 
 
-_clients: dict[tuple[int, str, str, float], Any] = {}
+_clients: dict[tuple[int, float], httpx2.Client] = {}
 _clients_lock = threading.Lock()
 # One pooled HTTP client per process serves every concurrent stream (an I/O worker runs hundreds).
 MAX_CONNECTIONS = 1000
+SAMPLING = ("temperature", "top_p", "stop")
 
 
-def client(settings: Settings) -> Any:
-    """This process's OpenAI client for the configured endpoint (retries are the saga's, not the SDK's)."""
-    import openai
-
-    key = (os.getpid(), settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, settings.OPENAI_TIMEOUT_S)
+def _client(settings: Settings) -> httpx2.Client:
+    key = (os.getpid(), settings.OPENAI_TIMEOUT_S)
     with _clients_lock:
         if key not in _clients:
             limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
-            _clients[key] = openai.OpenAI(
-                base_url=settings.OPENAI_BASE_URL,
-                api_key=settings.OPENAI_API_KEY,
-                timeout=settings.OPENAI_TIMEOUT_S,
-                max_retries=0,
-                http_client=httpx2.Client(limits=limits, timeout=settings.OPENAI_TIMEOUT_S),
-            )
+            _clients[key] = httpx2.Client(limits=limits, timeout=settings.OPENAI_TIMEOUT_S)
         return _clients[key]
 
 
-def _error(exc: Exception) -> ProviderError:
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | openai.RateLimitError):
-        return ProviderError(f"provider unavailable: {type(exc).__name__}", retryable=True)
-    if isinstance(exc, openai.APIStatusError):
-        retryable = exc.status_code >= 500 or exc.status_code in (408, 409, 429)
-        return ProviderError(f"provider answered {exc.status_code}: {exc.message}", retryable=retryable)
-    return ProviderError(f"provider error: {type(exc).__name__}", retryable=False)
-
-
-SAMPLING = ("temperature", "top_p", "stop")
+def _status_error(status: int, body: bytes) -> ProviderError:
+    try:
+        message = str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = body[:200].decode(errors="replace")
+    retryable = status >= 500 or status in (408, 409, 429)
+    return ProviderError(f"provider answered {status}: {message}", retryable=retryable)
 
 
 def stream(
@@ -93,38 +81,50 @@ def stream(
     settings: Settings,
     options: Mapping[str, Any] | None = None,
 ) -> Iterator[Chunk]:
-    """Stream the reply (OpenAI SDK); usage comes in the last chunk (`stream_options.include_usage`)."""
-    import openai
+    """Stream the reply; usage comes in the last chunk (`stream_options.include_usage`).
 
+    The chat-completions wire protocol straight over one pooled httpx2 client, not the OpenAI SDK: on
+    this path the SDK spent 108 us building a typed object from each chunk (json.loads: 2.4 us) and 6.7 ms
+    transforming a 40-message request, which for 64 users streaming at once is a third of two cores."""
     if not configured(settings):
         raise ProviderError("no OpenAI-compatible endpoint is configured", retryable=False)
     chosen = {**{k: spec.options[k] for k in SAMPLING if spec.options.get(k) is not None}, **(options or {})}
-    options = {k: v for k, v in chosen.items() if k in SAMPLING and v is not None}
+    body: dict[str, Any] = {
+        "model": str(spec.options.get("upstream", spec.id)),
+        "messages": [{"role": turn["role"], "content": turn["content"]} for turn in turns],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **{k: v for k, v in chosen.items() if k in SAMPLING and v is not None},
+    }
+    url = settings.OPENAI_BASE_URL.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {settings.OPENAI_API_KEY}"}
     finish: str | None = None
     try:
-        answer = client(settings).chat.completions.create(
-            model=str(spec.options.get("upstream", spec.id)),
-            messages=[{"role": turn["role"], "content": turn["content"]} for turn in turns],
-            max_tokens=max_tokens,
-            stream=True,
-            stream_options={"include_usage": True},
-            **options,
-        )
-        with answer:
-            for piece in answer:
-                usage = piece.usage
-                exact = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else None
+        with _client(settings).stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code >= 400:
+                raise _status_error(response.status_code, response.read())
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # comments, blank lines, other SSE fields
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                piece = json.loads(data)
+                if "error" in piece:
+                    raise _status_error(502, data.encode())
+                usage = piece.get("usage")
+                exact = Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"])) if usage else None
                 text = ""
-                for choice in piece.choices:
-                    finish = choice.finish_reason or finish
-                    if choice.delta and choice.delta.content:
-                        text += choice.delta.content
+                for choice in piece.get("choices") or ():
+                    finish = choice.get("finish_reason") or finish
+                    text += (choice.get("delta") or {}).get("content") or ""
                 if finish == "content_filter":
                     raise ProviderError("the provider refused the content", retryable=False)
                 if text or exact:
                     yield Chunk(text=text, usage=exact)
-    except openai.OpenAIError as exc:
-        raise _error(exc) from exc
     except httpx2.HTTPError as exc:
         raise ProviderError(f"provider unavailable: {type(exc).__name__}", retryable=True) from exc
+    except ValueError as exc:  # a chunk that is not JSON
+        raise ProviderError(f"provider sent a malformed chunk: {exc}", retryable=True) from exc
     yield Chunk(finish_reason=finish or "stop")
