@@ -1,8 +1,8 @@
 """Local LLM benchmark: tokens/s of Gemma 3 270M through the whole chat job vs llama-cpp-python directly.
 
 Run: .venv/bin/python bench/llm.py [--runs 5 --max-tokens 64]   (SQLite + embedded Redis unless
-DATABASE_URL / REDIS_URL are set). It starts a critical worker, an interactive worker with one slot
-(as many llama.cpp threads as LOCAL_LLM_THREADS) and `creditflow api`.
+DATABASE_URL / REDIS_URL are set). It starts a critical worker, the local model's worker (queue `local`)
+with one slot (as many llama.cpp threads as LOCAL_LLM_THREADS) and `creditflow api`.
 
 (a) floor: llama-cpp-python `generate` in this process, same model file, prompt, sampling, threads;
 (b) ours: POST /api/v1/chat/conversations/{id}/messages -> final SSE event, output tokens / wall time.
@@ -70,7 +70,7 @@ def stack(tmp: Path, threads: int, catalog: Path) -> Iterator[str]:
             worker("critical", env=env, cwd=ROOT, log=tmp / "crit.log", name="crit", concurrency=1)
         )
         stack_.enter_context(
-            worker("interactive", env=env, cwd=ROOT, log=tmp / "llm.log", name="llm", concurrency=1)
+            worker("local", env=env, cwd=ROOT, log=tmp / "llm.log", name="llm", concurrency=1)
         )
         port = free_port()
         api = creditflow("api", "--port", str(port), env=env, cwd=ROOT, log=tmp / "api.log")

@@ -263,6 +263,25 @@ def test_a_job_waiting_for_another_holds_no_slot_and_starts_when_it_ends(
     assert _aware(followed.started_at) >= _aware(ended.finished_at)
 
 
+def test_on_a_single_slot_another_users_job_runs_before_a_turn_that_waits(
+    services: Services, user: str, job_env: dict[str, str], logs_dir: Path
+) -> None:
+    other = _other_user(services)
+    with (
+        worker("critical", env=job_env, cwd=ROOT, log=logs_dir / "crit.log", name="crit"),
+        worker("agents", env=job_env, cwd=ROOT, log=logs_dir / "agents.log", concurrency=1, name="ag"),
+    ):
+        first = diagnostic_job(services, user, queue="agents", steps=8, sleep_ms=100)
+        wait_for(lambda: job_row(services, first).status == "running", what="first running")
+        follower = _after(services, user, first)  # double texting: sent before the other user's job
+        someone_else = diagnostic_job(services, other, queue="agents", steps=1)
+        rows = {job_id: wait_final(services, job_id) for job_id in (first, follower, someone_else)}
+    # The waiting turn never took the one slot: the other user's job started first, and it started
+    # only once the predecessor ended.
+    assert _aware(rows[someone_else].started_at) < _aware(rows[follower].started_at)
+    assert _aware(rows[follower].started_at) >= _aware(rows[first].finished_at)
+
+
 def test_a_user_beyond_their_running_cap_waits_while_others_run(
     services: Services, user: str, job_env: dict[str, str], logs_dir: Path
 ) -> None:
