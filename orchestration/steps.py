@@ -175,6 +175,9 @@ def claim(
         row.time_limit_s,
         row.queue,
         taken_over,
+        # A cancel that came while this attempt waited (a retry's countdown) is in the row even when
+        # Redis lost its flag: the step must not start work it would be charged for.
+        bool(row.cancel_requested),
     )
 
 

@@ -1,0 +1,35 @@
+"""Writers that arrive late: a retry after a cancel, a heartbeat that read the step before it ended,
+a step that raises after the reaper ended its job. None may change what the job's end decided."""
+
+from __future__ import annotations
+
+import ledger
+from orchestration import jobs as job_cases
+from orchestration import progress, steps
+from orchestration.bootstrap import Services
+from tests.integration.jobs.conftest import diagnostic_job, job_row
+
+# No worker serves `images` in these tests: every step below runs here, in the order the test sets.
+QUEUE = "images"
+
+
+def test_a_retry_after_a_cancel_runs_nothing_even_when_the_redis_flag_was_lost(
+    services: Services, user: str
+) -> None:
+    job_id = diagnostic_job(services, user, queue=QUEUE, steps=2, cost_per_step=1000)
+    first = steps.claim(services, job_id=job_id, task_id="t-retry", retries=0)
+    assert first is not None  # attempt 1 failed retryably: the job stays running, its retry waits
+    assert job_cases.cancel_job(services, user_id=user, job_id=job_id) == "canceling"
+    services.redis.delete(f"creditflow:cancel:{job_id}")  # Redis lost the flag; the row keeps it
+    assert not progress.cancel_requested(services.redis, job_id)
+
+    retry = steps.claim(services, job_id=job_id, task_id="t-retry", retries=1)
+    assert retry is not None
+    assert retry.cancel_requested  # what the database knows at the claim reaches the step
+    assert steps.run(services, retry)
+    assert steps.settle(services, job_id=job_id) == "canceled"
+    row = job_row(services, job_id)
+    assert row.result == {"canceled_before_start": True}
+    assert row.cost_charged == 0
+    with services.uow(autocommit=True) as db:
+        assert ledger.balance(db, user_id=user).held == 0
