@@ -32,6 +32,9 @@ _BEAT = (
         jobs.c.id == bindparam("b_job_id"),
         jobs.c.claim == bindparam("b_token", type_=jobs.c.claim.type),
         jobs.c.status == "running",
+        # Once the step recorded its outcome, its cost and progress are final: a beat that read them
+        # earlier (and waited for a connection meanwhile) must not write the older, lower values back.
+        jobs.c.run_completed.is_(False),
     )
     .values(
         heartbeat_at=bindparam("b_now", type_=jobs.c.heartbeat_at.type),

@@ -7,6 +7,8 @@ import ledger
 from orchestration import jobs as job_cases
 from orchestration import progress, steps
 from orchestration.bootstrap import Services
+from orchestration.context import RunContext
+from orchestration.heartbeats import Beating, heartbeats_of
 from tests.integration.jobs.conftest import diagnostic_job, job_row
 
 # No worker serves `images` in these tests: every step below runs here, in the order the test sets.
@@ -33,3 +35,29 @@ def test_a_retry_after_a_cancel_runs_nothing_even_when_the_redis_flag_was_lost(
     assert row.cost_charged == 0
     with services.uow(autocommit=True) as db:
         assert ledger.balance(db, user_id=user).held == 0
+
+
+def test_a_heartbeat_read_before_the_step_ended_does_not_lower_its_charge(
+    services: Services, user: str
+) -> None:
+    job_id = diagnostic_job(services, user, queue=QUEUE, steps=3, cost_per_step=1000)
+    claimed = steps.claim(services, job_id=job_id, task_id="t-beat", retries=0)
+    assert claimed is not None
+    # The heartbeat thread read the step's cost after its first step, then waited (for a pooled
+    # connection, for the GIL) while the step finished its other two and recorded them.
+    seen_early = RunContext(
+        services, job_id, user, claimed.params, claimed.model, claimed.held, claimed.attempt
+    )
+    seen_early.charge(1000)
+    assert steps.run(services, claimed)
+    assert job_row(services, job_id).cost_running == 3000
+    beats = heartbeats_of(services)
+    beats.register(Beating(claimed.token, seen_early))
+    try:
+        beats.beat_now()  # the late beat lands after the record
+    finally:
+        beats.unregister(job_id)
+    assert steps.settle(services, job_id=job_id) == "succeeded"
+    row = job_row(services, job_id)
+    assert row.cost_charged == 3000
+    assert row.progress is not None and row.progress["step"] == 3
