@@ -267,7 +267,8 @@ def _record_error(
     with services.uow(autocommit=True) as db:
         db.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.claim == token)
+            # Only while it runs: a job the reaper or a cancel ended keeps the reason it ended with.
+            .where(jobs.c.id == job_id, jobs.c.claim == token, jobs.c.status == "running")
             .values(error={"code": code, "message": message}, cost_running=spent)
         )
 

@@ -3,11 +3,14 @@ a step that raises after the reaper ended its job. None may change what the job'
 
 from __future__ import annotations
 
+import pytest
+
 import ledger
 from orchestration import jobs as job_cases
 from orchestration import progress, steps
 from orchestration.bootstrap import Services
 from orchestration.context import RunContext
+from orchestration.errors import FinalError
 from orchestration.heartbeats import Beating, heartbeats_of
 from tests.integration.jobs.conftest import diagnostic_job, job_row
 
@@ -60,4 +63,28 @@ def test_a_heartbeat_read_before_the_step_ended_does_not_lower_its_charge(
     assert steps.settle(services, job_id=job_id) == "succeeded"
     row = job_row(services, job_id)
     assert row.cost_charged == 3000
-    assert row.progress is not None and row.progress["step"] == 3
+    assert row.progress is not None
+    assert row.progress["step"] == 3
+
+
+def test_a_step_that_raises_after_the_reaper_ended_its_job_leaves_the_job_as_ended(
+    services: Services, user: str
+) -> None:
+    job_id = diagnostic_job(services, user, queue=QUEUE, steps=2, fail_at_step=1)
+    claimed = steps.claim(services, job_id=job_id, task_id="t-late", retries=0)
+    assert claimed is not None
+    # The reaper ended the job (its time ran out) while its step still ran on a threads pool.
+    assert steps.fail(
+        services,
+        job_id=job_id,
+        code="timed_out",
+        message="the job ran past its time limit",
+        statuses=("running",),
+    )
+    ended = job_row(services, job_id)
+    with pytest.raises(FinalError):
+        steps.run(services, claimed)  # the step fails later, on its own
+    row = job_row(services, job_id)
+    assert row.status == "failed"
+    assert row.error == ended.error == {"code": "timed_out", "message": "the job ran past its time limit"}
+    assert row.cost_running == ended.cost_running
