@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from api.event_frames import HEADERS, final_event, frame
 from api.openai_streams import OpenAIRelay
+from api.stream_answers import Answer, end_broken
 from orchestration import jobs as job_cases
 from orchestration import progress
 from orchestration.bootstrap import Services
@@ -80,12 +81,16 @@ class AsyncStreams:
         kind = descriptor["kind"]
         body = {"job": self._job, "user": self._user, "openai": self._openai}[kind]
         slot = Slot(descriptor["user_id"], descriptor["slot"]) if descriptor.get("slot") else None
-        streaming = asyncio.ensure_future(body(descriptor, send, slot))
+        answer = Answer(send)
+        streaming = asyncio.ensure_future(body(descriptor, answer.send, slot))
         gone = asyncio.ensure_future(_disconnected(receive))
-        abandoned = True
+        abandoned, broke, left = True, None, True
         try:
             await asyncio.wait({streaming, gone}, return_when=asyncio.FIRST_COMPLETED)
-            abandoned = not streaming.done()
+            left = gone.done()
+            broke = streaming.exception() if streaming.done() and not streaming.cancelled() else None
+            # A stream that broke (Redis went away) left its client without the end: like one who left.
+            abandoned = not streaming.done() or broke is not None
         finally:
             for task in (streaming, gone):
                 task.cancel()
@@ -95,6 +100,9 @@ class AsyncStreams:
                 await self._release(slot)
             if kind == "openai" and abandoned:
                 await self._cancel_abandoned(descriptor)
+            if broke is not None and not left:
+                log.warning("%s stream ended early: %r", kind, broke)
+                await end_broken(answer, openai=kind == "openai")  # after the cancel it announces
 
     async def _job(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:
         await _start(send)

@@ -19,6 +19,7 @@ from flask import Response
 
 from api import openai_format as fmt
 from api.services import services
+from api.stream_answers import BROKEN
 from api.stream_protocol import async_front, stream_descriptor
 from orchestration import jobs as job_cases
 from orchestration import progress
@@ -94,6 +95,9 @@ def completion_answer(row: Any, *, created: int, stream: bool, include_usage: bo
         pass  # without the async front a whole completion waits here, holding this thread
     if relay.failure is not None:
         return Response(json.dumps(relay.failure), status=502, mimetype="application/json")
+    if relay.completion is None:  # the events broke off (Redis): the job was canceled, nothing to show
+        broken = fmt.error(503, BROKEN, code="events_unavailable")
+        return Response(json.dumps(broken), status=503, mimetype="application/json")
     return Response(json.dumps(relay.completion), mimetype="application/json")
 
 
@@ -113,6 +117,7 @@ def _chunks(found: Services, row: Any, relay: OpenAIRelay) -> Iterator[str]:
                 return
     except redis.RedisError as exc:
         log.warning("completion stream of job %s ended early: %s", row.id, exc)
+        yield fmt.stream_error(503, BROKEN, code="events_unavailable") + fmt.DONE
     finally:
         if not relay.done:
             cancel_abandoned(found, row.user_id, row.id)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 import requests
+from sqlalchemy import create_engine, select
 
 from orchestration import progress
+from orchestration.tables import jobs
+from orchestration.users import users
 from tests.integration.api.conftest import bearer, make_token
+from tests.support.brokers import PrivateRedis
 from tests.support.processes import api_server
 
 pytestmark = pytest.mark.slow
@@ -74,3 +80,77 @@ def test_a_stream_busy_past_its_lease_keeps_its_slot(capped: str, server_env: di
         for worker in workers:
             worker.join(timeout=10)
         client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis of this test's own, which it kills."""
+    server = PrivateRedis(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _job_of(database_url: str, user_external_id: str, timeout: float = 30) -> str:
+    """The id of the user's only job, once it exists."""
+    engine = create_engine(database_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with engine.connect() as db:
+                found = db.execute(
+                    select(jobs.c.id)
+                    .join(users, users.c.id == jobs.c.user_id)
+                    .where(users.c.external_id == user_external_id)
+                ).scalar_one_or_none()
+            if found is not None:
+                return str(found)
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"no job for {user_external_id} in {timeout}s")
+
+
+def _status(database_url: str, job_id: str) -> str:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as db:
+            return str(db.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_completion_whose_redis_went_away_answers_an_error_and_is_canceled(
+    server_env: dict[str, str], private_redis: PrivateRedis, tmp_path: Path, stream: bool
+) -> None:
+    # The server's Redis (events, and its broker: no worker reads it, the job stays queued) dies while
+    # the answer waits for the job's events.
+    env = {**server_env, "REDIS_URL": private_redis.url, "BROKER_URL": private_redis.url}
+    sub = f"user-{uuid.uuid4().hex[:10]}"
+    with api_server(env=env, log=tmp_path / "api.log") as base:
+        answer: dict[str, requests.Response] = {}
+        body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+
+        def ask() -> None:
+            answer["response"] = requests.post(
+                f"{base}/openai/v1/chat/completions", json=body, headers=bearer(make_token(sub)), timeout=60
+            )
+
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        job_id = _job_of(env["DATABASE_URL"], sub)
+        time.sleep(0.5)  # the front is reading the job's events
+        private_redis.stop()
+        asking.join(timeout=60)
+        response = answer["response"]
+        if stream:
+            assert response.status_code == 200
+            assert '"error"' in response.text.split("data: [DONE]")[0].rsplit("data: ", 1)[-1]
+            assert response.text.endswith("data: [DONE]\n\n")
+        else:
+            assert response.status_code == 503, response.text[:300]
+            assert response.json()["error"]["type"] == "api_error"
+        # The client got no reply: the job is canceled (nothing was delivered, nothing is charged).
+        assert _status(env["DATABASE_URL"], job_id) == "canceled"
