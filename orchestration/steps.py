@@ -124,11 +124,14 @@ _TAKE_OVER = (
     .values(_CLAIM_SET)
     .returning(*_CLAIMED_COLUMNS)
 )
-_WAIT_FOR_SLOT = (
+# A queued job its claim refused: the delivery's message is consumed, so the job is unsent again
+# (enqueued_at NULL: the reaper sends it once it is ready, if its wake-up is lost), and one that waits
+# for no other job was refused for its user's slots (waiting_slot: the end of one of theirs sends it).
+_REFUSED = (
     update(jobs)
-    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "queued", ~_PREDECESSOR_OPEN)
-    .values(waiting_slot=True)
-    .returning(jobs.c.user_id, jobs.c.queue)
+    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "queued")
+    .values(enqueued_at=None, waiting_slot=~_PREDECESSOR_OPEN)
+    .returning(jobs.c.user_id, jobs.c.queue, jobs.c.waiting_slot)
 )
 
 
@@ -154,10 +157,10 @@ def claim(
             if row is not None:
                 taken_over = delivery.endswith(f":{retries}:")
                 break
-        waiting = db.execute(_WAIT_FOR_SLOT, {"b_job_id": job_id}).first() if row is None else None
-    if waiting is not None:
+        refused = db.execute(_REFUSED, {"b_job_id": job_id}).first() if row is None else None
+    if refused is not None and refused.waiting_slot:
         # Its user's slots are taken: one of their jobs may have ended since our claim counted it.
-        dispatch.wake_slot_waiter(services, user_id=waiting.user_id, queue=waiting.queue)
+        dispatch.wake_slot_waiter(services, user_id=refused.user_id, queue=refused.queue)
     if row is None:
         return None
     started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
