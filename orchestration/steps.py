@@ -224,7 +224,7 @@ def run(services: Services, job: Claimed) -> bool:
         raise
     finally:
         context.flush()
-        beats.unregister(job.id)
+        beats.unregister(job.token)
     if context.stop_reason == "lost":
         return False
     return _record(services, job, context, result)

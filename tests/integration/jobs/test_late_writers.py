@@ -1,7 +1,10 @@
 """Writers that arrive late: a retry after a cancel, a heartbeat that read the step before it ended,
-a step that raises after the reaper ended its job. None may change what the job's end decided."""
+a step that raises after the reaper ended its job, an attempt that was taken over. None may change
+what the job's end (or its new owner) decided."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
@@ -12,7 +15,7 @@ from orchestration.bootstrap import Services
 from orchestration.context import RunContext
 from orchestration.errors import FinalError
 from orchestration.heartbeats import Beating, heartbeats_of
-from tests.integration.jobs.conftest import diagnostic_job, job_row
+from tests.integration.jobs.conftest import diagnostic_job, job_row, wait_for
 
 # No worker serves `images` in these tests: every step below runs here, in the order the test sets.
 QUEUE = "images"
@@ -59,7 +62,7 @@ def test_a_heartbeat_read_before_the_step_ended_does_not_lower_its_charge(
     try:
         beats.beat_now()  # the late beat lands after the record
     finally:
-        beats.unregister(job_id)
+        beats.unregister(claimed.token)
     assert steps.settle(services, job_id=job_id) == "succeeded"
     row = job_row(services, job_id)
     assert row.cost_charged == 3000
@@ -88,3 +91,44 @@ def test_a_step_that_raises_after_the_reaper_ended_its_job_leaves_the_job_as_end
     assert row.status == "failed"
     assert row.error == ended.error == {"code": "timed_out", "message": "the job ran past its time limit"}
     assert row.cost_running == ended.cost_running
+
+
+def test_a_takeover_in_the_same_process_keeps_the_new_attempts_heartbeat(
+    services: Services, user: str
+) -> None:
+    # A redelivery (a broker that lost its consumer's connection) can reach the very process still running
+    # the job: the new attempt takes it over, the old one learns so at its next beat and stops.
+    job_id = diagnostic_job(services, user, queue=QUEUE, steps=40, sleep_ms=100, cost_per_step=10)
+    old = steps.claim(services, job_id=job_id, task_id="t-same", retries=0)
+    assert old is not None
+    outcomes: dict[str, bool] = {}
+
+    def run(name: str, claimed: steps.Claimed) -> None:
+        outcomes[name] = steps.run(services, claimed)
+
+    def progress_events() -> int:
+        entries = services.redis.xrange(f"jobs:{job_id}")
+        return sum(1 for _id, fields in entries if '"progress"' in fields["data"])
+
+    first = threading.Thread(target=run, args=("old", old), daemon=True)
+    first.start()
+    wait_for(lambda: progress_events() >= 1, what="the old attempt running")
+    new = steps.claim(services, job_id=job_id, task_id="t-same", retries=0, redelivered=True)
+    assert new is not None
+    assert new.taken_over
+    second = threading.Thread(target=run, args=("new", new), daemon=True)
+    seen = progress_events()
+    second.start()
+    wait_for(lambda: progress_events() >= seen + 2, what="the new attempt running")
+    beats = heartbeats_of(services)
+    beats.beat_now()  # tells the old attempt it lost the job
+    first.join(timeout=30)
+    assert outcomes["old"] is False
+    assert second.is_alive()
+    before = job_row(services, job_id).heartbeat_at
+    beats.beat_now()
+    assert second.is_alive()  # still running: its beat must land
+    assert job_row(services, job_id).heartbeat_at > before
+    second.join(timeout=60)
+    assert outcomes["new"] is True
+    assert steps.settle(services, job_id=job_id) == "succeeded"
