@@ -378,7 +378,7 @@ def fail(
         ).first()
         if ended is None:
             return False
-        voided = _void(db, ended.hold_id, key=f"compensate:{job_id}")
+        voided = release_hold(db, ended.hold_id, key=f"compensate:{job_id}")
         if ended.api_key_id:
             return_daily_allowance(
                 db, key_id=ended.api_key_id, amount=ended.cost_held, today=utc_day(ended.created_at)
@@ -399,7 +399,8 @@ def fail(
     return True
 
 
-def _void(db: Any, hold_id: str | None, *, key: str) -> ledger.Settlement | None:
+def release_hold(db: Any, hold_id: str | None, *, key: str) -> ledger.Settlement | None:
+    """Void an ended job's hold; None if it has none or it was resolved already (expired, voided)."""
     if hold_id is None:
         return None
     # Expired or voided already: the credits are back either way.

@@ -5,6 +5,7 @@ what the job's end (or its new owner) decided."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
@@ -132,3 +133,19 @@ def test_a_takeover_in_the_same_process_keeps_the_new_attempts_heartbeat(
     second.join(timeout=60)
     assert outcomes["new"] is True
     assert steps.settle(services, job_id=job_id) == "succeeded"
+
+
+def test_a_cancel_after_the_jobs_hold_expired_ends_it_canceled(services: Services, user: str) -> None:
+    # The reaper expired the hold of a job that waited (its pass fails such a job next, or failed to):
+    # the user's cancel still ends the job, and the credits are back once, by the expiry.
+    job_id = diagnostic_job(services, user, queue=QUEUE, steps=1)
+    row = job_row(services, job_id)
+    with services.uow(account_of=user) as db:
+        hold = ledger.get_hold(db, hold_id=row.hold_id)
+        assert ledger.expire_hold(db, hold_id=row.hold_id, now=hold.expires_at + timedelta(seconds=1))
+    assert job_cases.cancel_job(services, user_id=user, job_id=job_id) == "canceled"
+    ended = job_row(services, job_id)
+    assert (ended.status, ended.cost_charged) == ("canceled", 0)
+    with services.uow(autocommit=True) as db:
+        assert ledger.get_hold(db, hold_id=row.hold_id).status == "expired"
+        assert ledger.balance(db, user_id=user).held == 0
