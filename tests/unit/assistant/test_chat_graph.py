@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 
-from assistant import chat_graph
+from assistant import reply
 from assistant.catalog import ModelSpec
 from assistant.chat_graph import TurnContext, build_graph, run_turn
 from assistant.providers import Chunk, ProviderError, Usage, provider_for
@@ -43,7 +44,13 @@ class Flaky:
         self.calls = 0
 
     def stream(
-        self, spec: ModelSpec, turns: Sequence[Turn], *, max_tokens: int, settings: Settings
+        self,
+        spec: ModelSpec,
+        turns: Sequence[Turn],
+        *,
+        max_tokens: int,
+        settings: Settings,
+        options: Mapping[str, Any] | None = None,
     ) -> Iterator[Chunk]:
         self.calls += 1
         if self.calls == 1:
@@ -74,7 +81,7 @@ def test_a_provider_error_before_any_text_is_raised_for_the_saga_to_retry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     flaky = Flaky()
-    monkeypatch.setattr(chat_graph, "provider_for", lambda _name: flaky)
+    monkeypatch.setattr(reply, "provider_for", lambda _name: flaky)  # the turn streams through reply.py
     prompts: list[int] = []
     with pytest.raises(ProviderError):
         run_turn(build_graph(), job_id="j1", context=context(Sink(), prompts))
