@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 
 from api.event_frames import HEADERS, final_event, frame
 from api.openai_streams import OpenAIRelay
+from api.stream_answers import Answer, end_broken
 from orchestration import jobs as job_cases
 from orchestration import progress
 from orchestration.bootstrap import Services
@@ -79,12 +81,16 @@ class AsyncStreams:
         kind = descriptor["kind"]
         body = {"job": self._job, "user": self._user, "openai": self._openai}[kind]
         slot = Slot(descriptor["user_id"], descriptor["slot"]) if descriptor.get("slot") else None
-        streaming = asyncio.ensure_future(body(descriptor, send, slot))
+        answer = Answer(send)
+        streaming = asyncio.ensure_future(body(descriptor, answer.send, slot))
         gone = asyncio.ensure_future(_disconnected(receive))
-        abandoned = True
+        abandoned, broke, left = True, None, True
         try:
             await asyncio.wait({streaming, gone}, return_when=asyncio.FIRST_COMPLETED)
-            abandoned = not streaming.done()
+            left = gone.done()
+            broke = streaming.exception() if streaming.done() and not streaming.cancelled() else None
+            # A stream that broke (Redis went away) left its client without the end: like one who left.
+            abandoned = not streaming.done() or broke is not None
         finally:
             for task in (streaming, gone):
                 task.cancel()
@@ -94,6 +100,9 @@ class AsyncStreams:
                 await self._release(slot)
             if kind == "openai" and abandoned:
                 await self._cancel_abandoned(descriptor)
+            if broke is not None and not left:
+                log.warning("%s stream ended early: %r", kind, broke)
+                await end_broken(answer, openai=kind == "openai")  # after the cancel it announces
 
     async def _job(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:
         await _start(send)
@@ -103,6 +112,7 @@ class AsyncStreams:
             await self._drain(send, key, last, descriptor["final"])
             await _end(send)
             return
+        lease = self._lease(slot)
         while True:
             batch = await self._read(key, last, block=True)
             if batch:
@@ -114,29 +124,31 @@ class AsyncStreams:
                 await _write(send, "".join(frame(*entry) for entry in shown))
                 if ended:
                     break
-                continue
-            await _write(send, ": keep-alive\n\n")
-            if not await self._refresh(slot):
+            else:
+                await _write(send, ": keep-alive\n\n")
+            if not await lease.kept():
                 break
-            # A quiet period: if the job ended without its final event reaching Redis, end from the row.
-            final = await asyncio.to_thread(self._final_of, descriptor["user_id"], descriptor["job_id"])
-            if final is not None:
-                await self._drain(send, key, last, final)
-                break
+            if not batch:
+                # A quiet period: if the job ended without its final event reaching Redis, end from the row.
+                final = await asyncio.to_thread(self._final_of, descriptor["user_id"], descriptor["job_id"])
+                if final is not None:
+                    await self._drain(send, key, last, final)
+                    break
         await _end(send)
 
     async def _user(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:
         await _start(send)
         await _write(send, "retry: 2000\n\n")
         key, last = progress.user_stream(descriptor["user_id"]), descriptor["last"]
+        lease = self._lease(slot)
         while True:
             batch = await self._read(key, last, block=True)
             if batch:
                 last = batch[-1][0]
                 await _write(send, "".join(frame(*entry) for entry in batch))
-                continue
-            await _write(send, ": keep-alive\n\n")
-            if not await self._refresh(slot):
+            else:
+                await _write(send, ": keep-alive\n\n")
+            if not await lease.kept():
                 break
         await _end(send)
 
@@ -197,9 +209,13 @@ class AsyncStreams:
         job = job_cases.get_job(self.services, user_id=user_id, job_id=job_id)
         return final_event(job)
 
-    async def _refresh(self, slot: Slot | None) -> bool:
-        if slot is None:
-            return True
+    def _lease(self, slot: Slot | None) -> _Lease:
+        # Every half heartbeat, as HeldStream does: a quiet read lasts a heartbeat, but a busy stream's
+        # reads never come back empty, and its lease must not run out while it streams.
+        return _Lease(self, slot, every_s=self.heartbeat_s / 2)
+
+    async def refresh_slot(self, slot: Slot) -> bool:
+        """Extend a stream's lease; False (end the stream) when it was lost or Redis failed."""
         try:
             return await self.slots.refresh(slot)
         except redis.RedisError as exc:
@@ -221,6 +237,21 @@ class AsyncStreams:
                 )
 
         await asyncio.to_thread(cancel)
+
+
+class _Lease:
+    """An open stream's slot in its user's cap, refreshed once `every_s` passed, busy or quiet."""
+
+    def __init__(self, streams: AsyncStreams, slot: Slot | None, *, every_s: float) -> None:
+        self._streams, self._slot, self._every_s = streams, slot, every_s
+        self._refreshed = time.monotonic()
+
+    async def kept(self) -> bool:
+        """False once the lease was lost (the stream should end)."""
+        if self._slot is None or time.monotonic() - self._refreshed < self._every_s:
+            return True
+        self._refreshed = time.monotonic()
+        return await self._streams.refresh_slot(self._slot)
 
 
 async def _disconnected(receive: Receive) -> None:

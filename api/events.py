@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from flask import Response, current_app, request
@@ -110,11 +110,14 @@ def user_event_stream(user_id: str) -> Response:
     last = _last_event_id("$", allowed=("0-0", "$"))
     if last == "$":
         # XREAD with "$" would miss what arrives between two reads; pin the current end once.
-        info = (
-            client.xinfo_stream(progress.user_stream(user_id))
-            if client.exists(progress.user_stream(user_id))
-            else None
-        )
+        try:
+            info = (
+                client.xinfo_stream(progress.user_stream(user_id))
+                if client.exists(progress.user_stream(user_id))
+                else None
+            )
+        except redis.RedisError as exc:
+            _streams_unavailable(exc)
         last = str(info["last-generated-id"]) if info else "0-0"
     if async_front():
         slot = _acquire_slot(user_id)
@@ -149,13 +152,7 @@ def _acquire_slot(user_id: str) -> Slot:
         slot = slots.acquire(user_id)
         retry_after = None if slot else slots.retry_after_s(user_id)
     except redis.RedisError as exc:
-        log.warning("stream slots unavailable: %s", exc)
-        abort(
-            503,
-            message="Event streams are unavailable right now; retry shortly.",
-            headers={"Retry-After": "5"},
-        )
-        raise AssertionError("abort returned") from exc
+        _streams_unavailable(exc)
     if slot is None:
         abort(
             429,
@@ -165,6 +162,15 @@ def _acquire_slot(user_id: str) -> Slot:
         )
         raise AssertionError("abort returned")
     return slot
+
+
+def _streams_unavailable(exc: redis.RedisError) -> NoReturn:
+    """503 with Retry-After: Redis, which every stream reads, did not answer."""
+    log.warning("event streams unavailable: %s", exc)
+    abort(
+        503, message="Event streams are unavailable right now; retry shortly.", headers={"Retry-After": "5"}
+    )
+    raise AssertionError("abort returned") from exc
 
 
 def _streamed(user_id: str, frames: Iterator[str]) -> Response:

@@ -19,9 +19,11 @@ from flask import Response
 
 from api import openai_format as fmt
 from api.services import services
+from api.stream_answers import BROKEN
 from api.stream_protocol import async_front, stream_descriptor
 from orchestration import jobs as job_cases
 from orchestration import progress
+from orchestration.bootstrap import Services
 from orchestration.errors import JobAlreadyFinished
 
 log = logging.getLogger(__name__)
@@ -85,17 +87,21 @@ def completion_answer(row: Any, *, created: int, stream: bool, include_usage: bo
             stream=stream,
             include_usage=include_usage,
         )
+    # Resolved now: a streamed body is iterated after the view returned, outside the app context.
+    found = services()
     if stream:
-        return Response(_chunks(row, relay), mimetype="text/event-stream", headers=STREAM_HEADERS)
-    for _text in _chunks(row, relay):
+        return Response(_chunks(found, row, relay), mimetype="text/event-stream", headers=STREAM_HEADERS)
+    for _text in _chunks(found, row, relay):
         pass  # without the async front a whole completion waits here, holding this thread
     if relay.failure is not None:
         return Response(json.dumps(relay.failure), status=502, mimetype="application/json")
+    if relay.completion is None:  # the events broke off (Redis): the job was canceled, nothing to show
+        broken = fmt.error(503, BROKEN, code="events_unavailable")
+        return Response(json.dumps(broken), status=503, mimetype="application/json")
     return Response(json.dumps(relay.completion), mimetype="application/json")
 
 
-def _chunks(row: Any, relay: OpenAIRelay) -> Iterator[str]:
-    found = services()
+def _chunks(found: Services, row: Any, relay: OpenAIRelay) -> Iterator[str]:
     block_ms = int(found.settings.SSE_HEARTBEAT_S * 1000)
     try:
         yield relay.start()
@@ -111,12 +117,13 @@ def _chunks(row: Any, relay: OpenAIRelay) -> Iterator[str]:
                 return
     except redis.RedisError as exc:
         log.warning("completion stream of job %s ended early: %s", row.id, exc)
+        yield fmt.stream_error(503, BROKEN, code="events_unavailable") + fmt.DONE
     finally:
         if not relay.done:
-            cancel_abandoned(row.user_id, row.id)
+            cancel_abandoned(found, row.user_id, row.id)
 
 
-def cancel_abandoned(user_id: str, job_id: str) -> None:
+def cancel_abandoned(found: Services, user_id: str, job_id: str) -> None:
     """The client left before the end: cancel the job (it is charged for what was delivered)."""
     with contextlib.suppress(JobAlreadyFinished):
-        job_cases.cancel_job(services(), user_id=user_id, job_id=job_id)
+        job_cases.cancel_job(found, user_id=user_id, job_id=job_id)

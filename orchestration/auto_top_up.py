@@ -192,7 +192,7 @@ def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] |
 
 
 def charge(services: Services, user_id: str) -> str:
-    """Refill one user if still due: 'charged', 'disabled', 'failed', or 'not due'."""
+    """Refill one user if still due: 'charged', 'disabled', 'failed', 'unconfirmed' or 'not due'."""
     opened = _open_order(services, user_id)
     if opened is None:
         return "not due"
@@ -207,8 +207,7 @@ def charge(services: Services, user_id: str) -> str:
             user_id=user_id,
         )
     except ProviderError as exc:
-        _end(services, order.id, f"stripe unavailable: {exc}")
-        return "failed"
+        return _unanswered(services, order.id, exc)
     if intent.get("id"):
         with plain_unit(services) as connection:
             attach_provider_ref(connection, order.id, str(intent["id"]), _now())
@@ -231,6 +230,17 @@ def charge(services: Services, user_id: str) -> str:
     if _failures(services, user_id) >= services.settings.AUTO_TOP_UP_MAX_FAILURES:
         _disable(services, user_id, f"{services.settings.AUTO_TOP_UP_MAX_FAILURES} failed charges in a row")
         return "disabled"
+    return "failed"
+
+
+def _unanswered(services: Services, order_id: str, exc: ProviderError) -> str:
+    if exc.retryable:
+        # A timeout or a 5xx: Stripe may have charged the card. The order stays pending, so its
+        # `payment_intent.succeeded` webhook credits it, no second refill starts meanwhile, and the
+        # reconciler expires it if Stripe never reports it (a late report still credits it).
+        log.warning("auto top-up %s unconfirmed: %s", order_id, exc)
+        return "unconfirmed"
+    _end(services, order_id, f"stripe refused: {exc}")
     return "failed"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,12 +106,19 @@ def make_producer(settings: Settings) -> Celery:
 
 
 _by_pid: dict[int, Services] = {}
+# A threads pool starts hundreds of tasks at once: without the lock each built its own services (pools,
+# heartbeat thread) and all but the last were dropped from the registry with their pools still open.
+_by_pid_lock = threading.Lock()
 
 
 def process_services() -> Services:
     """This process's services, rebuilt after a fork so pools are never shared."""
     pid = os.getpid()
-    if pid not in _by_pid:
-        _by_pid.clear()  # inherited from the parent: its pools must not be used here
-        _by_pid[pid] = bootstrap()
-    return _by_pid[pid]
+    found = _by_pid.get(pid)
+    if found is not None:
+        return found
+    with _by_pid_lock:
+        if pid not in _by_pid:
+            _by_pid.clear()  # inherited from the parent: its pools must not be used here
+            _by_pid[pid] = bootstrap()
+        return _by_pid[pid]

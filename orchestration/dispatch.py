@@ -100,7 +100,9 @@ def wake_slot_waiter(services: Services, *, user_id: str, queue: str) -> int:
         row = db.execute(
             update(jobs)
             .where(jobs.c.id == oldest, jobs.c.waiting_slot.is_(True))
-            .values(waiting_slot=False)
+            # Marked sent at once: the reaper re-sends a ready job whose enqueued_at is NULL (what its
+            # refused claim left), and must not count a re-send of this one before ours lands.
+            .values(waiting_slot=False, enqueued_at=datetime.now(UTC))
             .returning(jobs.c.id, jobs.c.queue, jobs.c.priority)
         ).first()
     if row is None:

@@ -32,6 +32,9 @@ _BEAT = (
         jobs.c.id == bindparam("b_job_id"),
         jobs.c.claim == bindparam("b_token", type_=jobs.c.claim.type),
         jobs.c.status == "running",
+        # Once the step recorded its outcome, its cost and progress are final: a beat that read them
+        # earlier (and waited for a connection meanwhile) must not write the older, lower values back.
+        jobs.c.run_completed.is_(False),
     )
     .values(
         heartbeat_at=bindparam("b_now", type_=jobs.c.heartbeat_at.type),
@@ -67,15 +70,17 @@ class Heartbeats:
     def register(self, beating: Beating) -> None:
         """Start refreshing a job's heartbeat (its claim wrote the first one)."""
         with self._lock:
-            self._jobs[beating.job_id] = beating
+            # By claim, not job: a redelivery may take a job over in the very process still running it,
+            # and the attempt that lost it must neither displace nor, when it ends, remove the new one.
+            self._jobs[beating.token] = beating
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="job-heartbeats", daemon=True)
                 self._thread.start()
 
-    def unregister(self, job_id: str) -> None:
-        """Stop refreshing a job (its step returned or raised)."""
+    def unregister(self, token: str) -> None:
+        """Stop refreshing the attempt that runs under this claim (its step returned or raised)."""
         with self._lock:
-            self._jobs.pop(job_id, None)
+            self._jobs.pop(token, None)
 
     def beat_now(self) -> None:
         """Refresh every registered job now (tests, and before a process exits)."""

@@ -242,9 +242,8 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
             )
             .returning(jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at, jobs.c.queue)
         ).first()
-        voided = None
-        if ended is not None and ended.hold_id:
-            voided = ledger.void(db, hold_id=ended.hold_id, idempotency_key=f"cancel:{job_id}")
+        # A hold the reaper expired meanwhile gave its credits back already: the cancel still ends the job.
+        voided = steps.release_hold(db, ended.hold_id, key=f"cancel:{job_id}") if ended is not None else None
         if ended is not None and ended.api_key_id:
             return_daily_allowance(
                 db, key_id=ended.api_key_id, amount=ended.cost_held, today=steps.utc_day(ended.created_at)

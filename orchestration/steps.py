@@ -124,11 +124,14 @@ _TAKE_OVER = (
     .values(_CLAIM_SET)
     .returning(*_CLAIMED_COLUMNS)
 )
-_WAIT_FOR_SLOT = (
+# A queued job its claim refused: the delivery's message is consumed, so the job is unsent again
+# (enqueued_at NULL: the reaper sends it once it is ready, if its wake-up is lost), and one that waits
+# for no other job was refused for its user's slots (waiting_slot: the end of one of theirs sends it).
+_REFUSED = (
     update(jobs)
-    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "queued", ~_PREDECESSOR_OPEN)
-    .values(waiting_slot=True)
-    .returning(jobs.c.user_id, jobs.c.queue)
+    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "queued")
+    .values(enqueued_at=None, waiting_slot=~_PREDECESSOR_OPEN)
+    .returning(jobs.c.user_id, jobs.c.queue, jobs.c.waiting_slot)
 )
 
 
@@ -154,10 +157,10 @@ def claim(
             if row is not None:
                 taken_over = delivery.endswith(f":{retries}:")
                 break
-        waiting = db.execute(_WAIT_FOR_SLOT, {"b_job_id": job_id}).first() if row is None else None
-    if waiting is not None:
+        refused = db.execute(_REFUSED, {"b_job_id": job_id}).first() if row is None else None
+    if refused is not None and refused.waiting_slot:
         # Its user's slots are taken: one of their jobs may have ended since our claim counted it.
-        dispatch.wake_slot_waiter(services, user_id=waiting.user_id, queue=waiting.queue)
+        dispatch.wake_slot_waiter(services, user_id=refused.user_id, queue=refused.queue)
     if row is None:
         return None
     started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
@@ -175,6 +178,9 @@ def claim(
         row.time_limit_s,
         row.queue,
         taken_over,
+        # A cancel that came while this attempt waited (a retry's countdown) is in the row even when
+        # Redis lost its flag: the step must not start work it would be charged for.
+        bool(row.cancel_requested),
     )
 
 
@@ -218,7 +224,7 @@ def run(services: Services, job: Claimed) -> bool:
         raise
     finally:
         context.flush()
-        beats.unregister(job.id)
+        beats.unregister(job.token)
     if context.stop_reason == "lost":
         return False
     return _record(services, job, context, result)
@@ -264,7 +270,8 @@ def _record_error(
     with services.uow(autocommit=True) as db:
         db.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.claim == token)
+            # Only while it runs: a job the reaper or a cancel ended keeps the reason it ended with.
+            .where(jobs.c.id == job_id, jobs.c.claim == token, jobs.c.status == "running")
             .values(error={"code": code, "message": message}, cost_running=spent)
         )
 
@@ -371,7 +378,7 @@ def fail(
         ).first()
         if ended is None:
             return False
-        voided = _void(db, ended.hold_id, key=f"compensate:{job_id}")
+        voided = release_hold(db, ended.hold_id, key=f"compensate:{job_id}")
         if ended.api_key_id:
             return_daily_allowance(
                 db, key_id=ended.api_key_id, amount=ended.cost_held, today=utc_day(ended.created_at)
@@ -392,7 +399,8 @@ def fail(
     return True
 
 
-def _void(db: Any, hold_id: str | None, *, key: str) -> ledger.Settlement | None:
+def release_hold(db: Any, hold_id: str | None, *, key: str) -> ledger.Settlement | None:
+    """Void an ended job's hold; None if it has none or it was resolved already (expired, voided)."""
     if hold_id is None:
         return None
     # Expired or voided already: the credits are back either way.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Task
 
 import celeryconfig
@@ -72,7 +73,13 @@ class CreditflowTask(Task):  # type: ignore[misc]
         pipe = self.services.redis.pipeline()
         pipe.incr(key)
         pipe.expire(key, celeryconfig.VISIBILITY_TIMEOUT_S * 2)
-        count = int(pipe.execute()[0])
+        try:
+            count = int(pipe.execute()[0])
+        except redis.RedisError as exc:
+            # Uncounted, the task runs (its claim still decides): raising here, before the body, failed
+            # a `run` outright (its chain's errback compensated) while only REDIS_URL was down.
+            log.warning("redeliveries of %s[%s] not counted: %s", self.name, self.request.id, exc)
+            return False
         return count > self.services.settings.TASK_MAX_REDELIVERIES
 
     def on_redelivery_cap(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -70,6 +70,8 @@ class StripeState:
         self.idempotent: dict[str, tuple[int, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.fail_next: list[int] = []  # statuses to answer instead of the next requests
+        # POSTs carried out whose answers are then lost on the way back (answered 500), as on a timeout
+        self.lose_answers = 0
 
     @staticmethod
     def new_id(prefix: str) -> str:
@@ -378,11 +380,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         key = self.headers.get("Idempotency-Key")
         if method == "POST" and key and key in state.idempotent:
-            self._answer(*state.idempotent[key])
-            return
-        status, answer = state.handle(method, split.path, body)
-        if method == "POST" and key and status < 500:
-            state.idempotent[key] = (status, answer)
+            status, answer = state.idempotent[key]
+        else:
+            status, answer = state.handle(method, split.path, body)
+            if method == "POST" and key and status < 500:
+                state.idempotent[key] = (status, answer)
+        if method == "POST" and state.lose_answers > 0:
+            state.lose_answers -= 1
+            status, answer = 500, {"error": {"type": "api_error", "message": "the answer was lost"}}
         self._answer(status, answer)
 
     def do_GET(self) -> None:

@@ -126,3 +126,32 @@ def test_three_failures_in_a_row_turn_it_off(
     assert (state["enabled"], state["failures"]) == (False, 3)
     assert notices(services, user_id, "auto_top_up_disabled")
     assert refills(services, user_id) == ["failed", "failed", "failed"]
+
+
+def test_a_charge_whose_answer_was_lost_waits_for_stripe_and_is_credited_once(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    save_card(client, services, stripe_fake, headers)
+    client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
+    spend(services, user_id, 600)
+    before = posted(services, user_id)
+    state = stripe_fake[1]
+    state.lose_answers = 3  # Stripe charges the card; its answer, and the SDK's two retries', never arrive
+    try:
+        assert auto_top_up.charge(services, user_id) == "unconfirmed"
+    finally:
+        state.lose_answers = 0
+    # The card may have been charged: no second refill while Stripe has not said how this one went.
+    assert auto_top_up.charge(services, user_id) == "not due"
+    assert refills(services, user_id) == ["pending"]
+    with services.engine.connect() as connection:
+        order_id = connection.execute(
+            select(orders.c.id).where(orders.c.user_id == user_id, orders.c.purpose == "auto_top_up")
+        ).scalar_one()
+    intent = next(i for i in state.intents.values() if i["metadata"].get("order_id") == order_id)
+    assert intent["status"] == "succeeded"
+    deliver_stripe(client, state.event("payment_intent.succeeded", intent))
+    wait_status(services, order_id, "credited")
+    assert posted(services, user_id) == before + 1000 * M
+    ledger_clean(services)

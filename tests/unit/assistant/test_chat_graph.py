@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ class Flaky:
         *,
         max_tokens: int,
         settings: Settings,
-        options: object = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Iterator[Chunk]:
         self.calls += 1
         if self.calls == 1:
@@ -80,7 +81,7 @@ def test_a_provider_error_before_any_text_is_raised_for_the_saga_to_retry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     flaky = Flaky()
-    monkeypatch.setattr(reply, "provider_for", lambda _name: flaky)
+    monkeypatch.setattr(reply, "provider_for", lambda _name: flaky)  # the turn streams through reply.py
     prompts: list[int] = []
     with pytest.raises(ProviderError):
         run_turn(build_graph(), job_id="j1", context=context(Sink(), prompts))
