@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth.context import admin_required, current_user_id
-from api.idempotency import idempotent
+from api.idempotency import current_idempotency_key, idempotent
 from api.pagination import PageArgsSchema, decode_time_cursor, page
 from api.payment_schemas import AdminOrderListArgsSchema, OrderPageSchema, OrderSchema, RefundSchema
 from api.services import services
@@ -47,6 +47,11 @@ class Refund(MethodView):
     def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
         """Refund all or `amount` (minor units) of a credited order; the credits are taken back once."""
         amount = int(body["amount"]) if body["amount"] else None
-        return order_view(
-            refund_order(services(), order_id=order_id, amount=amount, admin_id=current_user_id())
+        refunded = refund_order(
+            services(),
+            order_id=order_id,
+            amount=amount,
+            admin_id=current_user_id(),
+            request_key=current_idempotency_key(),
         )
+        return order_view(refunded)

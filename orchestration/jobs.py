@@ -251,7 +251,14 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
         if ended is None:
             # The database is the record of the request: a running step reads it with its heartbeat
             # even if the Redis flag below is lost.
-            db.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+            flagged = db.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status.in_(("queued", "running")))
+                .values(cancel_requested=True)
+                .returning(jobs.c.status)
+            ).first()
+            if flagged is None:  # it ended between our read and this update
+                raise JobAlreadyFinished(get_job(services, user_id=user_id, job_id=job_id).status)
     if ended is not None:
         progress.publish_job_event(
             services.redis, job_id, "canceled", held=ended.cost_held, spent=0, status="canceled"

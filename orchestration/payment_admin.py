@@ -19,8 +19,13 @@ from orchestration.payment_tables import orders
 from orchestration.payment_units import money_unit, plain_unit
 
 
-def refund_order(services: Services, *, order_id: str, amount: int | None, admin_id: str) -> Row[Any]:
-    """Refund `amount` (minor units; None: all that is left) of a credited order; answers the order."""
+def refund_order(
+    services: Services, *, order_id: str, amount: int | None, admin_id: str, request_key: str | None = None
+) -> Row[Any]:
+    """Refund `amount` (minor units; None: all that is left) of a credited order; answers the order.
+
+    `request_key` (the admin's Idempotency-Key) names the refund at the provider, so a retry after a
+    timeout refunds once even if the provider's webhook moved the order's refunded total meanwhile."""
     with plain_unit(services) as connection:
         order = get_order(connection, order_id)
     if order is None:
@@ -34,9 +39,9 @@ def refund_order(services: Services, *, order_id: str, amount: int | None, admin
     if amount > left:
         raise PaymentRefused(f"At most {left} {order.currency} is left to refund.", kind="refund-too-large")
     if order.rail == "stripe":
-        payments_stripe.refund(services, order, amount)
+        payments_stripe.refund(services, order, amount, request_key=request_key)
     elif order.rail == "paypal":
-        payments_paypal.refund(services, order, amount)
+        payments_paypal.refund(services, order, amount, request_key=request_key)
     else:
         _book_crypto_refund(services, order, amount, admin_id)
     with plain_unit(services) as connection:
@@ -50,6 +55,11 @@ def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_
     with money_unit(services, order.user_id) as connection:
         locked = get_order(connection, order.id, lock=True)
         assert locked is not None
+        left = int(locked.amount) - int(locked.amount_refunded)
+        if amount > left:  # another admin refunded meanwhile: the check before the lock was stale
+            raise PaymentRefused(
+                f"At most {left} {locked.currency} is left to refund.", kind="refund-too-large"
+            )
         total = int(locked.amount_refunded) + amount
         taken = credits_for(locked, total) - credits_for(locked, int(locked.amount_refunded))
         if taken:

@@ -130,7 +130,7 @@ def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
     return _feed(services, order, answer, "reconcile")
 
 
-def refund(services: Services, order: Row[Any], amount: int) -> None:
+def refund(services: Services, order: Row[Any], amount: int, *, request_key: str | None = None) -> None:
     """Refund at PayPal and feed the refund in as the PAYMENT.CAPTURE.REFUNDED webhook would."""
     if not order.payment_ref:
         raise ProviderError("the order has no PayPal capture to refund", retryable=False)
@@ -140,7 +140,7 @@ def refund(services: Services, order: Row[Any], amount: int) -> None:
         amount=amount,
         currency=order.currency,
         decimals=_decimals(order.currency),
-        request_id=f"refund:{order.id}:{total}",
+        request_id=f"refund:{order.id}:{request_key or total}",
     )
     answer.setdefault("custom_id", order.id)
     event = {"id": f"refund:{answer.get('id')}", "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource": answer}

@@ -95,7 +95,7 @@ def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
     return fact.kind
 
 
-def refund(services: Services, order: Row[Any], amount: int) -> None:
+def refund(services: Services, order: Row[Any], amount: int, *, request_key: str | None = None) -> None:
     """Refund at Stripe, then feed the charge's new cumulative refund in (the `charge.refunded` webhook
     names the same refund step, so it changes nothing more)."""
     if not order.payment_ref:
@@ -103,7 +103,7 @@ def refund(services: Services, order: Row[Any], amount: int) -> None:
     gateway = payment_gateways.stripe(services)
     total = int(order.amount_refunded) + amount
     refund = gateway.refund(
-        payment_ref=order.payment_ref, amount=amount, key=f"admin-refund:{order.id}:{total}"
+        payment_ref=order.payment_ref, amount=amount, key=f"admin-refund:{order.id}:{request_key or total}"
     )
     charge = gateway.charge(str(refund["charge"]))
     event = {

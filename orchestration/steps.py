@@ -264,6 +264,16 @@ _RECORD_RUN = (
 )
 
 
+def postpone_heartbeat(services: Services, *, job_id: str, seconds: float) -> None:
+    """A running job waits `seconds` for its retry: its heartbeat counts from when that retry starts."""
+    with services.uow(autocommit=True) as db:
+        db.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "running")
+            .values(heartbeat_at=_now() + timedelta(seconds=seconds))
+        )
+
+
 def _record_error(
     services: Services, job_id: str, token: str, *, code: str, message: str, spent: int
 ) -> None:

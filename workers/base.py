@@ -48,6 +48,14 @@ class CreditflowTask(Task):  # type: ignore[misc]
             return None
         return super().__call__(*args, **kwargs)
 
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery's retry; a saga's `run` first moves its job's heartbeat past the countdown, so the
+        reaper doesn't take a job waiting for its retry for one whose worker died."""
+        if self.saga_run and self.request.args and self.request.retries < (self.max_retries or 0):
+            countdown = float(kwargs.get("countdown") or 0)
+            steps.postpone_heartbeat(self.services, job_id=str(self.request.args[0]), seconds=countdown)
+        return super().retry(*args, **kwargs)
+
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """After the last retry: keep the task for an operator when money depends on it."""
         if not self.dead_letter_on_failure:

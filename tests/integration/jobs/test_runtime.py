@@ -362,3 +362,28 @@ def test_only_a_step_that_leaves_money_unresolved_is_dead_lettered(
         ("creditflow.critical.settle", "retries_exhausted")
     ]
     job_cases.cancel_job(services, user_id=user, job_id=job_id)
+
+
+def test_a_job_waiting_for_its_retry_is_not_taken_for_one_whose_worker_died(
+    services: Services, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import Retry
+
+    import workers.jobs
+    from orchestration import bootstrap as composition
+    from orchestration.errors import RetryableError
+
+    monkeypatch.setitem(composition._by_pid, os.getpid(), services)  # the task's services: this module's
+    job_id = diagnostic_job(services, user, queue="images", steps=1)
+    assert steps.claim(services, job_id=job_id, task_id="retrying", retries=0) is not None
+    task = workers.jobs.RUNS["images"]
+    task.push_request(id="retrying", args=[job_id], retries=0, called_directly=False)
+    try:
+        with pytest.raises(Retry):  # as autoretry does after a RetryableError, with a long countdown
+            task.retry(exc=RetryableError("503"), countdown=600, throw=True)
+    finally:
+        task.pop_request()
+    later = datetime.now(UTC) + timedelta(seconds=float(HEARTBEAT_TIMEOUT_S) * 10)
+    assert reaper.sweep(services, now=later).worker_lost == 0  # still long before its retry starts
+    assert job_row(services, job_id).status == "running"
+    job_cases.cancel_job(services, user_id=user, job_id=job_id)

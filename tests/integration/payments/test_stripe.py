@@ -350,3 +350,29 @@ def test_admin_refund_claws_back_once_and_the_webhook_adds_nothing(
     listed = client.get(f"/api/v1/admin/payments?user_id={user_id}", headers=admin).json["items"]
     assert [o["amount_refunded"] for o in listed] == ["1200"]
     ledger_clean(services)
+
+
+def test_an_admin_refund_retried_after_a_lost_answer_refunds_once(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
+) -> None:
+    user_id, headers = user
+    started = checkout(client, headers)
+    state = stripe_fake[1]
+    paid = state.pay_session(started["id"])
+    deliver_stripe(client, state.event("checkout.session.completed", paid))
+    wait_status(services, started["order_id"], "credited")
+    retried = {**admin, "Idempotency-Key": f"refund-{started['order_id']}"}
+    path = f"/api/v1/admin/payments/{started['order_id']}/refund"
+    state.lose_answers = 3  # Stripe refunds; its answer (and the SDK's two retries') never arrive
+    try:
+        assert client.post(path, json={"amount": "600"}, headers=retried).status_code >= 500
+    finally:
+        state.lose_answers = 0
+    charge = state.charges[state.intents[paid["payment_intent"]]["latest_charge"]]
+    assert charge["amount_refunded"] == 600  # it did happen at Stripe
+    deliver_stripe(client, state.event("charge.refunded", charge))  # and its webhook moved the order
+    wait_status(services, started["order_id"], "refunded")
+    again = client.post(path, json={"amount": "600"}, headers=retried)  # the admin retries
+    assert again.status_code == 200, again.json
+    assert charge["amount_refunded"] == 600  # the same refund replayed, not a second one
+    ledger_clean(services)
