@@ -355,7 +355,7 @@ def test_admin_refund_claws_back_once_and_the_webhook_adds_nothing(
 def test_an_admin_refund_retried_after_a_lost_answer_refunds_once(
     client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
 ) -> None:
-    user_id, headers = user
+    _user_id, headers = user
     started = checkout(client, headers)
     state = stripe_fake[1]
     paid = state.pay_session(started["id"])
