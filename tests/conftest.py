@@ -15,6 +15,11 @@ from runtime.migrate import upgrade
 from runtime.settings import load_settings
 from tests.support.databases import backends, fresh_database, postgres_url
 
+# The suite runs dozens of processes against one PostgreSQL (max_connections is 100 by default): small
+# pools in every Services of the test process and of the processes it starts (child_env copies this),
+# which also shows a few connections serve a pool of hundreds of threads.
+os.environ.setdefault("DATABASE_POOL_SIZE", "3")
+
 
 @pytest.fixture(params=backends())
 def backend(request: pytest.FixtureRequest) -> str:
