@@ -53,7 +53,7 @@ def report(
         f"{args.probe_rate:g}/s from 4 other users (0 streams: {args.probe_s:g} s; quiet: {args.idle_s:g} s)"
     )
     print(
-        "\nworkers streams  ready/N   open s  RSS 0 -> N MB    KiB/stream  threads 0 -> N  fds 0 -> N"
+        "\nworkers streams  ready/N   open s  RSS 0 -> N -> closed MB  KiB/stream  threads 0 -> N  fds 0 -> N"
         "     Redis conns N -> closed  slots left"
     )
     for row in rows:
@@ -61,7 +61,8 @@ def report(
         per_stream = (held["rss"] - base["rss"]) / n / 1024
         print(
             f"{row['workers']:7} {n:7} {row['open']['ready']:5}/{n:<5} {row['open']['seconds']:6.1f}"
-            f"  {base['rss'] / 2**20:6.0f} -> {held['rss'] / 2**20:6.0f} {per_stream:9.1f}"
+            f"  {base['rss'] / 2**20:6.0f} -> {held['rss'] / 2**20:4.0f} -> {after['rss'] / 2**20:4.0f}"
+            f" {per_stream:10.1f}"
             f"  {base['threads']:5} -> {held['threads']:5}  {base['fds']:5} -> {held['fds']:5}"
             f"  {held['redis_conns']:10} -> {after['redis_conns']:5} {row['slots_left']:9}"
         )
@@ -80,6 +81,8 @@ def report(
             f"  {cpu_us:14.1f}     {_probe(row['probe_0'])} | {_probe(row['probe_idle'])} | "
             f"{_probe(row['probe_busy'])}"
         )
+        cores = "  ".join(f"{name} {value:.2f}" for name, value in row["cores"].items() if name != "machine")
+        print(f"        cores busy while publishing: {cores}; the machine {row['cores']['machine']:.2f}")
         for what, figures in (("open", row["open"]), ("streams", collected)):
             if figures.get("first_error"):
                 print(f"        {what}: {figures['errors']} errors; first: {figures['first_error']}")

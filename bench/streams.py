@@ -93,6 +93,23 @@ class ApiTree:
         }
 
 
+def by_name(prefix: str) -> list[psutil.Process]:
+    """This machine's processes whose name starts with `prefix` (the shared database servers)."""
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(prefix)]
+
+
+def cpu_by_process(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds so far of each group of processes, and of the whole machine ("machine")."""
+    totals = {"machine": sum(psutil.cpu_times()[:3])}  # user, nice, system: every process's work
+    for name, processes in groups.items():
+        totals[name] = 0.0
+        for process in processes:
+            with suppress(psutil.Error):  # one that ended meanwhile
+                times = process.cpu_times()
+                totals[name] += times.user + times.system
+    return totals
+
+
 @contextmanager
 def api_server(env: dict[str, str], tmp: Path, workers: int | None) -> Iterator[tuple[int, psutil.Process]]:
     """`creditflow api` on a free port (`--workers` when given), until it answers /readyz."""
@@ -103,6 +120,9 @@ def api_server(env: dict[str, str], tmp: Path, workers: int | None) -> Iterator[
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", process=process, log=log, timeout=120)
         yield port, psutil.Process(process.pid)
+    except BaseException:
+        print(f"the API's log ends:\n{log.read_text(errors='replace')[-4000:]}", file=sys.stderr)
+        raise
     finally:
         stop(process)
 
@@ -215,6 +235,13 @@ def run_level(
         )
         holder.start()
         prober.start()
+        others = {
+            "Redis": by_name("redis-server"),
+            "PostgreSQL": by_name("postgres"),
+            "stream client": [psutil.Process(holder.pid)],
+            "publisher": [psutil.Process()],
+            "requests": [psutil.Process(prober.pid)],
+        }
         try:
 
             def probed(seconds: float) -> dict[str, Any]:
@@ -232,10 +259,16 @@ def run_level(
             row["held"] = tree.sample()
             row["probe_idle"] = probed(args.idle_s)
             probe_end.send(("probe", (args.events * args.period_s, args.probe_rate)))
-            cpu = tree.cpu_s()
+            cpu, machine = tree.cpu_s(), cpu_by_process(others)
+            started = time.perf_counter()
             row["publish_rate"] = publish(client, [j for j, _ in jobs], args.events, args.period_s)
             time.sleep(0.5)  # the last events reach their clients
             row["publish_cpu_s"] = tree.cpu_s() - cpu
+            elapsed = time.perf_counter() - started
+            after = cpu_by_process(others)
+            row["cores"] = {"API": row["publish_cpu_s"] / elapsed} | {
+                name: (after[name] - machine[name]) / elapsed for name in after
+            }
             row["probe_busy"] = _recv(probe_end, args.events * args.period_s + 120)
             for job_id, _ in jobs:
                 progress.publish_job_event(client, job_id, "canceled", held=1000, spent=0)
