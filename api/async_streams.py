@@ -79,7 +79,8 @@ class AsyncStreams:
         kind = descriptor["kind"]
         body = {"job": self._job, "user": self._user, "openai": self._openai}[kind]
         slot = Slot(descriptor["user_id"], descriptor["slot"]) if descriptor.get("slot") else None
-        streaming = asyncio.ensure_future(body(descriptor, send, slot))
+        answer = _Answer(send)
+        streaming = asyncio.ensure_future(body(descriptor, answer, slot))
         gone = asyncio.ensure_future(_disconnected(receive))
         abandoned = True
         try:
@@ -90,6 +91,8 @@ class AsyncStreams:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await streaming  # a client that left mid-write, a Redis that left: the stream just ends
+            if not abandoned:
+                await _end_after_failure(streaming, answer)
             if slot is not None:
                 await self._release(slot)
             if kind == "openai" and abandoned:
@@ -221,6 +224,34 @@ class AsyncStreams:
                 )
 
         await asyncio.to_thread(cancel)
+
+
+class _Answer:
+    """A stream's ASGI `send`, remembering whether its answer has started and ended."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = self.ended = False
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        await self._send(message)
+        if message["type"] == "http.response.start":
+            self.started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.ended = True
+
+
+async def _end_after_failure(streaming: asyncio.Future[None], answer: _Answer) -> None:
+    # A stream whose Redis left (or whose pool ran dry) ends its answer properly, as the WSGI path does
+    # (api/events.py): the client reconnects after `retry:` with Last-Event-ID and misses nothing. Left
+    # as it was, the server would drop the connection mid-body, which a client takes for a crash.
+    failure = None if streaming.cancelled() else streaming.exception()
+    if failure is None:
+        return
+    log.warning("event stream ended early: %s", failure)
+    if answer.started and not answer.ended:
+        with contextlib.suppress(Exception):  # the client may be gone as well
+            await _end(answer)
 
 
 async def _disconnected(receive: Receive) -> None:

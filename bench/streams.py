@@ -5,7 +5,8 @@ Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/
 
 For each level N a fresh `creditflow api --workers 1` (one uvicorn process: "per host" is per API
 process) on a throw-away PostgreSQL database and REDIS_URL, no worker pool: N diagnostic jobs queued on
-`images` (no worker serves it), spread over users of SSE_MAX_STREAMS_PER_USER (16) streams each.
+`images` (their sagas wait, unserved, on an embedded Redis as the broker, gone afterwards), spread over
+users of SSE_MAX_STREAMS_PER_USER (16) streams each; also one level at the default API_WORKERS.
   1. ordinary requests (GET /api/v1/credits/balance, a few other users, paced) with 0 streams open;
   2. N streams opened (bench/stream_load.py, one asyncio process), each until it has its history;
      the API's RSS, threads and descriptors with N open against 0: memory per stream = delta / N;
@@ -23,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import multiprocessing
 import os
-import re
 import sys
 import tempfile
 import time
@@ -50,12 +49,12 @@ from bench import stream_load  # noqa: E402
 from bench.stream_report import report  # noqa: E402
 from orchestration import progress  # noqa: E402
 from orchestration.stream_slots import slot_key  # noqa: E402
+from runtime.local import embedded_redis_url, stop_embedded_redis  # noqa: E402
 from tests.support.databases import fresh_database  # noqa: E402
 from tests.support.processes import child_env, creditflow, free_port, stop, wait_http  # noqa: E402
 
 SECRET = "bench-streams-secret-0123456789-0123456789"  # noqa: S105 (a throw-away stack)
 PROBE_USERS = 4
-HEX_ID = re.compile(r"[0-9a-f]{32}")  # job ids are uuid4().hex
 
 
 def token(sub: str) -> str:
@@ -187,28 +186,15 @@ def publish(client: redis.Redis, job_ids: list[str], events: int, period_s: floa
 
 
 def cleanup(client: redis.Redis, job_ids: set[str], user_ids: list[str]) -> int:
-    """Drop what the level left in Redis: its jobs' streams and unserved saga messages, its users' keys.
+    """Drop what the level left on REDIS_URL: its jobs' streams and its users' keys.
 
     Returns the stream slots still held by its users (a stream that never gave its slot back)."""
     held = sum(int(client.zcard(slot_key(user))) for user in user_ids)
-    for queue in ["images", *(f"images:{p}" for p in range(1, 10))]:
-        for raw in client.lrange(queue, 0, -1):
-            if _job_ids_in(raw, job_ids):
-                client.lrem(queue, 1, raw)
     keys = [progress.job_stream(j) for j in job_ids] + [progress.user_stream(u) for u in user_ids]
     keys += [slot_key(u) for u in user_ids]
     for start in range(0, len(keys), 500):
         client.delete(*keys[start : start + 500])
     return held
-
-
-def _job_ids_in(raw: str, job_ids: set[str]) -> bool:
-    # A saga message names its job in headers.argsrepr.
-    try:
-        argsrepr = str(json.loads(raw).get("headers", {}).get("argsrepr", ""))
-    except ValueError:
-        return False
-    return any(found in job_ids for found in HEX_ID.findall(argsrepr))
 
 
 def run_level(
@@ -326,10 +312,11 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="cf-streams-") as tmp_name:
         tmp = Path(tmp_name)
-        with fresh_database("postgresql", tmp) as engine:
+        with fresh_database("postgresql", tmp) as engine, private_broker(tmp) as broker_url:
             env = child_env(
                 DATABASE_URL=engine.url.render_as_string(hide_password=False),
                 REDIS_URL=redis_url,
+                BROKER_URL=broker_url,
                 AUTH_JWT_SECRET=SECRET,
                 VAR_DIR=str(tmp / "var"),
                 CREDITFLOW_ENV="test",
@@ -340,6 +327,15 @@ def main() -> int:
                 rows.append(run_level(args, env, tmp, streams, workers))
     report(rows, args, nofile=nofile, redis_maxclients=_maxclients(redis_url))
     return 0
+
+
+@contextmanager
+def private_broker(tmp: Path) -> Iterator[str]:
+    """An embedded Redis as the jobs' broker: their sagas wait there, unserved, and leave with it."""
+    try:
+        yield embedded_redis_url(tmp / "broker")
+    finally:
+        stop_embedded_redis(tmp / "broker")
 
 
 def _maxclients(redis_url: str) -> int | None:
