@@ -10,6 +10,9 @@ from api.async_streams import MAX_STREAM_CONNECTIONS
 LATENCY_GOAL_S = 0.050  # XADD -> client p99 at 1,000 streams
 THOUSANDS = 2000  # "thousands of streams per host": at least this many held, every event delivered
 UNAFFECTED = 2.0  # ordinary requests' p99 with N streams open at most this times the p99 with none
+# Threads the API may add while streams are open, none of them per stream: asyncio's default executor
+# (min(32, cores + 4) threads) runs each quiet stream's look at its job row.
+POOLED_THREADS = 32
 
 
 def pct(values: list[float], q: float) -> float:
@@ -116,12 +119,14 @@ def _verdicts(rows: list[dict[str, Any]]) -> None:
         quiet = pct(row["probe_idle"]["latencies"], 0.99)
         busy = pct(row["probe_busy"]["latencies"], 0.99)
         errors = row["probe_idle"]["errors"] + row["probe_busy"]["errors"]
-        ok = quiet <= UNAFFECTED * base and errors == 0 and row["held"]["threads"] == row["base"]["threads"]
+        grown = row["held"]["threads"] - row["base"]["threads"]
+        ok = quiet <= UNAFFECTED * base and errors == 0 and grown <= POOLED_THREADS
         print(
-            f"  ordinary requests with {row['streams']} streams open: p99 {quiet / base:.2f}x quiet, "
-            f"{busy / base:.2f}x while publishing, {errors} errors, API threads "
+            f"  ordinary requests with {row['streams']} streams open: p99 {1000 * quiet:.0f} ms quiet "
+            f"({quiet / base:.2f}x the {1000 * base:.0f} ms with none), "
+            f"{1000 * busy:.0f} ms while publishing ({busy / base:.2f}x), {errors} errors, API threads "
             f"{row['base']['threads']} -> {row['held']['threads']} "
-            f"(goal: quiet <= {UNAFFECTED:g}x, no errors, no thread per stream): "
+            f"(goal: quiet <= {UNAFFECTED:g}x, no errors, no thread per stream: <= {POOLED_THREADS} more): "
             f"{'met' if ok else 'NOT met'}"
         )
 

