@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,9 +21,10 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from api.event_frames import HEADERS, final_event, frame
+from api.event_frames import HEADERS, frame
 from api.openai_streams import OpenAIRelay
 from api.stream_answers import Answer, end_broken
+from api.stream_endings import JobEndings
 from orchestration import jobs as job_cases
 from orchestration import progress
 from orchestration.bootstrap import Services
@@ -35,6 +37,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Connections of one process for open streams (each blocked read holds one); Redis' own default
 # maxclients is 10000 for every process together.
 MAX_STREAM_CONNECTIONS = 5000
+# A connection is probed after 30 s of silence, every 10 s, and given up after 3 unanswered probes.
+KEEPALIVE = {socket.TCP_KEEPIDLE: 30, socket.TCP_KEEPINTVL: 10, socket.TCP_KEEPCNT: 3}
 
 
 class AsyncStreams:
@@ -45,6 +49,7 @@ class AsyncStreams:
         self.heartbeat_s = services.settings.SSE_HEARTBEAT_S
         self._redis: aioredis.Redis | None = None
         self._slots: AsyncStreamSlots | None = None
+        self.endings = JobEndings(services)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -56,7 +61,11 @@ class AsyncStreams:
                 timeout=10,
                 decode_responses=True,
                 socket_connect_timeout=5,
-                socket_timeout=self.heartbeat_s + 15,  # outlasts a heartbeat's blocked read
+                # No read timeout: every read is an XREAD that blocks at most a heartbeat, and a read
+                # timeout costs redis.asyncio a task per command (a tenth of the loop at 2,000 streams).
+                # TCP keepalive finds a peer that vanished without closing.
+                socket_keepalive=True,
+                socket_keepalive_options=KEEPALIVE,
             )
             self._redis = aioredis.Redis(connection_pool=pool)
         return self._redis
@@ -130,7 +139,7 @@ class AsyncStreams:
                 break
             if not batch:
                 # A quiet period: if the job ended without its final event reaching Redis, end from the row.
-                final = await asyncio.to_thread(self._final_of, descriptor["user_id"], descriptor["job_id"])
+                final = await self.endings.final_of(descriptor["user_id"], descriptor["job_id"])
                 if final is not None:
                     await self._drain(send, key, last, final)
                     break
@@ -164,7 +173,7 @@ class AsyncStreams:
         while not relay.done:
             batch = await self._read(key, last, block=True)
             if not batch:
-                final = await asyncio.to_thread(self._final_of, descriptor["user_id"], descriptor["job_id"])
+                final = await self.endings.final_of(descriptor["user_id"], descriptor["job_id"])
                 batch = [("", final)] if final is not None else []
                 if descriptor["stream"] and not batch:
                     await _write(send, ": keep-alive\n\n")
@@ -204,10 +213,6 @@ class AsyncStreams:
         if not any(event.get("type") in progress.FINAL_TYPES for _entry, event in entries):
             text += frame(None, final)
         await _write(send, text)
-
-    def _final_of(self, user_id: str, job_id: str) -> dict[str, Any] | None:
-        job = job_cases.get_job(self.services, user_id=user_id, job_id=job_id)
-        return final_event(job)
 
     def _lease(self, slot: Slot | None) -> _Lease:
         # Every half heartbeat, as HeldStream does: a quiet read lasts a heartbeat, but a busy stream's
