@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
@@ -14,7 +13,6 @@ from assistant.catalog import ModelSpec
 from assistant.chat_graph import TurnContext, build_graph, run_turn
 from assistant.embeddings import available as embeddings_available
 from assistant.memory import overflows, relevance, select_context
-from assistant.pricing import chat_hold
 from assistant.providers import ProviderError
 from assistant.tables import messages
 from assistant.transcript import Turn
@@ -22,42 +20,9 @@ from ledger.amounts import credits_text
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
 from orchestration.job_models import job_model
-from orchestration.kinds import JobKind, Quote, register
+from orchestration.kinds import JobKind, register
+from orchestration.replies import JobSink, reply_quote
 from orchestration.tables import jobs
-
-
-def price(params: Mapping[str, Any]) -> Quote:
-    """The worst case at the prices frozen into the params: prompt token bound + max_tokens."""
-    pricing = params["pricing"]
-    amount = chat_hold(
-        pricing, prompt_tokens=int(params["prompt_tokens"]), max_tokens=int(params["max_tokens"])
-    )
-    details = {
-        "model": params["model"],
-        "prompt_tokens": int(params["prompt_tokens"]),
-        "max_tokens": int(params["max_tokens"]),
-        **{k: int(v) for k, v in pricing.items()},
-    }
-    return Quote(amount=amount, price_version=str(params["price_version"]), details=details)
-
-
-@dataclass
-class _Sink:
-    """Adapts the job's RunContext to what the turn graph reports to."""
-
-    ctx: RunContext
-
-    def token(self, text: str) -> None:
-        self.ctx.token(text)
-
-    def spend(self, total: int) -> None:
-        self.ctx.book(total)
-
-    def should_stop(self) -> bool:
-        return self.ctx.should_stop()
-
-    def stop_reason(self) -> str | None:
-        return self.ctx.stop_reason
 
 
 def open_turns(db: Connection, *, conversation_id: str, before: int | None = None) -> list[str]:
@@ -118,7 +83,7 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     spec = job_model(ctx)
     kept: list[int] = []
     context = TurnContext(
-        sink=_Sink(ctx),
+        sink=JobSink(ctx),
         spec=spec,
         pricing=params["pricing"],
         max_tokens=int(params["max_tokens"]),
@@ -160,7 +125,7 @@ CHAT = register(
     JobKind(
         name="chat",
         queue="interactive",
-        price=price,
+        price=reply_quote,
         run=run,
         model=lambda params: str(params["model"]),
         route=lambda params: str(params.get("queue", "interactive")),

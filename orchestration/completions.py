@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from assistant.pricing import chat_hold
 from assistant.providers import ProviderError
 from assistant.reply import stream_reply
 from assistant.selection import select_model
@@ -24,7 +23,8 @@ from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
 from orchestration.job_models import catalog_models, job_model, work_queue
 from orchestration.jobs import CreateJob, create_job
-from orchestration.kinds import JobKind, Quote, QuoteError, register
+from orchestration.kinds import JobKind, QuoteError, register
+from orchestration.replies import JobSink, reply_quote
 
 ROLES = ("system", "user", "assistant")
 
@@ -90,40 +90,6 @@ def start_completion(services: Services, command: StartCompletion) -> tuple[Row[
     return create_job(services, job)
 
 
-def price(params: Mapping[str, Any]) -> Quote:
-    """The worst case at the prices frozen into the params: the prompt's token bound + max_tokens."""
-    pricing = params["pricing"]
-    amount = chat_hold(
-        pricing, prompt_tokens=int(params["prompt_tokens"]), max_tokens=int(params["max_tokens"])
-    )
-    details = {
-        "model": params["model"],
-        "prompt_tokens": int(params["prompt_tokens"]),
-        "max_tokens": int(params["max_tokens"]),
-        **{k: int(v) for k, v in pricing.items()},
-    }
-    return Quote(amount=amount, price_version=str(params["price_version"]), details=details)
-
-
-@dataclass
-class _Sink:
-    """Adapts the job's RunContext to what a streamed reply reports to."""
-
-    ctx: RunContext
-
-    def token(self, text: str) -> None:
-        self.ctx.token(text)
-
-    def spend(self, total: int) -> None:
-        self.ctx.book(total)
-
-    def should_stop(self) -> bool:
-        return self.ctx.should_stop()
-
-    def stop_reason(self) -> str | None:
-        return self.ctx.stop_reason
-
-
 def run(ctx: RunContext) -> Mapping[str, Any]:
     """Stream the reply to the client's messages; provider errors become retry or compensation."""
     params = ctx.params
@@ -135,7 +101,7 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
             max_tokens=int(params["max_tokens"]),
             settings=ctx.services.settings,
             pricing=params["pricing"],
-            sink=_Sink(ctx),
+            sink=JobSink(ctx),
             options=params.get("options") or {},
         )
     except ProviderError as exc:
@@ -147,7 +113,7 @@ COMPLETION = register(
     JobKind(
         name="completion",
         queue="interactive",
-        price=price,
+        price=reply_quote,
         run=run,
         model=lambda params: str(params["model"]),
         route=lambda params: str(params.get("queue", "interactive")),
