@@ -51,6 +51,8 @@ def stream_reply(
     text: list[str] = []
     usage: Usage | None = None
     finish = "stop"
+    # The prompt's estimate is the same for every chunk: counted once, not once per token.
+    estimated_input = sum(token_estimate(turn["content"]) + 4 for turn in turns)
     try:
         for chunk in provider.stream(spec, turns, max_tokens=max_tokens, settings=settings, options=options):
             if chunk.text:
@@ -58,7 +60,7 @@ def stream_reply(
                 sink.token(chunk.text)
             usage = chunk.usage or usage
             finish = chunk.finish_reason or finish
-            sink.spend(_cost(pricing, turns, usage, len(text)))
+            sink.spend(_cost(pricing, estimated_input, usage, len(text)))
             if sink.should_stop():
                 finish = sink.stop_reason() or "canceled"
                 break
@@ -66,20 +68,19 @@ def stream_reply(
         if not text:
             raise  # nothing delivered: the saga retries or compensates
         finish = "interrupted"  # a stream cut midway is billed for what was delivered
-    final = usage if usage and finish not in ENDED_EARLY else _delivered(turns, usage, len(text))
+    final = usage if usage and finish not in ENDED_EARLY else _delivered(estimated_input, usage, len(text))
     cost = chat_cost(pricing, input_tokens=final.input_tokens, output_tokens=final.output_tokens)
     sink.spend(cost)
     return {"reply": "".join(text), "usage": final.as_json(), "cost": cost, "finish_reason": finish}
 
 
-def _delivered(turns: Sequence[Turn], usage: Usage | None, pieces: int) -> Usage:
+def _delivered(estimated_input: int, usage: Usage | None, pieces: int) -> Usage:
     """Exact usage when the provider reported it for what was delivered, else an estimate of it."""
     if usage is not None and usage.output_tokens >= pieces:
         return usage
-    input_tokens = usage.input_tokens if usage else sum(token_estimate(t["content"]) + 4 for t in turns)
-    return Usage(input_tokens, pieces)
+    return Usage(usage.input_tokens if usage else estimated_input, pieces)
 
 
-def _cost(pricing: Mapping[str, int], turns: Sequence[Turn], usage: Usage | None, pieces: int) -> int:
-    delivered = _delivered(turns, usage, pieces)
+def _cost(pricing: Mapping[str, int], estimated_input: int, usage: Usage | None, pieces: int) -> int:
+    delivered = _delivered(estimated_input, usage, pieces)
     return chat_cost(pricing, input_tokens=delivered.input_tokens, output_tokens=delivered.output_tokens)

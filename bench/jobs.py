@@ -40,6 +40,7 @@ from tests.support.processes import ROOT, child_env, creditflow, free_port, stop
 from tests.support.sse import frames
 
 SECRET = "bench-jobs-secret-bench-jobs-secret-0123456789"  # noqa: S105 (a throw-away stack)
+STREAMS_PER_USER = 8  # under the per-user cap of open streams (SSE_MAX_STREAMS_PER_USER, 16 by default)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -264,27 +265,28 @@ def ours(api: str, runs: int, burst: int, clients: int, roots: dict[str, int]) -
 
 def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, float]:
     """`streams` concurrent SSE clients, each on its own job; XADD -> receipt latency."""
-    bearer = token(f"fanout-{uuid.uuid4().hex}")
-    headers = {"Authorization": f"Bearer {bearer}"}
-    job_ids = []
-    for _ in range(streams):  # queued on `images`, which no worker serves here: only we write to them
+    # Spread over users: one user may hold only SSE_MAX_STREAMS_PER_USER open streams.
+    bearers = [token(f"fanout-{uuid.uuid4().hex}") for _ in range(-(-streams // STREAMS_PER_USER))]
+    job_ids: list[tuple[str, dict[str, str]]] = []
+    for index in range(streams):  # queued on `images`, which no worker serves here: only we write to them
+        headers = {"Authorization": f"Bearer {bearers[index // STREAMS_PER_USER]}"}
         body = {"steps": 1, "queue": "images", "cost_per_step": "0.001"}
         answer = requests.post(f"{api}/api/v1/diagnostics/jobs", json=body, headers=headers, timeout=30)
         answer.raise_for_status()
-        job_ids.append(answer.json()["job_id"])
+        job_ids.append((answer.json()["job_id"], headers))
     latencies: list[float] = []
     lock = threading.Lock()
     ready = threading.Barrier(streams + 1)
 
     errors: list[str] = []
 
-    def follow(job_id: str) -> None:
+    def follow(job_id: str, headers: dict[str, str]) -> None:
         try:
-            _follow(job_id)
+            _follow(job_id, headers)
         except Exception as exc:  # reported in the figures, not swallowed
             errors.append(f"{type(exc).__name__}: {exc}")
 
-    def _follow(job_id: str) -> None:
+    def _follow(job_id: str, headers: dict[str, str]) -> None:
         with requests.get(
             f"{api}/api/v1/jobs/{job_id}/events", headers=headers, stream=True, timeout=120
         ) as response:
@@ -297,14 +299,14 @@ def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, flo
                 elif frame.event in progress.FINAL_TYPES:
                     return
 
-    threads = [threading.Thread(target=follow, args=(job_id,)) for job_id in job_ids]
+    threads = [threading.Thread(target=follow, args=job) for job in job_ids]
     for thread in threads:
         thread.start()
     ready.wait()
     time.sleep(1.0)  # every stream is past its history and blocked in XREAD
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     for step in range(events):
-        for job_id in job_ids:
+        for job_id, _ in job_ids:
             progress.publish_job_event(
                 client,
                 job_id,
@@ -317,7 +319,7 @@ def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, flo
                 sent_ns=time.time_ns(),
             )
         time.sleep(0.05)
-    for job_id in job_ids:
+    for job_id, _ in job_ids:
         progress.publish_job_event(client, job_id, "canceled", held=1000, spent=0)
     for thread in threads:
         thread.join(timeout=60)

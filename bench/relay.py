@@ -49,6 +49,7 @@ from tests.support.processes import child_env, creditflow, free_port, stop, wait
 
 SECRET = "bench-relay-secret-0123456789-0123456789"  # noqa: S105 (a throw-away test secret)
 LITELLM_VENV = ROOT / "var" / "bench" / "litellm-venv"
+LITELLM_KEY = "sk-bench-relay-0123456789abcdef"  # the proxy refuses to start without a master key
 FINAL_EVENTS = ("result", "failed", "canceled")
 
 
@@ -140,6 +141,9 @@ async def creditflow_stream(port: int, user: dict[str, str], tokens: int, out: S
         return
     events = await http.request(port, "GET", accepted["events_url"], headers=headers)
     try:
+        if events.status != 200:
+            out.error = f"GET events {events.status}: {(await events.body())[:200]!r}"
+            return
         async for frame in events.frames():
             if frame.event == "token":
                 out.first = out.first or time.perf_counter()
@@ -147,7 +151,8 @@ async def creditflow_stream(port: int, user: dict[str, str], tokens: int, out: S
             elif frame.event in FINAL_EVENTS:
                 if frame.event != "result":
                     out.error = f"job ended {frame.event}"
-                break
+                return
+        out.error = "the stream ended before the job's final event"
     finally:
         events.close()
 
@@ -260,7 +265,11 @@ def litellm(upstream_port: int, logs: Path) -> Iterator[tuple[int, list[psutil.P
         )
     )
     port = free_port()
-    env = {**child_env(), "LITELLM_LOG": "ERROR"}
+    # Its own environment: creditflow's packages (PYTHONPATH) must not shadow the proxy's imports, and
+    # our DATABASE_URL / REDIS_URL would make it want a database and a cache (it runs without both).
+    skipped = ("PYTHON", "PYTEST", "DATABASE_URL", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skipped)}
+    env.update(LITELLM_LOG="ERROR", LITELLM_MASTER_KEY=LITELLM_KEY)
     process = subprocess.Popen(
         [
             str(binary),
@@ -279,7 +288,8 @@ def litellm(upstream_port: int, logs: Path) -> Iterator[tuple[int, list[psutil.P
         start_new_session=True,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health/liveliness", process=process, timeout=180)
+        ready = f"http://127.0.0.1:{port}/health/liveliness"
+        wait_http(ready, process=process, log=logs / "litellm.log", timeout=180)
         yield port, [psutil.Process(process.pid)]
     finally:
         stop(process)
@@ -475,7 +485,7 @@ def main() -> None:
                     levels,
                     args.seconds,
                     lambda _n, out: openai_stream(
-                        port, "/v1/chat/completions", body, {"Authorization": "Bearer bench"}, out
+                        port, "/v1/chat/completions", body, {"Authorization": f"Bearer {LITELLM_KEY}"}, out
                     ),
                     servers,
                 )
