@@ -161,7 +161,7 @@ class AsyncStreams:
                 break
         await _end(send)
 
-    async def _openai(self, descriptor: dict[str, Any], send: Send, _slot: Slot | None) -> None:
+    async def _openai(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:
         relay = OpenAIRelay(
             descriptor["job_id"], descriptor["created"], descriptor["model"], descriptor["include_usage"]
         )
@@ -170,7 +170,11 @@ class AsyncStreams:
         if descriptor["stream"]:
             await _start(send, extra=[job_header])
             await _write(send, relay.start())
+        lease = self._lease(slot)
         while not relay.done:
+            # A lost lease does not end a reply the user is paying for (that would cancel it): the
+            # reply runs to its end and the cap undercounts meanwhile.
+            await lease.kept()
             batch = await self._read(key, last, block=True)
             if not batch:
                 final = await self.endings.final_of(descriptor["user_id"], descriptor["job_id"])

@@ -68,7 +68,7 @@ def job_event_stream(job: Any) -> Response:
     last = _last_event_id("0-0")
     key = progress.job_stream(job.id)
     if async_front():
-        slot = _acquire_slot(job.user_id)
+        slot = acquire_stream_slot(job.user_id)
         return stream_descriptor(
             "job", user_id=job.user_id, slot=slot.id, job_id=job.id, last=last, final=final_event(job)
         )
@@ -120,7 +120,7 @@ def user_event_stream(user_id: str) -> Response:
             _streams_unavailable(exc)
         last = str(info["last-generated-id"]) if info else "0-0"
     if async_front():
-        slot = _acquire_slot(user_id)
+        slot = acquire_stream_slot(user_id)
         return stream_descriptor("user", user_id=user_id, slot=slot.id, last=last)
 
     def frames() -> Iterator[str]:
@@ -145,7 +145,7 @@ def _stream_slots() -> StreamSlots:
     return found  # type: ignore[no-any-return]
 
 
-def _acquire_slot(user_id: str) -> Slot:
+def acquire_stream_slot(user_id: str) -> Slot:
     """One of the user's open-stream slots; 429 (with Retry-After) when none is free."""
     slots = _stream_slots()
     try:
@@ -164,6 +164,14 @@ def _acquire_slot(user_id: str) -> Slot:
     return slot
 
 
+def release_stream_slot(slot: Slot) -> None:
+    """Give back a slot whose stream never started (the request failed after taking it)."""
+    try:
+        _stream_slots().release(slot)
+    except redis.RedisError as exc:  # its lease runs out by itself
+        log.warning("stream slot not released (its lease will expire): %s", exc)
+
+
 def _streams_unavailable(exc: redis.RedisError) -> NoReturn:
     """503 with Retry-After: Redis, which every stream reads, did not answer."""
     log.warning("event streams unavailable: %s", exc)
@@ -175,7 +183,7 @@ def _streams_unavailable(exc: redis.RedisError) -> NoReturn:
 
 def _streamed(user_id: str, frames: Iterator[str]) -> Response:
     """The SSE response, holding one of the user's stream slots until it ends (429 when none is free)."""
-    slot = _acquire_slot(user_id)
+    slot = acquire_stream_slot(user_id)
     # Refresh at every heartbeat (half of it: a beat's read may return a hair early).
     every_s = services().settings.SSE_HEARTBEAT_S / 2
     held = HeldStream(_stream_slots(), slot, _ending_cleanly(frames), every_s=every_s)

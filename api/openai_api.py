@@ -18,14 +18,17 @@ from marshmallow import ValidationError
 
 from api.auth.context import authenticate
 from api.errors import PROBLEM_JSON
+from api.events import acquire_stream_slot, release_stream_slot
 from api.openai_format import error
 from api.openai_schemas import CompletionRequestSchema, unsupported_parameter
 from api.openai_streams import completion_answer
 from api.ratelimit import rate_limit
 from api.services import services
+from api.stream_protocol import async_front
 from assistant.selection import ModelUnavailable
 from orchestration.completions import StartCompletion, start_completion
 from orchestration.job_models import catalog_models
+from orchestration.stream_slots import Slot
 
 blp = Blueprint("openai", __name__, url_prefix="/openai/v1")
 JOB_HEADER = "X-Creditflow-Job-Id"
@@ -80,16 +83,28 @@ def chat_completions() -> Response:
         api_key_id=auth.api_key_id,
         daily_credit_limit=auth.daily_credit_limit,
     )
+    # The answer holds a connection on the async front, streamed or not: it counts in the user's cap
+    # of open streams (429 and Retry-After when full, which OpenAI SDKs retry), taken before any hold.
+    slot = acquire_stream_slot(auth.user_id) if async_front() else None
     try:
         row, _created = start_completion(services(), command)
     except ModelUnavailable as exc:
+        _give_back(slot)
         return openai_error(404, str(exc), code="model_not_found", param="model")
+    except BaseException:
+        _give_back(slot)
+        raise
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     answer = completion_answer(
-        row, created=int(time.time()), stream=bool(body.get("stream")), include_usage=include_usage
+        row, created=int(time.time()), stream=bool(body.get("stream")), include_usage=include_usage, slot=slot
     )
     answer.headers[JOB_HEADER] = row.id
     return answer
+
+
+def _give_back(slot: Slot | None) -> None:
+    if slot is not None:
+        release_stream_slot(slot)
 
 
 def init_openai_api(app: Flask) -> None:

@@ -25,6 +25,7 @@ from orchestration import jobs as job_cases
 from orchestration import progress
 from orchestration.bootstrap import Services
 from orchestration.errors import JobAlreadyFinished
+from orchestration.stream_slots import Slot
 
 log = logging.getLogger(__name__)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -74,14 +75,18 @@ class OpenAIRelay:
         return out + fmt.DONE
 
 
-def completion_answer(row: Any, *, created: int, stream: bool, include_usage: bool) -> Response:
-    """The answer to a completion request: a stream descriptor for the async front, or served here."""
+def completion_answer(
+    row: Any, *, created: int, stream: bool, include_usage: bool, slot: Slot | None = None
+) -> Response:
+    """The answer to a completion request: a stream descriptor for the async front (holding `slot` in
+    the user's stream cap), or served here."""
     relay = OpenAIRelay(row.id, created, str(row.model), include_usage)
     if async_front():
         return stream_descriptor(
             "openai",
             job_id=row.id,
             user_id=row.user_id,
+            slot=slot.id if slot is not None else None,
             created=created,
             model=relay.model,
             stream=stream,

@@ -14,6 +14,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.hdaccount.deterministic import HDPath, derive_child_key
+from eth_utils.exceptions import ValidationError as EthValidationError
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
@@ -46,12 +47,15 @@ def _hex(value: Any) -> str:
 def _xprv_node(xprv: str) -> tuple[bytes, bytes]:
     """(private key, chain code) of a base58check-encoded BIP-32 extended private key."""
     number = 0
-    for char in xprv:
-        number = number * 58 + BASE58.index(char)
-    raw = number.to_bytes(82, "big")
+    try:
+        for char in xprv:
+            number = number * 58 + BASE58.index(char)
+        raw = number.to_bytes(82, "big")
+    except (ValueError, OverflowError):  # a character outside base58, or too long
+        raise ValueError("not a valid xprv (a mistyped or truncated key?)") from None
     payload, checksum = raw[:-4], raw[-4:]
     if hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4] != checksum or payload[45] != 0:
-        raise ValueError("not a valid xprv")
+        raise ValueError("not a valid xprv (a mistyped or truncated key?)")
     return payload[46:78], payload[13:45]
 
 
@@ -66,7 +70,11 @@ class DepositKeys:
             self._xprv = _xprv_node(words[0])
         else:
             Account.enable_unaudited_hdwallet_features()
-            Account.from_mnemonic(hd_key)  # validates the words and checksum now, not at the first intent
+            try:  # validates the words and checksum now, not at the first intent
+                Account.from_mnemonic(hd_key)
+            except (EthValidationError, ValueError):
+                # The library's message quotes the words: never let a secret reach a log line.
+                raise ValueError("neither an account-level xprv nor a valid BIP-39 mnemonic") from None
             self._mnemonic = hd_key
 
     def private_key(self, index: int) -> bytes:

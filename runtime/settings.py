@@ -193,6 +193,15 @@ class Settings(BaseSettings):
             raise ValueError("chain ids must be unique")
         return value
 
+    @field_validator("CRYPTO_HD_KEY")
+    @classmethod
+    def _hd_key(cls, value: str) -> str:
+        if value:  # a bad key stops the process at start, not the first intent; web3 loads only then
+            from payments.crypto_gateway import DepositKeys
+
+            DepositKeys(value)
+        return value
+
     @field_validator("STRIPE_API_BASE", "PAYPAL_API_BASE", "PAYMENT_RETURN_URL")
     @classmethod
     def _base_url(cls, value: str) -> str:

@@ -154,3 +154,44 @@ def test_a_completion_whose_redis_went_away_answers_an_error_and_is_canceled(
             assert response.json()["error"]["type"] == "api_error"
         # The client got no reply: the job is canceled (nothing was delivered, nothing is charged).
         assert _status(env["DATABASE_URL"], job_id) == "canceled"
+
+
+def _jobs_of(database_url: str, user_external_id: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as db:
+            return len(
+                db.execute(
+                    select(jobs.c.id)
+                    .join(users, users.c.id == jobs.c.user_id)
+                    .where(users.c.external_id == user_external_id)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_an_openai_answer_counts_in_the_users_stream_cap(capped: str, server_env: dict[str, str]) -> None:
+    sub = f"user-{uuid.uuid4().hex[:10]}"
+    token = make_token(sub)
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    url = f"{capped}/openai/v1/chat/completions"
+    first = requests.post(url, json=body, headers=bearer(token), stream=True, timeout=30)
+    assert first.status_code == 200, first.text[:300]  # queued: no worker reads this server's broker
+    try:
+        second = requests.post(url, json={**body, "stream": False}, headers=bearer(token), timeout=30)
+        assert second.status_code == 429, second.text[:300]
+        assert second.json()["error"]["code"] == "too-many-streams"
+        assert int(second.headers["Retry-After"]) >= 1
+        assert _jobs_of(server_env["DATABASE_URL"], sub) == 1  # refused before any hold or job
+        assert _open(capped, "/api/v1/me/events", token).status_code == 429
+    finally:
+        first.close()
+    deadline = time.monotonic() + 10  # the front sees the client leave and gives the slot back
+    while time.monotonic() < deadline:
+        events = _open(capped, "/api/v1/me/events", token)
+        events.close()
+        if events.status_code == 200:
+            break
+        time.sleep(0.2)
+    assert events.status_code == 200
