@@ -1,9 +1,10 @@
 """The API process's ASGI front: Flask answers requests in a thread pool, streams run as coroutines.
 
-Every request goes to the Flask app (behind a2wsgi), which decides everything about it. When a view
-answers with a stream descriptor (api/stream_protocol.py), this front drops Flask's empty answer and
-serves the stream itself on redis.asyncio: an open stream is a coroutine and one Redis connection, not a
-thread, so thousands fit in one process and ordinary requests never queue behind them.
+Every request goes to the Flask app (in a thread pool: api/wsgi_bridge.py), which decides everything
+about it. When a view answers with a stream descriptor (api/stream_protocol.py), this front drops
+Flask's empty answer and serves the stream itself on redis.asyncio: an open stream is a coroutine and
+one Redis connection, not a thread, so thousands fit in one process and ordinary requests never queue
+behind them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from a2wsgi import WSGIMiddleware
 from flask import Flask
 
 from api.async_streams import AsyncStreams
 from api.errors import PROBLEM_JSON, problem_document
 from api.stream_protocol import FRONT_ENVIRON_KEY, STREAM_HEADER
+from api.wsgi_bridge import ThreadedWSGI
 
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]
@@ -38,21 +39,21 @@ class StreamingFront:
     def __init__(self, flask_app: Flask, *, threads: int) -> None:
         def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
             environ[FRONT_ENVIRON_KEY] = True
-            # a2wsgi's input ends where the body does: a chunked body (no Content-Length) is read whole
+            # The bridge's input ends where the body does: a chunked body (no Content-Length) is read whole
             # (werkzeug reads none of it unless told so, as gunicorn does).
             environ["wsgi.input_terminated"] = True
             return flask_app.wsgi_app(environ, start_response)
 
         self.flask_app = flask_app
-        self.wsgi: Any = WSGIMiddleware(wsgi, workers=threads)  # type: ignore[arg-type]
+        self.wsgi = ThreadedWSGI(wsgi, threads=threads)
         self.streams = AsyncStreams(flask_app.extensions["creditflow"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":
-            await self.wsgi(scope, receive, send)
+        if scope["type"] != "http":  # a WebSocket: none is served here
+            await send({"type": "websocket.close", "code": 1000})
             return
         refused = _refusal(scope)
         if refused is not None:

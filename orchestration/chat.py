@@ -22,7 +22,7 @@ from orchestration.errors import FinalError, RetryableError
 from orchestration.job_models import job_model
 from orchestration.kinds import JobKind, register
 from orchestration.replies import JobSink, reply_quote
-from orchestration.tables import jobs
+from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 
 
 def open_turns(db: Connection, *, conversation_id: str, before: int | None = None) -> list[str]:
@@ -33,7 +33,7 @@ def open_turns(db: Connection, *, conversation_id: str, before: int | None = Non
         .where(
             messages.c.conversation_id == conversation_id,
             messages.c.role == "user",
-            jobs.c.status.in_(("queued", "running")),
+            jobs.c.status.in_([QUEUED_SQL, RUNNING_SQL]),
         )
     )
     if before is not None:

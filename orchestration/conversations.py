@@ -19,7 +19,7 @@ from orchestration.bootstrap import Services
 from orchestration.job_models import catalog_models, work_queue
 from orchestration.jobs import CreateJob, find_by_key, insert_job, start_job
 from orchestration.kinds import QuoteError
-from orchestration.tables import jobs
+from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 from orchestration.users import DEFAULT_PREFERENCES, users
 
 __all__ = ["ConversationBusy", "ConversationNotFound", "ModelUnavailable", "PostMessage"]
@@ -133,7 +133,7 @@ def _turn_context(services: Services, *, user_id: str, conversation_id: str) -> 
                 .where(
                     messages.c.conversation_id == conversation_id,
                     messages.c.role == "user",
-                    jobs.c.status.in_(("queued", "running")),
+                    jobs.c.status.in_([QUEUED_SQL, RUNNING_SQL]),
                 )
                 .order_by(messages.c.position)
             ).all()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, select, update
 
 from orchestration.bootstrap import Services
-from orchestration.tables import jobs
+from orchestration.tables import RUNNING_SQL, jobs
 
 if TYPE_CHECKING:
     from orchestration.context import RunContext
@@ -31,7 +31,7 @@ _BEAT = (
     .where(
         jobs.c.id == bindparam("b_job_id"),
         jobs.c.claim == bindparam("b_token", type_=jobs.c.claim.type),
-        jobs.c.status == "running",
+        jobs.c.status == RUNNING_SQL,
         # Once the step recorded its outcome, its cost and progress are final: a beat that read them
         # earlier (and waited for a connection meanwhile) must not write the older, lower values back.
         jobs.c.run_completed.is_(False),

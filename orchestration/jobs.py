@@ -22,7 +22,7 @@ from orchestration.bootstrap import Services
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.kinds import get_kind
 from orchestration.limits import job_limit_s
-from orchestration.tables import FINAL_STATUSES, jobs
+from orchestration.tables import FINAL_STATUSES, QUEUED_SQL, jobs
 
 log = logging.getLogger(__name__)
 # A hold outlives the longest a job may wait in its queue plus its time limit, by this much, so
@@ -62,7 +62,7 @@ _QUEUE_POSITION = (
     select(func.count())
     .select_from(jobs)
     .where(
-        jobs.c.status == "queued",
+        jobs.c.status == QUEUED_SQL,
         jobs.c.queue == bindparam("b_queue", type_=jobs.c.queue.type),
         (jobs.c.priority < bindparam("b_priority", type_=jobs.c.priority.type))
         | (

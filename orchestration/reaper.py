@@ -20,7 +20,7 @@ from ledger.tables import holds
 from orchestration import broker, dispatch, steps
 from orchestration.bootstrap import Services
 from orchestration.limits import REAPER_GRACE_S
-from orchestration.tables import jobs
+from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 
 log = logging.getLogger(__name__)
 MAX_ENQUEUES = 5
@@ -124,14 +124,14 @@ def _overrun(services: Services, now: datetime) -> list[Any]:
     """Running jobs past their time limit plus the grace (exact per limit: none hides behind others)."""
     with services.uow(autocommit=True) as db:
         limits = db.execute(
-            select(jobs.c.time_limit_s).distinct().where(jobs.c.status == "running")
+            select(jobs.c.time_limit_s).distinct().where(jobs.c.status == RUNNING_SQL)
         ).scalars()
         rows: list[Any] = []
         for limit in sorted(limits):
             cutoff = now - timedelta(seconds=limit + REAPER_GRACE_S)
             rows += db.execute(
                 select(jobs.c.id, jobs.c.run_completed)
-                .where(jobs.c.status == "running", jobs.c.time_limit_s == limit, jobs.c.started_at < cutoff)
+                .where(jobs.c.status == RUNNING_SQL, jobs.c.time_limit_s == limit, jobs.c.started_at < cutoff)
                 .order_by(jobs.c.started_at)
                 .limit(BATCH)
             ).all()
@@ -145,7 +145,7 @@ def _orphaned(services: Services, now: datetime) -> list[Any]:
         return list(
             db.execute(
                 select(jobs.c.id, jobs.c.run_completed)
-                .where(jobs.c.status == "running", jobs.c.heartbeat_at < stale)
+                .where(jobs.c.status == RUNNING_SQL, jobs.c.heartbeat_at < stale)
                 .order_by(jobs.c.heartbeat_at)
                 .limit(BATCH)
             ).all()
@@ -153,12 +153,14 @@ def _orphaned(services: Services, now: datetime) -> list[Any]:
 
 
 _previous = jobs.alias("previous")
-_WAITS_FOR_OPEN = exists().where(_previous.c.id == jobs.c.after_job_id, _previous.c.status.in_(dispatch.OPEN))
+_WAITS_FOR_OPEN = exists().where(
+    _previous.c.id == jobs.c.after_job_id, _previous.c.status.in_([QUEUED_SQL, RUNNING_SQL])
+)
 
 
 def _resend_lost(services: Services, now: datetime, result: Sweep) -> None:
     settings = services.settings
-    ready = and_(jobs.c.status == "queued", ~_WAITS_FOR_OPEN, jobs.c.waiting_slot.is_(False))
+    ready = and_(jobs.c.status == QUEUED_SQL, ~_WAITS_FOR_OPEN, jobs.c.waiting_slot.is_(False))
     if _epoch_lost(services):
         lost = ready
     else:
@@ -169,7 +171,7 @@ def _resend_lost(services: Services, now: datetime, result: Sweep) -> None:
         cutoff = now - timedelta(seconds=settings.JOB_REENQUEUE_AFTER_S)
         lost = and_(ready, jobs.c.enqueued_at.is_(None), jobs.c.created_at < cutoff)
     too_old = and_(
-        jobs.c.status == "queued", jobs.c.created_at < now - timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_S)
+        jobs.c.status == QUEUED_SQL, jobs.c.created_at < now - timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_S)
     )
     with services.uow(autocommit=True) as db:
         rows = db.execute(
@@ -182,7 +184,7 @@ def _resend_lost(services: Services, now: datetime, result: Sweep) -> None:
         waiting = db.execute(
             select(jobs.c.user_id, jobs.c.queue)
             .distinct()
-            .where(jobs.c.status == "queued", jobs.c.waiting_slot.is_(True))
+            .where(jobs.c.status == QUEUED_SQL, jobs.c.waiting_slot.is_(True))
             .limit(BATCH)
         ).all()
     result.abandoned += _each(
@@ -243,7 +245,7 @@ def _on_expired_holds(services: Services) -> list[str]:
             db.execute(
                 select(jobs.c.id)
                 .join(holds, holds.c.id == jobs.c.hold_id)
-                .where(jobs.c.status.in_(("queued", "running")), holds.c.status == "expired")
+                .where(jobs.c.status.in_([QUEUED_SQL, RUNNING_SQL]), holds.c.status == "expired")
                 .limit(BATCH)
             ).scalars()
         )

@@ -5,14 +5,14 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from orchestration.bootstrap import Services
-from orchestration.tables import dead_letters, jobs
+from orchestration.tables import QUEUED_SQL, RUNNING_SQL, dead_letters, jobs
 
 
 def open_jobs(services: Services) -> dict[tuple[str, str], int]:
     """Count of queued and running jobs, by (status, queue)."""
     query = (
         select(jobs.c.status, jobs.c.queue, func.count())
-        .where(jobs.c.status.in_(("queued", "running")))
+        .where(jobs.c.status.in_([QUEUED_SQL, RUNNING_SQL]))
         .group_by(jobs.c.status, jobs.c.queue)
     )
     with services.uow(autocommit=True) as db:

@@ -26,7 +26,7 @@ from orchestration.context import RunContext
 from orchestration.errors import StepError
 from orchestration.heartbeats import Beating, heartbeats_of
 from orchestration.kinds import get_kind
-from orchestration.tables import jobs
+from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,13 @@ def claim_token(task_id: str, retries: int) -> str:
 _previous = jobs.alias("previous")
 _others = jobs.alias("others")
 _PREDECESSOR_OPEN = exists().where(
-    _previous.c.id == jobs.c.after_job_id, _previous.c.status.in_(dispatch.OPEN)
+    _previous.c.id == jobs.c.after_job_id, _previous.c.status.in_([QUEUED_SQL, RUNNING_SQL])
 )
 _RUNNING_OF_USER = (
     select(func.count())
     .select_from(_others)
     .where(
-        _others.c.user_id == jobs.c.user_id, _others.c.queue == jobs.c.queue, _others.c.status == "running"
+        _others.c.user_id == jobs.c.user_id, _others.c.queue == jobs.c.queue, _others.c.status == RUNNING_SQL
     )
     .scalar_subquery()
 )
@@ -104,7 +104,7 @@ _CLAIM = (
     update(jobs)
     .where(
         jobs.c.id == bindparam("b_job_id"),
-        jobs.c.status == "queued",
+        jobs.c.status == QUEUED_SQL,
         ~_PREDECESSOR_OPEN,
         bindparam("b_cap") > _RUNNING_OF_USER,
     )
@@ -117,7 +117,7 @@ _TAKE_OVER = (
     update(jobs)
     .where(
         jobs.c.id == bindparam("b_job_id"),
-        jobs.c.status == "running",
+        jobs.c.status == RUNNING_SQL,
         # Celery task ids are UUIDs: no LIKE wildcards to escape.
         jobs.c.claim.startswith(bindparam("b_delivery", type_=jobs.c.claim.type)),
     )
@@ -129,7 +129,7 @@ _TAKE_OVER = (
 # for no other job was refused for its user's slots (waiting_slot: the end of one of theirs sends it).
 _REFUSED = (
     update(jobs)
-    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "queued")
+    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == QUEUED_SQL)
     .values(enqueued_at=None, waiting_slot=~_PREDECESSOR_OPEN)
     .returning(jobs.c.user_id, jobs.c.queue, jobs.c.waiting_slot)
 )
@@ -248,7 +248,7 @@ _RECORD_RUN = (
     .where(
         jobs.c.id == bindparam("b_job_id"),
         jobs.c.claim == bindparam("b_token", type_=jobs.c.claim.type),
-        jobs.c.status == "running",
+        jobs.c.status == RUNNING_SQL,
     )
     .values(
         run_completed=True,
@@ -269,7 +269,7 @@ def postpone_heartbeat(services: Services, *, job_id: str, seconds: float) -> No
     with services.uow(autocommit=True) as db:
         db.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == "running")
+            .where(jobs.c.id == job_id, jobs.c.status == RUNNING_SQL)
             .values(heartbeat_at=_now() + timedelta(seconds=seconds))
         )
 
@@ -281,7 +281,7 @@ def _record_error(
         db.execute(
             update(jobs)
             # Only while it runs: a job the reaper or a cancel ended keeps the reason it ended with.
-            .where(jobs.c.id == job_id, jobs.c.claim == token, jobs.c.status == "running")
+            .where(jobs.c.id == job_id, jobs.c.claim == token, jobs.c.status == RUNNING_SQL)
             .values(error={"code": code, "message": message}, cost_running=spent)
         )
 
@@ -337,7 +337,7 @@ def settle(services: Services, *, job_id: str) -> str | None:
 _CHARGED = case((jobs.c.cost_running < jobs.c.cost_held, jobs.c.cost_running), else_=jobs.c.cost_held)
 _SETTLE = (
     update(jobs)
-    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == "running", jobs.c.run_completed.is_(True))
+    .where(jobs.c.id == bindparam("b_job_id"), jobs.c.status == RUNNING_SQL, jobs.c.run_completed.is_(True))
     .values(
         status=case((jobs.c.cancel_requested.is_(True), "canceled"), else_="succeeded"),
         finished_at=bindparam("b_now", type_=jobs.c.finished_at.type),

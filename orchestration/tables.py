@@ -15,14 +15,21 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
     text,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from runtime.db import Base
 
 Timestamp = DateTime(timezone=True)
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+# Open statuses as SQL constants for the hot statements, not bound parameters: psycopg prepares a
+# statement run often, and PostgreSQL's generic plan for `status = $n` cannot use the partial indexes
+# on open jobs (it scans all of a user's jobs, or the table); with the constant written in it can.
+QUEUED_SQL: ColumnElement[str] = literal_column("'queued'")
+RUNNING_SQL: ColumnElement[str] = literal_column("'running'")
 
 jobs = Table(
     "jobs",
