@@ -79,13 +79,13 @@ def stack(tmp: Path, threads: int, catalog: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def ours(api: str, bearer: str, conversation: str, max_tokens: int) -> tuple[int, float]:
+def ours(api: str, bearer: str, conversation: str, max_tokens: int, question: str) -> tuple[int, float]:
     """One turn through the pipeline: (output tokens, seconds from POST to the final event)."""
     headers = {"Authorization": f"Bearer {bearer}"}
     started = time.perf_counter()
     answer = requests.post(
         f"{api}/api/v1/chat/conversations/{conversation}/messages",
-        json={"content": QUESTION, "max_tokens": max_tokens},
+        json={"content": question, "max_tokens": max_tokens},
         headers=headers,
         timeout=30,
     )
@@ -128,6 +128,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--question", default=QUESTION, help="the user's message (sets the reply's length)")
     args = parser.parse_args()
     from llama_cpp import Llama
 
@@ -141,7 +142,7 @@ def main() -> int:
     catalog.write_text(yaml.safe_dump(document))
     spec = {model.id: model for model in read_catalog(catalog)}["gemma-3-270m"]
     llm = Llama(model_path=model_path(), n_ctx=spec.context_length, n_threads=args.threads, verbose=False)
-    prompt = list(llm.tokenize(transcript([Turn(role="user", content=QUESTION)]).encode(), add_bos=True))
+    prompt = list(llm.tokenize(transcript([Turn(role="user", content=args.question)]).encode(), add_bos=True))
     options = sampling(spec)
     with stack(tmp, args.threads, catalog) as api:
         now = int(time.time())
@@ -154,7 +155,7 @@ def main() -> int:
         created.raise_for_status()
         conversation = created.json()["id"]
         direct(llm, prompt, 8, options)
-        ours(api, bearer, conversation, 8)  # warm-up: the worker loads the model
+        ours(api, bearer, conversation, 8, args.question)  # warm-up: the worker loads the model
         floor_rates, our_rates, counts = [], [], []
         for _ in range(args.runs):
             tokens, seconds = direct(llm, prompt, args.max_tokens, options)
@@ -166,7 +167,7 @@ def main() -> int:
                 headers=headers,
                 timeout=30,
             ).json()["id"]
-            tokens, seconds = ours(api, bearer, conversation, args.max_tokens)
+            tokens, seconds = ours(api, bearer, conversation, args.max_tokens, args.question)
             our_rates.append(tokens / seconds)
             counts.append(tokens)
     floor, pipeline = statistics.median(floor_rates), statistics.median(our_rates)
