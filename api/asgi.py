@@ -73,6 +73,9 @@ class StreamingFront:
 
         await self.wsgi(scope, receive, intercept)
         if "descriptor" in handed:
+            if scope["method"] == "HEAD":  # the stream's headers, no stream: nothing holds its slot
+                await self.streams.answer_head(handed["descriptor"], send)
+                return
             await self.streams.serve(handed["descriptor"], receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -113,6 +113,13 @@ class AsyncStreams:
                 log.warning("event stream ended early (%s): %r", kind, broke)
                 await end_broken(answer, openai=kind == "openai")  # after the cancel it announces
 
+    async def answer_head(self, descriptor: dict[str, Any], send: Send) -> None:
+        """A HEAD of a stream: the headers its GET would answer with, and the slot given back."""
+        if descriptor.get("slot"):
+            await self._release(Slot(descriptor["user_id"], descriptor["slot"]))
+        await _start(send)
+        await send({"type": "http.response.body", "body": b""})
+
     async def _job(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:
         await _start(send)
         await _write(send, "retry: 2000\n\n")

@@ -195,3 +195,16 @@ def test_an_openai_answer_counts_in_the_users_stream_cap(capped: str, server_env
             break
         time.sleep(0.2)
     assert events.status_code == 200
+
+
+def test_a_head_of_a_stream_answers_its_headers_and_holds_no_slot(capped: str) -> None:
+    token = make_token()
+    for _ in range(3):  # the cap is one stream: a HEAD that kept its slot would refuse the next
+        head = requests.head(f"{capped}/api/v1/me/events", headers=bearer(token), timeout=10)
+        assert head.status_code == 200, head.status_code
+        assert head.headers["Content-Type"].startswith("text/event-stream")
+    stream = _open(capped, "/api/v1/me/events", token)
+    try:
+        assert stream.status_code == 200
+    finally:
+        stream.close()
