@@ -40,14 +40,14 @@ class ThreadedWSGI:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """Serve one HTTP request."""
         loop = asyncio.get_running_loop()
-        body = await _request_body(loop, receive)
-        environ = cast(dict[str, Any], build_environ(scope, body))  # type: ignore[arg-type]
+        request_body = await _request_body(loop, receive)
+        environ = cast(dict[str, Any], build_environ(scope, request_body))  # type: ignore[arg-type]
         run = functools.partial(contextvars.copy_context().run, self._respond, environ, loop, send)
         whole = await loop.run_in_executor(self.executor, run)
         if whole is not None:
-            start, body = whole
+            start, answer = whole
             await send(start)
-            await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.body", "body": answer})
 
     def _respond(
         self, environ: dict[str, Any], loop: asyncio.AbstractEventLoop, send: Send
