@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from flask_smorest import Blueprint, abort
 
-from api.auth import current_auth, user_token_required
+from api.auth import auth_required, current_auth
 from api.money import Credits
 from api.pagination import PageArgsSchema, decode_time_cursor, page, page_schema
 from api.services import services
@@ -48,7 +48,7 @@ def _position(key: ApiKey) -> list[Any]:
 
 
 @blp.route("", methods=["POST"])
-@user_token_required
+@auth_required
 @blp.arguments(NewApiKeySchema)
 @blp.response(201, CreatedApiKeySchema)
 def create(args: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def create(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("", methods=["GET"])
-@user_token_required
+@auth_required
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, ApiKeyPageSchema)
 def list_(args: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def list_(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/<key_id>", methods=["DELETE"])
-@user_token_required
+@auth_required
 @blp.response(204)
 def revoke(key_id: str) -> None:
     """Revoke a key: it stops working at once. Someone else's key is a 404."""

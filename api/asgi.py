@@ -17,9 +17,8 @@ from typing import Any
 from flask import Flask
 
 from api.async_streams import AsyncStreams
-from api.errors import PROBLEM_JSON, problem_document
 from api.stream_protocol import FRONT_ENVIRON_KEY, STREAM_HEADER
-from api.wsgi_bridge import ThreadedWSGI
+from api.wsgi_bridge import DoorLimits, ThreadedWSGI, send_problem
 
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]
@@ -36,7 +35,7 @@ MAX_HEADERS = 100
 class StreamingFront:
     """ASGI: the Flask app for every request; the streams its views hand over, as coroutines."""
 
-    def __init__(self, flask_app: Flask, *, threads: int) -> None:
+    def __init__(self, flask_app: Flask, *, threads: int, limits: DoorLimits | None = None) -> None:
         def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
             environ[FRONT_ENVIRON_KEY] = True
             # The bridge's input ends where the body does: a chunked body (no Content-Length) is read whole
@@ -45,7 +44,7 @@ class StreamingFront:
             return flask_app.wsgi_app(environ, start_response)
 
         self.flask_app = flask_app
-        self.wsgi = ThreadedWSGI(wsgi, threads=threads)
+        self.wsgi = ThreadedWSGI(wsgi, threads=threads, limits=limits)
         self.streams = AsyncStreams(flask_app.extensions["creditflow"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,7 +56,7 @@ class StreamingFront:
             return
         refused = _refusal(scope)
         if refused is not None:
-            await _send_problem(send, *refused)
+            await send_problem(send, *refused)
             return
         handed: dict[str, Any] = {}
 
@@ -104,22 +103,16 @@ def _refusal(scope: Scope) -> tuple[int, str] | None:
     return None
 
 
-async def _send_problem(send: Send, status: int, detail: str) -> None:
-    body = json.dumps(problem_document(status, detail)).encode()
-    headers = [
-        (b"content-type", PROBLEM_JSON.encode()),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def create_asgi_app(flask_app: Flask | None = None) -> StreamingFront:
     """The API as ASGI (what `creditflow api` serves): the Flask app from `create_app` behind the front."""
     if flask_app is None:
         from api.app import create_app
 
         flask_app = create_app()
-    services = flask_app.extensions["creditflow"]
-    return StreamingFront(flask_app, threads=services.settings.API_THREADS)
+    settings = flask_app.extensions["creditflow"].settings
+    limits = DoorLimits(
+        body_timeout_s=settings.API_BODY_TIMEOUT_S,
+        max_body_bytes=flask_app.config["MAX_CONTENT_LENGTH"],
+        max_waiting=settings.API_MAX_WAITING,
+    )
+    return StreamingFront(flask_app, threads=settings.API_THREADS, limits=limits)

@@ -61,9 +61,12 @@ class AsyncStreams:
                 timeout=10,
                 decode_responses=True,
                 socket_connect_timeout=5,
-                # No read timeout: every read is an XREAD that blocks at most a heartbeat, and a read
-                # timeout costs redis.asyncio a task per command (a tenth of the loop at 2,000 streams).
-                # TCP keepalive finds a peer that vanished without closing.
+                # No read timeout, said out loud: redis-py 8 gives every connection a 5 s one by default
+                # (redis/_defaults.py), and an XREAD that blocks a heartbeat (15 s) then raised
+                # TimeoutError, ending every quiet stream at 5 s. Every read here is an XREAD that blocks
+                # at most a heartbeat, and a read timeout costs redis.asyncio a task per command (a
+                # tenth of the loop at 2,000 streams). TCP keepalive finds a peer that vanished.
+                socket_timeout=None,
                 socket_keepalive=True,
                 socket_keepalive_options=KEEPALIVE,
             )

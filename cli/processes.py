@@ -58,13 +58,14 @@ def run_api(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from api.asgi import create_asgi_app
+    from api.http_protocol import worker_class
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options = {
                 "bind": f"{host}:{port}",
                 "workers": args.workers or settings.API_WORKERS,
-                "worker_class": "uvicorn_worker.UvicornWorker",
+                "worker_class": worker_class(settings),  # uvicorn with the door's limits
                 "timeout": 60,
                 "graceful_timeout": 10,
                 "keepalive": 5,

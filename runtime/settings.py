@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     API_PORT: int = Field(8000, ge=1, le=65535)
     API_WORKERS: int = Field(2, ge=1, le=64)
     API_THREADS: int = Field(64, ge=1, le=1024)
+    # The door against slow and idle clients (api/wsgi_bridge.py, api/http_protocol.py): a request's
+    # headers and its body each arrive within their deadline (else 408); at most API_MAX_WAITING requests
+    # wait for one of the API_THREADS (else 503); at most API_MAX_CONNECTIONS connections per process.
+    API_HEADER_TIMEOUT_S: float = Field(10.0, gt=0, le=600)
+    API_BODY_TIMEOUT_S: float = Field(30.0, gt=0, le=3600)
+    API_MAX_WAITING: int = Field(256, ge=0, le=100_000)
+    API_MAX_CONNECTIONS: int = Field(8000, ge=16, le=1_000_000)
     FLOWER_PORT: int = Field(5555, ge=1, le=65535)
     METRICS_ENABLED: bool = True
 
@@ -88,6 +95,8 @@ class Settings(BaseSettings):
     JOB_REENQUEUE_AFTER_S: int = Field(30, ge=1)
     REDIS_MAX_CONNECTIONS: int = Field(0, ge=0, le=100_000)
     SSE_HEARTBEAT_S: float = Field(15.0, gt=0, le=120)
+    # A stream whose client stopped reading (its sends block) is closed after this long.
+    SSE_SEND_TIMEOUT_S: float = Field(10.0, gt=0, le=600)
     # Time limits of the jobs on each queue (orchestration/limits.py derives Celery's and the reaper's).
     INTERACTIVE_TIME_LIMIT_S: int = Field(300, ge=1, le=24 * 3600)
     AGENT_TIME_LIMIT_S: int = Field(1800, ge=1, le=24 * 3600)

@@ -7,7 +7,6 @@ from api.auth.context import (
     current_auth,
     current_user_id,
     rate_limit_key,
-    user_token_required,
 )
 from api.auth.principal import AuthError, Principal
 from api.auth.tokens import JWT_ISSUER, issue_token, verify_bearer
@@ -23,6 +22,5 @@ __all__ = [
     "current_user_id",
     "issue_token",
     "rate_limit_key",
-    "user_token_required",
     "verify_bearer",
 ]

@@ -12,6 +12,7 @@ from flask import current_app, g, request
 from flask_smorest import Blueprint, abort
 
 from api.auth.cache import TokenCache, UserCache
+from api.auth.policy import enforce
 from api.auth.principal import AuthError, Principal
 from api.auth.tokens import verify_bearer
 from api.metrics import count_welcome
@@ -96,6 +97,7 @@ def authenticate() -> AuthContext:
     if principal is None:
         _unauthorized("This endpoint needs `Authorization: Bearer <token>`.")
     g.auth = _resolve(principal)
+    enforce(g.auth.method)  # what this kind of credential may do: api/auth/policy.py
     return cast(AuthContext, g.auth)
 
 
@@ -156,11 +158,6 @@ def _any(_ctx: AuthContext) -> None:
     return None
 
 
-def _user_token(ctx: AuthContext) -> None:
-    if ctx.method == "api_key":
-        abort(403, message="This needs a signed-in user's token; API keys cannot do it.")
-
-
 def _admin(ctx: AuthContext) -> None:
     if not ctx.is_admin:
         abort(403, message="This needs the admin role.")
@@ -169,11 +166,6 @@ def _admin(ctx: AuthContext) -> None:
 def auth_required(func: F) -> F:
     """Require any valid credential (JWT, OIDC token or API key); sets `g.auth`."""
     return _guard(func, _any)
-
-
-def user_token_required(func: F) -> F:
-    """Require a user's JWT or OIDC token; API keys get 403 (e.g. they cannot mint more keys)."""
-    return _guard(func, _user_token)
 
 
 def admin_required(func: F) -> F:

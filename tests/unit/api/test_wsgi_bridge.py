@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -10,7 +12,9 @@ import httpx
 import pytest
 from flask import Flask, Response, request
 
-from api.wsgi_bridge import PREREAD_BYTES, WHOLE_ANSWER_BYTES, ThreadedWSGI
+from api.wsgi_bridge import WHOLE_ANSWER_BYTES, DoorLimits, ThreadedWSGI
+
+PREREAD_BYTES = 64 * 1024  # the size a body was once streamed past
 
 pytestmark = pytest.mark.anyio
 
@@ -82,3 +86,89 @@ async def test_the_legacy_write_callable_comes_first() -> None:
     async with _client(ThreadedWSGI(_legacy_write, threads=1)) as client:
         answer = await client.get("/")
     assert (answer.status_code, answer.text) == (201, "written then returned")
+
+
+def _blocking_app(release: threading.Event, ran: list[str]) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        ran.append(environ["PATH_INFO"])
+        release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    return app
+
+
+class _Exchange:
+    """One request driven by hand: its body at once, then (if told) the client leaving."""
+
+    def __init__(self, path: str) -> None:
+        self.scope = {
+            "type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": [], "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
+            "root_path": "",
+        }
+        self.left = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []
+        self._first = True
+
+    async def receive(self) -> dict[str, Any]:
+        if self._first:
+            self._first = False
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int | None:
+        return next((m["status"] for m in self.sent if m["type"] == "http.response.start"), None)
+
+
+async def test_requests_beyond_the_waiting_bound_are_refused_at_once() -> None:
+    release, ran = threading.Event(), []
+    bridge = ThreadedWSGI(_blocking_app(release, ran), threads=1, limits=DoorLimits(max_waiting=1))
+    running, waiting, refused = _Exchange("/a"), _Exchange("/b"), _Exchange("/c")
+    tasks = [asyncio.ensure_future(bridge(x.scope, x.receive, x.send)) for x in (running, waiting)]
+    await asyncio.sleep(0.2)
+    await bridge(refused.scope, refused.receive, refused.send)  # answered without waiting for a thread
+    assert refused.status == 503
+    assert (b"retry-after", b"1") in refused.sent[0]["headers"]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert (running.status, waiting.status, ran) == (200, 200, ["/a", "/b"])
+
+
+async def test_a_request_whose_client_left_while_it_waited_is_not_run() -> None:
+    release, ran = threading.Event(), []
+    bridge = ThreadedWSGI(_blocking_app(release, ran), threads=1)
+    running, leaving = _Exchange("/a"), _Exchange("/b")
+    tasks = [asyncio.ensure_future(bridge(x.scope, x.receive, x.send)) for x in (running, leaving)]
+    await asyncio.sleep(0.2)
+    leaving.left.set()  # gone while /a holds the only thread
+    await asyncio.sleep(0.1)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert ran == ["/a"]
+    assert leaving.status is None
+
+
+async def test_a_body_that_stops_arriving_is_answered_408_without_a_thread() -> None:
+    ran: list[str] = []
+    limits = DoorLimits(body_timeout_s=0.3)
+    bridge = ThreadedWSGI(_blocking_app(threading.Event(), ran), threads=1, limits=limits)
+    stalled = _Exchange("/slow")
+    sent_first = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_first
+        if not sent_first:
+            sent_first = True
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await asyncio.sleep(60)  # the rest never comes
+        raise AssertionError("unreachable")
+
+    await bridge(stalled.scope, receive, stalled.send)
+    assert stalled.status == 408
+    assert ran == []
