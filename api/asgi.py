@@ -75,7 +75,7 @@ class StreamingFront:
             if scope["method"] == "HEAD":  # the stream's headers, no stream: nothing holds its slot
                 await self.streams.answer_head(handed["descriptor"], send)
                 return
-            await self.streams.serve(handed["descriptor"], receive, send)
+            await self.streams.serve(handed["descriptor"], receive, send, scope)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

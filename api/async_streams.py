@@ -22,9 +22,10 @@ import redis
 import redis.asyncio as aioredis
 
 from api.event_frames import HEADERS, frame
+from api.http_protocol import stream_abort
 from api.openai_streams import OpenAIRelay
-from api.stream_answers import Answer, end_broken
-from api.stream_endings import JobEndings
+from api.stream_answers import REVOKED, Answer, StallWatch, end_broken
+from api.stream_endings import JobEndings, LiveKeys
 from orchestration import jobs as job_cases
 from orchestration import progress
 from orchestration.bootstrap import Services
@@ -50,6 +51,8 @@ class AsyncStreams:
         self._redis: aioredis.Redis | None = None
         self._slots: AsyncStreamSlots | None = None
         self.endings = JobEndings(services)
+        self.keys = LiveKeys(services)
+        self.stalls = StallWatch(services.settings.SSE_SEND_TIMEOUT_S)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -88,22 +91,29 @@ class AsyncStreams:
         if self._redis is not None:
             await self._redis.aclose()
 
-    async def serve(self, descriptor: dict[str, Any], receive: Receive, send: Send) -> None:
-        """Serve the stream a view handed over, until it ends or the client leaves."""
+    async def serve(
+        self, descriptor: dict[str, Any], receive: Receive, send: Send, scope: dict[str, Any] | None = None
+    ) -> None:
+        """Serve the stream a view handed over, until it ends, the client leaves or stops reading."""
         kind = descriptor["kind"]
         body = {"job": self._job, "user": self._user, "openai": self._openai}[kind]
         slot = Slot(descriptor["user_id"], descriptor["slot"]) if descriptor.get("slot") else None
+        lease = self._lease(slot, descriptor.get("api_key"))
         answer = Answer(send)
-        streaming = asyncio.ensure_future(body(descriptor, answer.send, slot))
+        streaming = asyncio.ensure_future(body(descriptor, answer.send, lease))
         gone = asyncio.ensure_future(_disconnected(receive))
+        # A client that stops reading blocks our sends: past SSE_SEND_TIMEOUT_S its connection is
+        # dropped (its slot kept meanwhile), or it would hold server buffers and escape its user's cap.
+        watched = self.stalls.watch(answer, lease, stream_abort(scope or {}), streaming)
         abandoned, broke, left = True, None, True
         try:
             await asyncio.wait({streaming, gone}, return_when=asyncio.FIRST_COMPLETED)
-            left = gone.done()
+            left = gone.done() or watched.stalled
             broke = streaming.exception() if streaming.done() and not streaming.cancelled() else None
             # A stream that broke (Redis went away) left its client without the end: like one who left.
-            abandoned = not streaming.done() or broke is not None
+            abandoned = not streaming.done() or streaming.cancelled() or broke is not None
         finally:
+            self.stalls.forget(watched)
             for task in (streaming, gone):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -112,9 +122,13 @@ class AsyncStreams:
                 await self._release(slot)
             if kind == "openai" and abandoned:
                 await self._cancel_abandoned(descriptor)
-            if broke is not None and not left:
-                log.warning("event stream ended early (%s): %r", kind, broke)
-                await end_broken(answer, openai=kind == "openai")  # after the cancel it announces
+            if watched.stalled:
+                log.warning("event stream closed: its client stopped reading (%s)", kind)
+            elif broke is not None and not left:
+                if not isinstance(broke, KeyRevoked):
+                    log.warning("event stream ended early (%s): %r", kind, broke)
+                detail = REVOKED if isinstance(broke, KeyRevoked) else None
+                await end_broken(answer, openai=kind == "openai", detail=detail)  # after the cancel
 
     async def answer_head(self, descriptor: dict[str, Any], send: Send) -> None:
         """A HEAD of a stream: the headers its GET would answer with, and the slot given back."""
@@ -123,7 +137,7 @@ class AsyncStreams:
         await _start(send)
         await send({"type": "http.response.body", "body": b""})
 
-    async def _job(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:
+    async def _job(self, descriptor: dict[str, Any], send: Send, lease: _Lease) -> None:
         await _start(send)
         await _write(send, "retry: 2000\n\n")
         key, last = progress.job_stream(descriptor["job_id"]), descriptor["last"]
@@ -131,7 +145,6 @@ class AsyncStreams:
             await self._drain(send, key, last, descriptor["final"])
             await _end(send)
             return
-        lease = self._lease(slot)
         while True:
             batch = await self._read(key, last, block=True)
             if batch:
@@ -155,11 +168,10 @@ class AsyncStreams:
                     break
         await _end(send)
 
-    async def _user(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:
+    async def _user(self, descriptor: dict[str, Any], send: Send, lease: _Lease) -> None:
         await _start(send)
         await _write(send, "retry: 2000\n\n")
         key, last = progress.user_stream(descriptor["user_id"]), descriptor["last"]
-        lease = self._lease(slot)
         while True:
             batch = await self._read(key, last, block=True)
             if batch:
@@ -171,7 +183,7 @@ class AsyncStreams:
                 break
         await _end(send)
 
-    async def _openai(self, descriptor: dict[str, Any], send: Send, slot: Slot | None) -> None:
+    async def _openai(self, descriptor: dict[str, Any], send: Send, lease: _Lease) -> None:
         relay = OpenAIRelay(
             descriptor["job_id"], descriptor["created"], descriptor["model"], descriptor["include_usage"]
         )
@@ -180,11 +192,11 @@ class AsyncStreams:
         if descriptor["stream"]:
             await _start(send, extra=[job_header])
             await _write(send, relay.start())
-        lease = self._lease(slot)
         while not relay.done:
             # A lost lease does not end a reply the user is paying for (that would cancel it): the
-            # reply runs to its end and the cap undercounts meanwhile.
-            await lease.kept()
+            # reply runs to its end and the cap undercounts meanwhile. A revoked key does end it.
+            if not await lease.kept() and lease.revoked:
+                raise KeyRevoked(descriptor.get("api_key"))
             batch = await self._read(key, last, block=True)
             if not batch:
                 final = await self.endings.final_of(descriptor["user_id"], descriptor["job_id"])
@@ -228,10 +240,18 @@ class AsyncStreams:
             text += frame(None, final)
         await _write(send, text)
 
-    def _lease(self, slot: Slot | None) -> _Lease:
+    def _lease(self, slot: Slot | None, key_id: str | None) -> _Lease:
         # Every half heartbeat, as HeldStream does: a quiet read lasts a heartbeat, but a busy stream's
         # reads never come back empty, and its lease must not run out while it streams.
-        return _Lease(self, slot, every_s=self.heartbeat_s / 2)
+        return _Lease(self, slot, key_id, every_s=self.heartbeat_s / 2)
+
+    async def key_live(self, key_id: str) -> bool:
+        """Whether the stream's API key still authenticates (a failed look-up keeps the stream)."""
+        try:
+            return await self.keys.live(key_id)
+        except Exception as exc:
+            log.warning("API key of a stream not checked: %r", exc)
+            return True
 
     async def refresh_slot(self, slot: Slot) -> bool:
         """Extend a stream's lease; False (end the stream) when it was lost or Redis failed."""
@@ -258,19 +278,30 @@ class AsyncStreams:
         await asyncio.to_thread(cancel)
 
 
-class _Lease:
-    """An open stream's slot in its user's cap, refreshed once `every_s` passed, busy or quiet."""
+class KeyRevoked(Exception):
+    """The API key a stream was opened with was revoked: the stream ends."""
 
-    def __init__(self, streams: AsyncStreams, slot: Slot | None, *, every_s: float) -> None:
-        self._streams, self._slot, self._every_s = streams, slot, every_s
+
+class _Lease:
+    """An open stream's slot in its user's cap and its credential, both checked once `every_s` passed."""
+
+    def __init__(
+        self, streams: AsyncStreams, slot: Slot | None, key_id: str | None, *, every_s: float
+    ) -> None:
+        self._streams, self._slot, self._key_id, self._every_s = streams, slot, key_id, every_s
         self._refreshed = time.monotonic()
+        self.revoked = False
 
     async def kept(self) -> bool:
-        """False once the lease was lost (the stream should end)."""
-        if self._slot is None or time.monotonic() - self._refreshed < self._every_s:
+        """False once the lease was lost or the stream's API key revoked (the stream should end)."""
+        nothing_held = self._slot is None and self._key_id is None
+        if nothing_held or time.monotonic() - self._refreshed < self._every_s:
             return True
         self._refreshed = time.monotonic()
-        return await self._streams.refresh_slot(self._slot)
+        if self._key_id is not None and not await self._streams.key_live(self._key_id):
+            self.revoked = True
+            return False
+        return self._slot is None or await self._streams.refresh_slot(self._slot)
 
 
 async def _disconnected(receive: Receive) -> None:

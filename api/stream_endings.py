@@ -1,9 +1,8 @@
-"""Whether the jobs behind quiet streams ended: asked by every stream at its heartbeat, answered together.
+"""What ends an open stream from the database: its job ended, or its API key was revoked.
 
-A job stream that heard nothing for a heartbeat checks the job's row, in case the job ended without
-its final event reaching Redis. Streams opened together hit their heartbeat together: a thousand
-queries at once took the API's database pool from ordinary requests (bench/streams.py). So the asks
-of a short window are collected and answered by one query per window, in a worker thread.
+Each open stream asks at its heartbeat. Streams opened together hit their heartbeat together: a
+thousand queries at once took the API's database pool from ordinary requests (bench/streams.py). So
+the asks of a short window are collected and answered by one query per window, in a worker thread.
 """
 
 from __future__ import annotations
@@ -12,9 +11,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from api.event_frames import final_event
+from orchestration.api_keys import api_keys
 from orchestration.bootstrap import Services
 from orchestration.tables import jobs
 
@@ -22,19 +22,18 @@ WINDOW_S = 0.05
 CHUNK = 500  # ids per query
 
 
-class JobEndings:
-    """`final_of(user_id, job_id)`: the job's final event if it ended, else None (one query per window)."""
+class WindowedRows:
+    """`row(id)`: a table's row by id (None if there is none), the asks of a window in one query."""
 
-    def __init__(self, services: Services, *, window_s: float = WINDOW_S) -> None:
-        self.services = services
-        self.window_s = window_s
-        self._asks: dict[str, list[tuple[str, asyncio.Future[dict[str, Any] | None]]]] = {}
+    def __init__(self, services: Services, table: Table, *, window_s: float = WINDOW_S) -> None:
+        self.services, self.table, self.window_s = services, table, window_s
+        self._asks: dict[str, list[asyncio.Future[Any]]] = {}
         self._answering: asyncio.Task[None] | None = None
 
-    async def final_of(self, user_id: str, job_id: str) -> dict[str, Any] | None:
-        """The final event of the user's job if it ended (None while it runs, or if it is not theirs)."""
-        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
-        self._asks.setdefault(job_id, []).append((user_id, future))
+    async def row(self, row_id: str) -> Any:
+        """The row with this id, or None."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._asks.setdefault(row_id, []).append(future)
         if self._answering is None:
             self._answering = asyncio.ensure_future(self._answer())
         return await future
@@ -46,32 +45,49 @@ class JobEndings:
             rows = await asyncio.to_thread(self._rows, list(asks))
         except Exception as exc:  # every stream of the window sees the failure, as its own query would
             failure = exc
-            _settle(asks, lambda _user, _job: failure)
+            _settle(asks, lambda _id: failure)
             return
-        _settle(asks, lambda user, job: _final(rows.get(job), user))
+        _settle(asks, rows.get)
 
-    def _rows(self, job_ids: list[str]) -> dict[str, Any]:
+    def _rows(self, ids: list[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         with self.services.uow(autocommit=True) as db:
-            for start in range(0, len(job_ids), CHUNK):
-                query = select(jobs).where(jobs.c.id.in_(job_ids[start : start + CHUNK]))
+            for start in range(0, len(ids), CHUNK):
+                query = select(self.table).where(self.table.c.id.in_(ids[start : start + CHUNK]))
                 found.update((row.id, row) for row in db.execute(query))
         return found
 
 
-def _final(row: Any, user_id: str) -> dict[str, Any] | None:
-    return final_event(row) if row is not None and row.user_id == user_id else None
+class JobEndings:
+    """`final_of(user_id, job_id)`: the job's final event if it ended, else None (one query per window)."""
+
+    def __init__(self, services: Services, *, window_s: float = WINDOW_S) -> None:
+        self._rows = WindowedRows(services, jobs, window_s=window_s)
+
+    async def final_of(self, user_id: str, job_id: str) -> dict[str, Any] | None:
+        """The final event of the user's job if it ended (None while it runs, or if it is not theirs)."""
+        row = await self._rows.row(job_id)
+        return final_event(row) if row is not None and row.user_id == user_id else None
 
 
-def _settle(
-    asks: dict[str, list[tuple[str, asyncio.Future[dict[str, Any] | None]]]],
-    outcome: Callable[[str, str], Any],
-) -> None:
-    for job_id, waiting in asks.items():
-        for user_id, future in waiting:
+class LiveKeys:
+    """`live(key_id)`: whether an API key still authenticates (one query per window for every stream)."""
+
+    def __init__(self, services: Services, *, window_s: float = WINDOW_S) -> None:
+        self._rows = WindowedRows(services, api_keys, window_s=window_s)
+
+    async def live(self, key_id: str) -> bool:
+        """False once the key was revoked (or deleted)."""
+        row = await self._rows.row(key_id)
+        return row is not None and row.revoked_at is None
+
+
+def _settle(asks: dict[str, list[asyncio.Future[Any]]], outcome: Callable[[str], Any]) -> None:
+    for row_id, waiting in asks.items():
+        value = outcome(row_id)
+        for future in waiting:
             if future.done():
                 continue  # its stream ended meanwhile (the client left)
-            value = outcome(user_id, job_id)
             if isinstance(value, BaseException):
                 future.set_exception(value)
             else:

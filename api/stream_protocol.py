@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response, request
+from flask import Response, g, request
 
 STREAM_HEADER = "X-Creditflow-Stream"
 FRONT_ENVIRON_KEY = "creditflow.async_front"
@@ -24,7 +24,12 @@ def async_front() -> bool:
 
 
 def stream_descriptor(kind: str, **fields: Any) -> Response:
-    """An answer the front replaces with the stream `kind` (fields: what that stream needs)."""
+    """An answer the front replaces with the stream `kind` (fields: what that stream needs).
+
+    A stream opened with an API key names the key: the front ends the stream once it is revoked."""
+    auth = g.get("auth")
+    if auth is not None and auth.api_key_id:
+        fields["api_key"] = auth.api_key_id
     response = Response(status=200)
     response.headers[STREAM_HEADER] = json.dumps({"kind": kind, **fields}, separators=(",", ":"))
     return response
