@@ -1,4 +1,5 @@
-"""docker-compose.yml: real subcommands, every queue served, grace periods, Flower and ledger keys guarded."""
+"""docker-compose.yml: real subcommands, every queue served, grace periods, restart policies, Flower and
+ledger keys guarded."""
 
 from __future__ import annotations
 
@@ -93,3 +94,12 @@ def test_the_api_gets_the_verification_key_and_never_the_signing_key() -> None:
     assert sealer["LEDGER_SIGNING_KEY"].startswith("${LEDGER_SIGNING_KEY")
     for name, svc in APP_SERVICES.items():
         assert svc["environment"]["PUBLIC_URL"].startswith("${PUBLIC_URL:?"), name
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
+def test_long_running_services_come_back_when_they_die_and_migrate_runs_once(name: str) -> None:
+    policy = str(COMPOSE["services"][name].get("restart", "no"))
+    if name == "migrate":  # one-shot: the others wait for it to complete successfully
+        assert policy == "no", policy
+    else:
+        assert policy in ("unless-stopped", "always"), f"{name} stays dead after a crash: restart {policy!r}"
