@@ -231,14 +231,14 @@ class AsyncStreams:
 
     async def _drain(self, send: Send, key: str, last: str, final: dict[str, Any]) -> None:
         """What follows `last` in a finished job's stream, then its final event if the stream lacks one."""
-        events: Any = await self.redis.xread({key: last}, count=100_000)
-        entries = [
-            (entry, json.loads(fields["data"])) for _key, rows in events or [] for entry, fields in rows
-        ]
-        text = "".join(frame(*entry) for entry in entries)
-        if not any(event.get("type") in progress.FINAL_TYPES for _entry, event in entries):
-            text += frame(None, final)
-        await _write(send, text)
+        final_seen = False
+        while entries := await self._read(key, last, block=False):
+            await _write(send, "".join(frame(*entry) for entry in entries))  # a page at a time
+            ends = [event for _entry, event in entries if event.get("type") in progress.FINAL_TYPES]
+            final_seen = final_seen or bool(ends)
+            last = entries[-1][0]
+        if not final_seen:
+            await _write(send, frame(None, final))
 
     def _lease(self, slot: Slot | None, key_id: str | None) -> _Lease:
         # Every half heartbeat, as HeldStream does: a quiet read lasts a heartbeat, but a busy stream's

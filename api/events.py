@@ -44,6 +44,11 @@ def _last_event_id(default: str, *, allowed: tuple[str, ...] = ("0-0",)) -> str:
     return given[0] if given else default
 
 
+# A finished job's history is sent a page at a time: a long one (a 100,000-token agent task) is not
+# read whole into memory, nor in one go on the front's event loop.
+DRAIN_PAGE = 500
+
+
 def _final_from_row(job: Any) -> dict[str, Any]:
     final = final_event(job)
     assert final is not None, "only a finished job has a final event"
@@ -54,9 +59,11 @@ def _drain(client: redis.Redis, key: str, last: str, job: Any) -> Iterator[str]:
     """What follows `last` in a finished job's stream, then its final event from the row if the
     stream lacks one (expired, trimmed, or its publish failed): the stream always ends."""
     final_seen = False
-    for entry_id, event in progress.read_events(client, key, last, block_ms=None, count=100_000):
-        final_seen = event.get("type") in progress.FINAL_TYPES
-        yield _frame(entry_id, event)
+    while page := progress.read_events(client, key, last, block_ms=None, count=DRAIN_PAGE):
+        for entry_id, event in page:
+            final_seen = event.get("type") in progress.FINAL_TYPES
+            yield _frame(entry_id, event)
+        last = page[-1][0]
     if not final_seen:
         yield _frame(None, _final_from_row(job))
 
