@@ -84,6 +84,8 @@ def _recheck(services: Services, gateway: Any, order: Row[Any], row: Row[Any], h
     if block is not None and block.hash == row.block_hash:
         _settled_in(services, row, block, head, needed)
         return
+    if block is None and row.status == "confirmed":
+        return  # a final transfer is only ever undone by another hash at its height, not by silence
     again = gateway.paid_by(chain_id, row.tx_hash, {order.deposit_address})
     if again is None:  # no receipt: re-mined and not yet indexed, dropped, or a lagging node
         if block is not None:
