@@ -5,6 +5,8 @@ send to an operator (underpaid and expired, a second payment, another asset or c
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,7 @@ from tests.integration.payments.conftest import (
 )
 from tests.integration.payments.test_crypto import intent, transfers, verify
 from tests.support.chain_rpc import Lag, chain_rpc
+from tests.support.processes import ROOT, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
 WELCOME = 1000 * M
@@ -69,6 +72,20 @@ def lagging(pay_settings: dict[str, str], test_chain: PayChain) -> Iterator[tupl
         services_on(pay_settings, [chain_entry(url, test_chain=test_chain)]) as built,
     ):
         yield built, lag
+
+
+def operator_cli(pay_settings: dict[str, str], *args: str) -> str:
+    """Run `creditflow ...` as an operator would, on the suite's database; its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=child_env(**pay_settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
 
 
 def record_only(services: Services, order_id: str, tx: str) -> None:
@@ -259,8 +276,11 @@ def test_a_second_payment_and_other_assets_to_a_credited_address_are_listed_for_
     after = payments_crypto_review.to_review(services)
     assert after["excess"] == before["excess"] + 1
     assert after["other-asset"] >= before["other-asset"] + 4
-    flagged = next(row for row in payments_crypto_review.listed(services) if row["review"] == "excess")
-    assert payments_crypto_review.reviewed(services, int(flagged["id"]), datetime.now(UTC))
+    listing = operator_cli(pay_settings, "crypto", "review").splitlines()
+    flagged = [json.loads(line) for line in listing if json.loads(line)["order_id"] == made["id"]]
+    assert sorted(row["review"] for row in flagged) == ["excess"] + ["other-asset"] * 4
+    excess = next(row["id"] for row in flagged if row["review"] == "excess")
+    assert "reviewed" in operator_cli(pay_settings, "crypto", "review", "--reviewed", str(excess))
     assert payments_crypto_review.to_review(services)["excess"] == after["excess"] - 1
 
 
