@@ -309,3 +309,19 @@ def test_a_reorg_deeper_than_the_confirmations_flags_the_credited_order_for_an_o
     gauge = next(iter(CryptoReviewCollector(services).collect()))
     samples = {sample.labels["reason"]: sample.value for sample in gauge.samples}
     assert samples["reorged"] == before + 1
+
+
+def test_beats_scan_task_expires_an_intent_nobody_paid_in_the_worker(
+    client: FlaskClient, services: Services, user: Any
+) -> None:
+    _user_id, headers = user
+    made = intent(client, headers)
+    with services.uow() as connection:
+        connection.execute(
+            update(orders)
+            .where(orders.c.id == made["id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    services.producer.send_task("creditflow.maintenance.scan_crypto", ignore_result=True)
+    expired = wait_status(services, made["id"], "expired")
+    assert expired.failure == "nobody paid it in time"
