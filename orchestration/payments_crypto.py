@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, update
+from sqlalchemy import Connection, Row, and_, update
 
 from ledger.idempotency import upsert_ignore
 from orchestration import payment_gateways
@@ -127,24 +127,31 @@ def record_transfers(connection: Connection, order: Row[Any], found: list[Transf
             upsert_ignore(connection, crypto_transfers).values(**values).returning(crypto_transfers.c.id)
         ).first()
         if inserted is None:
-            moved: dict[str, Any] = {
-                "block_number": transfer.block_number,
-                "block_hash": values["block_hash"],
-            }
-            if values["block_time"] is not None:
-                moved["block_time"] = values["block_time"]
-            connection.execute(
-                update(crypto_transfers)
-                .where(
-                    crypto_transfers.c.chain_id == chain_id,
-                    crypto_transfers.c.tx_hash == values["tx_hash"],
-                    crypto_transfers.c.log_index == transfer.log_index,
-                    crypto_transfers.c.status != "confirmed",
-                )
-                .values(status="seen", unknown_since=None, updated_at=now, **moved)
-            )
+            _found_again(connection, values, now)
         added += inserted is not None
     return added
+
+
+def _found_again(connection: Connection, values: dict[str, Any], now: datetime) -> None:
+    """A transfer already recorded, seen again: it moves block if it is not final yet."""
+    same = and_(
+        crypto_transfers.c.chain_id == values["chain_id"],
+        crypto_transfers.c.tx_hash == values["tx_hash"],
+        crypto_transfers.c.log_index == values["log_index"],
+    )
+    keys = ("block_number", "block_hash", "block_time")
+    moved = {key: values[key] for key in keys if values[key] is not None}
+    connection.execute(
+        update(crypto_transfers)
+        .where(same, crypto_transfers.c.status != "confirmed")
+        .values(status="seen", unknown_since=None, updated_at=now, **moved)
+    )
+    # Found again after a deep reorg had taken it: it is back, nothing left for an operator.
+    connection.execute(
+        update(crypto_transfers)
+        .where(same, crypto_transfers.c.review == "reorged", crypto_transfers.c.reviewed_at.is_(None))
+        .values(review=None)
+    )
 
 
 def verify_submitted(services: Services, *, order_id: str, tx_hash: str) -> str:

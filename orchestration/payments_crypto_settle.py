@@ -132,11 +132,6 @@ def _orphan(services: Services, order: Row[Any], row: Row[Any]) -> None:
             .where(chain_cursors.c.chain_id == row.chain_id, chain_cursors.c.next_block > row.block_number)
             .values(next_block=row.block_number, updated_at=_now())
         )
-        if credited:
-            note = f"deep reorg removed credited transfer {row.tx_hash[:18]}...: for an operator"
-            connection.execute(
-                update(orders).where(orders.c.id == order.id).values(failure=note[:200], updated_at=_now())
-            )
     if credited:
         log.error("order %s: credited transfer %s is no longer canonical (deep reorg)", order.id, row.tx_hash)
 
@@ -173,9 +168,11 @@ def settle(services: Services, order_id: str, *, now: datetime | None = None) ->
         price = int(locked.amount)
         applied, too_late = _apply_policy(services, connection, locked, mine, seen=seen, now=now)
         notes = []
+        if any(r.review == "reorged" and r.reviewed_at is None for r in rows):
+            notes.append("a deep reorg removed a credited transfer: for an operator")
         if confirmed > price:
             notes.append(f"overpaid by {confirmed - price}: the excess is returned by hand")
-        elif confirmed and confirmed < price:
+        elif confirmed and confirmed < price and applied.status not in TAKEN:
             notes.append(f"underpaid: {confirmed} of {price} received")
         values: dict[str, Any] = {"amount_received": str(confirmed), "updated_at": now}
         if notes or applied.note:
