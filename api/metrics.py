@@ -100,15 +100,16 @@ class JobCollector:
 
 
 class CryptoReviewCollector:
-    """Crypto transfers waiting for an operator, by reason (orchestration/payments_crypto_review.py)."""
+    """Crypto transfers and intents waiting for an operator (orchestration/payments_crypto_review.py)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """One gauge sample per reason; a database hiccup skips it rather than failing the scrape."""
+        """Transfers by reason, and intents; a database hiccup skips them rather than failing the scrape."""
         try:
             counts = payments_crypto_review.to_review(self.services)
+            intents = payments_crypto_review.intents_to_review(self.services)
         except SQLAlchemyError:
             return
         family = GaugeMetricFamily(
@@ -119,6 +120,9 @@ class CryptoReviewCollector:
         for reason, count in counts.items():
             family.add_metric([reason], float(count))
         yield family
+        yield GaugeMetricFamily(
+            "creditflow_crypto_intents_to_review", "Crypto intents with a transfer to review", value=intents
+        )
 
 
 def init_metrics(app: Flask) -> None:

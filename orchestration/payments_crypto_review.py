@@ -1,5 +1,6 @@
 """Crypto transfers an operator must look at (README "Payments", crypto): each is recorded with why, counted
-by the `creditflow_crypto_transfers_to_review{reason}` gauge, and stays listed until marked reviewed.
+by the `creditflow_crypto_transfers_to_review{reason}` gauge (their intents by
+`creditflow_crypto_intents_to_review`), and stays listed until marked reviewed (`creditflow crypto review`).
 
 Reasons:
 - `other-asset`: another allow-listed token, the native coin of a token intent, or another chain, sent to
@@ -84,6 +85,13 @@ def to_review(services: Services) -> dict[str, int]:
     with services.uow(autocommit=True) as connection:
         found = {str(reason): int(count) for reason, count in connection.execute(query)}
     return {reason: found.get(reason, 0) for reason in REASONS}
+
+
+def intents_to_review(services: Services) -> int:
+    """How many intents have a transfer waiting for an operator (the metric)."""
+    query = select(func.count(func.distinct(crypto_transfers.c.order_id))).where(LISTED)
+    with services.uow(autocommit=True) as connection:
+        return int(connection.execute(query).scalar_one())
 
 
 def listed(services: Services) -> list[dict[str, Any]]:

@@ -306,9 +306,10 @@ def test_a_reorg_deeper_than_the_confirmations_flags_the_credited_order_for_an_o
     assert "deep reorg" in order.failure
     assert posted(services, user_id) == WELCOME + 1000 * M
     assert payments_crypto_review.to_review(services)["reorged"] == before + 1
-    gauge = next(iter(CryptoReviewCollector(services).collect()))
-    samples = {sample.labels["reason"]: sample.value for sample in gauge.samples}
+    transfers_gauge, intents_gauge = CryptoReviewCollector(services).collect()
+    samples = {sample.labels["reason"]: sample.value for sample in transfers_gauge.samples}
     assert samples["reorged"] == before + 1
+    assert intents_gauge.samples[0].value == payments_crypto_review.intents_to_review(services) >= 1
 
 
 def test_beats_scan_task_expires_an_intent_nobody_paid_in_the_worker(
