@@ -194,5 +194,12 @@ class CryptoGateway:
                 eth.get_logs,
                 {"fromBlock": first, "toBlock": through, "address": tokens, "topics": [TRANSFER_TOPIC]},
             )
-            found.extend(t for t in (self._token_transfer(chain_id, log, wanted) for log in logs or []) if t)
-        return Scanned([replace(t, block_time=times.get(t.block_hash)) for t in found], through)
+            read = (self._token_transfer(chain_id, log, wanted) for log in logs or [])
+            tokens_paid = [transfer for transfer in read if transfer]
+            # A log from a block other than the one read at its height came from a node on another fork
+            # (behind a load balancer): stop before it, the next pass reads that height again.
+            forked = [t.block_number for t in tokens_paid if t.block_hash not in times]
+            through = min([through, *(number - 1 for number in forked)])
+            found.extend(tokens_paid)
+        kept = [replace(t, block_time=times.get(t.block_hash)) for t in found if t.block_number <= through]
+        return Scanned(kept, through)

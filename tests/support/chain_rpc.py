@@ -74,6 +74,7 @@ class Lag:
 
     def __init__(self) -> None:
         self.methods: set[str] = set()
+        self.logs_from_another_fork = False  # eth_getLogs answered by a node on a fork: other block hashes
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -94,11 +95,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-
     def _answer(self, item: dict[str, Any]) -> dict[str, Any]:
         if self.lag is not None and item["method"] in self.lag.methods:
             return {"jsonrpc": "2.0", "result": None}
-        return self.chain.call(item["method"], item.get("params") or [])
+        answer = self.chain.call(item["method"], item.get("params") or [])
+        if self.lag is not None and self.lag.logs_from_another_fork and item["method"] == "eth_getLogs":
+            answer["result"] = [{**log, "blockHash": "0x" + "ab" * 32} for log in answer.get("result") or []]
+        return answer
 
 
 @contextmanager

@@ -195,6 +195,28 @@ def test_the_scanner_waits_for_a_node_without_the_receipt_instead_of_skipping_th
     settled_and_credited(services, lagged, made["id"], user_id)
 
 
+def test_the_scanner_reads_again_token_logs_that_came_from_another_fork(
+    client: FlaskClient, services: Services, test_chain: PayChain, user: Any, lagging: tuple[Services, Lag]
+) -> None:
+    user_id, headers = user
+    lagged, lag = lagging
+    made = intent(client, headers, token="TST")
+    payments_crypto_scan.scan(lagged, CHAIN_ID)
+    tx = test_chain.pay_token(made["deposit_address"], PRICE_TST)
+    block = int(test_chain.w3.eth.get_transaction_receipt(tx)["blockNumber"])
+    test_chain.mine(CONFIRMATIONS + 2)
+    lag.logs_from_another_fork = True
+    payments_crypto_scan.scan(lagged, CHAIN_ID)
+    assert transfers(services, made["id"]) == []
+    assert cursor(services) <= block
+    lag.logs_from_another_fork = False
+    payments_crypto_scan.scan(lagged, CHAIN_ID)
+    assert transfers(services, made["id"]) == [("seen", str(PRICE_TST))]
+    settle(lagged, made["id"])
+    assert order_row(services, made["id"]).status == "credited"
+    assert posted(services, user_id) == WELCOME + 1000 * M
+
+
 def test_lateness_is_judged_by_the_block_time_of_the_payment_not_when_it_is_settled(
     client: FlaskClient, services: Services, test_chain: PayChain, user: Any
 ) -> None:
