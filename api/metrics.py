@@ -26,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestration import broker, stats
+from orchestration import broker, payments_crypto_review, stats
 from orchestration.bootstrap import Services
 from orchestration.welcome import WelcomeDecision
 
@@ -99,6 +99,32 @@ class JobCollector:
         yield GaugeMetricFamily("creditflow_dead_letters_pending", "Dead letters not replayed", value=letters)
 
 
+class CryptoReviewCollector:
+    """Crypto transfers and intents waiting for an operator (orchestration/payments_crypto_review.py)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Transfers by reason, and intents; a database hiccup skips them rather than failing the scrape."""
+        try:
+            counts = payments_crypto_review.to_review(self.services)
+            intents = payments_crypto_review.intents_to_review(self.services)
+        except SQLAlchemyError:
+            return
+        family = GaugeMetricFamily(
+            "creditflow_crypto_transfers_to_review",
+            "Crypto transfers an operator must look at (deep reorg, excess, underpaid, late, other asset)",
+            labels=["reason"],
+        )
+        for reason, count in counts.items():
+            family.add_metric([reason], float(count))
+        yield family
+        yield GaugeMetricFamily(
+            "creditflow_crypto_intents_to_review", "Crypto intents with a transfer to review", value=intents
+        )
+
+
 def init_metrics(app: Flask) -> None:
     """Time and count every request."""
 
@@ -127,4 +153,5 @@ def render_metrics(services: Services) -> tuple[bytes, str]:
             registry.register(collector)
     registry.register(QueueLengthCollector(services))
     registry.register(JobCollector(services))
+    registry.register(CryptoReviewCollector(services))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -6,14 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import ledger_cmd, processes, tools
+from cli import crypto_cmd, ledger_cmd, processes, tools
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(prog="creditflow", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (processes, tools, ledger_cmd):
+    for module in (processes, tools, ledger_cmd, crypto_cmd):
         module.register(subparsers)
     return parser
 

@@ -124,8 +124,18 @@ crypto_transfers = Table(
     Column("status", String(10), nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    Column("block_time", Timestamp),  # the block's own timestamp: lateness is judged by it
+    Column("unknown_since", BigInteger),  # the head when the node first had no answer for it
+    Column("review", String(20)),  # why an operator must look (payments_crypto_review.REASONS)
+    Column("reviewed_at", Timestamp),
     UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_payment_crypto_transfers_transfer"),
     CheckConstraint("status IN ('seen', 'confirmed', 'orphaned')", name="status"),
+    Index(
+        "ix_payment_crypto_transfers_review",
+        "review",
+        postgresql_where=text("review IS NOT NULL AND reviewed_at IS NULL"),
+        sqlite_where=text("review IS NOT NULL AND reviewed_at IS NULL"),
+    ),
 )
 
 # How far the crypto scanner has looked on each chain (it rescans the unconfirmed tail every pass).

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, update
+from sqlalchemy import Connection, Row, and_, update
 
 from ledger.idempotency import upsert_ignore
 from orchestration import payment_gateways
@@ -54,18 +54,26 @@ def create_intent(
         chain_id=chain_id,
         token_address=token_address,
     )
+    # The address is derived once, outside any transaction: the index is taken in a short transaction of
+    # its own (a failed insert below leaves an unused index, never a shared one).
     with plain_unit(services) as connection:
         index = connection.execute(
             deposit_keys.insert().values(order_id=order_id, created_at=now).returning(deposit_keys.c.id)
         ).scalar_one()
-        address = gateway.keys.address(int(index)).lower()
+    address = gateway.keys.address(int(index))
+    with plain_unit(services) as connection:
         row = insert_order(
-            connection, order, now=now, id=order_id, deposit_address=address, provider_ref=address
+            connection,
+            order,
+            now=now,
+            id=order_id,
+            deposit_address=address.lower(),
+            provider_ref=address.lower(),
         )
     return {
         "id": row.id,
         "chain_id": chain_id,
-        "deposit_address": gateway.keys.address(int(index)),
+        "deposit_address": address,
         "amount_wei": str(amount),
         "currency": row.currency,
         "token_address": token_address,
@@ -85,25 +93,33 @@ def submit(services: Services, *, user_id: str, order_id: str, tx_hash: str) -> 
     return {"status": "verifying", "order_id": order_id}
 
 
-def watched(order: Row[Any]) -> dict[str, str | None]:
-    """The address an intent is paid to, and the token contract that counts (None: the native coin)."""
-    return {order.deposit_address: order.token_address}
+def counts(order: Row[Any], chain_id: int, token_address: str | None) -> bool:
+    """Whether a transfer is in the intent's own asset (its chain, its token or the native coin)."""
+    return int(chain_id) == int(order.chain_id) and (token_address or None) == (order.token_address or None)
+
+
+def _moment(unix: int | None) -> datetime | None:
+    return datetime.fromtimestamp(unix, UTC) if unix is not None else None
 
 
 def record_transfers(connection: Connection, order: Row[Any], found: list[Transfer], now: datetime) -> int:
-    """Remember transfers to an intent (once each: UNIQUE (chain, tx, log)); a re-mined one moves block."""
+    """Remember transfers to an intent's address (once each: UNIQUE (chain, tx, log)), in its asset or not
+    (another token or chain is recorded for an operator); a re-mined or re-found one moves block."""
     added = 0
     for transfer in found:
+        chain_id = transfer.chain_id or order.chain_id
         values = {
             "order_id": order.id,
-            "chain_id": order.chain_id,
+            "chain_id": chain_id,
             "tx_hash": transfer.tx_hash.lower(),
             "log_index": transfer.log_index,
             "token_address": transfer.token_address,
             "amount": str(transfer.amount),
             "block_number": transfer.block_number,
             "block_hash": transfer.block_hash.lower(),
+            "block_time": _moment(transfer.block_time),
             "status": "seen",
+            "review": None if counts(order, chain_id, transfer.token_address) else "other-asset",
             "created_at": now,
             "updated_at": now,
         }
@@ -111,23 +127,31 @@ def record_transfers(connection: Connection, order: Row[Any], found: list[Transf
             upsert_ignore(connection, crypto_transfers).values(**values).returning(crypto_transfers.c.id)
         ).first()
         if inserted is None:
-            connection.execute(
-                update(crypto_transfers)
-                .where(
-                    crypto_transfers.c.chain_id == order.chain_id,
-                    crypto_transfers.c.tx_hash == values["tx_hash"],
-                    crypto_transfers.c.log_index == transfer.log_index,
-                    crypto_transfers.c.status != "confirmed",
-                )
-                .values(
-                    block_number=transfer.block_number,
-                    block_hash=values["block_hash"],
-                    status="seen",
-                    updated_at=now,
-                )
-            )
+            _found_again(connection, values, now)
         added += inserted is not None
     return added
+
+
+def _found_again(connection: Connection, values: dict[str, Any], now: datetime) -> None:
+    """A transfer already recorded, seen again: it moves block if it is not final yet."""
+    same = and_(
+        crypto_transfers.c.chain_id == values["chain_id"],
+        crypto_transfers.c.tx_hash == values["tx_hash"],
+        crypto_transfers.c.log_index == values["log_index"],
+    )
+    keys = ("block_number", "block_hash", "block_time")
+    moved = {key: values[key] for key in keys if values[key] is not None}
+    connection.execute(
+        update(crypto_transfers)
+        .where(same, crypto_transfers.c.status != "confirmed")
+        .values(status="seen", unknown_since=None, updated_at=now, **moved)
+    )
+    # Found again after a deep reorg had taken it: it is back, nothing left for an operator.
+    connection.execute(
+        update(crypto_transfers)
+        .where(same, crypto_transfers.c.review == "reorged", crypto_transfers.c.reviewed_at.is_(None))
+        .values(review=None)
+    )
 
 
 def verify_submitted(services: Services, *, order_id: str, tx_hash: str) -> str:
@@ -137,7 +161,7 @@ def verify_submitted(services: Services, *, order_id: str, tx_hash: str) -> str:
         order = get_order(connection, order_id)
     if order is None:
         return "no payment"
-    found = gateway.paid_by(order.chain_id, tx_hash, watched(order))
+    found = gateway.paid_by(order.chain_id, tx_hash, {order.deposit_address})
     if found is None:
         return "not mined"
     if not found:

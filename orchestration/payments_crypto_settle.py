@@ -1,40 +1,48 @@
-"""Crediting crypto intents, and the chain scanner.
+"""Crediting crypto intents: re-checking their transfers on the chain, then the written policies.
 
 Written policies (README "Payments"), each mapped to ledger entries:
-- A transfer counts once its block is the chain's configured confirmations deep and still canonical;
-  one that a reorg removed before that is `orphaned` and counts for nothing (the intent is unpaid again).
-- Underpayment: not credited. The intent waits for the rest until it expires; what arrived is shown in
-  `amount_received` and is returned by hand. No entry.
+- A transfer counts once its block is the chain's configured confirmations deep and still canonical.
+  A node that does not answer (no such block, no receipt: a lagging node behind a load balancer) is
+  unknown, asked again on the next pass. A transfer is orphaned only when the canonical block at its
+  height has another hash and its receipt does not place it in another canonical block, or when its
+  block and receipt stay unanswered while the chain grows by its confirmations; an orphan's blocks are
+  scanned again (a re-mined or wrongly orphaned transfer is found and counts again).
+- Underpayment: not credited. The intent waits for the rest until it expires, then expires; what arrived
+  is shown in `amount_received`, listed for an operator (`underpaid`) and returned by hand. No entry.
 - Exact payment, or several payments to one intent adding up to the amount: one `purchase` of the pack,
   keyed by the intent's deposit address, so it is credited once however many transfers paid it.
-- Overpayment (one transfer or several): the pack is credited (one `purchase`); the excess is recorded on
-  the order (`amount_received` above `amount`, a note in `failure`) and returned by hand. No extra entry.
-- Paid after expiry (BTCPay's "expired, paid late"): the address belongs to this intent alone, so a full
-  payment confirmed within CRYPTO_LATE_PAYMENT_WINDOW_S of the expiry is credited like a timely one (one
-  `purchase`, noted as late); later than that it is recorded, not credited, and returned by hand.
+- Overpayment, or a second payment once credited: the pack is credited once; the excess is recorded
+  (`amount_received` above `amount`, a note in `failure`, the transfers listed as `excess`), returned by hand.
+- Another token, the native coin of a token intent, or another chain, to the intent's address: recorded,
+  never credited, listed as `other-asset`.
+- Paid after expiry (BTCPay's "expired, paid late"), judged by the timestamp of the block of the transfer
+  that completed the amount, not by when we settle: within CRYPTO_LATE_PAYMENT_WINDOW_S of the expiry it is
+  credited like a timely one (noted as late); later it is recorded, not credited, and listed as `late`.
+- A reorg deeper than the confirmations that removes a credited transfer: the credit stays, the transfer
+  is listed as `reorged` and the order noted for an operator, who decides (an admin refund takes it back).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, or_, select, update
 
-from orchestration import payment_gateways, payment_notices
+from orchestration import payment_gateways, payment_notices, payments_crypto_review
 from orchestration.bootstrap import Services
-from orchestration.payment_fulfilment import CREDITABLE, Applied, apply_fact
+from orchestration.payment_fulfilment import CREDITABLE, TAKEN, Applied, apply_fact
 from orchestration.payment_orders import get_order
 from orchestration.payment_tables import chain_cursors, crypto_transfers, orders
-from orchestration.payment_units import money_unit, plain_unit, send_task
-from orchestration.payments_crypto import SETTLE_TASK, record_transfers, watched
+from orchestration.payment_units import money_unit, plain_unit
+from orchestration.payments_crypto import counts
 from payments.facts import PaymentFact
 
 log = logging.getLogger(__name__)
-MAX_SCAN_BLOCKS = 2000
-FIRST_SCAN_BACK = 100
+# Credited transfers are re-checked this many blocks past their own, for a reorg deeper than the
+# confirmations (Ethereum finalises after two epochs, 64 blocks; slower chains get the same count).
+REORG_WATCH_BLOCKS = 256
 
 
 def _now() -> datetime:
@@ -46,34 +54,86 @@ def _aware(moment: datetime) -> datetime:
 
 
 def refresh(services: Services, order: Row[Any]) -> None:
-    """Re-check the intent's unconfirmed transfers: deep enough now, moved by a reorg, or gone."""
+    """Re-check the intent's unconfirmed transfers, and its recent confirmed ones: deep enough now, moved by
+    a reorg, orphaned, or unknown (the node did not answer: asked again next time)."""
     gateway = payment_gateways.crypto(services)
-    chain_id, needed = order.chain_id, gateway.chain(order.chain_id).confirmations
     with plain_unit(services) as connection:
         rows = list(
             connection.execute(
                 select(crypto_transfers).where(
-                    crypto_transfers.c.order_id == order.id, crypto_transfers.c.status == "seen"
+                    crypto_transfers.c.order_id == order.id,
+                    crypto_transfers.c.status.in_(("seen", "confirmed")),
                 )
             )
         )
-    if not rows:
-        return
-    head = gateway.head(chain_id)
+    heads: dict[int, int] = {}
     for row in rows:
-        number, block = row.block_number, row.block_hash
-        if gateway.block_hash(chain_id, number) != block:
-            again = [
-                t
-                for t in gateway.paid_by(chain_id, row.tx_hash, watched(order)) or []
-                if t.log_index == row.log_index
-            ]  # re-mined in another block, or dropped
-            if not again:
-                _mark(services, row.id, status="orphaned")
-                continue
-            number, block = again[0].block_number, again[0].block_hash.lower()
-        deep = head - number + 1 >= needed
-        _mark(services, row.id, status="confirmed" if deep else "seen", block_number=number, block_hash=block)
+        if row.chain_id not in gateway.chains:
+            continue  # a chain no longer configured: nothing can be asked
+        if row.chain_id not in heads:
+            heads[row.chain_id] = gateway.head(row.chain_id)
+        head = heads[row.chain_id]
+        if row.status == "confirmed" and row.block_number < head - REORG_WATCH_BLOCKS:
+            continue
+        _recheck(services, gateway, order, row, head)
+
+
+def _recheck(services: Services, gateway: Any, order: Row[Any], row: Row[Any], head: int) -> None:
+    chain_id, needed = row.chain_id, gateway.chain(row.chain_id).confirmations
+    block = gateway.block(chain_id, row.block_number)
+    if block is not None and block.hash == row.block_hash:
+        _settled_in(services, row, block, head, needed)
+        return
+    if block is None and row.status == "confirmed":
+        return  # a final transfer is only ever undone by another hash at its height, not by silence
+    again = gateway.paid_by(chain_id, row.tx_hash, {order.deposit_address})
+    if again is None:  # no receipt: re-mined and not yet indexed, dropped, or a lagging node
+        if block is not None:
+            _orphan(services, order, row)  # another block at its height, and no receipt placing it elsewhere
+        elif row.unknown_since is not None and head - int(row.unknown_since) >= needed:
+            _orphan(services, order, row)  # block and receipt unanswered while the chain grew `needed`
+        elif row.unknown_since is None:
+            _mark(services, row.id, unknown_since=head)
+        return
+    same = [t for t in again if t.log_index == row.log_index]
+    if not same:  # the canonical transaction moved nothing to us (it failed where it was re-mined)
+        _orphan(services, order, row)
+        return
+    moved = gateway.block(chain_id, same[0].block_number)
+    if moved is not None and moved.hash == same[0].block_hash:
+        _settled_in(services, row, moved, head, needed)
+    elif row.unknown_since is None:
+        _mark(services, row.id, unknown_since=head)  # a receipt from a block we cannot confirm yet
+
+
+def _settled_in(services: Services, row: Row[Any], block: Any, head: int, needed: int) -> None:
+    # A confirmed transfer still in its block stays confirmed even if a lagging node reports a lower head.
+    kept = row.status == "confirmed" and block.number == row.block_number
+    status = "confirmed" if kept or head - block.number + 1 >= needed else "seen"
+    _mark(
+        services,
+        row.id,
+        status=status,
+        block_number=block.number,
+        block_hash=block.hash,
+        block_time=datetime.fromtimestamp(block.timestamp, UTC),
+        unknown_since=None,
+    )
+
+
+def _orphan(services: Services, order: Row[Any], row: Row[Any]) -> None:
+    credited = row.status == "confirmed" and order.status in TAKEN
+    _mark(
+        services, row.id, status="orphaned", unknown_since=None, **({"review": "reorged"} if credited else {})
+    )
+    with plain_unit(services) as connection:  # scan its blocks again: a re-mined copy is found and counts
+        connection.execute(
+            update(chain_cursors)
+            .where(chain_cursors.c.chain_id == row.chain_id, chain_cursors.c.next_block > row.block_number)
+            .values(next_block=row.block_number, updated_at=_now())
+        )
+    if credited:
+        log.error("order %s: credited transfer %s is no longer canonical (deep reorg)", order.id, row.tx_hash)
 
 
 def _mark(services: Services, transfer_id: int, **values: Any) -> None:
@@ -85,51 +145,69 @@ def _mark(services: Services, transfer_id: int, **values: Any) -> None:
         )
 
 
-def settle(services: Services, order_id: str) -> Applied | None:
+def settle(services: Services, order_id: str, *, now: datetime | None = None) -> Applied | None:
     """Apply the intent's confirmed transfers under the written policies; credit the pack at most once."""
     with plain_unit(services) as connection:
         order = get_order(connection, order_id)
     if order is None or order.rail != "crypto":
         return None
     refresh(services, order)
-    now = _now()
+    now = now or _now()
     with money_unit(services, order.user_id) as connection:
         locked = get_order(connection, order_id, lock=True)
         assert locked is not None
-        sums: dict[str, int] = defaultdict(int)
-        for row in connection.execute(
-            select(crypto_transfers.c.status, crypto_transfers.c.amount).where(
-                crypto_transfers.c.order_id == order_id
-            )
-        ):
-            sums[row.status] += int(row.amount)
-        confirmed, seen, price = sums["confirmed"], sums["seen"], int(locked.amount)
-        applied = _apply_policy(services, connection, locked, confirmed=confirmed, seen=seen, now=now)
+        rows = list(
+            connection.execute(select(crypto_transfers).where(crypto_transfers.c.order_id == order_id))
+        )
+        mine = sorted(
+            (r for r in rows if counts(locked, r.chain_id, r.token_address)),
+            key=lambda r: (r.block_number, r.log_index),
+        )
+        confirmed = sum(int(r.amount) for r in mine if r.status == "confirmed")
+        seen = sum(int(r.amount) for r in mine if r.status == "seen")
+        price = int(locked.amount)
+        applied, too_late = _apply_policy(services, connection, locked, mine, seen=seen, now=now)
         notes = []
+        if any(r.review == "reorged" and r.reviewed_at is None for r in rows):
+            notes.append("a deep reorg removed a credited transfer: for an operator")
         if confirmed > price:
             notes.append(f"overpaid by {confirmed - price}: the excess is returned by hand")
-        elif confirmed and confirmed < price:
+        elif confirmed and confirmed < price and applied.status not in TAKEN:
             notes.append(f"underpaid: {confirmed} of {price} received")
         values: dict[str, Any] = {"amount_received": str(confirmed), "updated_at": now}
         if notes or applied.note:
             values["failure"] = "; ".join([*notes, applied.note] if applied.note else notes)[:200]
         connection.execute(update(orders).where(orders.c.id == order_id).values(**values))
+        after = get_order(connection, order_id)
+        assert after is not None
+        payments_crypto_review.mark(connection, after, rows, too_late=too_late, now=now)
     if not applied.noop:
         payment_notices.after_commit(services, order.user_id, [order_id], [applied])
     return applied
 
 
+def _paying_time(rows: list[Row[Any]], price: int, now: datetime) -> datetime:
+    """The block time of the confirmed transfer that completed the price (now when it is not known)."""
+    total = 0
+    for row in rows:
+        if row.status == "confirmed":
+            total += int(row.amount)
+            if total >= price:
+                return _aware(row.block_time) if row.block_time else now
+    return now
+
+
 def _apply_policy(
-    services: Services, connection: Any, order: Row[Any], *, confirmed: int, seen: int, now: datetime
-) -> Applied:
+    services: Services, connection: Any, order: Row[Any], rows: list[Row[Any]], *, seen: int, now: datetime
+) -> tuple[Applied, bool]:
     price = int(order.amount)
+    confirmed = sum(int(r.amount) for r in rows if r.status == "confirmed")
     if order.status in CREDITABLE and confirmed >= price:
-        late = order.status == "expired" or _aware(order.expires_at) < now
+        paid_at, expires = _paying_time(rows, price, now), _aware(order.expires_at)
         window = timedelta(seconds=services.settings.CRYPTO_LATE_PAYMENT_WINDOW_S)
-        if late and now > _aware(order.expires_at) + window:
-            return Applied(
-                order.status, note="paid after the late-payment window: returned by hand", noop=True
-            )
+        if paid_at > expires + window:
+            note = "paid after the late-payment window: returned by hand"
+            return Applied(order.status, note=note, noop=True), True
         address_key = f"{order.chain_id}:{order.deposit_address}"
         fact = PaymentFact(
             "paid",
@@ -140,83 +218,21 @@ def _apply_policy(
             currency=order.currency,
         )
         applied = apply_fact(connection, order, fact, now)
-        return Applied(applied.status, applied.credits, "paid after expiry" if late else "", applied.noop)
+        late = "paid after expiry" if paid_at > expires else ""
+        return Applied(applied.status, applied.credits, late, applied.noop), False
     if order.status == "pending" and confirmed + seen >= price:
         connection.execute(update(orders).where(orders.c.id == order.id).values(status="paid", paid_at=now))
-        return Applied("paid", note="confirming")
+        return Applied("paid", note="confirming"), False
     if order.status == "paid" and confirmed + seen < price:
         connection.execute(
             update(orders).where(orders.c.id == order.id).values(status="pending", paid_at=None)
         )
-        return Applied("pending", note="a reorg took the payment back before it was final")
-    return Applied(order.status, noop=True)
+        return Applied("pending", note="a reorg took the payment back before it was final"), False
+    return Applied(order.status, noop=True), False
 
 
-def scan(services: Services, chain_id: int, *, now: datetime | None = None) -> int:
-    """One pass on a chain: find transfers to open intents, settle those that have some, expire the rest."""
-    gateway = payment_gateways.crypto(services)
-    now = now or _now()
-    late = now - timedelta(seconds=services.settings.CRYPTO_LATE_PAYMENT_WINDOW_S)
-    with plain_unit(services) as connection:
-        open_orders = list(
-            connection.execute(
-                select(orders).where(
-                    orders.c.rail == "crypto",
-                    orders.c.chain_id == chain_id,
-                    or_(
-                        orders.c.status.in_(("pending", "paid")),
-                        and_(orders.c.status == "expired", orders.c.expires_at > late),
-                    ),
-                )
-            )
-        )
-        cursor = connection.execute(
-            select(chain_cursors.c.next_block).where(chain_cursors.c.chain_id == chain_id)
-        ).scalar()
-    head = gateway.head(chain_id)
-    needed = gateway.chain(chain_id).confirmations
-    first = max(0, head - needed - FIRST_SCAN_BACK) if cursor is None else int(cursor)
-    last = min(head, first + MAX_SCAN_BLOCKS)
-    by_address = {order.deposit_address: order for order in open_orders}
-    found = (
-        gateway.scan(chain_id, first, last, {o.deposit_address: o.token_address for o in open_orders})
-        if (open_orders and first <= last)
-        else []
-    )
-    with plain_unit(services) as connection:
-        for address, order in by_address.items():
-            record_transfers(connection, order, [t for t in found if t.to == address], now)
-        _save_cursor(connection, chain_id, max(first, min(last, head - needed) + 1), now)
-        with_transfers = set(
-            connection.execute(
-                select(crypto_transfers.c.order_id).where(
-                    crypto_transfers.c.order_id.in_(list({o.id for o in open_orders})),
-                    crypto_transfers.c.status.in_(("seen", "confirmed")),
-                )
-            ).scalars()
-        )
-        expired = connection.execute(
-            update(orders)
-            .where(
-                orders.c.id.in_([o.id for o in open_orders if o.id not in with_transfers]),
-                orders.c.status == "pending",
-                orders.c.expires_at < now,
-            )
-            .values(status="expired", failure="nobody paid it in time", updated_at=now)
-        ).rowcount
-    for order_id in with_transfers:
-        send_task(services, SETTLE_TASK, order_id)
-    return int(expired)
-
-
-def _save_cursor(connection: Any, chain_id: int, next_block: int, now: datetime) -> None:
-    # The unconfirmed tail is scanned again next time, so a block a reorg replaced is looked at anew.
-    done = connection.execute(
-        update(chain_cursors)
-        .where(chain_cursors.c.chain_id == chain_id)
-        .values(next_block=next_block, updated_at=now)
-    ).rowcount
-    if not done:
-        connection.execute(
-            chain_cursors.insert().values(chain_id=chain_id, next_block=next_block, updated_at=now)
-        )
+def open_or_watched(now: datetime, window_s: int) -> Any:
+    """Crypto orders whose address is watched: open ones, and any other until the late-payment window
+    after its expiry has passed (a second payment or another asset is then still recorded)."""
+    late = now - timedelta(seconds=window_s)
+    return or_(orders.c.status.in_(("pending", "paid")), orders.c.expires_at > late)

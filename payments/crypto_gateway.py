@@ -8,27 +8,26 @@ deploy a contract that emits `Transfer`). A receipt with status 0 moved nothing.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from typing import Any
 
-from eth_account import Account
-from eth_account.hdaccount.deterministic import HDPath, derive_child_key
-from eth_utils.exceptions import ValidationError as EthValidationError
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import BlockNotFound, TransactionNotFound, Web3RPCError
 
+from payments.crypto_keys import BASE58, DepositKeys
 from payments.facts import ProviderError, RailDisabled
 from runtime.payment_settings import CryptoChain
 from runtime.settings import Settings
 
+__all__ = ["BASE58", "Block", "CryptoGateway", "DepositKeys", "Scanned", "Transfer"]
 TRANSFER_TOPIC = "0x" + Web3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
-BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
 class Transfer:
-    """Value that reached one of our deposit addresses; `log_index` -1 is the transaction's own value."""
+    """Value that reached one of our deposit addresses; `log_index` -1 is the transaction's own value,
+    `token_address` None the chain's native coin; `block_time` (Unix seconds) when the block was read."""
 
     tx_hash: str
     log_index: int
@@ -37,60 +36,31 @@ class Transfer:
     amount: int
     block_number: int
     block_hash: str
+    chain_id: int = 0
+    block_time: int | None = None
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block as the node answered it: its hash and timestamp (Unix seconds)."""
+
+    number: int
+    hash: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """What a scan found, and the last block it could read through (`through` < first: none): a block or
+    receipt the node did not answer (a lagging node says "not found") ends the scan before it."""
+
+    found: list[Transfer]
+    through: int
 
 
 def _hex(value: Any) -> str:
     text = value.hex() if isinstance(value, bytes | bytearray) else str(value)
     return text if text.startswith("0x") else "0x" + text
-
-
-def _xprv_node(xprv: str) -> tuple[bytes, bytes]:
-    """(private key, chain code) of a base58check-encoded BIP-32 extended private key."""
-    number = 0
-    try:
-        for char in xprv:
-            number = number * 58 + BASE58.index(char)
-        raw = number.to_bytes(82, "big")
-    except (ValueError, OverflowError):  # a character outside base58, or too long
-        raise ValueError("not a valid xprv (a mistyped or truncated key?)") from None
-    payload, checksum = raw[:-4], raw[-4:]
-    if hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4] != checksum or payload[45] != 0:
-        raise ValueError("not a valid xprv (a mistyped or truncated key?)")
-    return payload[46:78], payload[13:45]
-
-
-class DepositKeys:
-    """Deposit address n: m/44'/60'/0'/0/n of a BIP-39 mnemonic, or <xprv>/0/n of an account-level xprv."""
-
-    def __init__(self, hd_key: str) -> None:
-        words = hd_key.split()
-        self._xprv: tuple[bytes, bytes] | None = None
-        self._mnemonic: str | None = None
-        if len(words) == 1 and words[0].startswith(("xprv", "tprv")):
-            self._xprv = _xprv_node(words[0])
-        else:
-            Account.enable_unaudited_hdwallet_features()
-            try:  # validates the words and checksum now, not at the first intent
-                Account.from_mnemonic(hd_key)
-            except (EthValidationError, ValueError):
-                # The library's message quotes the words: never let a secret reach a log line.
-                raise ValueError("neither an account-level xprv nor a valid BIP-39 mnemonic") from None
-            self._mnemonic = hd_key
-
-    def private_key(self, index: int) -> bytes:
-        """The key that controls deposit address `index` (to sweep the funds)."""
-        if self._xprv is not None:
-            key, chain = self._xprv
-            for node in HDPath(f"m/0/{index}")._path:
-                key, chain = derive_child_key(key, chain, node)
-            return key
-        assert self._mnemonic is not None
-        account = Account.from_mnemonic(self._mnemonic, account_path=f"m/44'/60'/0'/0/{index}")
-        return bytes(account.key)
-
-    def address(self, index: int) -> str:
-        """The checksummed deposit address `index`."""
-        return str(Account.from_key(self.private_key(index)).address)
 
 
 class CryptoGateway:
@@ -130,45 +100,48 @@ class CryptoGateway:
     def _call(self, chain_id: int, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except TransactionNotFound:
+        except (TransactionNotFound, BlockNotFound):
+            # A null answer: not mined yet, or a node behind a load balancer that lags. Unknown, not gone.
             return None
-        except (OSError, ValueError) as exc:  # requests' errors are OSErrors; RPC errors ValueErrors
+        except (OSError, ValueError, Web3RPCError) as exc:  # requests' errors are OSErrors
             raise ProviderError(f"chain {chain_id}: {exc}", retryable=True) from exc
 
     def head(self, chain_id: int) -> int:
         """The latest block number."""
         return int(self._call(chain_id, lambda: self.web3(chain_id).eth.block_number))
 
-    def block_hash(self, chain_id: int, number: int) -> str | None:
-        """The canonical block hash at `number`, if the chain has that block."""
-        block = self._call(chain_id, self.web3(chain_id).eth.get_block, number)
-        return _hex(block["hash"]) if block else None
+    def block(self, chain_id: int, number: int) -> Block | None:
+        """The canonical block at `number`; None when the node does not answer it (unknown, ask again)."""
+        found = self._call(chain_id, self.web3(chain_id).eth.get_block, number)
+        return Block(number, _hex(found["hash"]).lower(), int(found["timestamp"])) if found else None
 
-    def paid_by(self, chain_id: int, tx_hash: str, watched: dict[str, str | None]) -> list[Transfer] | None:
-        """What transaction `tx_hash` paid to the watched addresses ({address: token contract or None});
-        None while it is not mined, [] when it failed or paid none of them."""
+    def paid_by(self, chain_id: int, tx_hash: str, addresses: Collection[str]) -> list[Transfer] | None:
+        """What transaction `tx_hash` paid to `addresses`, in the native coin or any allow-listed token
+        (the caller decides what counts); None while the node has no receipt (not mined, or lagging),
+        [] when it failed or paid none of them."""
         eth = self.web3(chain_id).eth
         receipt = self._call(chain_id, eth.get_transaction_receipt, tx_hash)
         if receipt is None:
             return None
         if int(receipt["status"]) != 1:
             return []
-        number, block = int(receipt["blockNumber"]), _hex(receipt["blockHash"])
+        number, block = int(receipt["blockNumber"]), _hex(receipt["blockHash"]).lower()
+        wanted = {address.lower() for address in addresses}
         found: list[Transfer] = []
-        wanted = {address.lower(): token for address, token in watched.items()}
-        native = {address for address, token in wanted.items() if token is None}
-        if native:
-            tx = self._call(chain_id, eth.get_transaction, tx_hash)
-            to = str(tx.get("to") or "").lower()
-            if to in native and int(tx["value"]) > 0:
-                found.append(Transfer(_hex(tx_hash), -1, to, None, int(tx["value"]), number, block))
+        tx = self._call(chain_id, eth.get_transaction, tx_hash)
+        if tx is None:
+            return None
+        to = str(tx.get("to") or "").lower()
+        if to in wanted and int(tx["value"]) > 0:
+            value = int(tx["value"])
+            found.append(Transfer(_hex(tx_hash).lower(), -1, to, None, value, number, block, chain_id))
         for log in receipt["logs"]:
             transfer = self._token_transfer(chain_id, log, wanted)
             if transfer is not None:
                 found.append(transfer)
         return found
 
-    def _token_transfer(self, chain_id: int, log: Any, wanted: dict[str, str | None]) -> Transfer | None:
+    def _token_transfer(self, chain_id: int, log: Any, wanted: Collection[str]) -> Transfer | None:
         topics = [_hex(topic) for topic in log["topics"]]
         if len(topics) != 3 or topics[0] != TRANSFER_TOPIC:
             return None
@@ -176,36 +149,57 @@ class CryptoGateway:
         if token not in {address.lower() for address in self.chain(chain_id).tokens.values()}:
             return None  # a contract we did not allow-list: its Transfer logs are worth nothing
         to = "0x" + topics[2][-40:]
-        if wanted.get(to) is None or str(wanted[to]).lower() != token:
+        if to not in wanted:
             return None
         return Transfer(
-            _hex(log["transactionHash"]),
+            _hex(log["transactionHash"]).lower(),
             int(log["logIndex"]),
             to,
             token,
             int(_hex(log["data"]), 16),
             int(log["blockNumber"]),
-            _hex(log["blockHash"]),
+            _hex(log["blockHash"]).lower(),
+            chain_id,
         )
 
-    def scan(self, chain_id: int, first: int, last: int, watched: dict[str, str | None]) -> list[Transfer]:
-        """Transfers to the watched addresses in blocks first..last (native values and token logs)."""
+    def scan(self, chain_id: int, first: int, last: int, addresses: Collection[str]) -> Scanned:
+        """Transfers to `addresses` in blocks first..last (native values and allow-listed token logs),
+        up to the first block or receipt the node did not answer."""
         eth = self.web3(chain_id).eth
-        wanted = {address.lower(): token for address, token in watched.items()}
+        wanted = {address.lower() for address in addresses}
         found: list[Transfer] = []
-        if any(token is None for token in wanted.values()):
-            for number in range(first, last + 1):
-                block = self._call(chain_id, eth.get_block, number, full_transactions=True)
-                for tx in block["transactions"] if block else []:
-                    to = str(tx.get("to") or "").lower()
-                    if wanted.get(to, "token") is None and int(tx["value"]) > 0:
-                        found.extend(self.paid_by(chain_id, _hex(tx["hash"]), {to: None}) or [])
+        times: dict[str, int] = {}
+        through = first - 1
+        for number in range(first, last + 1):
+            block = self._call(chain_id, eth.get_block, number, full_transactions=True)
+            if block is None:
+                break
+            paid: list[Transfer] = []
+            for tx in block["transactions"]:
+                if str(tx.get("to") or "").lower() in wanted and int(tx["value"]) > 0:
+                    answer = self.paid_by(chain_id, _hex(tx["hash"]), wanted)
+                    if answer is None:
+                        break
+                    paid.extend(t for t in answer if t.log_index == -1)
+            else:
+                found.extend(paid)
+                times[_hex(block["hash"]).lower()] = int(block["timestamp"])
+                through = number
+                continue
+            break
         tokens = [Web3.to_checksum_address(address) for address in self.chain(chain_id).tokens.values()]
-        if tokens and any(token is not None for token in wanted.values()):
+        if tokens and through >= first:
             logs = self._call(
                 chain_id,
                 eth.get_logs,
-                {"fromBlock": first, "toBlock": last, "address": tokens, "topics": [TRANSFER_TOPIC]},
+                {"fromBlock": first, "toBlock": through, "address": tokens, "topics": [TRANSFER_TOPIC]},
             )
-            found.extend(t for t in (self._token_transfer(chain_id, log, wanted) for log in logs or []) if t)
-        return found
+            read = (self._token_transfer(chain_id, log, wanted) for log in logs or [])
+            tokens_paid = [transfer for transfer in read if transfer]
+            # A log from a block other than the one read at its height came from a node on another fork
+            # (behind a load balancer): stop before it, the next pass reads that height again.
+            forked = [t.block_number for t in tokens_paid if t.block_hash not in times]
+            through = min([through, *(number - 1 for number in forked)])
+            found.extend(tokens_paid)
+        kept = [replace(t, block_time=times.get(t.block_hash)) for t in found if t.block_number <= through]
+        return Scanned(kept, through)

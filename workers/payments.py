@@ -8,7 +8,13 @@ import logging
 from typing import Any
 
 from orchestration import auto_top_up as refills
-from orchestration import payment_events, payment_reconciler, payments_crypto, payments_crypto_settle
+from orchestration import (
+    payment_events,
+    payment_reconciler,
+    payments_crypto,
+    payments_crypto_scan,
+    payments_crypto_settle,
+)
 from payments.facts import ProviderError
 from workers.app import queue_task
 
@@ -87,7 +93,7 @@ def scan_crypto(self: Any) -> dict[str, int]:
     expired: dict[str, int] = {}
     for chain in self.services.settings.CRYPTO_CHAINS:
         try:
-            expired[str(chain.chain_id)] = payments_crypto_settle.scan(self.services, chain.chain_id)
+            expired[str(chain.chain_id)] = payments_crypto_scan.scan(self.services, chain.chain_id).expired
         except ProviderError as exc:
             log.warning("scanning chain %s failed: %s", chain.chain_id, exc)
     return expired

@@ -68,8 +68,18 @@ class Chain:
         return out
 
 
+class Lag:
+    """What a node behind a load balancer that lags answers: `null` for the methods in `methods` (web3 reads
+    it as "no such block" / "receipt not found"), as a real node does for what it has not seen yet."""
+
+    def __init__(self) -> None:
+        self.methods: set[str] = set()
+        self.logs_from_another_fork = False  # eth_getLogs answered by a node on a fork: other block hashes
+
+
 class _Handler(BaseHTTPRequestHandler):
     chain: Chain
+    lag: Lag | None = None
 
     def log_message(self, *_args: Any) -> None:
         """Quiet."""
@@ -77,10 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         batch = request if isinstance(request, list) else [request]
-        answers = [
-            {**self.chain.call(item["method"], item.get("params") or []), "id": item.get("id")}
-            for item in batch
-        ]
+        answers = [{**self._answer(item), "id": item.get("id")} for item in batch]
         raw = json.dumps(answers if isinstance(request, list) else answers[0]).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -88,12 +95,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _answer(self, item: dict[str, Any]) -> dict[str, Any]:
+        if self.lag is not None and item["method"] in self.lag.methods:
+            return {"jsonrpc": "2.0", "result": None}
+        answer = self.chain.call(item["method"], item.get("params") or [])
+        if self.lag is not None and self.lag.logs_from_another_fork and item["method"] == "eth_getLogs":
+            answer["result"] = [{**log, "blockHash": "0x" + "ab" * 32} for log in answer.get("result") or []]
+        return answer
+
 
 @contextmanager
-def chain_rpc() -> Iterator[tuple[str, Chain]]:
-    """A fresh chain served on a free port; yields (RPC URL, chain)."""
-    chain = Chain()
-    handler = type("Handler", (_Handler,), {"chain": chain})
+def chain_rpc(chain: Chain | None = None, lag: Lag | None = None) -> Iterator[tuple[str, Chain]]:
+    """A chain (a fresh one, or `chain` served again, e.g. as a lagging node) on a free port; yields
+    (RPC URL, chain)."""
+    chain = chain or Chain()
+    handler = type("Handler", (_Handler,), {"chain": chain, "lag": lag})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from orchestration import payments_crypto, payments_crypto_settle
+from orchestration import payments_crypto, payments_crypto_scan, payments_crypto_settle
 from orchestration.bootstrap import Services
 from orchestration.payment_tables import crypto_transfers, orders
 from tests.integration.payments.conftest import (
@@ -86,7 +86,7 @@ def test_native_payment_is_credited_once_after_enough_confirmations(
     wait_status(services, made["id"], "paid")  # seen in one block: confirming, not credited
     assert posted(services, user_id) == WELCOME
     test_chain.mine(CONFIRMATIONS - 1)
-    payments_crypto_settle.scan(services, CHAIN_ID)
+    payments_crypto_scan.scan(services, CHAIN_ID)
     wait_status(services, made["id"], "credited")
     verify(services, made["id"], tx)  # and once more, later
     payments_crypto_settle.settle(services, made["id"])
@@ -104,7 +104,7 @@ def test_a_token_payment_nobody_submitted_is_found_by_the_scanner(
     assert (made["amount_wei"], made["token_address"]) == (str(PRICE_TST), test_chain.token.address.lower())
     test_chain.pay_token(made["deposit_address"], PRICE_TST)
     test_chain.mine(CONFIRMATIONS)
-    payments_crypto_settle.scan(services, CHAIN_ID)
+    payments_crypto_scan.scan(services, CHAIN_ID)
     wait_status(services, made["id"], "credited")
     assert posted(services, user_id) == WELCOME + 1000 * M
     ledger_clean(services)
@@ -127,13 +127,15 @@ def test_payments_that_paid_nothing_are_not_credited(
         tx = test_chain.pay_token("0x" + "44" * 20, PRICE_TST)
     elif case == "fake token":  # a contract emitting Transfer to our address, but not allow-listed
         tx = test_chain.pay_token(address, PRICE_TST, token=test_chain.fake)
-    else:
+    else:  # recorded for an operator (another asset), never credited
         tx = test_chain.pay(address, PRICE_TST)
     test_chain.mine(CONFIRMATIONS)
-    assert verify(services, made["id"], tx) == "no payment"
-    payments_crypto_settle.scan(services, CHAIN_ID)
+    other_asset = case == "native for a token"
+    assert verify(services, made["id"], tx) == ("recorded" if other_asset else "no payment")
+    payments_crypto_scan.scan(services, CHAIN_ID)
+    payments_crypto_settle.settle(services, made["id"])
     time.sleep(0.5)
-    assert transfers(services, made["id"]) == []
+    assert transfers(services, made["id"]) == ([("confirmed", str(PRICE_TST))] if other_asset else [])
     assert order_row(services, made["id"]).status == "pending"
     assert posted(services, user_id) == WELCOME
 
@@ -206,15 +208,16 @@ def test_an_expired_intent_paid_late_is_credited_within_the_window_only(
 ) -> None:
     user_id, headers = user
     late, too_late = intent(client, headers), intent(client, headers)
-    payments_crypto_settle.scan(services, CHAIN_ID, now=datetime.now(UTC) + timedelta(hours=2))
+    payments_crypto_scan.scan(services, CHAIN_ID, now=datetime.now(UTC) + timedelta(hours=2))
     assert order_row(services, late["id"]).status == "expired"
     assert order_row(services, too_late["id"]).status == "expired"
-    with services.uow() as connection:  # this one expired eight days ago: past the 7-day window
-        connection.execute(
-            update(orders)
-            .where(orders.c.id == too_late["id"])
-            .values(expires_at=datetime.now(UTC) - timedelta(days=8))
-        )
+    # Lateness is judged by the paying block's time: one expired an hour ago, one eight days ago (past
+    # the 7-day window).
+    for made, ago in ((late, timedelta(hours=1)), (too_late, timedelta(days=8))):
+        with services.uow() as connection:
+            connection.execute(
+                update(orders).where(orders.c.id == made["id"]).values(expires_at=datetime.now(UTC) - ago)
+            )
     hashes = {made["id"]: test_chain.pay(made["deposit_address"], PRICE_WEI) for made in (late, too_late)}
     test_chain.mine(CONFIRMATIONS)
     for order_id, tx in hashes.items():
@@ -243,3 +246,24 @@ def test_crypto_refuses_unknown_chains_and_tokens(client: FlaskClient, user: Any
         "/api/v1/payments/crypto/intents/ord_x/submit", json={"tx_hash": "0x12"}, headers=headers
     )
     assert bad.status_code == 422
+
+
+def test_an_intent_derives_its_address_once_and_outside_any_transaction(
+    services: Services, user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from payments.crypto_gateway import DepositKeys
+
+    user_id, _headers = user
+    real = DepositKeys.private_key
+    connections_open: list[int] = []
+
+    def observed(self: DepositKeys, index: int) -> bytes:
+        connections_open.append(services.engine.pool.checkedout())  # type: ignore[attr-defined]
+        return real(self, index)
+
+    monkeypatch.setattr(DepositKeys, "private_key", observed)
+    made = payments_crypto.create_intent(
+        services, user_id=user_id, pack_id="credits-1000", chain_id=CHAIN_ID, token=None
+    )
+    assert connections_open == [0]  # one derivation, while no transaction holds a connection
+    assert order_row(services, made["id"]).deposit_address == made["deposit_address"].lower()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 import pytest
 from eth_account.hdaccount.deterministic import HDPath, derive_child_key
@@ -73,3 +74,33 @@ def test_a_bad_hd_key_stops_the_settings_without_quoting_it() -> None:
         load_settings(CRYPTO_HD_KEY=secret)
     assert "zebra" not in str(caught.value)
     assert load_settings(CRYPTO_HD_KEY=account_xprv(MNEMONIC)).CRYPTO_HD_KEY.startswith("xprv")
+
+
+def test_the_mnemonic_is_stretched_once_per_process_not_once_per_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PBKDF2 (2048 rounds) is the seed's cost: counted where the library calls it, the derivation untouched.
+    calls: list[str] = []
+    real = hashlib.pbkdf2_hmac
+
+    def counted(*args: Any, **kwargs: Any) -> bytes:
+        calls.append(str(args[0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", counted)
+    phrase = "legal winner thank year wave sausage worth useful legal winner thank yellow"  # not cached yet
+    keys = DepositKeys(phrase)
+    addresses = [keys.address(index) for index in range(5)]
+    assert DepositKeys(phrase).address(7) != addresses[0]
+    assert calls == ["sha512"]
+
+
+def test_addresses_agree_with_eth_accounts_own_derivation() -> None:
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    keys = DepositKeys(MNEMONIC)
+    for index in (0, 1, 2, 99, 2**31 - 1):
+        reference = Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+        assert keys.address(index) == reference.address
+        assert keys.private_key(index) == bytes(reference.key)
