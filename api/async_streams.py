@@ -107,7 +107,8 @@ class AsyncStreams:
                 await streaming  # a client that left mid-write, a Redis that left: the stream just ends
             if slot is not None:
                 await self._release(slot)
-            if kind == "openai" and abandoned:
+            if kind == "openai" and abandoned and descriptor["stream"]:
+                # A whole answer's client that left (a timeout) is no cancel: its job runs to the end.
                 await self._cancel_abandoned(descriptor)
             if broke is not None and not left:
                 log.warning("event stream ended early (%s): %r", kind, broke)
@@ -196,12 +197,13 @@ class AsyncStreams:
         if descriptor["stream"]:
             await _end(send)
             return
-        status, answer = (502, relay.failure) if relay.failure is not None else (200, relay.completion)
+        status, answer, extra = relay.whole()
         raw = json.dumps(answer).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(raw)).encode()),
             job_header,
+            *((name.encode(), value.encode()) for name, value in extra.items()),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": raw})

@@ -11,6 +11,8 @@ from api import openai_format
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 BROKEN = "The reply's events became unavailable; the completion was canceled (charged for what it delivered)."
+# A whole answer (`stream: false`) is not canceled: its job runs on and a retry with its key answers it.
+WHOLE_BROKEN = "The reply's events became unavailable; the completion runs on: retry to get its answer."
 
 
 class Answer:
@@ -35,7 +37,7 @@ async def end_broken(answer: Answer, *, openai: bool) -> None:
     Last-Event-ID); an OpenAI reply ends with an error in OpenAI's shape (503 if nothing was sent yet)."""
     with contextlib.suppress(Exception):  # the client may be gone as well
         if not answer.started:
-            raw = json.dumps(openai_format.error(503, BROKEN, code="events_unavailable")).encode()
+            raw = json.dumps(openai_format.error(503, WHOLE_BROKEN, code="events_unavailable")).encode()
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
             await answer.send({"type": "http.response.start", "status": 503, "headers": headers})
             await answer.send({"type": "http.response.body", "body": raw})
