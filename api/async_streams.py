@@ -120,14 +120,17 @@ class AsyncStreams:
                 await streaming  # a client that left mid-write, a Redis that left: the stream just ends
             if slot is not None:
                 await self._release(slot)
-            if kind == "openai" and abandoned:
+            revoked = isinstance(broke, KeyRevoked)
+            if kind == "openai" and abandoned and (descriptor["stream"] or revoked):
+                # A whole answer's client that left (a timeout) is no cancel: its job runs to the end.
+                # A revoked key is: it spends nothing more.
                 await self._cancel_abandoned(descriptor)
             if watched.stalled:
                 log.warning("event stream closed: its client stopped reading (%s)", kind)
             elif broke is not None and not left:
-                if not isinstance(broke, KeyRevoked):
+                if not revoked:
                     log.warning("event stream ended early (%s): %r", kind, broke)
-                detail = REVOKED if isinstance(broke, KeyRevoked) else None
+                detail = REVOKED if revoked else None
                 await end_broken(answer, openai=kind == "openai", detail=detail)  # after the cancel
 
     async def answer_head(self, descriptor: dict[str, Any], send: Send) -> None:
@@ -211,12 +214,13 @@ class AsyncStreams:
         if descriptor["stream"]:
             await _end(send)
             return
-        status, answer = (502, relay.failure) if relay.failure is not None else (200, relay.completion)
+        status, answer, extra = relay.whole()
         raw = json.dumps(answer).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(raw)).encode()),
             job_header,
+            *((name.encode(), value.encode()) for name, value in extra.items()),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": raw})

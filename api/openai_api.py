@@ -20,7 +20,7 @@ from api.auth.context import authenticate
 from api.errors import PROBLEM_JSON
 from api.events import acquire_stream_slot, release_stream_slot
 from api.openai_format import error
-from api.openai_schemas import CompletionRequestSchema, unsupported_parameter
+from api.openai_schemas import STREAM_OPTIONS_WITHOUT_STREAM, CompletionRequestSchema, unsupported_parameter
 from api.openai_streams import completion_answer
 from api.ratelimit import rate_limit
 from api.services import services
@@ -29,6 +29,7 @@ from assistant.selection import ModelUnavailable
 from orchestration.completions import StartCompletion, start_completion
 from orchestration.job_models import catalog_models
 from orchestration.stream_slots import Slot
+from orchestration.tables import FINAL_STATUSES
 
 blp = Blueprint("openai", __name__, url_prefix="/openai/v1")
 JOB_HEADER = "X-Creditflow-Job-Id"
@@ -57,18 +58,9 @@ def list_models() -> Response:
 def chat_completions() -> Response:
     """Answer the conversation in `messages`; streamed (`stream: true`) or whole."""
     auth = authenticate()
-    raw = request.get_json(silent=True)
-    if not isinstance(raw, dict):
-        return openai_error(400, "The body must be a JSON object.", code="invalid_json")
-    refused = unsupported_parameter(raw)
-    if refused is not None:
-        return openai_error(400, refused[1], code="unsupported_parameter", param=refused[0])
-    try:
-        body = _REQUEST.load(raw)
-    except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"body": exc.messages}
-        field = next(iter(messages), None)
-        return openai_error(400, f"Invalid request: {messages}", code="invalid_value", param=field)
+    body = _request_body()
+    if isinstance(body, Response):
+        return body
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 200 and key.isprintable() and key.isascii()):
         return openai_error(400, "Idempotency-Key must be 1 to 200 printable ASCII characters.")
@@ -82,6 +74,7 @@ def chat_completions() -> Response:
         idempotency_key=key,
         api_key_id=auth.api_key_id,
         daily_credit_limit=auth.daily_credit_limit,
+        sdk_retry=not body.get("stream") and _retry_count() > 0,
     )
     # The answer holds a connection on the async front, streamed or not: it counts in the user's cap
     # of open streams (429 and Retry-After when full, which OpenAI SDKs retry), taken before any hold.
@@ -94,12 +87,52 @@ def chat_completions() -> Response:
     except BaseException:
         _give_back(slot)
         raise
+    if row.status in FINAL_STATUSES:  # a replay of a finished job is answered from its row at once
+        _give_back(slot)
+        slot = None
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     answer = completion_answer(
         row, created=int(time.time()), stream=bool(body.get("stream")), include_usage=include_usage, slot=slot
     )
     answer.headers[JOB_HEADER] = row.id
     return answer
+
+
+def _request_body() -> dict[str, Any] | Response:
+    """The validated body, or the 400 that refuses it (OpenAI's shape, and its words where it has them)."""
+    raw = _json_body()
+    if not isinstance(raw, dict):
+        return openai_error(400, "The body must be a JSON object in UTF-8.", code="invalid_json")
+    refused = unsupported_parameter(raw)
+    if refused is not None:
+        return openai_error(400, refused[1], code="unsupported_parameter", param=refused[0])
+    try:
+        body: dict[str, Any] = _REQUEST.load(raw)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"body": exc.messages}
+        field = next(iter(messages), None)
+        if messages.get("stream_options") == [STREAM_OPTIONS_WITHOUT_STREAM]:
+            return openai_error(400, STREAM_OPTIONS_WITHOUT_STREAM, param="stream_options")
+        return openai_error(400, f"Invalid request: {messages}", code="invalid_value", param=field)
+    return body
+
+
+def _json_body() -> Any:
+    """The body as JSON, None if it isn't: strict UTF-8 (raw surrogate bytes such as ED A0 80 are not
+    UTF-8, where Python's json would let them through as lone surrogates that nothing can store)."""
+    if not request.is_json:
+        return None
+    try:
+        return json.loads(request.get_data(cache=True).decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is one
+        return None
+
+
+def _retry_count() -> int:
+    """Which automatic retry of the SDK this request is (`x-stainless-retry-count`, sent by the OpenAI
+    SDKs; 0 for a first attempt or another client)."""
+    value = request.headers.get("x-stainless-retry-count", "0")
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def _give_back(slot: Slot | None) -> None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# OpenAI's finish reasons; a reply cut short on our side (cancel, time limit) ends as `length`-like
-# `stop` would be wrong: clients treat anything but stop/length/content_filter as unknown.
-FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
+# OpenAI's finish reasons, and ours in its words: a reply our time limit cut is `length` (a limit cut it,
+# as max_tokens would). A canceled reply has no finish reason at OpenAI (a request ends when its client
+# goes; the Responses API calls it `cancelled`): it is never made to look finished, and is answered as
+# an error instead (see CANCELED).
+FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter", "time_limit": "length"}
+CANCELED_REASONS = ("canceled", "interrupted", "lost")
+CANCELED = "The completion was canceled before it finished; it was charged for the text it delivered."
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -32,8 +36,13 @@ def completion_id(job_id: str) -> str:
 
 
 def finish_reason(reason: str | None) -> str:
-    """Our finish reason as OpenAI clients know them (a cut-short reply reads as `length`)."""
+    """Our finish reason as OpenAI clients know them (a limit that cut the reply reads as `length`)."""
     return FINISH.get(reason or "stop", "length")
+
+
+def was_canceled(reason: str | None) -> bool:
+    """Whether a reply ended by a cancel (answered as an error, never as a finish reason)."""
+    return reason in CANCELED_REASONS
 
 
 def usage(result: dict[str, Any], charged: str) -> dict[str, Any]:

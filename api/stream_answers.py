@@ -16,6 +16,8 @@ from api import openai_format
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 BROKEN = "The reply's events became unavailable; the completion was canceled (charged for what it delivered)."
 REVOKED = "The API key was revoked; the completion was canceled (charged for what it delivered)."
+# A whole answer (`stream: false`) is not canceled: its job runs on and a retry with its key answers it.
+WHOLE_BROKEN = "The reply's events became unavailable; the completion runs on: retry to get its answer."
 
 
 class Answer:
@@ -48,7 +50,8 @@ async def end_broken(answer: Answer, *, openai: bool, detail: str | None = None)
     detail = detail or BROKEN
     with contextlib.suppress(Exception):  # the client may be gone as well
         if not answer.started:
-            raw = json.dumps(openai_format.error(status, detail, code=code)).encode()
+            whole = detail if detail != BROKEN else WHOLE_BROKEN  # nothing sent yet: a whole answer
+            raw = json.dumps(openai_format.error(status, whole, code=code)).encode()
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
             await answer.send({"type": "http.response.start", "status": status, "headers": headers})
             await answer.send({"type": "http.response.body", "body": raw})

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, and_, or_, select
 
 from assistant.providers import ProviderError
 from assistant.reply import stream_reply
@@ -25,6 +26,7 @@ from orchestration.job_models import catalog_models, job_model, work_queue
 from orchestration.jobs import CreateJob, create_job
 from orchestration.kinds import JobKind, QuoteError, register
 from orchestration.replies import JobSink, reply_quote
+from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 
 ROLES = ("system", "user", "assistant")
 
@@ -42,6 +44,7 @@ class StartCompletion:
     idempotency_key: str | None = None
     api_key_id: str | None = None
     daily_credit_limit: int | None = None
+    sdk_retry: bool = False  # an OpenAI SDK's own retry of a whole answer (x-stainless-retry-count > 0)
 
     def request(self) -> dict[str, Any]:
         """What the client asked for (an Idempotency-Key replay compares it)."""
@@ -87,7 +90,46 @@ def start_completion(services: Services, command: StartCompletion) -> tuple[Row[
         daily_credit_limit=command.daily_credit_limit,
         request=command.request(),
     )
+    if command.sdk_retry and not command.idempotency_key:
+        earlier = retried_job(services, job)
+        if earlier is not None:
+            return earlier, False
     return create_job(services, job)
+
+
+# An SDK retries a few seconds after its attempt failed (0.5-8 s of backoff, or a Retry-After up to 60 s).
+RETRY_GRACE_S = 60
+
+
+def retried_job(services: Services, command: CreateJob) -> Row[Any] | None:
+    """The job an SDK's automatic retry repeats: the same credential's latest keyless completion of the
+    same request that still runs, or that succeeded within RETRY_GRACE_S (its client timed out just
+    before); None if there is none (the attempt never made a job, or it failed: a new job is right)."""
+    now = datetime.now(UTC)
+    settings = services.settings
+    finished_since = now - timedelta(seconds=RETRY_GRACE_S)
+    oldest = now - timedelta(
+        seconds=settings.JOB_QUEUE_TIMEOUT_S + settings.INTERACTIVE_TIME_LIMIT_S + RETRY_GRACE_S
+    )
+    query = (
+        select(jobs)
+        .where(
+            jobs.c.user_id == command.user_id,
+            jobs.c.created_at > oldest,
+            jobs.c.kind == command.kind,
+            jobs.c.request_hash == command.request_hash(),
+            jobs.c.idempotency_key.is_(None),
+            jobs.c.api_key_id.is_not_distinct_from(command.api_key_id),
+            or_(
+                jobs.c.status.in_((QUEUED_SQL, RUNNING_SQL)),
+                and_(jobs.c.status == "succeeded", jobs.c.finished_at > finished_since),
+            ),
+        )
+        .order_by(jobs.c.created_at.desc())
+        .limit(1)
+    )
+    with services.uow(autocommit=True) as db:
+        return db.execute(query).first()
 
 
 def run(ctx: RunContext) -> Mapping[str, Any]:

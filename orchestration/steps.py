@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, exists, func, literal, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, literal, null, or_, select, update
 
 import ledger
 from ledger.amounts import credits_text
@@ -49,6 +49,7 @@ class Claimed:
     queue: str
     taken_over: bool = False
     cancel_requested: bool = False
+    recorded: bool = False  # the run already finished and was recorded: only settlement is left
 
 
 def _now() -> datetime:
@@ -120,9 +121,18 @@ _TAKE_OVER = (
         jobs.c.status == RUNNING_SQL,
         # Celery task ids are UUIDs: no LIKE wildcards to escape.
         jobs.c.claim.startswith(bindparam("b_delivery", type_=jobs.c.claim.type)),
+        jobs.c.run_completed.is_(False),
     )
     .values(_CLAIM_SET)
     .returning(*_CLAIMED_COLUMNS)
+)
+# Our own delivery again after its run was recorded (its process died before the ack): the work is done
+# and paid for by settlement, so nothing runs again and nothing is changed here.
+_RECORDED = select(*_CLAIMED_COLUMNS, jobs.c.claim).where(
+    jobs.c.id == bindparam("b_job_id"),
+    jobs.c.status == RUNNING_SQL,
+    jobs.c.run_completed.is_(True),
+    jobs.c.claim.startswith(bindparam("b_delivery", type_=jobs.c.claim.type)),
 )
 # A queued job its claim refused: the delivery's message is consumed, so the job is unsent again
 # (enqueued_at NULL: the reaper sends it once it is ready, if its wake-up is lost), and one that waits
@@ -151,11 +161,15 @@ def claim(
     # once (an I/O pool runs hundreds of deliveries side by side) would both see a free slot.
     with services.uow(account_of_job=job_id) as db:
         row = db.execute(_CLAIM, {**params, "b_cap": services.settings.JOB_MAX_RUNNING_PER_USER}).first()
-        taken_over = False
+        taken_over = recorded = False
         for delivery in takeovers if row is None else ():
             row = db.execute(_TAKE_OVER, {**params, "b_delivery": delivery}).first()
             if row is not None:
                 taken_over = delivery.endswith(f":{retries}:")
+                break
+            row = db.execute(_RECORDED, {"b_job_id": job_id, "b_delivery": delivery}).first()
+            if row is not None:
+                token, recorded = row.claim, True
                 break
         refused = db.execute(_REFUSED, {"b_job_id": job_id}).first() if row is None else None
     if refused is not None and refused.waiting_slot:
@@ -181,6 +195,7 @@ def claim(
         # A cancel that came while this attempt waited (a retry's countdown) is in the row even when
         # Redis lost its flag: the step must not start work it would be charged for.
         bool(row.cancel_requested),
+        recorded,
     )
 
 
@@ -191,6 +206,8 @@ def _deadline(job: Claimed) -> float:
 
 def run(services: Services, job: Claimed) -> bool:
     """Run the kind's step and record its outcome; False if the job was taken from us meanwhile."""
+    if job.recorded:
+        return True  # on to settlement, which charges what was recorded (once: it is a compare-and-set)
     kind = get_kind(job.kind)
     if job.taken_over and not kind.restartable:
         fail(
@@ -253,7 +270,9 @@ _RECORD_RUN = (
     .values(
         run_completed=True,
         result=bindparam("b_result", type_=jobs.c.result.type),
-        error=None,  # an earlier retried attempt's error no longer describes the job
+        # An earlier retried attempt's error no longer describes the job. SQL NULL, not JSON null: a
+        # later failure (an expired hold, the reaper) coalesces its own reason over a NULL only.
+        error=null(),
         cost_running=bindparam("b_spent", type_=jobs.c.cost_running.type),
         progress=bindparam("b_progress", type_=jobs.c.progress.type),
         # A cancel that arrived after the step's last check still ends the job `canceled`.
@@ -369,7 +388,7 @@ def fail(
                 finished_at=_now(),
                 cost_charged=0,
                 cost_released=jobs.c.cost_held,
-                error=None
+                error=null()
                 if status == "canceled"
                 else func.coalesce(
                     jobs.c.error, literal({"code": code, "message": message}, jobs.c.error.type)

@@ -19,6 +19,7 @@ from runtime.settings import Settings
 PROBE_TTL_S = 30.0
 _probes: dict[str, tuple[float, bool]] = {}
 _probe_lock = threading.Lock()
+_flights: dict[str, threading.Lock] = {}  # per endpoint: held by the one probe in flight
 
 
 def configured(settings: Settings) -> bool:
@@ -27,25 +28,30 @@ def configured(settings: Settings) -> bool:
 
 
 def available(spec: ModelSpec, settings: Settings) -> bool:
-    """Configured, and the endpoint answered `GET /models` recently (checked at most every 30 s)."""
+    """Configured, and the endpoint answered `GET /models` recently (checked at most every 30 s).
+
+    One probe at a time per endpoint: the callers that find the answer stale while a probe is out wait
+    for it (a catalog listing in every API thread would otherwise send one each, and wait as long)."""
     if not configured(settings):
         return False
     base = settings.OPENAI_BASE_URL.rstrip("/")
-    now = time.monotonic()
     with _probe_lock:
-        cached = _probes.get(base)
-        if cached and now - cached[0] < PROBE_TTL_S:
+        flight = _flights.setdefault(base, threading.Lock())
+    with flight:
+        with _probe_lock:
+            cached = _probes.get(base)
+        if cached and time.monotonic() - cached[0] < PROBE_TTL_S:
             return cached[1]
-    try:
-        answer = httpx2.get(
-            f"{base}/models", headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"}, timeout=2.0
-        )
-        reachable = answer.status_code < 500
-    except httpx2.HTTPError:
-        reachable = False
-    with _probe_lock:
-        _probes[base] = (now, reachable)
-    return reachable
+        try:
+            answer = httpx2.get(
+                f"{base}/models", headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"}, timeout=2.0
+            )
+            reachable = answer.status_code < 500
+        except httpx2.HTTPError:
+            reachable = False
+        with _probe_lock:
+            _probes[base] = (time.monotonic(), reachable)
+        return reachable
 
 
 _clients: dict[tuple[int, float], httpx2.Client] = {}

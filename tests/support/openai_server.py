@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ ERRORS = {"error-429": 429, "error-500": 500, "error-400": 400}
 
 class _Handler(BaseHTTPRequestHandler):
     requests: list[dict[str, Any]]
+    models_delay_s: float = 0.0
 
     def log_message(self, *_args: Any) -> None:
         """Quiet."""
@@ -29,6 +31,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def do_GET(self) -> None:
+        self.requests.append({"get": self.path, "auth": self.headers.get("Authorization")})
+        time.sleep(self.models_delay_s)  # a slow upstream: concurrent probes overlap
         self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
     def do_POST(self) -> None:
@@ -65,10 +69,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def openai_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def openai_server(*, models_delay_s: float = 0.0) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Serve on a free port; yields (base URL ending in /v1, the requests received)."""
     received: list[dict[str, Any]] = []
-    handler = type("Handler", (_Handler,), {"requests": received})
+    handler = type("Handler", (_Handler,), {"requests": received, "models_delay_s": models_delay_s})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

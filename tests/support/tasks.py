@@ -6,6 +6,8 @@ import os
 import signal
 from typing import Any
 
+from celery.signals import task_success
+
 import celeryconfig
 from orchestration.kinds import JobKind, Quote, register
 from workers.app import queue_task
@@ -59,3 +61,19 @@ STREAMING = register(
         restartable=False,
     )
 )
+
+
+def die_after_run_key(job_id: str) -> str:
+    """Set this key before a job runs: its `run` is killed after recording its outcome, before the ack."""
+    return f"test:die-after-run:{job_id}"
+
+
+@task_success.connect
+def _die_after_run(sender: Any = None, result: Any = None, **_kwargs: Any) -> None:
+    # task_success fires in the pool process once `run` returned (its outcome recorded, the chain's
+    # settle sent) and before the main process acks the message: dying here is dying between the two.
+    name = str(getattr(sender, "name", ""))
+    if not (name.endswith(".run") and isinstance(result, str)):
+        return
+    if sender.services.redis.delete(die_after_run_key(result)):
+        os.kill(os.getpid(), signal.SIGKILL)

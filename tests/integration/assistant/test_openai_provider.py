@@ -81,3 +81,16 @@ def test_unreachable_or_unconfigured_endpoint() -> None:
     with pytest.raises(ProviderError) as caught:
         list(provider_for("openai").stream(model("fake"), TURNS, max_tokens=5, settings=dead))
     assert caught.value.retryable
+
+
+def test_concurrent_availability_probes_of_one_endpoint_share_one_request() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assistant.providers import openai as provider
+
+    with openai_server(models_delay_s=0.3) as (base, received):
+        settings = load_settings(OPENAI_BASE_URL=base, OPENAI_API_KEY="sk-test", OPENAI_TIMEOUT_S=5)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda _i: provider.available(model("fake"), settings), range(8)))
+        assert answers == [True] * 8
+        assert [request["get"] for request in received] == ["/v1/models"]  # one probe answered all eight

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 import ledger
 from orchestration import jobs as job_cases
@@ -110,3 +110,26 @@ def test_queued_events_say_where_a_job_waits(services: Services, user: str) -> N
     assert queued(follower)["waiting_for"] == first
     for job_id in (first, second, urgent, follower):
         job_cases.cancel_job(services, user_id=user, job_id=job_id)
+
+
+def test_a_recorded_run_leaves_no_error_so_a_later_failure_keeps_its_reason(
+    services: Services, user: str
+) -> None:
+    job_id = diagnostic_job(services, user, queue="images", steps=1, cost_per_step=1000)
+    claimed = steps.claim(services, job_id=job_id, task_id="expiring", retries=0)
+    assert claimed is not None
+    assert steps.run(services, claimed)
+    with services.uow(autocommit=True) as session:  # SQL NULL, not the JSON `null` a coalesce keeps
+        assert (
+            session.execute(
+                select(func.count()).select_from(jobs).where(jobs.c.id == job_id, jobs.c.error.is_(None))
+            ).scalar_one()
+            == 1
+        )
+    row = job_row(services, job_id)
+    with services.uow(account_of=user) as session:  # its hold expires before the settle comes
+        assert ledger.expire_hold(session, hold_id=row.hold_id, now=datetime.now(UTC) + timedelta(days=1))
+    assert steps.settle(services, job_id=job_id) == "failed"
+    ended = job_row(services, job_id)
+    assert (ended.status, ended.cost_charged) == ("failed", 0)
+    assert ended.error == {"code": "hold_expired", "message": "the credit hold expired before settlement"}
