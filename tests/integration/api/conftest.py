@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from orchestration.bootstrap import Services, bootstrap
 from runtime.local import embedded_redis_url, stop_embedded_redis
 from runtime.settings import Settings, load_settings
 from tests.support.databases import backends, fresh_database
-from tests.support.processes import child_env, free_port
+from tests.support.processes import api_server, child_env, free_port
 
 JWT_SECRET = "test-secret-for-the-api-suite-0123456789"
 SIWE_DOMAIN = "creditflow.test"
@@ -234,3 +235,13 @@ def jwks() -> Iterator[Jwks]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+@contextmanager
+def tuned_server(
+    server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, **settings: object
+) -> Iterator[str]:
+    """A real `creditflow api` server on `server_env` with these settings changed; its base URL."""
+    log = tmp_path_factory.mktemp("server") / "api.log"
+    with api_server(env={**server_env, **{k: str(v) for k, v in settings.items()}}, log=log) as base:
+        yield base

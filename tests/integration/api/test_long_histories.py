@@ -13,8 +13,7 @@ from flask.testing import FlaskClient
 
 from api.events import DRAIN_PAGE
 from orchestration import progress
-from tests.integration.api.conftest import bearer, make_token
-from tests.support.processes import api_server
+from tests.integration.api.conftest import bearer, make_token, tuned_server
 from tests.support.sse import Frame, frames
 
 EVENTS = 3 * DRAIN_PAGE + 7
@@ -40,7 +39,7 @@ def _check(received: list[Frame]) -> None:
 @pytest.fixture(scope="module")
 def front(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An API server on the async front (its jobs stay queued)."""
-    with api_server(env=server_env, log=tmp_path_factory.mktemp("long") / "api.log") as base:
+    with tuned_server(server_env, tmp_path_factory) as base:
         yield base
 
 

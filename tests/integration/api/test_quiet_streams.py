@@ -19,8 +19,7 @@ import redis
 import requests
 
 from orchestration import progress
-from tests.integration.api.conftest import bearer, make_token
-from tests.support.processes import api_server
+from tests.integration.api.conftest import bearer, make_token, tuned_server
 
 pytestmark = pytest.mark.slow
 HEARTBEAT_S = 6.0  # longer than redis-py's default socket timeout (5 s)
@@ -52,8 +51,7 @@ class Reader:
 @pytest.fixture(scope="module")
 def quiet_server(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An API server (its jobs stay queued: no worker reads its broker) with a 6 s heartbeat."""
-    log = tmp_path_factory.mktemp("quiet") / "api.log"
-    with api_server(env={**server_env, "SSE_HEARTBEAT_S": str(HEARTBEAT_S)}, log=log) as base:
+    with tuned_server(server_env, tmp_path_factory, SSE_HEARTBEAT_S=HEARTBEAT_S) as base:
         yield base
 
 

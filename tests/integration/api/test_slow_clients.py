@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.integration.api.conftest import bearer, make_token
-from tests.support.processes import api_server
+from tests.integration.api.conftest import bearer, make_token, tuned_server
 
 pytestmark = pytest.mark.slow
 SLOW = 200
@@ -22,14 +21,8 @@ PARTIAL = 70 * 1024  # past what the bridge once read in the loop (the rest was 
 @pytest.fixture(scope="module")
 def door(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An API server of 4 threads with short header and body deadlines."""
-    log = tmp_path_factory.mktemp("door") / "api.log"
-    env = {
-        **server_env,
-        "API_THREADS": "4",
-        "API_BODY_TIMEOUT_S": str(DEADLINE_S),
-        "API_HEADER_TIMEOUT_S": str(DEADLINE_S),
-    }
-    with api_server(env=env, log=log) as base:
+    limits = {"API_BODY_TIMEOUT_S": DEADLINE_S, "API_HEADER_TIMEOUT_S": DEADLINE_S}
+    with tuned_server(server_env, tmp_path_factory, API_THREADS=4, **limits) as base:
         yield base
 
 

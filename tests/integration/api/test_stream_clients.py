@@ -12,8 +12,7 @@ import redis
 import requests
 
 from orchestration import progress
-from tests.integration.api.conftest import bearer, make_token
-from tests.support.processes import api_server
+from tests.integration.api.conftest import bearer, make_token, tuned_server
 
 pytestmark = pytest.mark.slow
 HEARTBEAT_S = 1.0  # a slot's lease lapses 2 heartbeats + 2 s after its last refresh: 4 s
@@ -23,14 +22,8 @@ SEND_TIMEOUT_S = 8.0
 @pytest.fixture(scope="module")
 def strict(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An API server where a user holds one stream and a client must read within 8 s."""
-    log = tmp_path_factory.mktemp("strict") / "api.log"
-    env = {
-        **server_env,
-        "SSE_MAX_STREAMS_PER_USER": "1",
-        "SSE_HEARTBEAT_S": str(HEARTBEAT_S),
-        "SSE_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S),
-    }
-    with api_server(env=env, log=log) as base:
+    limits = {"SSE_HEARTBEAT_S": HEARTBEAT_S, "SSE_SEND_TIMEOUT_S": SEND_TIMEOUT_S}
+    with tuned_server(server_env, tmp_path_factory, SSE_MAX_STREAMS_PER_USER=1, **limits) as base:
         yield base
 
 
