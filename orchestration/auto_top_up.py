@@ -5,7 +5,6 @@ is a purchase: it only ever adds credits (repaying debt first), never sets a bal
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -13,10 +12,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select, update
 
 from ledger.tables import accounts
-from orchestration import payment_events, payment_gateways, payment_notices
+from orchestration import payment_gateways, payment_notices
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payment_orders import NewOrder, attach_provider_ref, insert_order, pack_or_refuse
+from orchestration.payment_refill_recovery import UNANSWERED_TTL, charge_params, record_intent
 from orchestration.payment_tables import auto_top_ups, orders
 from orchestration.payment_units import money_unit, plain_unit, send_task
 from payments.facts import ProviderError
@@ -168,7 +168,16 @@ def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] |
                 orders.c.created_at >= _month_start(now),
             )
         )
-        pending = connection.execute(refills.where(orders.c.status == "pending")).scalar_one()
+        # Any refill still pending (last month's too) may have charged the card: none starts meanwhile.
+        pending = connection.execute(
+            select(func.count())
+            .select_from(orders)
+            .where(
+                orders.c.user_id == user_id,
+                orders.c.purpose == "auto_top_up",
+                orders.c.status == "pending",
+            )
+        ).scalar_one()
         this_month = connection.execute(refills.where(orders.c.status != "failed")).scalar_one()
         if pending or this_month >= settings.max_per_month:
             return None
@@ -182,7 +191,7 @@ def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] |
                 "stripe",
                 pack.stripe.amount,
                 pack.stripe.currency,
-                expires_at=now,
+                expires_at=now + UNANSWERED_TTL,  # a lost answer waits for Stripe's webhook or the reconciler
                 purpose="auto_top_up",
             ),
             now=now,
@@ -198,30 +207,16 @@ def charge(services: Services, user_id: str) -> str:
         return "not due"
     order, settings = opened
     try:
-        intent = payment_gateways.stripe(services).charge_saved_card(
-            customer=settings.customer_ref,
-            payment_method=settings.payment_method_ref,
-            amount=int(order.amount),
-            currency=order.currency,
-            order_id=order.id,
-            user_id=user_id,
-        )
+        intent = payment_gateways.stripe(services).charge_saved_card(**charge_params(settings, order))
     except ProviderError as exc:
         return _unanswered(services, order.id, exc)
+    if intent.get("status") == "succeeded":
+        record_intent(services, order, intent)
+        _failures(services, user_id, reset=True)
+        return "charged"
     if intent.get("id"):
         with plain_unit(services) as connection:
             attach_provider_ref(connection, order.id, str(intent["id"]), _now())
-    if intent.get("status") == "succeeded":
-        payment_events.record_and_enqueue(
-            services,
-            rail="stripe",
-            event_id=f"lookup.payment_intent:{intent['id']}:paid",
-            type_="lookup.payment_intent",
-            payload=json.dumps(intent),
-            order_id=order.id,
-        )
-        _failures(services, user_id, reset=True)
-        return "charged"
     code = str((intent.get("last_error") or {}).get("code") or intent.get("status"))
     _end(services, order.id, f"card charge failed: {code}")
     if intent.get("status") == "requires_action" or code == "authentication_required":
@@ -236,8 +231,8 @@ def charge(services: Services, user_id: str) -> str:
 def _unanswered(services: Services, order_id: str, exc: ProviderError) -> str:
     if exc.retryable:
         # A timeout or a 5xx: Stripe may have charged the card. The order stays pending, so its
-        # `payment_intent.succeeded` webhook credits it, no second refill starts meanwhile, and the
-        # reconciler expires it if Stripe never reports it (a late report still credits it).
+        # `payment_intent.succeeded` webhook credits it and no second refill starts meanwhile; the
+        # reconciler finds its PaymentIntent again (payment_refill_recovery) if the webhook never comes.
         log.warning("auto top-up %s unconfirmed: %s", order_id, exc)
         return "unconfirmed"
     _end(services, order_id, f"stripe refused: {exc}")

@@ -196,8 +196,13 @@ def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFac
 
 def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     key = f"{order.rail}:dispute:{fact.key}:reinstated"
-    if not _booked(connection, _withdrawn_key(order, fact)) or _booked(connection, key):
+    if order.status not in TAKEN or _booked(connection, key):
         return Applied(order.status, note="nothing withdrawn to reinstate", noop=True)
+    if not _booked(connection, _withdrawn_key(order, fact)):
+        # Reinstated funds were withdrawn first, whatever order the events came in: book the withdrawal
+        # now under its own key, so its late event finds it done and the won dispute ends credited.
+        _dispute_withdrawn(connection, order, fact, now)
+        order = connection.execute(select(orders).where(orders.c.id == order.id)).one()
     given = credits_for(order, fact.amount)
     ledger.purchase(
         connection,

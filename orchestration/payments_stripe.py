@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import Row
 
-from orchestration import payment_events, payment_gateways
+from orchestration import payment_events, payment_gateways, payment_refill_recovery
 from orchestration.bootstrap import Services
 from orchestration.payment_orders import (
     pack_or_refuse,
@@ -66,11 +67,13 @@ def receive_webhook(services: Services, payload: bytes, signature: str | None) -
     return "recorded" if recorded.new else "duplicate"
 
 
-def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
+def reconcile(services: Services, order: Row[Any], *, overdue: bool, now: datetime | None = None) -> str:
     """Ask Stripe how a pending order's session (or auto top-up PaymentIntent) stands; feed the answer in.
 
     An overdue order's open session is expired at Stripe first, so it can't be paid after we gave up."""
     gateway = payment_gateways.stripe(services)
+    if order.provider_ref is None and order.purpose == "auto_top_up":
+        return payment_refill_recovery.recover(services, order, now=now or datetime.now(UTC))
     if order.provider_ref is None:
         return "no session"  # its creation failed before Stripe answered: it expires by age
     if order.purpose == "auto_top_up":

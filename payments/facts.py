@@ -23,13 +23,30 @@ class InvalidSignature(ValueError):
     """A webhook whose signature is missing, wrong or too old."""
 
 
-class ProviderError(RuntimeError):
-    """A provider call failed; `retryable` when trying again later may succeed (network, 5xx, 429)."""
+class MalformedWebhook(ValueError):
+    """A webhook body that is not the provider's JSON (not UTF-8, not an object): refused, unrecorded."""
 
-    def __init__(self, message: str, *, retryable: bool, code: str | None = None) -> None:
+
+class ProviderError(RuntimeError):
+    """A provider call failed; `retryable` when trying again later may succeed (network, 5xx, 429).
+
+    `status` is the provider's HTTP status when it answered (a 4xx names a request it will never accept),
+    `issue` its finer reason when it gives one (PayPal's `ORDER_NOT_APPROVED`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        code: str | None = None,
+        status: int | None = None,
+        issue: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.status = status
+        self.issue = issue
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,15 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 def _provider_error(exc: stripe.StripeError) -> ProviderError:
     status = exc.http_status or 0
-    retryable = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or status >= 500
-    return ProviderError(f"stripe: {exc.user_message or exc}", retryable=retryable, code=exc.code)
+    # An idempotency key already used with other parameters: the first request did reach Stripe, so
+    # asking again later (its PaymentIntent is found by search) may succeed.
+    retryable = (
+        isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError | stripe.IdempotencyError)
+        or status >= 500
+    )
+    return ProviderError(
+        f"stripe: {exc.user_message or exc}", retryable=retryable, code=exc.code, status=status or None
+    )
 
 
 class StripeGateway:
@@ -129,6 +136,15 @@ class StripeGateway:
             return _plain(self.client.v1.payment_intents.retrieve(intent_id))
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc
+
+    def find_payment_intent(self, order_id: str) -> dict[str, Any] | None:
+        """The PaymentIntent whose metadata names our order (Stripe's search), or None."""
+        try:
+            found = self.client.v1.payment_intents.search({"query": f"metadata['order_id']:'{order_id}'"})
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
+        intents = [_plain(intent) for intent in found.data]
+        return intents[0] if intents else None
 
     def charge(self, charge_id: str) -> dict[str, Any]:
         """A charge (its cumulative `amount_refunded`)."""

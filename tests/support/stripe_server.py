@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -67,7 +68,8 @@ class StripeState:
         self.intents: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
-        self.idempotent: dict[str, tuple[int, dict[str, Any]]] = {}
+        # Idempotency-Key -> (the request's body, its answer): replayed for the same body, refused for another
+        self.idempotent: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.fail_next: list[int] = []  # statuses to answer instead of the next requests
         # POSTs carried out whose answers are then lost on the way back (answered 500), as on a timeout
@@ -144,6 +146,28 @@ class StripeState:
             return 402, self._card_error("card_declined", "Your card was declined.", intent)
         self._succeed(intent)
         return 200, intent
+
+    def search_intents(self, query: str) -> tuple[int, dict[str, Any]]:
+        """Stripe's search, for the one clause creditflow sends: metadata['key']:'value'."""
+        clause = re.fullmatch(r"metadata\['([^']+)'\]:'([^']*)'", query.strip())
+        if clause is None:
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "parameter_invalid_string",
+                    "message": f"The query {query!r} is not supported here.",
+                    "param": "query",
+                }
+            }
+        key, value = clause.groups()
+        found = [intent for intent in self.intents.values() if intent["metadata"].get(key) == value]
+        return 200, {
+            "object": "search_result",
+            "data": found,
+            "has_more": False,
+            "next_page": None,
+            "url": "/v1/payment_intents/search",
+        }
 
     @staticmethod
     def _card_error(code: str, message: str, intent: dict[str, Any]) -> dict[str, Any]:
@@ -335,6 +359,8 @@ class StripeState:
                 )
             if method == "POST" and parts == ["v1", "payment_intents"]:
                 return self.create_intent(body)
+            if method == "GET" and parts == ["v1", "payment_intents", "search"]:
+                return self.search_intents(str(body.get("query", "")))
             if method == "GET" and parts[:2] == ["v1", "payment_intents"] and len(parts) == 3:
                 found = self.intents.get(parts[2])
                 return (200, found) if found else self._missing("payment_intent", parts[2])
@@ -380,11 +406,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         key = self.headers.get("Idempotency-Key")
         if method == "POST" and key and key in state.idempotent:
-            status, answer = state.idempotent[key]
+            first, status, answer = state.idempotent[key]
+            if first != body:
+                status, answer = 400, {
+                    "error": {
+                        "type": "idempotency_error",
+                        "message": "Keys for idempotent requests can only be used with the same parameters "
+                        "they were first used with.",
+                    }
+                }
         else:
             status, answer = state.handle(method, split.path, body)
             if method == "POST" and key and status < 500:
-                state.idempotent[key] = (status, answer)
+                state.idempotent[key] = (body, status, answer)
         if method == "POST" and state.lose_answers > 0:
             state.lose_answers -= 1
             status, answer = 500, {"error": {"type": "api_error", "message": "the answer was lost"}}

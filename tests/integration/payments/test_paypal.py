@@ -203,3 +203,35 @@ def test_paypal_without_a_webhook_id_is_off(pay_settings: dict[str, str], user: 
         assert refused.status_code == 503
     finally:
         off.close()
+
+
+def test_a_webhook_body_that_is_not_utf8_is_a_400_problem(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    paypal = paypal_fake[1]
+    raw = b'{"id": "WH-\xff\xfe", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": {}}'
+    answer = deliver(client, paypal, {}, raw=raw, headers=paypal.signed_headers(raw))
+    assert answer.status_code == 400
+    assert answer.content_type == "application/problem+json"
+    assert answer.json["type"].endswith("malformed-webhook")
+    assert order_row(services, created["order_id"]).status == "pending"
+    assert posted(services, user_id) == WELCOME
+
+
+def test_capturing_an_unapproved_order_is_a_409_and_changes_nothing(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)  # the buyer has not approved it
+    answer = client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    assert answer.status_code == 409, answer.get_data(as_text=True)
+    assert answer.content_type == "application/problem+json"
+    assert answer.json["type"].endswith("not-approved")
+    assert order_row(services, created["order_id"]).status == "pending"
+    paypal_fake[1].approve(created["id"])  # approved later: the capture goes through
+    captured = client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    assert (captured.status_code, captured.json["status"]) == (202, "COMPLETED")
+    wait_status(services, created["order_id"], "credited")
+    assert posted(services, user_id) == WELCOME + 1000 * M
