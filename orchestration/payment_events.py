@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 
 from ledger.idempotency import upsert_ignore
 from orchestration import payment_gateways, payment_notices
@@ -208,3 +208,15 @@ def resend_stuck(services: Services, *, older_than_s: int, limit: int = 200) -> 
     for event_row_id in ids:
         send_task(services, PROCESS_TASK, event_row_id)
     return len(ids)
+
+
+def stuck(services: Services) -> int:
+    """Events still unapplied at their last attempt: they wait for an operator (and the dead letters)."""
+    with plain_unit(services) as connection:
+        return int(
+            connection.execute(
+                select(func.count())
+                .select_from(events)
+                .where(events.c.status == "received", events.c.attempts >= MAX_ATTEMPTS)
+            ).scalar_one()
+        )

@@ -17,7 +17,7 @@ from orchestration import payment_events, payment_gateways
 from orchestration.bootstrap import Services
 from orchestration.payment_orders import attach_provider_ref
 from orchestration.payment_tables import auto_top_ups
-from orchestration.payment_units import plain_unit
+from orchestration.payment_units import aware, plain_unit
 from payments import stripe_events
 
 # Stripe keeps an idempotency key for 24 hours: re-send only well inside that, or a re-send charges anew.
@@ -57,15 +57,11 @@ def record_intent(services: Services, order: Row[Any], intent: dict[str, Any]) -
     return fact.kind
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
-
-
 def recover(services: Services, order: Row[Any], *, now: datetime) -> str:
     """Find an unanswered refill's PaymentIntent (search, then a replayed charge); 'pending' if none yet."""
     gateway = payment_gateways.stripe(services)
     intent = gateway.find_payment_intent(order.id)
-    if intent is None and now - _aware(order.created_at) < REPLAY_WINDOW:
+    if intent is None and now - aware(order.created_at) < REPLAY_WINDOW:
         with plain_unit(services) as connection:
             settings = connection.execute(
                 select(auto_top_ups).where(auto_top_ups.c.user_id == order.user_id)

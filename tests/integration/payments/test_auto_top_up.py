@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 import ledger
-from orchestration import auto_top_up
+from orchestration import auto_top_up, payment_reconciler
 from orchestration.bootstrap import Services
 from orchestration.payment_tables import auto_top_ups, orders
 from orchestration.progress import user_stream
@@ -87,6 +87,24 @@ def test_a_refill_below_the_threshold_at_most_n_a_month(
     ledger_clean(services)
 
 
+def due_for_refill(client: FlaskClient, services: Services, stripe_fake: Any, user: Any) -> tuple[str, int]:
+    """A user with a saved card and auto top-up on, below the threshold: (user id, posted balance)."""
+    user_id, headers = user
+    save_card(client, services, stripe_fake, headers)
+    client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
+    spend(services, user_id, 600)
+    return user_id, posted(services, user_id)
+
+
+def charge_with_answers_lost(services: Services, state: Any, user_id: str) -> None:
+    """Stripe charges the card; its answer, and the SDK's two retries', never arrive."""
+    state.lose_answers = 3
+    try:
+        assert auto_top_up.charge(services, user_id) == "unconfirmed"
+    finally:
+        state.lose_answers = 0
+
+
 def _with_card(services: Services, user_id: str, card: str) -> None:
     with services.uow() as connection:
         connection.execute(
@@ -131,17 +149,9 @@ def test_three_failures_in_a_row_turn_it_off(
 def test_a_charge_whose_answer_was_lost_waits_for_stripe_and_is_credited_once(
     client: FlaskClient, services: Services, stripe_fake: Any, user: Any
 ) -> None:
-    user_id, headers = user
-    save_card(client, services, stripe_fake, headers)
-    client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
-    spend(services, user_id, 600)
-    before = posted(services, user_id)
+    user_id, before = due_for_refill(client, services, stripe_fake, user)
     state = stripe_fake[1]
-    state.lose_answers = 3  # Stripe charges the card; its answer, and the SDK's two retries', never arrive
-    try:
-        assert auto_top_up.charge(services, user_id) == "unconfirmed"
-    finally:
-        state.lose_answers = 0
+    charge_with_answers_lost(services, state, user_id)
     # The card may have been charged: no second refill while Stripe has not said how this one went.
     assert auto_top_up.charge(services, user_id) == "not due"
     assert refills(services, user_id) == ["pending"]
@@ -153,5 +163,70 @@ def test_a_charge_whose_answer_was_lost_waits_for_stripe_and_is_credited_once(
     assert intent["status"] == "succeeded"
     deliver_stripe(client, state.event("payment_intent.succeeded", intent))
     wait_status(services, order_id, "credited")
+    assert posted(services, user_id) == before + 1000 * M
+    ledger_clean(services)
+
+
+def _refill_order(services: Services, user_id: str) -> str:
+    with services.engine.connect() as connection:
+        return str(
+            connection.execute(
+                select(orders.c.id).where(orders.c.user_id == user_id, orders.c.purpose == "auto_top_up")
+            ).scalar_one()
+        )
+
+
+def _charges_sent(state: Any, order_id: str) -> int:
+    """POSTs of an off-session charge for the order that reached Stripe (the SDK's retries included)."""
+    return sum(
+        1
+        for method, path, body in state.requests
+        if method == "POST" and path == "/v1/payment_intents" and body["metadata"]["order_id"] == order_id
+    )
+
+
+def _intents_of(state: Any, order_id: str) -> list[dict[str, Any]]:
+    return [i for i in state.intents.values() if i["metadata"].get("order_id") == order_id]
+
+
+@pytest.mark.parametrize("hours_later", [0, 30])
+def test_a_refill_whose_answer_was_lost_is_found_without_a_webhook_and_charged_once(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, hours_later: int
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    user_id, before = due_for_refill(client, services, stripe_fake, user)
+    state = stripe_fake[1]
+    charge_with_answers_lost(services, state, user_id)  # and no webhook ever comes
+    order_id = _refill_order(services, user_id)
+    sent = _charges_sent(state, order_id)
+    # The reconciler finds the charge (a replay of the same idempotency key, or after Stripe's 24 h of
+    # replays, a search by the order id in its metadata) instead of expiring the refill.
+    payment_reconciler.sweep(services, now=datetime.now(UTC) + timedelta(hours=hours_later))
+    wait_status(services, order_id, "credited")
+    assert posted(services, user_id) == before + 1000 * M
+    assert len(_intents_of(state, order_id)) == 1
+    if hours_later:
+        assert _charges_sent(state, order_id) == sent  # past the replay window: searched, never re-sent
+    auto_top_up.sweep(services)
+    payment_reconciler.sweep(services)
+    assert auto_top_up.charge(services, user_id) == "not due"
+    assert refills(services, user_id) == ["credited"]
+    ledger_clean(services)
+
+
+def test_a_refill_that_never_reached_stripe_is_sent_again_with_its_key_and_charged_once(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, before = due_for_refill(client, services, stripe_fake, user)
+    state = stripe_fake[1]
+    state.fail_next = [500, 500, 500]  # the charge and the SDK's two retries fail before Stripe acts
+    assert auto_top_up.charge(services, user_id) == "unconfirmed"
+    order_id = _refill_order(services, user_id)
+    assert _intents_of(state, order_id) == []
+    payment_reconciler.sweep(services)
+    wait_status(services, order_id, "credited")
+    payment_reconciler.sweep(services)  # asking again charges nothing more
+    assert len(_intents_of(state, order_id)) == 1
     assert posted(services, user_id) == before + 1000 * M
     ledger_clean(services)
