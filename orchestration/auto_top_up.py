@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Row, func, select, update
 
 from ledger.tables import accounts
 from orchestration import payment_gateways, payment_notices
+from orchestration import payment_refill_limits as limits
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payment_orders import NewOrder, attach_provider_ref, insert_order, pack_or_refuse
@@ -34,23 +35,29 @@ def _row(connection: Connection, user_id: str, *, lock: bool = False) -> Row[Any
     return connection.execute(statement.with_for_update() if lock else statement).first()
 
 
-def view(row: Row[Any] | None) -> dict[str, Any]:
-    """The settings as the API shows them."""
+def view(row: Row[Any] | None, services: Services) -> dict[str, Any]:
+    """The settings as the API shows them (the money cap in the pack's currency's minor units)."""
     if row is None:
         return {
             "enabled": False,
             "threshold": 0,
             "pack_id": "",
             "max_per_month": 1,
+            "max_amount_per_month": None,
+            "currency": None,
             "failures": 0,
             "disabled_reason": None,
             "has_payment_method": False,
         }
+    pack = services.settings.pack(row.pack_id) if row.pack_id else None
+    price = pack.stripe if pack is not None else None
     return {
         "enabled": row.enabled,
         "threshold": row.threshold,
         "pack_id": row.pack_id or None,
         "max_per_month": row.max_per_month,
+        "max_amount_per_month": str(limits.month_cap(row, pack)) if pack and price else None,
+        "currency": price.currency if price else None,
         "failures": row.failures,
         "disabled_reason": row.disabled_reason,
         "has_payment_method": bool(row.payment_method_ref),
@@ -60,20 +67,31 @@ def view(row: Row[Any] | None) -> dict[str, Any]:
 def get(services: Services, user_id: str) -> dict[str, Any]:
     """The user's auto top-up settings."""
     with plain_unit(services) as connection:
-        return view(_row(connection, user_id))
+        return view(_row(connection, user_id), services)
 
 
 def configure(
-    services: Services, *, user_id: str, enabled: bool, threshold: int, pack_id: str, max_per_month: int
+    services: Services,
+    *,
+    user_id: str,
+    enabled: bool,
+    threshold: int,
+    pack_id: str,
+    max_per_month: int,
+    max_amount_per_month: int | None = None,
 ) -> dict[str, Any]:
     """Turn auto top-up on or off; on needs a card saved by an earlier Checkout with `save_card`."""
     payment_gateways.stripe(services)
-    pack_or_refuse(services, pack_id, "stripe")
+    pack = pack_or_refuse(services, pack_id, "stripe")
+    cap = limits.checked(
+        pack, threshold=threshold, max_per_month=max_per_month, max_amount_per_month=max_amount_per_month
+    )
     values = {
         "enabled": enabled,
         "threshold": threshold,
         "pack_id": pack_id,
         "max_per_month": max_per_month,
+        "max_amount_per_month": str(cap),
         "updated_at": _now(),
         "failures": 0,
         "disabled_reason": None,
@@ -90,7 +108,7 @@ def configure(
             connection.execute(auto_top_ups.insert().values(user_id=user_id, **values))
         else:
             connection.execute(update(auto_top_ups).where(auto_top_ups.c.user_id == user_id).values(**values))
-        return view(_row(connection, user_id))
+        return view(_row(connection, user_id), services)
 
 
 def remember_card(services: Services, *, user_id: str, customer_ref: str, payment_ref: str | None) -> None:
@@ -159,15 +177,6 @@ def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] |
         ).scalar_one()
         if balance >= settings.threshold:
             return None
-        refills = (
-            select(func.count())
-            .select_from(orders)
-            .where(
-                orders.c.user_id == user_id,
-                orders.c.purpose == "auto_top_up",
-                orders.c.created_at >= _month_start(now),
-            )
-        )
         # Any refill still pending (last month's too) may have charged the card: none starts meanwhile.
         pending = connection.execute(
             select(func.count())
@@ -178,11 +187,10 @@ def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] |
                 orders.c.status == "pending",
             )
         ).scalar_one()
-        this_month = connection.execute(refills.where(orders.c.status != "failed")).scalar_one()
-        if pending or this_month >= settings.max_per_month:
-            return None
         pack = pack_or_refuse(services, settings.pack_id, "stripe")
         assert pack.stripe is not None
+        if pending or not limits.month_allows(connection, settings, pack, since=_month_start(now)):
+            return None
         order = insert_order(
             connection,
             NewOrder(

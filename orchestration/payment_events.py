@@ -144,6 +144,8 @@ def process(services: Services, event_row_id: int) -> list[Applied]:
             )
         )
     payment_notices.after_commit(services, user_id, [order.id for _f, order in targets], applied)
+    orders_applied = [(order, outcome) for (_f, order), outcome in zip(targets, applied, strict=True)]
+    payment_notices.refilled(services, user_id, orders_applied)
     _remember_cards(services, user_id, targets, applied)
     return applied
 

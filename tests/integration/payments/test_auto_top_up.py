@@ -19,7 +19,7 @@ from tests.integration.payments.conftest import M, deliver_stripe, ledger_clean,
 from tests.support.stripe_server import CARD_DECLINED, CARD_SCA
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
-SETTINGS = {"enabled": True, "threshold": "1500", "pack_id": "credits-1000", "max_per_month": 2}
+SETTINGS = {"enabled": True, "threshold": "500", "pack_id": "credits-1000", "max_per_month": 2}
 
 
 def save_card(client: FlaskClient, services: Services, stripe_fake: Any, headers: dict[str, str]) -> None:
@@ -70,10 +70,10 @@ def test_a_refill_below_the_threshold_at_most_n_a_month(
     answer = client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
     assert answer.status_code == 200, answer.json
     assert answer.json["has_payment_method"] is True
-    assert auto_top_up.sweep(services) == 0 or posted(services, user_id) >= 1500 * M  # 2000: not due
+    assert auto_top_up.sweep(services) == 0 or posted(services, user_id) >= 500 * M  # 2000: not due
     assert auto_top_up.charge(services, user_id) == "not due"
     for month_refill in (1, 2):
-        spend(services, user_id, posted(services, user_id) // M - 1400)  # down to 1400 < 1500
+        spend(services, user_id, posted(services, user_id) // M - 400)  # down to 400 < 500
         before = posted(services, user_id)
         auto_top_up.sweep(services)
         wait_for(
@@ -92,7 +92,7 @@ def due_for_refill(client: FlaskClient, services: Services, stripe_fake: Any, us
     user_id, headers = user
     save_card(client, services, stripe_fake, headers)
     client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
-    spend(services, user_id, 600)
+    spend(services, user_id, 1600)
     return user_id, posted(services, user_id)
 
 
@@ -119,7 +119,7 @@ def test_sca_turns_auto_top_up_off_with_a_notification(
     save_card(client, services, stripe_fake, headers)
     client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers)
     _with_card(services, user_id, CARD_SCA)
-    spend(services, user_id, 600)
+    spend(services, user_id, 1600)
     before = posted(services, user_id)
     assert auto_top_up.charge(services, user_id) == "disabled"
     state = client.get("/api/v1/me/auto-top-up", headers=headers).json
@@ -138,7 +138,7 @@ def test_three_failures_in_a_row_turn_it_off(
     save_card(client, services, stripe_fake, headers)
     client.patch("/api/v1/me/auto-top-up", json={**SETTINGS, "max_per_month": 10}, headers=headers)
     _with_card(services, user_id, CARD_DECLINED)
-    spend(services, user_id, 600)
+    spend(services, user_id, 1600)
     assert [auto_top_up.charge(services, user_id) for _ in range(3)] == ["failed", "failed", "disabled"]
     state = client.get("/api/v1/me/auto-top-up", headers=headers).json
     assert (state["enabled"], state["failures"]) == (False, 3)
@@ -229,4 +229,52 @@ def test_a_refill_that_never_reached_stripe_is_sent_again_with_its_key_and_charg
     payment_reconciler.sweep(services)  # asking again charges nothing more
     assert len(_intents_of(state, order_id)) == 1
     assert posted(services, user_id) == before + 1000 * M
+    ledger_clean(services)
+
+
+def test_a_threshold_a_refill_cannot_lift_the_balance_above_is_refused(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    _user_id, headers = user
+    save_card(client, services, stripe_fake, headers)
+    before = client.get("/api/v1/me/auto-top-up", headers=headers).json
+    for threshold in ("1000", "1500"):  # the pack credits 1000: the balance would stay at or below it
+        refused = client.patch(
+            "/api/v1/me/auto-top-up", json={**SETTINGS, "threshold": threshold}, headers=headers
+        )
+        assert refused.status_code == 422, refused.json
+        assert refused.content_type == "application/problem+json"
+        assert refused.json["type"].endswith("threshold-above-pack")
+    for cap in ("2399", 0, "12.50", "-2400", True):  # below one refill, or not whole minor units
+        refused = client.patch(
+            "/api/v1/me/auto-top-up", json={**SETTINGS, "max_amount_per_month": cap}, headers=headers
+        )
+        assert refused.status_code == 422, (cap, refused.json)
+        assert refused.content_type == "application/problem+json"
+    assert client.get("/api/v1/me/auto-top-up", headers=headers).json == before
+    default = client.patch("/api/v1/me/auto-top-up", json=SETTINGS, headers=headers).json
+    assert (default["max_amount_per_month"], default["currency"]) == ("4800", "USD")  # price x count
+
+
+def test_the_money_cap_stops_refills_and_each_refill_is_notified(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    save_card(client, services, stripe_fake, headers)
+    capped = {**SETTINGS, "max_per_month": 10, "max_amount_per_month": 2400}  # one pack's price a month
+    answer = client.patch("/api/v1/me/auto-top-up", json=capped, headers=headers)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["max_amount_per_month"] == "2400"
+    spend(services, user_id, 1600)
+    assert auto_top_up.charge(services, user_id) == "charged"
+    order_id = wait_for(
+        lambda: refills(services, user_id) == ["credited"] and _refill_order(services, user_id), what="refill"
+    )
+    refilled = wait_for(lambda: notices(services, user_id, "auto_top_up"), what="refill notified")
+    assert [(e["order_id"], e["credits"], e["amount"], e["currency"]) for e in refilled] == [
+        (order_id, "1000", "2400", "USD")
+    ]
+    spend(services, user_id, 1000)  # below the threshold again: the count allows it, the money cap not
+    assert auto_top_up.charge(services, user_id) == "not due"
+    assert refills(services, user_id) == ["credited"]
     ledger_clean(services)
