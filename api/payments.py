@@ -60,7 +60,7 @@ def register_payment_errors(app: Flask) -> None:
 
     @app.errorhandler(MalformedWebhook)
     def _malformed(exc: MalformedWebhook) -> Response:
-        return problem(400, f"The webhook body is not readable: {exc}", kind="malformed-webhook")
+        return problem(400, f"The webhook is refused: {exc}", kind=exc.kind)
 
     @app.errorhandler(PaymentRefused)
     def _refused(exc: PaymentRefused) -> Response:

@@ -111,35 +111,6 @@ def configure(
         return view(_row(connection, user_id), services)
 
 
-def remember_card(services: Services, *, user_id: str, customer_ref: str, payment_ref: str | None) -> None:
-    """Keep the card of a Checkout paid with `save_card` for later off-session refills."""
-    if not payment_ref:
-        return
-    method = payment_gateways.stripe(services).payment_intent(payment_ref).get("payment_method")
-    method = method.get("id") if isinstance(method, dict) else method
-    if not method:
-        return
-    with plain_unit(services) as connection:
-        changed = connection.execute(
-            update(auto_top_ups)
-            .where(auto_top_ups.c.user_id == user_id)
-            .values(customer_ref=customer_ref, payment_method_ref=method, updated_at=_now())
-        ).rowcount
-        if not changed:
-            connection.execute(
-                auto_top_ups.insert().values(
-                    user_id=user_id,
-                    enabled=False,
-                    threshold=0,
-                    pack_id="",
-                    max_per_month=1,
-                    customer_ref=customer_ref,
-                    payment_method_ref=method,
-                    updated_at=_now(),
-                )
-            )
-
-
 def sweep(services: Services) -> int:
     """Ask `critical` to refill every enabled user whose available balance is below their threshold."""
     if services.settings.payment_rail_missing("stripe"):

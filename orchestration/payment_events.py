@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Row, func, select, update
 
 from ledger.idempotency import upsert_ignore
-from orchestration import payment_gateways, payment_notices
+from orchestration import payment_gateways, payment_notices, payment_saved_cards
 from orchestration.bootstrap import Services
 from orchestration.payment_fulfilment import Applied, apply_fact
 from orchestration.payment_orders import find_order, get_order
@@ -153,13 +153,11 @@ def process(services: Services, event_row_id: int) -> list[Applied]:
 def _remember_cards(
     services: Services, user_id: str, targets: list[tuple[PaymentFact, Row[Any]]], applied: list[Applied]
 ) -> None:
-    """A Checkout paid with a saved card (`save_card`) leaves the card for auto top-up."""
-    from orchestration import auto_top_up
-
+    """A Checkout paid with `save_card` by the user's own Stripe customer leaves the card for auto top-up."""
     for (fact, order), outcome in zip(targets, applied, strict=True):
         if fact.kind == "paid" and fact.customer_ref and order.purpose == "checkout" and outcome.credits > 0:
             try:
-                auto_top_up.remember_card(
+                payment_saved_cards.remember_card(
                     services, user_id=user_id, customer_ref=fact.customer_ref, payment_ref=fact.payment_ref
                 )
             except Exception:  # the credit is committed; the card can be saved on the next purchase

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Row
 
-from orchestration import payment_events, payment_gateways, payment_refill_recovery
+from orchestration import payment_events, payment_gateways, payment_refill_recovery, payment_saved_cards
 from orchestration.bootstrap import Services
 from orchestration.payment_orders import (
     pack_or_refuse,
@@ -33,6 +33,8 @@ def start_checkout(
     pack = pack_or_refuse(services, pack_id, "stripe")
     assert pack.stripe is not None
     price = pack.stripe
+    # A card is saved only as the user's own Stripe customer (created for them, metadata names them).
+    customer = payment_saved_cards.customer_for(services, user_id) if save_card else None
     row, session = start_provider_order(
         services,
         user_id=user_id,
@@ -46,6 +48,7 @@ def start_checkout(
             currency=price.currency,
             success_url=return_url(services, "success", order.id),
             cancel_url=return_url(services, "cancel", order.id),
+            customer=customer,
             save_card=save_card,
         ),
     )

@@ -24,7 +24,12 @@ class InvalidSignature(ValueError):
 
 
 class MalformedWebhook(ValueError):
-    """A webhook body that is not the provider's JSON (not UTF-8, not an object): refused, unrecorded."""
+    """A webhook body that is not the provider's JSON (not UTF-8, not an object) or not meant for this
+    account (a live event for a test key): refused, unrecorded; `kind` names the problem."""
+
+    def __init__(self, message: str, *, kind: str = "malformed-webhook") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ProviderError(RuntimeError):

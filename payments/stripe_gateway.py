@@ -8,8 +8,10 @@ from typing import Any
 
 import stripe
 
-from payments.facts import InvalidSignature, ProviderError, RailDisabled
+from payments.facts import InvalidSignature, MalformedWebhook, ProviderError, RailDisabled
 from runtime.settings import Settings
+
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -32,11 +34,12 @@ def _provider_error(exc: stripe.StripeError) -> ProviderError:
 class StripeGateway:
     """The Stripe API for one account, and its webhook secret."""
 
-    def __init__(self, client: stripe.StripeClient, webhook_secret: str) -> None:
+    def __init__(self, client: stripe.StripeClient, webhook_secret: str, *, livemode: bool = False) -> None:
         if not webhook_secret.strip():
             raise RailDisabled("stripe", ["STRIPE_WEBHOOK_SECRET"])
         self.client = client
         self.webhook_secret = webhook_secret
+        self.livemode = livemode  # a live key takes live events only, a test key test events only
 
     @classmethod
     def create_service(cls, settings: Settings) -> StripeGateway:
@@ -50,7 +53,8 @@ class StripeGateway:
             http_client=stripe.RequestsClient(timeout=settings.PAYMENT_HTTP_TIMEOUT_S),
             max_network_retries=2,
         )
-        return cls(client, settings.STRIPE_WEBHOOK_SECRET)
+        live = settings.STRIPE_SECRET_KEY.startswith(LIVE_KEY_PREFIXES)
+        return cls(client, settings.STRIPE_WEBHOOK_SECRET, livemode=live)
 
     def verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event in a webhook body, if its Stripe-Signature is valid and recent."""
@@ -63,6 +67,12 @@ class StripeGateway:
             raise InvalidSignature(str(exc).split(".")[0]) from None
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or "type" not in event:
             raise InvalidSignature("the body is not a Stripe event")
+        if event.get("livemode") is not self.livemode:  # absent or not a boolean: refused too
+            raise MalformedWebhook(
+                f"a {'live' if event.get('livemode') else 'test'} event for a "
+                f"{'live' if self.livemode else 'test'} key",
+                kind="livemode-mismatch",
+            )
         return event
 
     def create_checkout_session(
@@ -83,6 +93,7 @@ class StripeGateway:
         intent: dict[str, Any] = {"metadata": metadata}
         if save_card:
             intent["setup_future_usage"] = "off_session"  # for auto top-up
+            intent["metadata"] = {**metadata, "save_card": "true"}  # the card is kept from this one only
         params: dict[str, Any] = {
             "mode": "payment",
             "client_reference_id": order_id,
@@ -113,6 +124,16 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc
         return _plain(session)
+
+    def create_customer(self, *, user_id: str) -> dict[str, Any]:
+        """The Stripe customer of one of our users (its metadata names them); created once per user."""
+        try:
+            customer = self.client.v1.customers.create(
+                {"metadata": {"user_id": user_id}}, options={"idempotency_key": f"customer:{user_id}"}
+            )
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
+        return _plain(customer)
 
     def session(self, session_id: str) -> dict[str, Any]:
         """A Checkout Session as Stripe has it now (the reconciler's question)."""

@@ -68,6 +68,7 @@ class StripeState:
         self.intents: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
         # Idempotency-Key -> (the request's body, its answer): replayed for the same body, refused for another
         self.idempotent: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
@@ -111,6 +112,17 @@ class StripeState:
     @staticmethod
     def _public_session(session: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in session.items() if k not in ("payment_intent_data", "customer_creation")}
+
+    def create_customer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        customer = {
+            "id": self.new_id("cus"),
+            "object": "customer",
+            "metadata": body.get("metadata", {}),
+            "created": int(time.time()),
+            "livemode": False,
+        }
+        self.customers[customer["id"]] = customer
+        return 200, customer
 
     def expire_session(self, session_id: str) -> tuple[int, dict[str, Any]]:
         session = self.sessions.get(session_id)
@@ -367,6 +379,8 @@ class StripeState:
             if method == "GET" and parts[:2] == ["v1", "charges"] and len(parts) == 3:
                 found = self.charges.get(parts[2])
                 return (200, found) if found else self._missing("charge", parts[2])
+            if method == "POST" and parts == ["v1", "customers"]:
+                return self.create_customer(body)
             if method == "POST" and parts == ["v1", "refunds"]:
                 return self.create_refund(body)
         return 404, {

@@ -4,6 +4,7 @@ the threshold, at most N a month; SCA turns it off with a notification, so do th
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -278,3 +279,30 @@ def test_the_money_cap_stops_refills_and_each_refill_is_notified(
     assert auto_top_up.charge(services, user_id) == "not due"
     assert refills(services, user_id) == ["credited"]
     ledger_clean(services)
+
+
+def test_a_card_is_kept_only_from_a_save_card_checkout_paid_as_the_users_own_customer(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    someone = state.create_customer({"metadata": {"user_id": "someone-else"}})[1]["id"]
+    for keep in (False, True):  # a plain Checkout, and one whose session a stranger's customer paid
+        started = client.post(
+            "/api/v1/payments/stripe/checkout-sessions",
+            json={"pack_id": "credits-1000", "save_card": keep},
+            headers=headers,
+        ).json
+        state.sessions[started["id"]]["customer"] = someone
+        paid = state.pay_session(started["id"])
+        deliver_stripe(client, state.event("checkout.session.completed", paid))
+        wait_status(services, started["order_id"], "credited")
+    time.sleep(1)  # the card would be kept just after the credit
+    assert client.get("/api/v1/me/auto-top-up", headers=headers).json["has_payment_method"] is False
+    save_card(client, services, stripe_fake, headers)  # the user's own save_card Checkout keeps it
+    save_card(client, services, stripe_fake, headers)
+    mine = [c for c in state.customers.values() if c["metadata"].get("user_id") == user_id]
+    assert len(mine) == 1  # one Stripe customer per user, created by us and naming them
+    with services.engine.connect() as connection:
+        kept = connection.execute(select(auto_top_ups).where(auto_top_ups.c.user_id == user_id)).one()
+    assert kept.customer_ref == mine[0]["id"]

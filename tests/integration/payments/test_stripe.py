@@ -423,3 +423,31 @@ def event_status(services: Services, event_id: str) -> str | None:
             select(events.c.status).where(events.c.provider_event_id == event_id)
         ).scalar_one_or_none()
     return None if found is None else str(found)
+
+
+def test_an_event_of_the_other_mode_than_the_key_is_refused(
+    pay_settings: dict[str, str], client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    _user_id, headers = user
+    state = stripe_fake[1]
+    started = checkout(client, headers)
+    paid = state.pay_session(started["id"])
+    before = event_count(services)
+    live = {**state.event("checkout.session.completed", paid), "livemode": True}
+    unmarked = {k: v for k, v in state.event("checkout.session.completed", paid).items() if k != "livemode"}
+    for event in (live, unmarked):  # the suite's key is a test key
+        answer = deliver_stripe(client, event)
+        assert answer.status_code == 400, answer.json
+        assert answer.content_type == "application/problem+json"
+        assert answer.json["type"].endswith("/livemode-mismatch")
+    live_key = bootstrap(settings_from(pay_settings, STRIPE_SECRET_KEY="sk_live_creditflow"))
+    try:
+        live_client = create_app(live_key.settings, live_key).test_client()
+        answer = deliver_stripe(live_client, state.event("checkout.session.completed", paid))
+        assert answer.status_code == 400, answer.json  # a test event for a live key
+        assert answer.json["type"].endswith("/livemode-mismatch")
+    finally:
+        live_key.close()
+    assert event_count(services) == before
+    time.sleep(0.5)
+    assert order_row(services, started["order_id"]).status == "pending"
