@@ -53,5 +53,6 @@ class Refund(MethodView):
             amount=amount,
             admin_id=current_user_id(),
             request_key=current_idempotency_key(),
+            reason=body["reason"],
         )
         return order_view(refunded)

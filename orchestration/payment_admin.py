@@ -20,7 +20,13 @@ from orchestration.payment_units import money_unit, plain_unit
 
 
 def refund_order(
-    services: Services, *, order_id: str, amount: int | None, admin_id: str, request_key: str | None = None
+    services: Services,
+    *,
+    order_id: str,
+    amount: int | None,
+    admin_id: str,
+    request_key: str | None = None,
+    reason: str = "requested_by_customer",
 ) -> Row[Any]:
     """Refund `amount` (minor units; None: all that is left) of a credited order; answers the order.
 
@@ -39,9 +45,9 @@ def refund_order(
     if amount > left:
         raise PaymentRefused(f"At most {left} {order.currency} is left to refund.", kind="refund-too-large")
     if order.rail == "stripe":
-        payments_stripe.refund(services, order, amount, request_key=request_key)
+        payments_stripe.refund(services, order, amount, request_key=request_key, reason=reason)
     elif order.rail == "paypal":
-        payments_paypal.refund(services, order, amount, request_key=request_key)
+        payments_paypal.refund(services, order, amount, request_key=request_key, reason=reason)
     else:
         _book_crypto_refund(services, order, amount, admin_id)
     with plain_unit(services) as connection:

@@ -17,7 +17,7 @@ from orchestration.payment_orders import (
     pack_or_refuse,
     start_provider_order,
 )
-from orchestration.payment_units import plain_unit
+from orchestration.payment_units import plain_unit, send_task
 from orchestration.payments_stripe import return_url
 from payments import paypal_events
 from payments.facts import MalformedWebhook, ProviderError
@@ -25,6 +25,7 @@ from runtime.payment_settings import ZERO_DECIMAL
 
 UNCAPTURABLE = frozenset({409, 422})  # PayPal's answers to a capture the order's state does not allow
 AWAITING_BUYER = frozenset({"CREATED", "PAYER_ACTION_REQUIRED", "SAVED"})
+CAPTURE_TASK = "creditflow.critical.capture_paypal_order"
 
 
 def _decimals(currency: str) -> int:
@@ -151,7 +152,26 @@ def receive_webhook(services: Services, payload: bytes, headers: dict[str, str])
         type_=str(event["event_type"]),
         payload=payload.decode(),
     )
+    approved = (event.get("resource") or {}).get("id")
+    if event["event_type"] == "CHECKOUT.ORDER.APPROVED" and recorded.new and approved:
+        # Captured now rather than at the reconciler's next pass (which still captures it if this fails).
+        send_task(services, CAPTURE_TASK, str(approved))
     return "recorded" if recorded.new else "duplicate"
+
+
+def capture_approved(services: Services, paypal_order_id: str) -> str:
+    """Capture an order PayPal said the buyer approved; the same PayPal-Request-Id as the buyer's capture."""
+    with plain_unit(services) as connection:
+        order = find_order(connection, "paypal", payment_ref=None, provider_ref=paypal_order_id)
+    if order is None or order.status != "pending":
+        return "not ours" if order is None else order.status
+    try:
+        answer = payment_gateways.paypal(services).capture(paypal_order_id, request_id=f"capture:{order.id}")
+    except ProviderError as exc:
+        if exc.retryable or exc.status not in UNCAPTURABLE:
+            raise
+        return "not capturable"  # captured meanwhile by the buyer's own call, or no longer approved
+    return _feed(services, order, answer, "capture")
 
 
 def reconcile(services: Services, order: Row[Any], *, overdue: bool, now: datetime | None = None) -> str:
@@ -167,7 +187,9 @@ def reconcile(services: Services, order: Row[Any], *, overdue: bool, now: dateti
     return _feed(services, order, answer, "reconcile")
 
 
-def refund(services: Services, order: Row[Any], amount: int, *, request_key: str | None = None) -> None:
+def refund(
+    services: Services, order: Row[Any], amount: int, *, request_key: str | None = None, reason: str = ""
+) -> None:
     """Refund at PayPal and feed the refund in as the PAYMENT.CAPTURE.REFUNDED webhook would."""
     if not order.payment_ref:
         raise ProviderError("the order has no PayPal capture to refund", retryable=False)
@@ -178,6 +200,7 @@ def refund(services: Services, order: Row[Any], amount: int, *, request_key: str
         currency=order.currency,
         decimals=_decimals(order.currency),
         request_id=f"refund:{order.id}:{request_key or total}",
+        note=reason,
     )
     answer.setdefault("custom_id", order.id)
     event = {"id": f"refund:{answer.get('id')}", "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource": answer}

@@ -101,7 +101,9 @@ def reconcile(services: Services, order: Row[Any], *, overdue: bool, now: dateti
     return fact.kind
 
 
-def refund(services: Services, order: Row[Any], amount: int, *, request_key: str | None = None) -> None:
+def refund(
+    services: Services, order: Row[Any], amount: int, *, request_key: str | None = None, reason: str = ""
+) -> None:
     """Refund at Stripe, then feed the charge's new cumulative refund in (the `charge.refunded` webhook
     names the same refund step, so it changes nothing more)."""
     if not order.payment_ref:
@@ -109,7 +111,10 @@ def refund(services: Services, order: Row[Any], amount: int, *, request_key: str
     gateway = payment_gateways.stripe(services)
     total = int(order.amount_refunded) + amount
     refund = gateway.refund(
-        payment_ref=order.payment_ref, amount=amount, key=f"admin-refund:{order.id}:{request_key or total}"
+        payment_ref=order.payment_ref,
+        amount=amount,
+        key=f"admin-refund:{order.id}:{request_key or total}",
+        reason=reason,
     )
     charge = gateway.charge(str(refund["charge"]))
     event = {

@@ -19,6 +19,7 @@ HANDLED = frozenset(
         "PAYMENT.CAPTURE.DECLINED",
         "PAYMENT.CAPTURE.REFUNDED",
         "PAYMENT.CAPTURE.REVERSED",
+        "CHECKOUT.ORDER.APPROVED",  # no fact by itself: the buyer approved, so we capture at once
     }
 )
 LOOKUP_ORDER = "lookup.order"  # an Orders v2 answer we fetched (a capture result, the reconciler's GET)

@@ -165,10 +165,12 @@ class PaypalGateway:
         return self._send("GET", f"/v2/checkout/orders/{paypal_order_id}")
 
     def refund(
-        self, capture_id: str, *, amount: int, currency: str, decimals: int, request_id: str
+        self, capture_id: str, *, amount: int, currency: str, decimals: int, request_id: str, note: str = ""
     ) -> dict[str, Any]:
-        """Refund part or all of a capture."""
-        body = {"amount": {"value": to_value(amount, decimals), "currency_code": currency}}
+        """Refund part or all of a capture (`note` is shown to the payer)."""
+        body: dict[str, Any] = {"amount": {"value": to_value(amount, decimals), "currency_code": currency}}
+        if note:
+            body["note_to_payer"] = note[:255]
         return self._send(
             "POST",
             f"/v2/payments/captures/{capture_id}/refund",

@@ -12,6 +12,7 @@ from payments.facts import InvalidSignature, MalformedWebhook, ProviderError, Ra
 from runtime.settings import Settings
 
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})  # Stripe's enum
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -174,11 +175,18 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc
 
-    def refund(self, *, payment_ref: str, amount: int, key: str) -> dict[str, Any]:
-        """Refund part or all of a payment; the key makes a retried call refund once."""
+    def refund(self, *, payment_ref: str, amount: int, key: str, reason: str = "") -> dict[str, Any]:
+        """Refund part or all of a payment; the key makes a retried call refund once. The admin's reason
+        goes in the metadata, and as Stripe's own `reason` when it is one of Stripe's."""
+        params: dict[str, Any] = {"payment_intent": payment_ref, "amount": amount}
+        if reason:
+            params["metadata"] = {"reason": reason[:500]}
+        if reason in REFUND_REASONS:
+            params["reason"] = reason
         try:
             refund = self.client.v1.refunds.create(
-                {"payment_intent": payment_ref, "amount": amount}, options={"idempotency_key": key}
+                params,  # type: ignore[arg-type]
+                options={"idempotency_key": key},
             )
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc

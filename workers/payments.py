@@ -8,7 +8,13 @@ import logging
 from typing import Any
 
 from orchestration import auto_top_up as refills
-from orchestration import payment_events, payment_reconciler, payments_crypto, payments_crypto_settle
+from orchestration import (
+    payment_events,
+    payment_reconciler,
+    payments_crypto,
+    payments_crypto_settle,
+    payments_paypal,
+)
 from payments.facts import ProviderError
 from workers.app import queue_task
 
@@ -64,6 +70,14 @@ def settle_crypto_intent(self: Any, order_id: str) -> str | None:
     """Count an intent's confirmed transfers and credit it under the written policies (at most once)."""
     applied = payments_crypto_settle.settle(self.services, order_id)
     return applied.status if applied else None
+
+
+@queue_task(
+    "critical", max_retries=5, autoretry_for=(ProviderError,), retry_backoff_max=60, ignore_result=True
+)
+def capture_paypal_order(self: Any, paypal_order_id: str) -> str:
+    """Capture a PayPal order the buyer approved (CHECKOUT.ORDER.APPROVED); the reconciler if this fails."""
+    return payments_paypal.capture_approved(self.services, paypal_order_id)
 
 
 @queue_task("critical", ignore_result=True)

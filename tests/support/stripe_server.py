@@ -199,7 +199,9 @@ class StripeState:
                     "message": "Refund amount is greater than unrefunded amount on charge.",
                 }
             }
-        return 200, self.refund(intent["id"], amount)[1]
+        refund = self.refund(intent["id"], amount)[1]
+        refund.update(reason=body.get("reason"), metadata=body.get("metadata", {}))
+        return 200, refund
 
     # --- what happens at Stripe (test code calls these) --------------------------------------
 

@@ -235,3 +235,24 @@ def test_capturing_an_unapproved_order_is_a_409_and_changes_nothing(
     assert (captured.status_code, captured.json["status"]) == (202, "COMPLETED")
     wait_status(services, created["order_id"], "credited")
     assert posted(services, user_id) == WELCOME + 1000 * M
+
+
+def test_an_order_is_captured_as_soon_as_paypal_says_the_buyer_approved_it(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    paypal = paypal_fake[1]
+    paypal.approve(created["id"])  # the buyer approved; the browser never came back to capture
+    calls = paypal.capture_calls
+    approved = paypal.event("CHECKOUT.ORDER.APPROVED", paypal.orders[created["id"]])
+    assert deliver(client, paypal, approved).status_code == 200
+    wait_status(services, created["order_id"], "credited")  # no buyer's capture, no reconciler pass
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert deliver(client, paypal, approved).status_code == 200  # redelivered: nothing more
+    late = client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    assert (late.status_code, late.json["status"]) == (202, "COMPLETED")  # the first capture, replayed
+    time.sleep(0.5)
+    assert paypal.capture_calls == calls + 1
+    assert purchases(services, created["order_id"]) == [("purchase", 1000 * M)]
+    ledger_clean(services)

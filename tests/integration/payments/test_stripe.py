@@ -347,12 +347,16 @@ def test_admin_refund_claws_back_once_and_the_webhook_adds_nothing(
         == 403
     )
     answer = client.post(
-        f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"}, headers=admin
+        f"/api/v1/admin/payments/{started['order_id']}/refund",
+        json={"amount": "1200", "reason": "duplicate"},
+        headers=admin,
     )
     assert answer.status_code == 200, answer.json
     wait_status(services, started["order_id"], "refunded")
     charge = state.charges[state.intents[paid["payment_intent"]]["latest_charge"]]
     assert charge["amount_refunded"] == 1200
+    refund = next(r for r in state.refunds.values() if r["charge"] == charge["id"])
+    assert (refund["reason"], refund["metadata"]) == ("duplicate", {"reason": "duplicate"})  # sent to Stripe
     deliver_stripe(client, state.event("charge.refunded", charge))  # Stripe's own webhook for it
     time.sleep(1)
     assert posted(services, user_id) == WELCOME + 500 * M
