@@ -24,6 +24,15 @@ def create(client: FlaskClient, headers: dict[str, str]) -> dict[str, Any]:
     return dict(answer.json)
 
 
+def approved_order(
+    client: FlaskClient, paypal_fake: Any, headers: dict[str, str]
+) -> tuple[dict[str, Any], Any]:
+    """A PayPal order the buyer has approved: (our answer, the PayPal state)."""
+    created = create(client, headers)
+    paypal_fake[1].approve(created["id"])
+    return created, paypal_fake[1]
+
+
 def deliver(
     client: FlaskClient,
     paypal: Any,
@@ -241,9 +250,7 @@ def test_an_order_is_captured_as_soon_as_paypal_says_the_buyer_approved_it(
     client: FlaskClient, services: Services, paypal_fake: Any, user: Any
 ) -> None:
     user_id, headers = user
-    created = create(client, headers)
-    paypal = paypal_fake[1]
-    paypal.approve(created["id"])  # the buyer approved; the browser never came back to capture
+    created, paypal = approved_order(client, paypal_fake, headers)  # the browser never came back
     calls = paypal.capture_calls
     approved = paypal.event("CHECKOUT.ORDER.APPROVED", paypal.orders[created["id"]])
     assert deliver(client, paypal, approved).status_code == 200
