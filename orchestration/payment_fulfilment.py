@@ -9,6 +9,7 @@ becomes debt, repaid first by the next purchase.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, Row, select, update
 
 import ledger
 from ledger.tables import operations
+from orchestration import payment_dispute_holds as dispute_holds
 from orchestration.payment_tables import orders
 from payments.facts import PaymentFact
 
@@ -50,18 +52,18 @@ def _after_take_back(order: Row[Any], refunded: int) -> str:
 
 def apply_fact(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     """Apply one fact to a locked order; returns what changed."""
-    if fact.kind == "paid":
-        return _paid(connection, order, fact, now)
-    if fact.kind == "refunded":
-        return _refunded(connection, order, fact, now)
-    if fact.kind == "dispute_withdrawn":
-        return _dispute_withdrawn(connection, order, fact, now)
-    if fact.kind == "dispute_reinstated":
-        return _dispute_reinstated(connection, order, fact, now)
+    handler = _HANDLERS.get(fact.kind)
+    if handler is not None:
+        return handler(connection, order, fact, now)
     if fact.kind in ("failed", "expired") and order.status in ("pending", "paid"):
         _set(connection, order, now, status=fact.kind, failure=(fact.detail or None) and fact.detail[:200])
         return Applied(fact.kind)
     return Applied(order.status, note="nothing to do", noop=True)
+
+
+def _dispute_closed(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
+    released = dispute_holds.release(connection, order, fact.key, now)
+    return Applied(order.status, note=f"dispute closed, {released} released", noop=not released)
 
 
 def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
@@ -173,7 +175,15 @@ def _booked(connection: Connection, key: str) -> bool:
     return connection.execute(found).first() is not None
 
 
+def _dispute_opened(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
+    if order.status not in TAKEN or _booked(connection, _withdrawn_key(order, fact)):
+        return Applied(order.status, note="nothing credited to hold", noop=True)
+    held = dispute_holds.hold_disputed(connection, order, fact.key, credits_for(order, fact.amount), now)
+    return Applied(order.status, note=f"{held} held while the dispute is open", noop=not held)
+
+
 def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
+    dispute_holds.release(connection, order, fact.key, now)  # the clawback takes the credits instead
     if order.status not in TAKEN:
         _set(connection, order, now, status="disputed", failure="disputed before it was credited")
         return Applied("disputed", note="disputed before fulfilment")
@@ -196,6 +206,7 @@ def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFac
 
 def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     key = f"{order.rail}:dispute:{fact.key}:reinstated"
+    dispute_holds.release(connection, order, fact.key, now)
     if order.status not in TAKEN or _booked(connection, key):
         return Applied(order.status, note="nothing withdrawn to reinstate", noop=True)
     if not _booked(connection, _withdrawn_key(order, fact)):
@@ -216,3 +227,13 @@ def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFa
     status = _after_take_back(order, int(order.amount_refunded))
     _set(connection, order, now, status=status, credited=order.credited + given)
     return Applied(status, given)
+
+
+_HANDLERS: dict[str, Callable[[Connection, Row[Any], PaymentFact, datetime], Applied]] = {
+    "paid": _paid,
+    "refunded": _refunded,
+    "dispute_opened": _dispute_opened,
+    "dispute_withdrawn": _dispute_withdrawn,
+    "dispute_reinstated": _dispute_reinstated,
+    "dispute_closed": _dispute_closed,
+}

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 FactKind = Literal[
-    "paid", "failed", "expired", "refunded", "dispute_withdrawn", "dispute_reinstated", "pending"
+    "paid",
+    "failed",
+    "expired",
+    "refunded",
+    "dispute_opened",
+    "dispute_withdrawn",
+    "dispute_reinstated",
+    "dispute_closed",
+    "pending",
 ]
 
 

@@ -16,12 +16,22 @@ HANDLED = frozenset(
         "checkout.session.async_payment_failed",
         "checkout.session.expired",
         "charge.refunded",
+        "charge.dispute.created",
         "charge.dispute.funds_withdrawn",
         "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
     }
 )
+
+
+DISPUTE_FACTS: dict[str, FactKind] = {
+    "charge.dispute.created": "dispute_opened",  # its credits are held while it is open
+    "charge.dispute.funds_withdrawn": "dispute_withdrawn",
+    "charge.dispute.funds_reinstated": "dispute_reinstated",
+    "charge.dispute.closed": "dispute_closed",  # whatever the outcome, the hold ends
+}
 
 
 def _id(value: Any) -> str | None:
@@ -107,8 +117,8 @@ def event_facts(event: dict[str, Any]) -> list[PaymentFact]:
                 key=f"{obj.get('id')}:{total}",
             )
         ]
-    if kind in ("charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"):
-        fact_kind: FactKind = "dispute_withdrawn" if kind.endswith("withdrawn") else "dispute_reinstated"
+    if kind in DISPUTE_FACTS:
+        fact_kind = DISPUTE_FACTS[kind]
         return [
             PaymentFact(
                 fact_kind,

@@ -455,3 +455,38 @@ def test_an_event_of_the_other_mode_than_the_key_is_refused(
     assert event_count(services) == before
     time.sleep(0.5)
     assert order_row(services, started["order_id"]).status == "pending"
+
+
+def held(services: Services, user_id: str) -> int:
+    with services.engine.connect() as connection:
+        return ledger.balance(connection, user_id=user_id).held
+
+
+def test_an_open_dispute_holds_its_credits_until_it_ends(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    for outcome in ("won", "lost"):
+        started, paid = credited_checkout(client, services, state, headers)
+        dispute = state.dispute(paid["payment_intent"])
+        posted_before, held_before = posted(services, user_id), held(services, user_id)
+        opened = state.event("charge.dispute.created", dispute)
+        assert deliver_stripe(client, opened).status_code == 200
+        wait_for(lambda h=held_before: held(services, user_id) == h + 1000 * M, what="disputed credits held")
+        deliver_stripe(client, state.event("charge.dispute.created", dispute))  # told twice: held once
+        if outcome == "won":
+            closed = state.event("charge.dispute.closed", {**dispute, "status": "won"})
+            assert deliver_stripe(client, closed).status_code == 200
+            wait_for(lambda h=held_before: held(services, user_id) == h, what="hold released")
+            assert order_row(services, started["order_id"]).status == "credited"
+            assert posted(services, user_id) == posted_before
+        else:
+            lost = state.event("charge.dispute.funds_withdrawn", dispute)
+            assert deliver_stripe(client, lost).status_code == 200
+            wait_status(services, started["order_id"], "disputed")
+            assert held(services, user_id) == held_before  # the clawback took them instead
+            assert posted(services, user_id) == posted_before - 1000 * M
+    time.sleep(0.5)
+    assert held(services, user_id) == 0
+    ledger_clean(services)
