@@ -16,7 +16,7 @@ import ledger
 from api.app import create_app
 from orchestration import payment_reconciler
 from orchestration.bootstrap import Services, bootstrap
-from orchestration.payment_tables import events
+from orchestration.payment_tables import events, orders
 from tests.integration.payments.conftest import (
     M,
     debt,
@@ -490,3 +490,26 @@ def test_an_open_dispute_holds_its_credits_until_it_ends(
     time.sleep(0.5)
     assert held(services, user_id) == 0
     ledger_clean(services)
+
+
+def test_top_ups_past_the_velocity_limit_are_refused_with_429(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    from orchestration.payment_orders import VELOCITY
+
+    user_id, headers = user
+    _window, most = VELOCITY[0]
+    for _ in range(most):
+        checkout(client, headers)
+    sessions = len(stripe_fake[1].sessions)
+    for path in ("/api/v1/payments/stripe/checkout-sessions", "/api/v1/payments/paypal/orders"):
+        refused = client.post(path, json={"pack_id": "credits-1000"}, headers=headers)
+        assert refused.status_code == 429, refused.get_data(as_text=True)
+        assert refused.content_type == "application/problem+json"
+        assert refused.json["type"].endswith("/top-up-velocity")
+    assert len(stripe_fake[1].sessions) == sessions  # nothing was created at the provider
+    with services.engine.connect() as connection:
+        count = connection.execute(
+            select(func.count()).select_from(orders).where(orders.c.user_id == user_id)
+        ).scalar_one()
+    assert count == most
