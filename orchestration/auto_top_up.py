@@ -9,14 +9,20 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from ledger.tables import accounts
 from orchestration import payment_gateways, payment_notices
 from orchestration import payment_refill_limits as limits
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
-from orchestration.payment_orders import NewOrder, attach_provider_ref, insert_order, pack_or_refuse
+from orchestration.payment_orders import (
+    NewOrder,
+    attach_provider_ref,
+    count_orders,
+    insert_order,
+    pack_or_refuse,
+)
 from orchestration.payment_refill_recovery import UNANSWERED_TTL, charge_params, record_intent
 from orchestration.payment_tables import auto_top_ups, orders
 from orchestration.payment_units import money_unit, plain_unit, send_task
@@ -149,15 +155,7 @@ def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] |
         if balance >= settings.threshold:
             return None
         # Any refill still pending (last month's too) may have charged the card: none starts meanwhile.
-        pending = connection.execute(
-            select(func.count())
-            .select_from(orders)
-            .where(
-                orders.c.user_id == user_id,
-                orders.c.purpose == "auto_top_up",
-                orders.c.status == "pending",
-            )
-        ).scalar_one()
+        pending = count_orders(connection, user_id, "auto_top_up", orders.c.status == "pending")
         pack = pack_or_refuse(services, settings.pack_id, "stripe")
         assert pack.stripe is not None
         if pending or not limits.month_allows(connection, settings, pack, since=_month_start(now)):

@@ -86,18 +86,20 @@ def start_provider_order(
     return row, answer
 
 
+def count_orders(connection: Connection, user_id: str, purpose: str, *conditions: Any) -> int:
+    """How many of the user's orders of one purpose meet `conditions`."""
+    statement = select(func.count()).select_from(orders)
+    return int(
+        connection.execute(
+            statement.where(orders.c.user_id == user_id, orders.c.purpose == purpose, *conditions)
+        ).scalar_one()
+    )
+
+
 def _within_velocity(connection: Connection, user_id: str, now: datetime) -> None:
     """Refuse (429) a top-up past the user's VELOCITY limits: card testing and runaway clients start many."""
     for window, most in VELOCITY:
-        started = connection.execute(
-            select(func.count())
-            .select_from(orders)
-            .where(
-                orders.c.user_id == user_id,
-                orders.c.purpose == "checkout",
-                orders.c.created_at >= now - window,
-            )
-        ).scalar_one()
+        started = count_orders(connection, user_id, "checkout", orders.c.created_at >= now - window)
         if started >= most:
             raise PaymentRefused(
                 f"At most {most} top-ups may be started in {window}; try again later.",
