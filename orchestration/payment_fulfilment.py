@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Row, select, update
 
 import ledger
 from ledger.tables import operations
-from orchestration import payment_dispute_holds as dispute_holds
+from orchestration import payment_freezes as freezes
 from orchestration.payment_tables import orders
 from payments.facts import PaymentFact
 
@@ -61,8 +61,19 @@ def apply_fact(connection: Connection, order: Row[Any], fact: PaymentFact, now: 
     return Applied(order.status, note="nothing to do", noop=True)
 
 
+def _fraud_warning(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
+    if order.status not in TAKEN:
+        return Applied(order.status, note="nothing credited to freeze", noop=True)
+    unspent = credits_for(order, int(order.amount) - int(order.amount_refunded))
+    held = freezes.freeze(connection, order, f"efw:{fact.key}", unspent, now)
+    log.warning("order %s: early fraud warning %s (%s), %d frozen", order.id, fact.key, fact.detail, held)
+    note = f"early fraud warning ({fact.detail}): review, refund or release"
+    _set(connection, order, now, failure=note[:200])
+    return Applied(order.status, note=f"{held} frozen on an early fraud warning", noop=not held)
+
+
 def _dispute_closed(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    released = dispute_holds.release(connection, order, fact.key, now)
+    released = freezes.release(connection, order, f"dispute:{fact.key}", now)
     return Applied(order.status, note=f"dispute closed, {released} released", noop=not released)
 
 
@@ -143,6 +154,7 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
     if _booked(connection, key):
         return Applied(order.status, note="refund already applied", noop=True)  # told twice, two ways
     taken = credits_for(order, total) - credits_for(order, before)
+    freezes.release_warnings(connection, order, now)  # the refund takes what the warning froze
     if taken:
         ledger.refund(
             connection,
@@ -178,12 +190,13 @@ def _booked(connection: Connection, key: str) -> bool:
 def _dispute_opened(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     if order.status not in TAKEN or _booked(connection, _withdrawn_key(order, fact)):
         return Applied(order.status, note="nothing credited to hold", noop=True)
-    held = dispute_holds.hold_disputed(connection, order, fact.key, credits_for(order, fact.amount), now)
+    held = freezes.freeze(connection, order, f"dispute:{fact.key}", credits_for(order, fact.amount), now)
     return Applied(order.status, note=f"{held} held while the dispute is open", noop=not held)
 
 
 def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    dispute_holds.release(connection, order, fact.key, now)  # the clawback takes the credits instead
+    freezes.release(connection, order, f"dispute:{fact.key}", now)  # the clawback takes them instead
+    freezes.release_warnings(connection, order, now)
     if order.status not in TAKEN:
         _set(connection, order, now, status="disputed", failure="disputed before it was credited")
         return Applied("disputed", note="disputed before fulfilment")
@@ -206,7 +219,7 @@ def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFac
 
 def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     key = f"{order.rail}:dispute:{fact.key}:reinstated"
-    dispute_holds.release(connection, order, fact.key, now)
+    freezes.release(connection, order, f"dispute:{fact.key}", now)
     if order.status not in TAKEN or _booked(connection, key):
         return Applied(order.status, note="nothing withdrawn to reinstate", noop=True)
     if not _booked(connection, _withdrawn_key(order, fact)):
@@ -236,4 +249,5 @@ _HANDLERS: dict[str, Callable[[Connection, Row[Any], PaymentFact, datetime], App
     "dispute_withdrawn": _dispute_withdrawn,
     "dispute_reinstated": _dispute_reinstated,
     "dispute_closed": _dispute_closed,
+    "fraud_warning": _fraud_warning,
 }

@@ -14,6 +14,7 @@ FactKind = Literal[
     "dispute_withdrawn",
     "dispute_reinstated",
     "dispute_closed",
+    "fraud_warning",
     "pending",
 ]
 

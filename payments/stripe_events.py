@@ -20,6 +20,7 @@ HANDLED = frozenset(
         "charge.dispute.funds_withdrawn",
         "charge.dispute.funds_reinstated",
         "charge.dispute.closed",
+        "radar.early_fraud_warning.created",
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
     }
@@ -103,6 +104,11 @@ def event_facts(event: dict[str, Any]) -> list[PaymentFact]:
             return []  # checkout payments are fulfilled from their session, once
         fact = intent_fact(obj, event_type=kind)
         return [] if fact.kind == "pending" else [fact]
+    return _charge_facts(kind, obj)
+
+
+def _charge_facts(kind: str, obj: dict[str, Any]) -> list[PaymentFact]:
+    """Refunds, disputes and fraud warnings: about a payment already made, named by its PaymentIntent."""
     if kind == "charge.refunded":
         total = int(obj.get("amount_refunded") or 0)
         # The cumulative total names the refund step: a redelivery is the same step, a later
@@ -127,6 +133,17 @@ def event_facts(event: dict[str, Any]) -> list[PaymentFact]:
                 amount=int(obj.get("amount") or 0),
                 currency=str(obj.get("currency") or "").upper(),
                 key=str(obj.get("id")),
+            )
+        ]
+    if kind == "radar.early_fraud_warning.created":
+        # The issuer reports the card as likely stolen: the purchase's unspent credits are frozen for review.
+        return [
+            PaymentFact(
+                "fraud_warning",
+                None,
+                payment_ref=_id(obj.get("payment_intent")),
+                key=str(obj.get("id")),
+                detail=str(obj.get("fraud_type") or "unknown"),
             )
         ]
     return []

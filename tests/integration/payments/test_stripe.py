@@ -513,3 +513,36 @@ def test_top_ups_past_the_velocity_limit_are_refused_with_429(
             select(func.count()).select_from(orders).where(orders.c.user_id == user_id)
         ).scalar_one()
     assert count == most
+
+
+def test_an_early_fraud_warning_freezes_the_unspent_credits_until_a_refund(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    started, paid = credited_checkout(client, services, state, headers)
+    with services.uow(account_of=user_id) as connection:  # 1900 of 2000 spent: 100 left unspent
+        ledger.adjust(
+            connection, user_id=user_id, amount=-1900 * M, reason="spent", idempotency_key=f"efw:{user_id}"
+        )
+    intent = state.intents[paid["payment_intent"]]
+    warning = {
+        "id": state.new_id("issfr"),
+        "object": "radar.early_fraud_warning",
+        "actionable": True,
+        "charge": intent["latest_charge"],
+        "payment_intent": intent["id"],
+        "fraud_type": "made_with_stolen_card",
+    }
+    warned = state.event("radar.early_fraud_warning.created", warning)
+    assert deliver_stripe(client, warned).status_code == 200
+    wait_for(lambda: held(services, user_id) == 100 * M, what="unspent credits frozen")
+    deliver_stripe(client, state.event("radar.early_fraud_warning.created", warning))  # again: frozen once
+    listed = client.get(f"/api/v1/admin/payments?user_id={user_id}", headers=admin).json["items"]
+    assert [o["failure"].split(" (")[0] for o in listed] == ["early fraud warning"]  # for an operator
+    refunded = client.post(f"/api/v1/admin/payments/{started['order_id']}/refund", json={}, headers=admin)
+    assert refunded.status_code == 200, refunded.json
+    wait_status(services, started["order_id"], "refunded")
+    wait_for(lambda: held(services, user_id) == 0, what="freeze released by the refund")
+    assert (posted(services, user_id), debt(services, user_id)) == (0, 900 * M)
+    ledger_clean(services)
