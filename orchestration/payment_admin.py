@@ -13,7 +13,7 @@ import ledger
 from orchestration import payment_notices, payments_paypal, payments_stripe
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
-from orchestration.payment_fulfilment import TAKEN, Applied, credits_for
+from orchestration.payment_fulfilment import MISMATCH, TAKEN, Applied, credits_for
 from orchestration.payment_orders import get_order
 from orchestration.payment_tables import orders
 from orchestration.payment_units import money_unit, plain_unit
@@ -36,6 +36,9 @@ def refund_order(
         order = get_order(connection, order_id)
     if order is None:
         raise PaymentRefused("No such order.", kind="not-found", status=404)
+    if order.status == "failed" and (order.failure or "").startswith(MISMATCH):
+        _refund_mismatch(services, order, amount, request_key=request_key, reason=reason)
+        return _reread(services, order_id)
     left = int(order.amount) - int(order.amount_refunded)
     amount = left if amount is None else amount
     if order.status not in TAKEN or left <= 0:
@@ -50,10 +53,31 @@ def refund_order(
         payments_paypal.refund(services, order, amount, request_key=request_key, reason=reason)
     else:
         _book_crypto_refund(services, order, amount, admin_id)
+    return _reread(services, order_id)
+
+
+def _reread(services: Services, order_id: str) -> Row[Any]:
     with plain_unit(services) as connection:
         found = get_order(connection, order_id)
     assert found is not None
     return found
+
+
+def _refund_mismatch(
+    services: Services, order: Row[Any], amount: int | None, *, request_key: str | None, reason: str
+) -> None:
+    """Send back a payment we refused (another amount or currency than the order's): it credited nothing,
+    so only the provider moves money. The whole payment, in the currency it was made in (Stripe)."""
+    left = int(order.amount_received) - int(order.amount_refunded)
+    if order.rail != "stripe" or not order.payment_ref or left <= 0:
+        raise PaymentRefused(
+            "Only a refused Stripe payment not yet refunded is sent back here; others at the provider.",
+            kind="not-refundable",
+            status=409,
+        )
+    if amount not in (None, left):
+        raise PaymentRefused(f"A refused payment is refunded whole: {left}.", kind="refund-whole-payment")
+    payments_stripe.refund(services, order, left, request_key=request_key, reason=reason)
 
 
 def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_id: str) -> None:

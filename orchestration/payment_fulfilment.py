@@ -24,6 +24,7 @@ from payments.facts import PaymentFact
 
 log = logging.getLogger(__name__)
 CREDITABLE = frozenset({"pending", "paid", "expired"})
+MISMATCH = "amount mismatch"  # the failure of an order paid with another amount or currency
 TAKEN = frozenset({"credited", "refunded", "disputed"})
 
 
@@ -95,8 +96,9 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
             order,
             now,
             status="failed",
-            failure=f"amount mismatch: {detail}"[:200],
+            failure=f"{MISMATCH}: {detail}"[:200],
             amount_received=str(fact.amount),
+            payment_ref=fact.payment_ref or order.payment_ref,  # what an admin refund sends back
         )
         return Applied("failed", note="amount mismatch")
     payment = fact.payment_ref or fact.provider_ref or order.id
@@ -141,7 +143,8 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
 
 def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     before = int(order.amount_refunded)
-    total = min(fact.amount + (before if fact.detail == "increment" else 0), int(order.amount))
+    paid = max(int(order.amount), int(order.amount_received))  # a mismatched payment is refunded whole
+    total = min(fact.amount + (before if fact.detail == "increment" else 0), paid)
     if total <= before:
         return Applied(
             order.status, note="refund already applied", noop=True

@@ -302,6 +302,7 @@ def test_an_amount_or_currency_that_does_not_match_is_refused(  # noqa: PLR0917 
     services: Services,
     stripe_fake: Any,
     user: Any,
+    admin: dict[str, str],
     amount: int | None,
     currency: str | None,
 ) -> None:
@@ -311,6 +312,20 @@ def test_an_amount_or_currency_that_does_not_match_is_refused(  # noqa: PLR0917 
     assert deliver_stripe(client, stripe_fake[1].event("checkout.session.completed", paid)).status_code == 200
     order = wait_status(services, started["order_id"], "failed")
     assert order.failure.startswith("amount mismatch")
+    assert posted(services, user_id) == WELCOME
+    assert purchases(services, started["order_id"]) == []
+    # An admin sends the refused payment back, whole and in its own currency; the ledger does not move.
+    path = f"/api/v1/admin/payments/{started['order_id']}/refund"
+    assert client.post(path, json={"amount": "1"}, headers=admin).status_code == 422  # whole only
+    answer = client.post(path, json={}, headers=admin)
+    assert answer.status_code == 200, answer.json
+    charge = stripe_fake[1].charges[stripe_fake[1].intents[paid["payment_intent"]]["latest_charge"]]
+    assert charge["amount_refunded"] == paid["amount_total"]
+    wait_for(
+        lambda: order_row(services, started["order_id"]).amount_refunded == str(paid["amount_total"]),
+        what="refund recorded",
+    )
+    assert client.post(path, json={}, headers=admin).status_code == 409  # nothing left to send back
     assert posted(services, user_id) == WELCOME
     assert purchases(services, started["order_id"]) == []
     ledger_clean(services)
