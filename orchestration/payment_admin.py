@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row, update
 
 import ledger
-from orchestration import payment_notices, payments_paypal, payments_stripe
+from orchestration import payment_freezes, payment_notices, payments_paypal, payments_stripe, steps
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payment_fulfilment import MISMATCH, TAKEN, Applied, credits_for
@@ -114,3 +114,25 @@ def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_
             )
         )
     payment_notices.after_commit(services, order.user_id, [order.id], [Applied("refunded", -taken)])
+
+
+def release_freezes(services: Services, *, order_id: str, admin_id: str) -> Row[Any]:
+    """An operator reviewed an early fraud warning and trusts the payment: its frozen credits are freed."""
+    with plain_unit(services) as connection:
+        order = get_order(connection, order_id)
+    if order is None:
+        raise PaymentRefused("No such order.", kind="not-found", status=404)
+    now = datetime.now(UTC)
+    with money_unit(services, order.user_id) as connection:
+        locked = get_order(connection, order.id, lock=True)
+        assert locked is not None
+        released = payment_freezes.release_warnings(connection, locked, now)
+        if not released:
+            raise PaymentRefused("Nothing of this order is frozen.", kind="nothing-frozen", status=409)
+        connection.execute(
+            update(orders)
+            .where(orders.c.id == locked.id)
+            .values(failure=f"fraud warning reviewed by {admin_id}: released"[:200], updated_at=now)
+        )
+    steps.notify_balance(services, order.user_id)
+    return _reread(services, order_id)

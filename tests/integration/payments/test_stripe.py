@@ -530,18 +530,10 @@ def test_top_ups_past_the_velocity_limit_are_refused_with_429(
     assert count == most
 
 
-def test_an_early_fraud_warning_freezes_the_unspent_credits_until_a_refund(
-    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
-) -> None:
-    user_id, headers = user
-    state = stripe_fake[1]
-    started, paid = credited_checkout(client, services, state, headers)
-    with services.uow(account_of=user_id) as connection:  # 1900 of 2000 spent: 100 left unspent
-        ledger.adjust(
-            connection, user_id=user_id, amount=-1900 * M, reason="spent", idempotency_key=f"efw:{user_id}"
-        )
+def fraud_warning(state: Any, paid: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's radar.early_fraud_warning about a paid Checkout's charge."""
     intent = state.intents[paid["payment_intent"]]
-    warning = {
+    return {
         "id": state.new_id("issfr"),
         "object": "radar.early_fraud_warning",
         "actionable": True,
@@ -549,12 +541,36 @@ def test_an_early_fraud_warning_freezes_the_unspent_credits_until_a_refund(
         "payment_intent": intent["id"],
         "fraud_type": "made_with_stolen_card",
     }
+
+
+def test_an_early_fraud_warning_freezes_the_unspent_credits_until_a_refund(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    trusted, trusted_paid = credited_checkout(client, services, state, headers)
+    first_warning = state.event("radar.early_fraud_warning.created", fraud_warning(state, trusted_paid))
+    deliver_stripe(client, first_warning)
+    wait_for(lambda: held(services, user_id) == 1000 * M, what="credits frozen")
+    release = f"/api/v1/admin/payments/{trusted['order_id']}/release"
+    assert client.post(release, headers=headers).status_code == 403
+    freed = client.post(release, headers=admin)
+    assert freed.status_code == 200, freed.json  # an operator reviewed it and trusts the payment
+    assert freed.json["failure"].startswith("fraud warning reviewed")
+    assert held(services, user_id) == 0
+    assert client.post(release, headers=admin).status_code == 409  # nothing frozen any more
+    started, paid = credited_checkout(client, services, state, headers)
+    with services.uow(account_of=user_id) as connection:  # 2900 of 3000 spent: 100 left unspent
+        ledger.adjust(
+            connection, user_id=user_id, amount=-2900 * M, reason="spent", idempotency_key=f"efw:{user_id}"
+        )
+    warning = fraud_warning(state, paid)
     warned = state.event("radar.early_fraud_warning.created", warning)
     assert deliver_stripe(client, warned).status_code == 200
     wait_for(lambda: held(services, user_id) == 100 * M, what="unspent credits frozen")
     deliver_stripe(client, state.event("radar.early_fraud_warning.created", warning))  # again: frozen once
     listed = client.get(f"/api/v1/admin/payments?user_id={user_id}", headers=admin).json["items"]
-    assert [o["failure"].split(" (")[0] for o in listed] == ["early fraud warning"]  # for an operator
+    assert listed[0]["failure"].startswith("early fraud warning (made_with_stolen_card)")  # for an operator
     refunded = client.post(f"/api/v1/admin/payments/{started['order_id']}/refund", json={}, headers=admin)
     assert refunded.status_code == 200, refunded.json
     wait_status(services, started["order_id"], "refunded")
