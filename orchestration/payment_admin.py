@@ -126,7 +126,7 @@ def release_freezes(services: Services, *, order_id: str, admin_id: str) -> Row[
     with money_unit(services, order.user_id) as connection:
         locked = get_order(connection, order.id, lock=True)
         assert locked is not None
-        released = payment_freezes.release_warnings(connection, locked, now)
+        released = payment_freezes.release_all(connection, locked, now)
         if not released:
             raise PaymentRefused("Nothing of this order is frozen.", kind="nothing-frozen", status=409)
         connection.execute(

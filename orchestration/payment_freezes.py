@@ -47,12 +47,12 @@ def release(connection: Connection, order: Row[Any], name: str, now: datetime) -
     return _void(connection, found, now) if found is not None else 0
 
 
-def release_warnings(connection: Connection, order: Row[Any], now: datetime) -> int:
-    """Release the order's early-fraud-warning freezes (a refund or a clawback takes the credits instead)."""
+def release_all(connection: Connection, order: Row[Any], now: datetime, *, kind: str = "efw") -> int:
+    """Release the order's freezes of one kind (`efw`, `dispute`): a refund or clawback takes them."""
     statement = select(holds).where(
         holds.c.reference == f"order:{order.id}",
         holds.c.status == "pending",
-        holds.c.idempotency_key.like(f"{order.rail}:efw:%:hold"),
+        holds.c.idempotency_key.like(f"{order.rail}:{kind}:%:hold"),
     )
     return sum(_void(connection, found, now) for found in connection.execute(statement))
 

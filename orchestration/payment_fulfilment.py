@@ -73,6 +73,27 @@ def _fraud_warning(connection: Connection, order: Row[Any], fact: PaymentFact, n
     return Applied(order.status, note=f"{held} frozen on an early fraud warning", noop=not held)
 
 
+def _dispute_won(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
+    """PayPal: a dispute decided for us gives back what its reversal clawed back (under its own key)."""
+    freezes.release(connection, order, f"dispute:{fact.key}", now)
+    key = f"{order.rail}:dispute:{fact.key}:won"
+    if order.status != "disputed" or _booked(connection, key):
+        return Applied(order.status, note="nothing clawed back to give back", noop=True)
+    given = min(credits_for(order, fact.amount), int(order.clawed_back))
+    ledger.purchase(
+        connection,
+        user_id=order.user_id,
+        amount=given,
+        rail=order.rail,
+        reference=f"order:{order.id}",
+        idempotency_key=key,
+        now=now,
+    )
+    status = _after_take_back(order, int(order.amount_refunded))
+    _set(connection, order, now, status=status, credited=order.credited + given)
+    return Applied(status, given)
+
+
 def _dispute_closed(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     released = freezes.release(connection, order, f"dispute:{fact.key}", now)
     return Applied(order.status, note=f"dispute closed, {released} released", noop=not released)
@@ -157,7 +178,7 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
     if _booked(connection, key):
         return Applied(order.status, note="refund already applied", noop=True)  # told twice, two ways
     taken = credits_for(order, total) - credits_for(order, before)
-    freezes.release_warnings(connection, order, now)  # the refund takes what the warning froze
+    freezes.release_all(connection, order, now)  # the refund takes what the warning froze
     if taken:
         ledger.refund(
             connection,
@@ -191,15 +212,15 @@ def _booked(connection: Connection, key: str) -> bool:
 
 
 def _dispute_opened(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    if order.status not in TAKEN or _booked(connection, _withdrawn_key(order, fact)):
-        return Applied(order.status, note="nothing credited to hold", noop=True)
+    if order.status not in ("credited", "refunded") or _booked(connection, _withdrawn_key(order, fact)):
+        return Applied(order.status, note="nothing credited to hold", noop=True)  # or clawed back already
     held = freezes.freeze(connection, order, f"dispute:{fact.key}", credits_for(order, fact.amount), now)
     return Applied(order.status, note=f"{held} held while the dispute is open", noop=not held)
 
 
 def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    freezes.release(connection, order, f"dispute:{fact.key}", now)  # the clawback takes them instead
-    freezes.release_warnings(connection, order, now)
+    freezes.release_all(connection, order, now, kind="dispute")  # the clawback takes them instead
+    freezes.release_all(connection, order, now)
     if order.status not in TAKEN:
         _set(connection, order, now, status="disputed", failure="disputed before it was credited")
         return Applied("disputed", note="disputed before fulfilment")
@@ -252,5 +273,6 @@ _HANDLERS: dict[str, Callable[[Connection, Row[Any], PaymentFact, datetime], App
     "dispute_withdrawn": _dispute_withdrawn,
     "dispute_reinstated": _dispute_reinstated,
     "dispute_closed": _dispute_closed,
+    "dispute_won": _dispute_won,
     "fraud_warning": _fraud_warning,
 }

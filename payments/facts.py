@@ -14,6 +14,7 @@ FactKind = Literal[
     "dispute_withdrawn",
     "dispute_reinstated",
     "dispute_closed",
+    "dispute_won",
     "fraud_warning",
     "pending",
 ]

@@ -21,6 +21,7 @@ from tests.integration.payments.conftest import (
     M,
     debt,
     deliver_stripe,
+    held,
     ledger_clean,
     order_row,
     posted,
@@ -470,11 +471,6 @@ def test_an_event_of_the_other_mode_than_the_key_is_refused(
     assert event_count(services) == before
     time.sleep(0.5)
     assert order_row(services, started["order_id"]).status == "pending"
-
-
-def held(services: Services, user_id: str) -> int:
-    with services.engine.connect() as connection:
-        return ledger.balance(connection, user_id=user_id).held
 
 
 def test_an_open_dispute_holds_its_credits_until_it_ends(
