@@ -80,18 +80,7 @@ def _dispute_won(connection: Connection, order: Row[Any], fact: PaymentFact, now
     if order.status != "disputed" or _booked(connection, key):
         return Applied(order.status, note="nothing clawed back to give back", noop=True)
     given = min(credits_for(order, fact.amount), int(order.clawed_back))
-    ledger.purchase(
-        connection,
-        user_id=order.user_id,
-        amount=given,
-        rail=order.rail,
-        reference=f"order:{order.id}",
-        idempotency_key=key,
-        now=now,
-    )
-    status = _after_take_back(order, int(order.amount_refunded))
-    _set(connection, order, now, status=status, credited=order.credited + given)
-    return Applied(status, given)
+    return _give_back(connection, order, given, key, now)
 
 
 def _dispute_closed(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
@@ -252,6 +241,11 @@ def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFa
         _dispute_withdrawn(connection, order, fact, now)
         order = connection.execute(select(orders).where(orders.c.id == order.id)).one()
     given = credits_for(order, fact.amount)
+    return _give_back(connection, order, given, key, now)
+
+
+def _give_back(connection: Connection, order: Row[Any], given: int, key: str, now: datetime) -> Applied:
+    """Credit back what a dispute took (a reinstatement, a dispute won), under the key that names it."""
     ledger.purchase(
         connection,
         user_id=order.user_id,
