@@ -8,6 +8,7 @@ there was one and charges once if the first request never reached Stripe. Never 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,9 @@ from orchestration.payment_orders import attach_provider_ref
 from orchestration.payment_tables import auto_top_ups
 from orchestration.payment_units import aware, plain_unit
 from payments import stripe_events
+from payments.facts import ProviderError
+
+log = logging.getLogger(__name__)
 
 # Stripe keeps an idempotency key for 24 hours: re-send only well inside that, or a re-send charges anew.
 REPLAY_WINDOW = timedelta(hours=23)
@@ -60,8 +64,16 @@ def record_intent(services: Services, order: Row[Any], intent: dict[str, Any]) -
 def recover(services: Services, order: Row[Any], *, now: datetime) -> str:
     """Find an unanswered refill's PaymentIntent (search, then a replayed charge); 'pending' if none yet."""
     gateway = payment_gateways.stripe(services)
-    intent = gateway.find_payment_intent(order.id)
-    if intent is None and now - aware(order.created_at) < REPLAY_WINDOW:
+    replayable = now - aware(order.created_at) < REPLAY_WINDOW
+    try:
+        intent = gateway.find_payment_intent(order.id)
+    except ProviderError as exc:
+        if exc.retryable or not replayable:
+            raise
+        # Search refused (it is not offered in every Stripe region): the replayed charge still answers.
+        log.warning("searching the PaymentIntent of refill %s failed: %s", order.id, exc)
+        intent = None
+    if intent is None and replayable:
         with plain_unit(services) as connection:
             settings = connection.execute(
                 select(auto_top_ups).where(auto_top_ups.c.user_id == order.user_id)

@@ -69,6 +69,7 @@ class StripeState:
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.customers: dict[str, dict[str, Any]] = {}
+        self.search_offered = True  # Stripe's search is not offered in every region
         # Idempotency-Key -> (the request's body, its answer): replayed for the same body, refused for another
         self.idempotent: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
@@ -161,6 +162,14 @@ class StripeState:
 
     def search_intents(self, query: str) -> tuple[int, dict[str, Any]]:
         """Stripe's search, for the one clause creditflow sends: metadata['key']:'value'."""
+        if not self.search_offered:
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "feature_not_enabled",
+                    "message": "Search is not available for this account.",
+                }
+            }
         clause = re.fullmatch(r"metadata\['([^']+)'\]:'([^']*)'", query.strip())
         if clause is None:
             return 400, {

@@ -216,8 +216,9 @@ def test_a_refill_whose_answer_was_lost_is_found_without_a_webhook_and_charged_o
     ledger_clean(services)
 
 
+@pytest.mark.parametrize("search_offered", [True, False])
 def test_a_refill_that_never_reached_stripe_is_sent_again_with_its_key_and_charged_once(
-    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, search_offered: bool
 ) -> None:
     user_id, before = due_for_refill(client, services, stripe_fake, user)
     state = stripe_fake[1]
@@ -225,7 +226,11 @@ def test_a_refill_that_never_reached_stripe_is_sent_again_with_its_key_and_charg
     assert auto_top_up.charge(services, user_id) == "unconfirmed"
     order_id = _refill_order(services, user_id)
     assert _intents_of(state, order_id) == []
-    payment_reconciler.sweep(services)
+    state.search_offered = search_offered
+    try:
+        payment_reconciler.sweep(services)
+    finally:
+        state.search_offered = True
     wait_status(services, order_id, "credited")
     payment_reconciler.sweep(services)  # asking again charges nothing more
     assert len(_intents_of(state, order_id)) == 1
