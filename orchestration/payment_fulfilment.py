@@ -28,6 +28,10 @@ MISMATCH = "amount mismatch"  # the failure of an order paid with another amount
 TAKEN = frozenset({"credited", "refunded", "disputed"})
 
 
+class NotYet(RuntimeError):
+    """A fact about money not booked yet (a refund's failure before the refund): applied on a later try."""
+
+
 @dataclass(frozen=True)
 class Applied:
     """What applying one fact did: the order's status after it and the credits it moved (signed)."""
@@ -190,6 +194,22 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
     return Applied(status, -taken)
 
 
+def _refund_failed(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
+    key = f"{order.rail}:refund_failed:{fact.key}"
+    before = int(order.amount_refunded)
+    if _booked(connection, key):
+        return Applied(order.status, note="refund failure already applied", noop=True)
+    if before < fact.amount:
+        raise NotYet(f"order {order.id}: refund {fact.key} failed before its refund was booked")
+    after = before - fact.amount
+    if order.status not in TAKEN:  # remembered, never taken back: forget it
+        _set(connection, order, now, amount_refunded=str(after))
+        return Applied(order.status, note="refund failed before fulfilment")
+    given = credits_for(order, before) - credits_for(order, after)
+    _set(connection, order, now, amount_refunded=str(after), failure=f"refund failed: {fact.detail}"[:200])
+    return _give_back(connection, order, given, key, now, refunded=after)
+
+
 def _withdrawn_key(order: Row[Any], fact: PaymentFact) -> str:
     return f"{order.rail}:dispute:{fact.key}:withdrawn"
 
@@ -244,8 +264,17 @@ def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFa
     return _give_back(connection, order, given, key, now)
 
 
-def _give_back(connection: Connection, order: Row[Any], given: int, key: str, now: datetime) -> Applied:
-    """Credit back what a dispute took (a reinstatement, a dispute won), under the key that names it."""
+def _give_back(
+    connection: Connection,
+    order: Row[Any],
+    given: int,
+    key: str,
+    now: datetime,
+    *,
+    refunded: int | None = None,
+) -> Applied:
+    """Credit back what a dispute or a failed refund took, under the key that names it; `refunded` is the
+    order's refunded total after it (as it stands when None)."""
     ledger.purchase(
         connection,
         user_id=order.user_id,
@@ -255,7 +284,7 @@ def _give_back(connection: Connection, order: Row[Any], given: int, key: str, no
         idempotency_key=key,
         now=now,
     )
-    status = _after_take_back(order, int(order.amount_refunded))
+    status = _after_take_back(order, int(order.amount_refunded) if refunded is None else refunded)
     _set(connection, order, now, status=status, credited=order.credited + given)
     return Applied(status, given)
 
@@ -263,6 +292,7 @@ def _give_back(connection: Connection, order: Row[Any], given: int, key: str, no
 _HANDLERS: dict[str, Callable[[Connection, Row[Any], PaymentFact, datetime], Applied]] = {
     "paid": _paid,
     "refunded": _refunded,
+    "refund_failed": _refund_failed,
     "dispute_opened": _dispute_opened,
     "dispute_withdrawn": _dispute_withdrawn,
     "dispute_reinstated": _dispute_reinstated,

@@ -10,6 +10,7 @@ FactKind = Literal[
     "failed",
     "expired",
     "refunded",
+    "refund_failed",
     "dispute_opened",
     "dispute_withdrawn",
     "dispute_reinstated",

@@ -16,6 +16,8 @@ HANDLED = frozenset(
         "checkout.session.async_payment_failed",
         "checkout.session.expired",
         "charge.refunded",
+        "charge.refund.updated",
+        "refund.failed",
         "charge.dispute.created",
         "charge.dispute.funds_withdrawn",
         "charge.dispute.funds_reinstated",
@@ -133,6 +135,21 @@ def _charge_facts(kind: str, obj: dict[str, Any]) -> list[PaymentFact]:
                 amount=int(obj.get("amount") or 0),
                 currency=str(obj.get("currency") or "").upper(),
                 key=str(obj.get("id")),
+            )
+        ]
+    if kind in ("charge.refund.updated", "refund.failed"):
+        if obj.get("status") != "failed":
+            return []  # a refund's other updates change nothing here
+        # The refund did not reach the card: its money came back to us, so its credits go back to the user.
+        return [
+            PaymentFact(
+                "refund_failed",
+                None,
+                payment_ref=_id(obj.get("payment_intent")),
+                amount=int(obj.get("amount") or 0),
+                currency=str(obj.get("currency") or "").upper(),
+                key=str(obj.get("id")),
+                detail=str(obj.get("failure_reason") or "unknown"),
             )
         ]
     if kind == "radar.early_fraud_warning.created":

@@ -323,6 +323,16 @@ class StripeState:
         self.refunds[refund["id"]] = refund
         return dict(charge), refund
 
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict[str, Any]:
+        """A refund the card network could not deliver: its amount is no longer refunded on the charge."""
+        with self.lock:
+            refund = self.refunds[refund_id]
+            charge = self.charges[refund["charge"]]
+            charge["amount_refunded"] -= refund["amount"]
+            charge["refunded"] = False
+            refund.update(status="failed", failure_reason=reason)
+            return dict(refund)
+
     def dispute(self, intent_id: str, amount: int | None = None) -> dict[str, Any]:
         """A chargeback on the payment's charge."""
         charge = self.charges[self.intents[intent_id]["latest_charge"]]

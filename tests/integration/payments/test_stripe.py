@@ -573,3 +573,32 @@ def test_an_early_fraud_warning_freezes_the_unspent_credits_until_a_refund(
     wait_for(lambda: held(services, user_id) == 0, what="freeze released by the refund")
     assert (posted(services, user_id), debt(services, user_id)) == (0, 900 * M)
     ledger_clean(services)
+
+
+@pytest.mark.parametrize("failure_first", [False, True])
+def test_a_failed_refund_gives_the_credits_back_once(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, failure_first: bool
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    started, paid = credited_checkout(client, services, state, headers)
+    charge, refund = state.refund(paid["payment_intent"], 1200)
+    refunded = state.event("charge.refunded", charge)  # cumulative 1200: 500 credits taken back
+    failed = state.fail_refund(refund["id"])
+    events = [state.event("charge.refund.updated", failed), state.event("refund.failed", failed)]
+    # The failure may arrive before the refund it undoes: it waits (retried) until the refund is booked.
+    for delivery in ([*events, refunded] if failure_first else [refunded, *events]):
+        assert deliver_stripe(client, delivery).status_code == 200
+        time.sleep(0.3)
+    wait_for(lambda: len(purchases(services, started["order_id"])) == 3, what="credits given back")
+    order = wait_status(services, started["order_id"], "credited")
+    assert order.amount_refunded == "0"
+    assert order.failure.startswith("refund failed")
+    time.sleep(0.5)
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, started["order_id"]) == [
+        ("purchase", 1000 * M),
+        ("refund", 500 * M),
+        ("purchase", 500 * M),
+    ]
+    ledger_clean(services)
