@@ -90,7 +90,12 @@ def auto_top_up(self: Any, user_id: str) -> str:
 def reconcile_payments(self: Any) -> dict[str, Any]:
     """Re-ask the providers about pending orders, re-send lost events, expire unpaid orders (beat)."""
     result = payment_reconciler.sweep(self.services)
-    return {"outcomes": result.outcomes, "resent_events": result.resent_events, "expired": result.expired}
+    return {
+        "outcomes": result.outcomes,
+        "resent_events": result.resent_events,
+        "expired": result.expired,
+        "parked": result.parked,
+    }
 
 
 @queue_task("maintenance", ignore_result=True)
