@@ -3,56 +3,36 @@
 The caller has locked the user's account, then the order (FOR UPDATE). Every ledger call carries a key
 named after the provider's payment (never the event), so two events about one payment, or one event
 delivered twice, move money once. A refund or clawback never fails: what the balance can't cover
-becomes debt, repaid first by the next purchase.
+becomes debt, repaid first by the next purchase. Disputes and fraud warnings: payment_disputes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row
 
 import ledger
-from ledger.tables import operations
+from orchestration import payment_disputes as disputes
 from orchestration import payment_freezes as freezes
-from orchestration.payment_tables import orders
+from orchestration.payment_books import (
+    CREDITABLE,
+    MISMATCH,
+    TAKEN,
+    Applied,
+    NotYet,
+    after_take_back,
+    booked,
+    credits_for,
+    set_order,
+)
 from payments.facts import PaymentFact
 
+__all__ = ["CREDITABLE", "MISMATCH", "TAKEN", "Applied", "NotYet", "apply_fact", "credits_for"]
 log = logging.getLogger(__name__)
-CREDITABLE = frozenset({"pending", "paid", "expired"})
-MISMATCH = "amount mismatch"  # the failure of an order paid with another amount or currency
-TAKEN = frozenset({"credited", "refunded", "disputed"})
-
-
-class NotYet(RuntimeError):
-    """A fact about money not booked yet (a refund's failure before the refund): applied on a later try."""
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What applying one fact did: the order's status after it and the credits it moved (signed)."""
-
-    status: str
-    credits: int = 0
-    note: str = ""
-    noop: bool = False  # a replay or a report of what was already applied
-
-
-def credits_for(order: Row[Any], amount: int) -> int:
-    """The credits that `amount` (provider units) of the order's price is worth, rounded down."""
-    return int(order.credits) * min(amount, int(order.amount)) // int(order.amount)
-
-
-def _set(connection: Connection, order: Row[Any], now: datetime, **values: Any) -> None:
-    connection.execute(update(orders).where(orders.c.id == order.id).values(updated_at=now, **values))
-
-
-def _after_take_back(order: Row[Any], refunded: int) -> str:
-    return "refunded" if refunded else "credited"  # partly or fully: amount_refunded tells
 
 
 def apply_fact(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
@@ -61,35 +41,10 @@ def apply_fact(connection: Connection, order: Row[Any], fact: PaymentFact, now: 
     if handler is not None:
         return handler(connection, order, fact, now)
     if fact.kind in ("failed", "expired") and order.status in ("pending", "paid"):
-        _set(connection, order, now, status=fact.kind, failure=(fact.detail or None) and fact.detail[:200])
+        failure = (fact.detail or None) and fact.detail[:200]
+        set_order(connection, order, now, status=fact.kind, failure=failure)
         return Applied(fact.kind)
     return Applied(order.status, note="nothing to do", noop=True)
-
-
-def _fraud_warning(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    if order.status not in TAKEN:
-        return Applied(order.status, note="nothing credited to freeze", noop=True)
-    unspent = credits_for(order, int(order.amount) - int(order.amount_refunded))
-    held = freezes.freeze(connection, order, f"efw:{fact.key}", unspent, now)
-    log.warning("order %s: early fraud warning %s (%s), %d frozen", order.id, fact.key, fact.detail, held)
-    note = f"early fraud warning ({fact.detail}): review, refund or release"
-    _set(connection, order, now, failure=note[:200])
-    return Applied(order.status, note=f"{held} frozen on an early fraud warning", noop=not held)
-
-
-def _dispute_won(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    """PayPal: a dispute decided for us gives back what its reversal clawed back (under its own key)."""
-    freezes.release(connection, order, f"dispute:{fact.key}", now)
-    key = f"{order.rail}:dispute:{fact.key}:won"
-    if order.status != "disputed" or _booked(connection, key):
-        return Applied(order.status, note="nothing clawed back to give back", noop=True)
-    given = min(credits_for(order, fact.amount), int(order.clawed_back))
-    return _give_back(connection, order, given, key, now)
-
-
-def _dispute_closed(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    released = freezes.release(connection, order, f"dispute:{fact.key}", now)
-    return Applied(order.status, note=f"dispute closed, {released} released", noop=not released)
 
 
 def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
@@ -105,7 +60,7 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
     if fact.amount != int(order.amount) or fact.currency.upper() != order.currency.upper():
         detail = f"paid {fact.amount} {fact.currency}, expected {order.amount} {order.currency}"
         log.error("order %s refused: %s", order.id, detail)
-        _set(
+        set_order(
             connection,
             order,
             now,
@@ -138,11 +93,11 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
             idempotency_key=f"{order.rail}:refund:{order.id}:upto:{refunded}",
             now=now,
         )
-    _set(
+    set_order(
         connection,
         order,
         now,
-        status=_after_take_back(order, refunded),
+        status=after_take_back(order, refunded),
         credited=order.credited + order.credits,
         clawed_back=order.clawed_back + taken,
         payment_ref=fact.payment_ref or order.payment_ref,
@@ -152,7 +107,7 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
         paid_at=now,
         credited_at=now,
     )
-    return Applied(_after_take_back(order, refunded), order.credits - taken)
+    return Applied(after_take_back(order, refunded), order.credits - taken)
 
 
 def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
@@ -165,10 +120,10 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
         )  # a redelivery, or an older event
     if order.status not in TAKEN:
         # Not credited yet: remember the refund; crediting takes it back in the same transaction.
-        _set(connection, order, now, amount_refunded=str(total))
+        set_order(connection, order, now, amount_refunded=str(total))
         return Applied(order.status, note="refund before fulfilment")
     key = f"{order.rail}:refund:{fact.key or f'{order.id}:upto:{total}'}"
-    if _booked(connection, key):
+    if booked(connection, key):
         return Applied(order.status, note="refund already applied", noop=True)  # told twice, two ways
     taken = credits_for(order, total) - credits_for(order, before)
     freezes.release_all(connection, order, now)  # the refund takes what the warning froze
@@ -183,7 +138,7 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
             now=now,
         )
     status = "disputed" if order.status == "disputed" else "refunded"
-    _set(
+    set_order(
         connection,
         order,
         now,
@@ -197,106 +152,28 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
 def _refund_failed(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     key = f"{order.rail}:refund_failed:{fact.key}"
     before = int(order.amount_refunded)
-    if _booked(connection, key):
+    if booked(connection, key):
         return Applied(order.status, note="refund failure already applied", noop=True)
     if before < fact.amount:
         raise NotYet(f"order {order.id}: refund {fact.key} failed before its refund was booked")
     after = before - fact.amount
     if order.status not in TAKEN:  # remembered, never taken back: forget it
-        _set(connection, order, now, amount_refunded=str(after))
+        set_order(connection, order, now, amount_refunded=str(after))
         return Applied(order.status, note="refund failed before fulfilment")
     given = credits_for(order, before) - credits_for(order, after)
-    _set(connection, order, now, amount_refunded=str(after), failure=f"refund failed: {fact.detail}"[:200])
-    return _give_back(connection, order, given, key, now, refunded=after)
-
-
-def _withdrawn_key(order: Row[Any], fact: PaymentFact) -> str:
-    return f"{order.rail}:dispute:{fact.key}:withdrawn"
-
-
-def _booked(connection: Connection, key: str) -> bool:
-    """Whether the ledger already made the operation with this key."""
-    found = select(operations.c.idempotency_key).where(operations.c.idempotency_key == key)
-    return connection.execute(found).first() is not None
-
-
-def _dispute_opened(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    if order.status not in ("credited", "refunded") or _booked(connection, _withdrawn_key(order, fact)):
-        return Applied(order.status, note="nothing credited to hold", noop=True)  # or clawed back already
-    held = freezes.freeze(connection, order, f"dispute:{fact.key}", credits_for(order, fact.amount), now)
-    return Applied(order.status, note=f"{held} held while the dispute is open", noop=not held)
-
-
-def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    freezes.release_all(connection, order, now, kind="dispute")  # the clawback takes them instead
-    freezes.release_all(connection, order, now)
-    if order.status not in TAKEN:
-        _set(connection, order, now, status="disputed", failure="disputed before it was credited")
-        return Applied("disputed", note="disputed before fulfilment")
-    key = _withdrawn_key(order, fact)
-    if _booked(connection, key):
-        return Applied(order.status, note="dispute already withdrawn", noop=True)
-    taken = credits_for(order, fact.amount)
-    ledger.clawback(
-        connection,
-        user_id=order.user_id,
-        amount=taken,
-        rail=order.rail,
-        reference=f"order:{order.id}",
-        idempotency_key=key,
-        now=now,
-    )
-    _set(connection, order, now, status="disputed", clawed_back=order.clawed_back + taken)
-    return Applied("disputed", -taken)
-
-
-def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    key = f"{order.rail}:dispute:{fact.key}:reinstated"
-    freezes.release(connection, order, f"dispute:{fact.key}", now)
-    if order.status not in TAKEN or _booked(connection, key):
-        return Applied(order.status, note="nothing withdrawn to reinstate", noop=True)
-    if not _booked(connection, _withdrawn_key(order, fact)):
-        # Reinstated funds were withdrawn first, whatever order the events came in: book the withdrawal
-        # now under its own key, so its late event finds it done and the won dispute ends credited.
-        _dispute_withdrawn(connection, order, fact, now)
-        order = connection.execute(select(orders).where(orders.c.id == order.id)).one()
-    given = credits_for(order, fact.amount)
-    return _give_back(connection, order, given, key, now)
-
-
-def _give_back(
-    connection: Connection,
-    order: Row[Any],
-    given: int,
-    key: str,
-    now: datetime,
-    *,
-    refunded: int | None = None,
-) -> Applied:
-    """Credit back what a dispute or a failed refund took, under the key that names it; `refunded` is the
-    order's refunded total after it (as it stands when None)."""
-    ledger.purchase(
-        connection,
-        user_id=order.user_id,
-        amount=given,
-        rail=order.rail,
-        reference=f"order:{order.id}",
-        idempotency_key=key,
-        now=now,
-    )
-    status = _after_take_back(order, int(order.amount_refunded) if refunded is None else refunded)
-    _set(connection, order, now, status=status, credited=order.credited + given)
-    return Applied(status, given)
+    failure = f"refund failed: {fact.detail}"[:200]
+    set_order(connection, order, now, amount_refunded=str(after), failure=failure)
+    return disputes.give_back(connection, order, given, key, now, refunded=after)
 
 
 _HANDLERS: dict[str, Callable[[Connection, Row[Any], PaymentFact, datetime], Applied]] = {
     "paid": _paid,
     "refunded": _refunded,
     "refund_failed": _refund_failed,
-    "dispute_opened": _dispute_opened,
-    "dispute_withdrawn": _dispute_withdrawn,
-    "dispute_reinstated": _dispute_reinstated,
-    "dispute_closed": _dispute_closed,
-    "dispute_won": _dispute_won,
-    "fraud_warning": _fraud_warning,
+    "dispute_opened": disputes.dispute_opened,
+    "dispute_withdrawn": disputes.dispute_withdrawn,
+    "dispute_reinstated": disputes.dispute_reinstated,
+    "dispute_closed": disputes.dispute_closed,
+    "dispute_won": disputes.dispute_won,
+    "fraud_warning": disputes.fraud_warning,
 }
