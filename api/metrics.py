@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.payment_metrics import PaymentCollector
 from orchestration import broker, payments_crypto_review, stats
 from orchestration.bootstrap import Services
 from orchestration.welcome import WelcomeDecision
@@ -154,4 +155,5 @@ def render_metrics(services: Services) -> tuple[bytes, str]:
     registry.register(QueueLengthCollector(services))
     registry.register(JobCollector(services))
     registry.register(CryptoReviewCollector(services))
+    registry.register(PaymentCollector(services))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -12,7 +12,7 @@ from api.idempotency import current_idempotency_key, idempotent
 from api.pagination import PageArgsSchema, decode_time_cursor, page
 from api.payment_schemas import AdminOrderListArgsSchema, OrderPageSchema, OrderSchema, RefundSchema
 from api.services import services
-from orchestration.payment_admin import refund_order
+from orchestration.payment_admin import refund_order, release_freezes
 from orchestration.payment_orders import list_orders, order_view
 
 blp = Blueprint(
@@ -53,5 +53,17 @@ class Refund(MethodView):
             amount=amount,
             admin_id=current_user_id(),
             request_key=current_idempotency_key(),
+            reason=body["reason"],
         )
         return order_view(refunded)
+
+
+@blp.route("/<order_id>/release")
+class Release(MethodView):
+    """Release what an early fraud warning froze."""
+
+    @admin_required
+    @blp.response(200, OrderSchema)
+    def post(self, order_id: str) -> dict[str, Any]:
+        """After review: the order's credits frozen by an early fraud warning become spendable again."""
+        return order_view(release_freezes(services(), order_id=order_id, admin_id=current_user_id()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
@@ -160,6 +161,17 @@ class RefundSchema(ma.Schema):
     reason = ma.fields.String(load_default="requested_by_customer", validate=ma.validate.Length(1, 200))
 
 
+class MinorUnits(ma.fields.Field[int]):
+    """A whole amount of a currency's minor units, given as a JSON integer or a string of digits."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[1-9][0-9]{0,17}", value):
+            return int(value)
+        raise ma.ValidationError("A positive whole number of minor units (e.g. \"4800\" or 4800).")
+
+
 class AutoTopUpSchema(ma.Schema):
     """Auto top-up: charge the saved card for `pack_id` when the balance falls below `threshold`."""
 
@@ -167,6 +179,10 @@ class AutoTopUpSchema(ma.Schema):
     threshold = Credits(required=True)
     pack_id = ma.fields.String(required=True, validate=ma.validate.Length(1, 40))
     max_per_month = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(1, 100))
+    max_amount_per_month = MinorUnits(
+        load_default=None,
+        metadata={"description": "A month's money cap, minor units of the pack's currency"},
+    )
 
     @ma.validates("threshold")
     def _non_negative(self, value: int, **_kwargs: Any) -> None:
@@ -181,6 +197,8 @@ class AutoTopUpAnswerSchema(ma.Schema):
     threshold = Credits(required=True)
     pack_id = ma.fields.String(required=True, allow_none=True, metadata={"description": "null until set"})
     max_per_month = ma.fields.Integer(required=True)
+    max_amount_per_month = ma.fields.String(required=True, allow_none=True)
+    currency = ma.fields.String(required=True, allow_none=True)
     failures = ma.fields.Integer(required=True)
     disabled_reason = ma.fields.String(required=True, allow_none=True)
     has_payment_method = ma.fields.Boolean(required=True)

@@ -34,7 +34,7 @@ from api.services import services
 from orchestration import auto_top_up, payments_crypto, payments_paypal, payments_stripe
 from orchestration.errors import PaymentRefused
 from orchestration.payment_orders import list_orders, order_view, own_order
-from payments.facts import InvalidSignature, ProviderError, RailDisabled
+from payments.facts import InvalidSignature, MalformedWebhook, ProviderError, RailDisabled
 from runtime.payment_settings import CreditPack, FiatPrice
 
 blp = Blueprint("payments", __name__, url_prefix="/api/v1/payments", description="Buying credits")
@@ -57,6 +57,10 @@ def register_payment_errors(app: Flask) -> None:
     @app.errorhandler(InvalidSignature)
     def _unsigned(exc: InvalidSignature) -> Response:
         return problem(400, f"The webhook signature does not verify: {exc}", kind="invalid-signature")
+
+    @app.errorhandler(MalformedWebhook)
+    def _malformed(exc: MalformedWebhook) -> Response:
+        return problem(400, f"The webhook is refused: {exc}", kind=exc.kind)
 
     @app.errorhandler(PaymentRefused)
     def _refused(exc: PaymentRefused) -> Response:

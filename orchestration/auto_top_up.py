@@ -5,18 +5,25 @@ is a purchase: it only ever adds credits (repaying debt first), never sets a bal
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from ledger.tables import accounts
-from orchestration import payment_events, payment_gateways, payment_notices
+from orchestration import payment_gateways, payment_notices
+from orchestration import payment_refill_limits as limits
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
-from orchestration.payment_orders import NewOrder, attach_provider_ref, insert_order, pack_or_refuse
+from orchestration.payment_orders import (
+    NewOrder,
+    attach_provider_ref,
+    count_orders,
+    insert_order,
+    pack_or_refuse,
+)
+from orchestration.payment_refill_recovery import UNANSWERED_TTL, charge_params, record_intent
 from orchestration.payment_tables import auto_top_ups, orders
 from orchestration.payment_units import money_unit, plain_unit, send_task
 from payments.facts import ProviderError
@@ -34,23 +41,29 @@ def _row(connection: Connection, user_id: str, *, lock: bool = False) -> Row[Any
     return connection.execute(statement.with_for_update() if lock else statement).first()
 
 
-def view(row: Row[Any] | None) -> dict[str, Any]:
-    """The settings as the API shows them."""
+def view(row: Row[Any] | None, services: Services) -> dict[str, Any]:
+    """The settings as the API shows them (the money cap in the pack's currency's minor units)."""
     if row is None:
         return {
             "enabled": False,
             "threshold": 0,
             "pack_id": "",
             "max_per_month": 1,
+            "max_amount_per_month": None,
+            "currency": None,
             "failures": 0,
             "disabled_reason": None,
             "has_payment_method": False,
         }
+    pack = services.settings.pack(row.pack_id) if row.pack_id else None
+    price = pack.stripe if pack is not None else None
     return {
         "enabled": row.enabled,
         "threshold": row.threshold,
         "pack_id": row.pack_id or None,
         "max_per_month": row.max_per_month,
+        "max_amount_per_month": str(limits.month_cap(row, pack)) if pack and price else None,
+        "currency": price.currency if price else None,
         "failures": row.failures,
         "disabled_reason": row.disabled_reason,
         "has_payment_method": bool(row.payment_method_ref),
@@ -60,20 +73,31 @@ def view(row: Row[Any] | None) -> dict[str, Any]:
 def get(services: Services, user_id: str) -> dict[str, Any]:
     """The user's auto top-up settings."""
     with plain_unit(services) as connection:
-        return view(_row(connection, user_id))
+        return view(_row(connection, user_id), services)
 
 
 def configure(
-    services: Services, *, user_id: str, enabled: bool, threshold: int, pack_id: str, max_per_month: int
+    services: Services,
+    *,
+    user_id: str,
+    enabled: bool,
+    threshold: int,
+    pack_id: str,
+    max_per_month: int,
+    max_amount_per_month: int | None = None,
 ) -> dict[str, Any]:
     """Turn auto top-up on or off; on needs a card saved by an earlier Checkout with `save_card`."""
     payment_gateways.stripe(services)
-    pack_or_refuse(services, pack_id, "stripe")
+    pack = pack_or_refuse(services, pack_id, "stripe")
+    cap = limits.checked(
+        pack, threshold=threshold, max_per_month=max_per_month, max_amount_per_month=max_amount_per_month
+    )
     values = {
         "enabled": enabled,
         "threshold": threshold,
         "pack_id": pack_id,
         "max_per_month": max_per_month,
+        "max_amount_per_month": str(cap),
         "updated_at": _now(),
         "failures": 0,
         "disabled_reason": None,
@@ -90,36 +114,7 @@ def configure(
             connection.execute(auto_top_ups.insert().values(user_id=user_id, **values))
         else:
             connection.execute(update(auto_top_ups).where(auto_top_ups.c.user_id == user_id).values(**values))
-        return view(_row(connection, user_id))
-
-
-def remember_card(services: Services, *, user_id: str, customer_ref: str, payment_ref: str | None) -> None:
-    """Keep the card of a Checkout paid with `save_card` for later off-session refills."""
-    if not payment_ref:
-        return
-    method = payment_gateways.stripe(services).payment_intent(payment_ref).get("payment_method")
-    method = method.get("id") if isinstance(method, dict) else method
-    if not method:
-        return
-    with plain_unit(services) as connection:
-        changed = connection.execute(
-            update(auto_top_ups)
-            .where(auto_top_ups.c.user_id == user_id)
-            .values(customer_ref=customer_ref, payment_method_ref=method, updated_at=_now())
-        ).rowcount
-        if not changed:
-            connection.execute(
-                auto_top_ups.insert().values(
-                    user_id=user_id,
-                    enabled=False,
-                    threshold=0,
-                    pack_id="",
-                    max_per_month=1,
-                    customer_ref=customer_ref,
-                    payment_method_ref=method,
-                    updated_at=_now(),
-                )
-            )
+        return view(_row(connection, user_id), services)
 
 
 def sweep(services: Services) -> int:
@@ -159,21 +154,12 @@ def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] |
         ).scalar_one()
         if balance >= settings.threshold:
             return None
-        refills = (
-            select(func.count())
-            .select_from(orders)
-            .where(
-                orders.c.user_id == user_id,
-                orders.c.purpose == "auto_top_up",
-                orders.c.created_at >= _month_start(now),
-            )
-        )
-        pending = connection.execute(refills.where(orders.c.status == "pending")).scalar_one()
-        this_month = connection.execute(refills.where(orders.c.status != "failed")).scalar_one()
-        if pending or this_month >= settings.max_per_month:
-            return None
+        # Any refill still pending (last month's too) may have charged the card: none starts meanwhile.
+        pending = count_orders(connection, user_id, "auto_top_up", orders.c.status == "pending")
         pack = pack_or_refuse(services, settings.pack_id, "stripe")
         assert pack.stripe is not None
+        if pending or not limits.month_allows(connection, settings, pack, since=_month_start(now)):
+            return None
         order = insert_order(
             connection,
             NewOrder(
@@ -182,7 +168,7 @@ def _open_order(services: Services, user_id: str) -> tuple[Row[Any], Row[Any]] |
                 "stripe",
                 pack.stripe.amount,
                 pack.stripe.currency,
-                expires_at=now,
+                expires_at=now + UNANSWERED_TTL,  # a lost answer waits for Stripe's webhook or the reconciler
                 purpose="auto_top_up",
             ),
             now=now,
@@ -198,30 +184,16 @@ def charge(services: Services, user_id: str) -> str:
         return "not due"
     order, settings = opened
     try:
-        intent = payment_gateways.stripe(services).charge_saved_card(
-            customer=settings.customer_ref,
-            payment_method=settings.payment_method_ref,
-            amount=int(order.amount),
-            currency=order.currency,
-            order_id=order.id,
-            user_id=user_id,
-        )
+        intent = payment_gateways.stripe(services).charge_saved_card(**charge_params(settings, order))
     except ProviderError as exc:
         return _unanswered(services, order.id, exc)
+    if intent.get("status") == "succeeded":
+        record_intent(services, order, intent)
+        _failures(services, user_id, reset=True)
+        return "charged"
     if intent.get("id"):
         with plain_unit(services) as connection:
             attach_provider_ref(connection, order.id, str(intent["id"]), _now())
-    if intent.get("status") == "succeeded":
-        payment_events.record_and_enqueue(
-            services,
-            rail="stripe",
-            event_id=f"lookup.payment_intent:{intent['id']}:paid",
-            type_="lookup.payment_intent",
-            payload=json.dumps(intent),
-            order_id=order.id,
-        )
-        _failures(services, user_id, reset=True)
-        return "charged"
     code = str((intent.get("last_error") or {}).get("code") or intent.get("status"))
     _end(services, order.id, f"card charge failed: {code}")
     if intent.get("status") == "requires_action" or code == "authentication_required":
@@ -236,8 +208,8 @@ def charge(services: Services, user_id: str) -> str:
 def _unanswered(services: Services, order_id: str, exc: ProviderError) -> str:
     if exc.retryable:
         # A timeout or a 5xx: Stripe may have charged the card. The order stays pending, so its
-        # `payment_intent.succeeded` webhook credits it, no second refill starts meanwhile, and the
-        # reconciler expires it if Stripe never reports it (a late report still credits it).
+        # `payment_intent.succeeded` webhook credits it and no second refill starts meanwhile; the
+        # reconciler finds its PaymentIntent again (payment_refill_recovery) if the webhook never comes.
         log.warning("auto top-up %s unconfirmed: %s", order_id, exc)
         return "unconfirmed"
     _end(services, order_id, f"stripe refused: {exc}")

@@ -10,17 +10,23 @@ from typing import Any
 from sqlalchemy import Row, update
 
 import ledger
-from orchestration import payment_notices, payments_paypal, payments_stripe
+from orchestration import payment_freezes, payment_notices, payments_paypal, payments_stripe, steps
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
-from orchestration.payment_fulfilment import TAKEN, Applied, credits_for
+from orchestration.payment_fulfilment import MISMATCH, TAKEN, Applied, credits_for
 from orchestration.payment_orders import get_order
 from orchestration.payment_tables import orders
 from orchestration.payment_units import money_unit, plain_unit
 
 
 def refund_order(
-    services: Services, *, order_id: str, amount: int | None, admin_id: str, request_key: str | None = None
+    services: Services,
+    *,
+    order_id: str,
+    amount: int | None,
+    admin_id: str,
+    request_key: str | None = None,
+    reason: str = "requested_by_customer",
 ) -> Row[Any]:
     """Refund `amount` (minor units; None: all that is left) of a credited order; answers the order.
 
@@ -30,6 +36,9 @@ def refund_order(
         order = get_order(connection, order_id)
     if order is None:
         raise PaymentRefused("No such order.", kind="not-found", status=404)
+    if order.status == "failed" and (order.failure or "").startswith(MISMATCH):
+        _refund_mismatch(services, order, amount, request_key=request_key, reason=reason)
+        return _reread(services, order_id)
     left = int(order.amount) - int(order.amount_refunded)
     amount = left if amount is None else amount
     if order.status not in TAKEN or left <= 0:
@@ -39,15 +48,36 @@ def refund_order(
     if amount > left:
         raise PaymentRefused(f"At most {left} {order.currency} is left to refund.", kind="refund-too-large")
     if order.rail == "stripe":
-        payments_stripe.refund(services, order, amount, request_key=request_key)
+        payments_stripe.refund(services, order, amount, request_key=request_key, reason=reason)
     elif order.rail == "paypal":
-        payments_paypal.refund(services, order, amount, request_key=request_key)
+        payments_paypal.refund(services, order, amount, request_key=request_key, reason=reason)
     else:
         _book_crypto_refund(services, order, amount, admin_id)
+    return _reread(services, order_id)
+
+
+def _reread(services: Services, order_id: str) -> Row[Any]:
     with plain_unit(services) as connection:
         found = get_order(connection, order_id)
     assert found is not None
     return found
+
+
+def _refund_mismatch(
+    services: Services, order: Row[Any], amount: int | None, *, request_key: str | None, reason: str
+) -> None:
+    """Send back a payment we refused (another amount or currency than the order's): it credited nothing,
+    so only the provider moves money. The whole payment, in the currency it was made in (Stripe)."""
+    left = int(order.amount_received) - int(order.amount_refunded)
+    if order.rail != "stripe" or not order.payment_ref or left <= 0:
+        raise PaymentRefused(
+            "Only a refused Stripe payment not yet refunded is sent back here; others at the provider.",
+            kind="not-refundable",
+            status=409,
+        )
+    if amount not in (None, left):
+        raise PaymentRefused(f"A refused payment is refunded whole: {left}.", kind="refund-whole-payment")
+    payments_stripe.refund(services, order, left, request_key=request_key, reason=reason)
 
 
 def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_id: str) -> None:
@@ -84,3 +114,25 @@ def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_
             )
         )
     payment_notices.after_commit(services, order.user_id, [order.id], [Applied("refunded", -taken)])
+
+
+def release_freezes(services: Services, *, order_id: str, admin_id: str) -> Row[Any]:
+    """An operator reviewed an early fraud warning and trusts the payment: its frozen credits are freed."""
+    with plain_unit(services) as connection:
+        order = get_order(connection, order_id)
+    if order is None:
+        raise PaymentRefused("No such order.", kind="not-found", status=404)
+    now = datetime.now(UTC)
+    with money_unit(services, order.user_id) as connection:
+        locked = get_order(connection, order.id, lock=True)
+        assert locked is not None
+        released = payment_freezes.release_all(connection, locked, now)
+        if not released:
+            raise PaymentRefused("Nothing of this order is frozen.", kind="nothing-frozen", status=409)
+        connection.execute(
+            update(orders)
+            .where(orders.c.id == locked.id)
+            .values(failure=f"fraud warning reviewed by {admin_id}: released"[:200], updated_at=now)
+        )
+    steps.notify_balance(services, order.user_id)
+    return _reread(services, order_id)

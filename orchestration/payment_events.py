@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 
 from ledger.idempotency import upsert_ignore
-from orchestration import payment_gateways, payment_notices
+from orchestration import payment_gateways, payment_notices, payment_saved_cards
 from orchestration.bootstrap import Services
 from orchestration.payment_fulfilment import Applied, apply_fact
 from orchestration.payment_orders import find_order, get_order
@@ -144,6 +144,8 @@ def process(services: Services, event_row_id: int) -> list[Applied]:
             )
         )
     payment_notices.after_commit(services, user_id, [order.id for _f, order in targets], applied)
+    orders_applied = [(order, outcome) for (_f, order), outcome in zip(targets, applied, strict=True)]
+    payment_notices.refilled(services, user_id, orders_applied)
     _remember_cards(services, user_id, targets, applied)
     return applied
 
@@ -151,13 +153,11 @@ def process(services: Services, event_row_id: int) -> list[Applied]:
 def _remember_cards(
     services: Services, user_id: str, targets: list[tuple[PaymentFact, Row[Any]]], applied: list[Applied]
 ) -> None:
-    """A Checkout paid with a saved card (`save_card`) leaves the card for auto top-up."""
-    from orchestration import auto_top_up
-
+    """A Checkout paid with `save_card` by the user's own Stripe customer leaves the card for auto top-up."""
     for (fact, order), outcome in zip(targets, applied, strict=True):
         if fact.kind == "paid" and fact.customer_ref and order.purpose == "checkout" and outcome.credits > 0:
             try:
-                auto_top_up.remember_card(
+                payment_saved_cards.remember_card(
                     services, user_id=user_id, customer_ref=fact.customer_ref, payment_ref=fact.payment_ref
                 )
             except Exception:  # the credit is committed; the card can be saved on the next purchase
@@ -208,3 +208,15 @@ def resend_stuck(services: Services, *, older_than_s: int, limit: int = 200) -> 
     for event_row_id in ids:
         send_task(services, PROCESS_TASK, event_row_id)
     return len(ids)
+
+
+def stuck(services: Services) -> int:
+    """Events still unapplied at their last attempt: they wait for an operator (and the dead letters)."""
+    with plain_unit(services) as connection:
+        return int(
+            connection.execute(
+                select(func.count())
+                .select_from(events)
+                .where(events.c.status == "received", events.c.attempts >= MAX_ATTEMPTS)
+            ).scalar_one()
+        )

@@ -3,63 +3,46 @@
 The caller has locked the user's account, then the order (FOR UPDATE). Every ledger call carries a key
 named after the provider's payment (never the event), so two events about one payment, or one event
 delivered twice, move money once. A refund or clawback never fails: what the balance can't cover
-becomes debt, repaid first by the next purchase.
+becomes debt, repaid first by the next purchase. Disputes and fraud warnings: payment_disputes.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row
 
 import ledger
-from ledger.tables import operations
-from orchestration.payment_tables import orders
+from orchestration import payment_disputes as disputes
+from orchestration import payment_freezes as freezes
+from orchestration.payment_books import (
+    CREDITABLE,
+    MISMATCH,
+    TAKEN,
+    Applied,
+    NotYet,
+    after_take_back,
+    booked,
+    credits_for,
+    set_order,
+)
 from payments.facts import PaymentFact
 
+__all__ = ["CREDITABLE", "MISMATCH", "TAKEN", "Applied", "NotYet", "apply_fact", "credits_for"]
 log = logging.getLogger(__name__)
-CREDITABLE = frozenset({"pending", "paid", "expired"})
-TAKEN = frozenset({"credited", "refunded", "disputed"})
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What applying one fact did: the order's status after it and the credits it moved (signed)."""
-
-    status: str
-    credits: int = 0
-    note: str = ""
-    noop: bool = False  # a replay or a report of what was already applied
-
-
-def credits_for(order: Row[Any], amount: int) -> int:
-    """The credits that `amount` (provider units) of the order's price is worth, rounded down."""
-    return int(order.credits) * min(amount, int(order.amount)) // int(order.amount)
-
-
-def _set(connection: Connection, order: Row[Any], now: datetime, **values: Any) -> None:
-    connection.execute(update(orders).where(orders.c.id == order.id).values(updated_at=now, **values))
-
-
-def _after_take_back(order: Row[Any], refunded: int) -> str:
-    return "refunded" if refunded else "credited"  # partly or fully: amount_refunded tells
 
 
 def apply_fact(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     """Apply one fact to a locked order; returns what changed."""
-    if fact.kind == "paid":
-        return _paid(connection, order, fact, now)
-    if fact.kind == "refunded":
-        return _refunded(connection, order, fact, now)
-    if fact.kind == "dispute_withdrawn":
-        return _dispute_withdrawn(connection, order, fact, now)
-    if fact.kind == "dispute_reinstated":
-        return _dispute_reinstated(connection, order, fact, now)
+    handler = _HANDLERS.get(fact.kind)
+    if handler is not None:
+        return handler(connection, order, fact, now)
     if fact.kind in ("failed", "expired") and order.status in ("pending", "paid"):
-        _set(connection, order, now, status=fact.kind, failure=(fact.detail or None) and fact.detail[:200])
+        failure = (fact.detail or None) and fact.detail[:200]
+        set_order(connection, order, now, status=fact.kind, failure=failure)
         return Applied(fact.kind)
     return Applied(order.status, note="nothing to do", noop=True)
 
@@ -77,13 +60,14 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
     if fact.amount != int(order.amount) or fact.currency.upper() != order.currency.upper():
         detail = f"paid {fact.amount} {fact.currency}, expected {order.amount} {order.currency}"
         log.error("order %s refused: %s", order.id, detail)
-        _set(
+        set_order(
             connection,
             order,
             now,
             status="failed",
-            failure=f"amount mismatch: {detail}"[:200],
+            failure=f"{MISMATCH}: {detail}"[:200],
             amount_received=str(fact.amount),
+            payment_ref=fact.payment_ref or order.payment_ref,  # what an admin refund sends back
         )
         return Applied("failed", note="amount mismatch")
     payment = fact.payment_ref or fact.provider_ref or order.id
@@ -109,11 +93,11 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
             idempotency_key=f"{order.rail}:refund:{order.id}:upto:{refunded}",
             now=now,
         )
-    _set(
+    set_order(
         connection,
         order,
         now,
-        status=_after_take_back(order, refunded),
+        status=after_take_back(order, refunded),
         credited=order.credited + order.credits,
         clawed_back=order.clawed_back + taken,
         payment_ref=fact.payment_ref or order.payment_ref,
@@ -123,24 +107,26 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
         paid_at=now,
         credited_at=now,
     )
-    return Applied(_after_take_back(order, refunded), order.credits - taken)
+    return Applied(after_take_back(order, refunded), order.credits - taken)
 
 
 def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
     before = int(order.amount_refunded)
-    total = min(fact.amount + (before if fact.detail == "increment" else 0), int(order.amount))
+    paid = max(int(order.amount), int(order.amount_received))  # a mismatched payment is refunded whole
+    total = min(fact.amount + (before if fact.detail == "increment" else 0), paid)
     if total <= before:
         return Applied(
             order.status, note="refund already applied", noop=True
         )  # a redelivery, or an older event
     if order.status not in TAKEN:
         # Not credited yet: remember the refund; crediting takes it back in the same transaction.
-        _set(connection, order, now, amount_refunded=str(total))
+        set_order(connection, order, now, amount_refunded=str(total))
         return Applied(order.status, note="refund before fulfilment")
     key = f"{order.rail}:refund:{fact.key or f'{order.id}:upto:{total}'}"
-    if _booked(connection, key):
+    if booked(connection, key):
         return Applied(order.status, note="refund already applied", noop=True)  # told twice, two ways
     taken = credits_for(order, total) - credits_for(order, before)
+    freezes.release_all(connection, order, now)  # the refund takes what the warning froze
     if taken:
         ledger.refund(
             connection,
@@ -152,7 +138,7 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
             now=now,
         )
     status = "disputed" if order.status == "disputed" else "refunded"
-    _set(
+    set_order(
         connection,
         order,
         now,
@@ -163,51 +149,31 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
     return Applied(status, -taken)
 
 
-def _withdrawn_key(order: Row[Any], fact: PaymentFact) -> str:
-    return f"{order.rail}:dispute:{fact.key}:withdrawn"
+def _refund_failed(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
+    key = f"{order.rail}:refund_failed:{fact.key}"
+    before = int(order.amount_refunded)
+    if booked(connection, key):
+        return Applied(order.status, note="refund failure already applied", noop=True)
+    if before < fact.amount:
+        raise NotYet(f"order {order.id}: refund {fact.key} failed before its refund was booked")
+    after = before - fact.amount
+    if order.status not in TAKEN:  # remembered, never taken back: forget it
+        set_order(connection, order, now, amount_refunded=str(after))
+        return Applied(order.status, note="refund failed before fulfilment")
+    given = credits_for(order, before) - credits_for(order, after)
+    failure = f"refund failed: {fact.detail}"[:200]
+    set_order(connection, order, now, amount_refunded=str(after), failure=failure)
+    return disputes.give_back(connection, order, given, key, now, refunded=after)
 
 
-def _booked(connection: Connection, key: str) -> bool:
-    """Whether the ledger already made the operation with this key."""
-    found = select(operations.c.idempotency_key).where(operations.c.idempotency_key == key)
-    return connection.execute(found).first() is not None
-
-
-def _dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    if order.status not in TAKEN:
-        _set(connection, order, now, status="disputed", failure="disputed before it was credited")
-        return Applied("disputed", note="disputed before fulfilment")
-    key = _withdrawn_key(order, fact)
-    if _booked(connection, key):
-        return Applied(order.status, note="dispute already withdrawn", noop=True)
-    taken = credits_for(order, fact.amount)
-    ledger.clawback(
-        connection,
-        user_id=order.user_id,
-        amount=taken,
-        rail=order.rail,
-        reference=f"order:{order.id}",
-        idempotency_key=key,
-        now=now,
-    )
-    _set(connection, order, now, status="disputed", clawed_back=order.clawed_back + taken)
-    return Applied("disputed", -taken)
-
-
-def _dispute_reinstated(connection: Connection, order: Row[Any], fact: PaymentFact, now: datetime) -> Applied:
-    key = f"{order.rail}:dispute:{fact.key}:reinstated"
-    if not _booked(connection, _withdrawn_key(order, fact)) or _booked(connection, key):
-        return Applied(order.status, note="nothing withdrawn to reinstate", noop=True)
-    given = credits_for(order, fact.amount)
-    ledger.purchase(
-        connection,
-        user_id=order.user_id,
-        amount=given,
-        rail=order.rail,
-        reference=f"order:{order.id}",
-        idempotency_key=key,
-        now=now,
-    )
-    status = _after_take_back(order, int(order.amount_refunded))
-    _set(connection, order, now, status=status, credited=order.credited + given)
-    return Applied(status, given)
+_HANDLERS: dict[str, Callable[[Connection, Row[Any], PaymentFact, datetime], Applied]] = {
+    "paid": _paid,
+    "refunded": _refunded,
+    "refund_failed": _refund_failed,
+    "dispute_opened": disputes.dispute_opened,
+    "dispute_withdrawn": disputes.dispute_withdrawn,
+    "dispute_reinstated": disputes.dispute_reinstated,
+    "dispute_closed": disputes.dispute_closed,
+    "dispute_won": disputes.dispute_won,
+    "fraud_warning": disputes.fraud_warning,
+}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row
 
 from ledger.amounts import credits_text
 from orchestration import progress, steps
@@ -34,3 +37,20 @@ def after_commit(
 def tell(services: Services, user_id: str, kind: str, **fields: object) -> None:
     """A payment notification that is not a balance change (auto top-up turned off, ...)."""
     progress.publish_user_event(services.redis, user_id, kind, **fields)
+
+
+def refilled(services: Services, user_id: str, refills: Sequence[tuple[Row[Any], Applied]]) -> None:
+    """An `auto_top_up` event per refill just credited: which order, the credits, what the card paid."""
+    for order, outcome in refills:
+        if order.purpose != "auto_top_up" or outcome.noop or outcome.credits <= 0:
+            continue
+        progress.publish_user_event(
+            services.redis,
+            user_id,
+            "auto_top_up",
+            order_id=order.id,
+            status=outcome.status,
+            credits=credits_text(outcome.credits),
+            amount=str(order.amount),
+            currency=order.currency,
+        )

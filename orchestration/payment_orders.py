@@ -8,16 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, or_, select, update
+from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
 from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payment_tables import orders
-from orchestration.payment_units import plain_unit
+from orchestration.payment_units import money_unit, plain_unit
 from payments.facts import ProviderError
 from runtime.payment_settings import CreditPack
 
 MICRO = 1_000_000
+# Top-ups (card and wallet checkouts, paid or not) a user may start per window: a person buys a few packs,
+# a card-testing script or a runaway client starts dozens.
+VELOCITY = ((timedelta(hours=1), 10), (timedelta(days=1), 30))
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ def start_provider_order(
         price.currency,
         expires_at=now + timedelta(seconds=services.settings.PAYMENT_ORDER_TTL_S),
     )
-    with plain_unit(services) as connection:
+    with money_unit(services, user_id) as connection:  # the account lock: two requests count in turn
+        _within_velocity(connection, user_id, now)
         row = insert_order(connection, order, now=now)
     try:
         answer = create(row)
@@ -80,6 +84,28 @@ def start_provider_order(
     with plain_unit(services) as connection:
         attach_provider_ref(connection, row.id, str(answer["id"]), datetime.now(UTC))
     return row, answer
+
+
+def count_orders(connection: Connection, user_id: str, purpose: str, *conditions: Any) -> int:
+    """How many of the user's orders of one purpose meet `conditions`."""
+    statement = select(func.count()).select_from(orders)
+    return int(
+        connection.execute(
+            statement.where(orders.c.user_id == user_id, orders.c.purpose == purpose, *conditions)
+        ).scalar_one()
+    )
+
+
+def _within_velocity(connection: Connection, user_id: str, now: datetime) -> None:
+    """Refuse (429) a top-up past the user's VELOCITY limits: card testing and runaway clients start many."""
+    for window, most in VELOCITY:
+        started = count_orders(connection, user_id, "checkout", orders.c.created_at >= now - window)
+        if started >= most:
+            raise PaymentRefused(
+                f"At most {most} top-ups may be started in {window}; try again later.",
+                kind="top-up-velocity",
+                status=429,
+            )
 
 
 def insert_order(connection: Connection, order: NewOrder, *, now: datetime, **extra: Any) -> Row[Any]:

@@ -53,6 +53,9 @@ orders = Table(
     Column("credited", BigInteger, nullable=False, server_default=text("0")),
     Column("clawed_back", BigInteger, nullable=False, server_default=text("0")),
     Column("failure", String(200)),
+    # Look-ups the provider refused for good (a 4xx) in a row: at payment_reconciler.MAX_LOOKUP_FAILURES the
+    # reconciler parks the order (expired, still creditable by a late event) instead of asking forever.
+    Column("lookup_failures", Integer, nullable=False, server_default=text("0")),
     Column("expires_at", Timestamp, nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
@@ -155,6 +158,7 @@ auto_top_ups = Table(
     Column("threshold", BigInteger, nullable=False),
     Column("pack_id", String(40), nullable=False),
     Column("max_per_month", Integer, nullable=False),
+    Column("max_amount_per_month", String(80)),  # the pack's currency's minor units; NULL: price x count
     Column("customer_ref", String(100)),
     Column("payment_method_ref", String(100)),
     Column("failures", Integer, nullable=False, server_default=text("0")),

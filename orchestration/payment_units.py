@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
@@ -37,3 +38,8 @@ def send_task(services: Services, name: str, *args: object) -> bool:
         log.exception("could not enqueue %s%r; the reconciler will retry", name, args)
         return False
     return True
+
+
+def aware(moment: datetime) -> datetime:
+    """A stored time as aware UTC (SQLite hands back naive UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
@@ -16,11 +17,15 @@ from orchestration.payment_orders import (
     pack_or_refuse,
     start_provider_order,
 )
-from orchestration.payment_units import plain_unit
+from orchestration.payment_units import plain_unit, send_task
 from orchestration.payments_stripe import return_url
 from payments import paypal_events
-from payments.facts import ProviderError
+from payments.facts import MalformedWebhook, ProviderError
 from runtime.payment_settings import ZERO_DECIMAL
+
+UNCAPTURABLE = frozenset({409, 422})  # PayPal's answers to a capture the order's state does not allow
+AWAITING_BUYER = frozenset({"CREATED", "PAYER_ACTION_REQUIRED", "SAVED"})
+CAPTURE_TASK = "creditflow.critical.capture_paypal_order"
 
 
 def _decimals(currency: str) -> int:
@@ -97,14 +102,47 @@ def capture(services: Services, *, user_id: str, any_id: str) -> dict[str, Any]:
     order = _own(services, user_id, any_id)
     if order.provider_ref is None:
         raise PaymentRefused("This order never reached PayPal.", kind="not-capturable", status=409)
-    answer = payment_gateways.paypal(services).capture(order.provider_ref, request_id=f"capture:{order.id}")
+    gateway = payment_gateways.paypal(services)
+    standing = gateway.order(order.provider_ref)
+    if standing.get("status") in AWAITING_BUYER:
+        # Asked before capturing, so the capture's PayPal-Request-Id is not spent on a refusal that
+        # PayPal would replay once the buyer has approved.
+        raise PaymentRefused(
+            f"The buyer has not approved this PayPal order yet ({standing.get('status')}).",
+            kind="not-approved",
+            status=409,
+        )
+    try:
+        answer = gateway.capture(order.provider_ref, request_id=f"capture:{order.id}")
+    except ProviderError as exc:
+        if exc.retryable or exc.status not in UNCAPTURABLE:
+            raise
+        # PayPal refused this capture for what the order is (not approved yet, already captured by
+        # another request): the caller's mistake or a race, not a gateway failure.
+        raise PaymentRefused(
+            f"PayPal will not capture this order: {exc.issue or exc.code}.",
+            kind="not-capturable",
+            status=409,
+        ) from exc
     return {"status": _feed(services, order, answer, "capture"), "order_id": order.id}
+
+
+def _event_of(payload: bytes) -> dict[str, Any]:
+    """The event in a webhook body; MalformedWebhook (400) when it is not UTF-8 JSON naming an event."""
+    try:
+        event = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedWebhook("the body is not UTF-8 JSON") from None
+    if not isinstance(event, dict) or "id" not in event:
+        raise MalformedWebhook("the body is not a PayPal event")
+    return event
 
 
 def receive_webhook(services: Services, payload: bytes, headers: dict[str, str]) -> str:
     """Verify a webhook through PayPal on its exact raw body, record it, enqueue it."""
-    payment_gateways.paypal(services).verify(payload, headers)
-    event = json.loads(payload)
+    gateway = payment_gateways.paypal(services)  # RailDisabled (503) first
+    event = _event_of(payload)  # before PayPal is asked: it could only verify UTF-8 JSON
+    gateway.verify(payload, headers)
     if event.get("event_type") not in paypal_events.HANDLED:
         return "ignored"
     recorded = payment_events.record_and_enqueue(
@@ -114,10 +152,29 @@ def receive_webhook(services: Services, payload: bytes, headers: dict[str, str])
         type_=str(event["event_type"]),
         payload=payload.decode(),
     )
+    approved = (event.get("resource") or {}).get("id")
+    if event["event_type"] == "CHECKOUT.ORDER.APPROVED" and recorded.new and approved:
+        # Captured now rather than at the reconciler's next pass (which still captures it if this fails).
+        send_task(services, CAPTURE_TASK, str(approved))
     return "recorded" if recorded.new else "duplicate"
 
 
-def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
+def capture_approved(services: Services, paypal_order_id: str) -> str:
+    """Capture an order PayPal said the buyer approved; the same PayPal-Request-Id as the buyer's capture."""
+    with plain_unit(services) as connection:
+        order = find_order(connection, "paypal", payment_ref=None, provider_ref=paypal_order_id)
+    if order is None or order.status != "pending":
+        return "not ours" if order is None else order.status
+    try:
+        answer = payment_gateways.paypal(services).capture(paypal_order_id, request_id=f"capture:{order.id}")
+    except ProviderError as exc:
+        if exc.retryable or exc.status not in UNCAPTURABLE:
+            raise
+        return "not capturable"  # captured meanwhile by the buyer's own call, or no longer approved
+    return _feed(services, order, answer, "capture")
+
+
+def reconcile(services: Services, order: Row[Any], *, overdue: bool, now: datetime | None = None) -> str:
     """Ask PayPal about a pending order; capture it ourselves if the buyer approved but we never did."""
     if order.provider_ref is None:
         return "no order"
@@ -125,12 +182,14 @@ def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
     answer = gateway.order(order.provider_ref)
     if answer.get("status") == "APPROVED":
         answer = gateway.capture(order.provider_ref, request_id=f"capture:{order.id}")
-    if answer.get("status") in ("CREATED", "PAYER_ACTION_REQUIRED", "SAVED", "APPROVED"):
+    if answer.get("status") in AWAITING_BUYER | {"APPROVED"}:
         return "pending"
     return _feed(services, order, answer, "reconcile")
 
 
-def refund(services: Services, order: Row[Any], amount: int, *, request_key: str | None = None) -> None:
+def refund(
+    services: Services, order: Row[Any], amount: int, *, request_key: str | None = None, reason: str = ""
+) -> None:
     """Refund at PayPal and feed the refund in as the PAYMENT.CAPTURE.REFUNDED webhook would."""
     if not order.payment_ref:
         raise ProviderError("the order has no PayPal capture to refund", retryable=False)
@@ -141,6 +200,7 @@ def refund(services: Services, order: Row[Any], amount: int, *, request_key: str
         currency=order.currency,
         decimals=_decimals(order.currency),
         request_id=f"refund:{order.id}:{request_key or total}",
+        note=reason,
     )
     answer.setdefault("custom_id", order.id)
     event = {"id": f"refund:{answer.get('id')}", "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource": answer}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import Row
 
-from orchestration import payment_events, payment_gateways
+from orchestration import payment_events, payment_gateways, payment_refill_recovery, payment_saved_cards
 from orchestration.bootstrap import Services
 from orchestration.payment_orders import (
     pack_or_refuse,
@@ -32,6 +33,8 @@ def start_checkout(
     pack = pack_or_refuse(services, pack_id, "stripe")
     assert pack.stripe is not None
     price = pack.stripe
+    # A card is saved only as the user's own Stripe customer (created for them, metadata names them).
+    customer = payment_saved_cards.customer_for(services, user_id) if save_card else None
     row, session = start_provider_order(
         services,
         user_id=user_id,
@@ -45,6 +48,7 @@ def start_checkout(
             currency=price.currency,
             success_url=return_url(services, "success", order.id),
             cancel_url=return_url(services, "cancel", order.id),
+            customer=customer,
             save_card=save_card,
         ),
     )
@@ -66,11 +70,13 @@ def receive_webhook(services: Services, payload: bytes, signature: str | None) -
     return "recorded" if recorded.new else "duplicate"
 
 
-def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
+def reconcile(services: Services, order: Row[Any], *, overdue: bool, now: datetime | None = None) -> str:
     """Ask Stripe how a pending order's session (or auto top-up PaymentIntent) stands; feed the answer in.
 
     An overdue order's open session is expired at Stripe first, so it can't be paid after we gave up."""
     gateway = payment_gateways.stripe(services)
+    if order.provider_ref is None and order.purpose == "auto_top_up":
+        return payment_refill_recovery.recover(services, order, now=now or datetime.now(UTC))
     if order.provider_ref is None:
         return "no session"  # its creation failed before Stripe answered: it expires by age
     if order.purpose == "auto_top_up":
@@ -95,7 +101,9 @@ def reconcile(services: Services, order: Row[Any], *, overdue: bool) -> str:
     return fact.kind
 
 
-def refund(services: Services, order: Row[Any], amount: int, *, request_key: str | None = None) -> None:
+def refund(
+    services: Services, order: Row[Any], amount: int, *, request_key: str | None = None, reason: str = ""
+) -> None:
     """Refund at Stripe, then feed the charge's new cumulative refund in (the `charge.refunded` webhook
     names the same refund step, so it changes nothing more)."""
     if not order.payment_ref:
@@ -103,7 +111,10 @@ def refund(services: Services, order: Row[Any], amount: int, *, request_key: str
     gateway = payment_gateways.stripe(services)
     total = int(order.amount_refunded) + amount
     refund = gateway.refund(
-        payment_ref=order.payment_ref, amount=amount, key=f"admin-refund:{order.id}:{request_key or total}"
+        payment_ref=order.payment_ref,
+        amount=amount,
+        key=f"admin-refund:{order.id}:{request_key or total}",
+        reason=reason,
     )
     charge = gateway.charge(str(refund["charge"]))
     event = {

@@ -6,7 +6,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 FactKind = Literal[
-    "paid", "failed", "expired", "refunded", "dispute_withdrawn", "dispute_reinstated", "pending"
+    "paid",
+    "failed",
+    "expired",
+    "refunded",
+    "refund_failed",
+    "dispute_opened",
+    "dispute_withdrawn",
+    "dispute_reinstated",
+    "dispute_closed",
+    "dispute_won",
+    "fraud_warning",
+    "pending",
 ]
 
 
@@ -23,13 +34,35 @@ class InvalidSignature(ValueError):
     """A webhook whose signature is missing, wrong or too old."""
 
 
-class ProviderError(RuntimeError):
-    """A provider call failed; `retryable` when trying again later may succeed (network, 5xx, 429)."""
+class MalformedWebhook(ValueError):
+    """A webhook body that is not the provider's JSON (not UTF-8, not an object) or not meant for this
+    account (a live event for a test key): refused, unrecorded; `kind` names the problem."""
 
-    def __init__(self, message: str, *, retryable: bool, code: str | None = None) -> None:
+    def __init__(self, message: str, *, kind: str = "malformed-webhook") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class ProviderError(RuntimeError):
+    """A provider call failed; `retryable` when trying again later may succeed (network, 5xx, 429).
+
+    `status` is the provider's HTTP status when it answered (a 4xx names a request it will never accept),
+    `issue` its finer reason when it gives one (PayPal's `ORDER_NOT_APPROVED`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        code: str | None = None,
+        status: int | None = None,
+        issue: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.status = status
+        self.issue = issue
 
 
 @dataclass(frozen=True)

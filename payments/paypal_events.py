@@ -19,6 +19,10 @@ HANDLED = frozenset(
         "PAYMENT.CAPTURE.DECLINED",
         "PAYMENT.CAPTURE.REFUNDED",
         "PAYMENT.CAPTURE.REVERSED",
+        "CHECKOUT.ORDER.APPROVED",  # no fact by itself: the buyer approved, so we capture at once
+        "CUSTOMER.DISPUTE.CREATED",
+        "CUSTOMER.DISPUTE.UPDATED",
+        "CUSTOMER.DISPUTE.RESOLVED",
     }
 )
 LOOKUP_ORDER = "lookup.order"  # an Orders v2 answer we fetched (a capture result, the reconciler's GET)
@@ -107,4 +111,26 @@ def facts(event_type: str, body: dict[str, Any]) -> list[PaymentFact]:
         return [_refund_fact("refunded", resource)]
     if event_type == "PAYMENT.CAPTURE.REVERSED":
         return [_refund_fact("dispute_withdrawn", resource)]
+    if event_type.startswith("CUSTOMER.DISPUTE."):
+        return [_dispute_fact(resource)]
     return []
+
+
+def _dispute_fact(dispute: dict[str, Any]) -> PaymentFact:
+    """A dispute: open, its credits are frozen; won, what its reversal took comes back; else it just ends.
+    The money itself moves on PAYMENT.CAPTURE.REVERSED / .REFUNDED, never on the dispute's own events."""
+    amount, currency = _minor(dispute.get("dispute_amount"))
+    transactions = dispute.get("disputed_transactions") or [{}]
+    outcome = str((dispute.get("dispute_outcome") or {}).get("outcome_code") or "")
+    kind: FactKind = "dispute_opened"
+    if dispute.get("status") == "RESOLVED" or outcome:
+        kind = "dispute_won" if outcome == "RESOLVED_SELLER_FAVOUR" else "dispute_closed"
+    return PaymentFact(
+        kind,
+        None,
+        payment_ref=transactions[0].get("seller_transaction_id"),
+        amount=amount,
+        currency=currency,
+        key=str(dispute.get("dispute_id")),
+        detail=outcome or str(dispute.get("status")),
+    )

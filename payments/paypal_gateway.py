@@ -110,13 +110,14 @@ class PaypalGateway:
                 else {}
             )
             name = body.get("name") or body.get("error")
-            detail = (
-                (body.get("details") or [{}])[0].get("issue") or body.get("message") or response.text[:200]
-            )
+            issue = (body.get("details") or [{}])[0].get("issue")
+            detail = issue or body.get("message") or response.text[:200]
             raise ProviderError(
                 f"paypal: {response.status_code} {name}: {detail}",
                 retryable=response.status_code >= 500 or response.status_code == 429,
                 code=name,
+                status=response.status_code,
+                issue=issue,
             )
         answer: dict[str, Any] = response.json() if response.content else {}
         return answer
@@ -164,10 +165,12 @@ class PaypalGateway:
         return self._send("GET", f"/v2/checkout/orders/{paypal_order_id}")
 
     def refund(
-        self, capture_id: str, *, amount: int, currency: str, decimals: int, request_id: str
+        self, capture_id: str, *, amount: int, currency: str, decimals: int, request_id: str, note: str = ""
     ) -> dict[str, Any]:
-        """Refund part or all of a capture."""
-        body = {"amount": {"value": to_value(amount, decimals), "currency_code": currency}}
+        """Refund part or all of a capture (`note` is shown to the payer)."""
+        body: dict[str, Any] = {"amount": {"value": to_value(amount, decimals), "currency_code": currency}}
+        if note:
+            body["note_to_payer"] = note[:255]
         return self._send(
             "POST",
             f"/v2/payments/captures/{capture_id}/refund",
@@ -184,7 +187,7 @@ class PaypalGateway:
         import json
 
         head = json.dumps({**given, "webhook_id": self.webhook_id})
-        raw = payload.decode()
+        raw = payload.decode()  # the caller checked it is UTF-8 (webhook_text)
         body = head[:-1] + ', "webhook_event": ' + raw + "}"  # the event exactly as it came
         try:
             answer = self._send(

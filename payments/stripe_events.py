@@ -16,12 +16,25 @@ HANDLED = frozenset(
         "checkout.session.async_payment_failed",
         "checkout.session.expired",
         "charge.refunded",
+        "charge.refund.updated",
+        "refund.failed",
+        "charge.dispute.created",
         "charge.dispute.funds_withdrawn",
         "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
+        "radar.early_fraud_warning.created",
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
     }
 )
+
+
+DISPUTE_FACTS: dict[str, FactKind] = {
+    "charge.dispute.created": "dispute_opened",  # its credits are held while it is open
+    "charge.dispute.funds_withdrawn": "dispute_withdrawn",
+    "charge.dispute.funds_reinstated": "dispute_reinstated",
+    "charge.dispute.closed": "dispute_closed",  # whatever the outcome, the hold ends
+}
 
 
 def _id(value: Any) -> str | None:
@@ -93,6 +106,11 @@ def event_facts(event: dict[str, Any]) -> list[PaymentFact]:
             return []  # checkout payments are fulfilled from their session, once
         fact = intent_fact(obj, event_type=kind)
         return [] if fact.kind == "pending" else [fact]
+    return _charge_facts(kind, obj)
+
+
+def _charge_facts(kind: str, obj: dict[str, Any]) -> list[PaymentFact]:
+    """Refunds, disputes and fraud warnings: about a payment already made, named by its PaymentIntent."""
     if kind == "charge.refunded":
         total = int(obj.get("amount_refunded") or 0)
         # The cumulative total names the refund step: a redelivery is the same step, a later
@@ -107,8 +125,8 @@ def event_facts(event: dict[str, Any]) -> list[PaymentFact]:
                 key=f"{obj.get('id')}:{total}",
             )
         ]
-    if kind in ("charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"):
-        fact_kind: FactKind = "dispute_withdrawn" if kind.endswith("withdrawn") else "dispute_reinstated"
+    if kind in DISPUTE_FACTS:
+        fact_kind = DISPUTE_FACTS[kind]
         return [
             PaymentFact(
                 fact_kind,
@@ -117,6 +135,32 @@ def event_facts(event: dict[str, Any]) -> list[PaymentFact]:
                 amount=int(obj.get("amount") or 0),
                 currency=str(obj.get("currency") or "").upper(),
                 key=str(obj.get("id")),
+            )
+        ]
+    if kind in ("charge.refund.updated", "refund.failed"):
+        if obj.get("status") != "failed":
+            return []  # a refund's other updates change nothing here
+        # The refund did not reach the card: its money came back to us, so its credits go back to the user.
+        return [
+            PaymentFact(
+                "refund_failed",
+                None,
+                payment_ref=_id(obj.get("payment_intent")),
+                amount=int(obj.get("amount") or 0),
+                currency=str(obj.get("currency") or "").upper(),
+                key=str(obj.get("id")),
+                detail=str(obj.get("failure_reason") or "unknown"),
+            )
+        ]
+    if kind == "radar.early_fraud_warning.created":
+        # The issuer reports the card as likely stolen: the purchase's unspent credits are frozen for review.
+        return [
+            PaymentFact(
+                "fraud_warning",
+                None,
+                payment_ref=_id(obj.get("payment_intent")),
+                key=str(obj.get("id")),
+                detail=str(obj.get("fraud_type") or "unknown"),
             )
         ]
     return []

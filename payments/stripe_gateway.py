@@ -8,8 +8,11 @@ from typing import Any
 
 import stripe
 
-from payments.facts import InvalidSignature, ProviderError, RailDisabled
+from payments.facts import InvalidSignature, MalformedWebhook, ProviderError, RailDisabled
 from runtime.settings import Settings
+
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})  # Stripe's enum
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -18,18 +21,26 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 def _provider_error(exc: stripe.StripeError) -> ProviderError:
     status = exc.http_status or 0
-    retryable = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or status >= 500
-    return ProviderError(f"stripe: {exc.user_message or exc}", retryable=retryable, code=exc.code)
+    # An idempotency key already used with other parameters: the first request did reach Stripe, so
+    # asking again later (its PaymentIntent is found by search) may succeed.
+    retryable = (
+        isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError | stripe.IdempotencyError)
+        or status >= 500
+    )
+    return ProviderError(
+        f"stripe: {exc.user_message or exc}", retryable=retryable, code=exc.code, status=status or None
+    )
 
 
 class StripeGateway:
     """The Stripe API for one account, and its webhook secret."""
 
-    def __init__(self, client: stripe.StripeClient, webhook_secret: str) -> None:
+    def __init__(self, client: stripe.StripeClient, webhook_secret: str, *, livemode: bool = False) -> None:
         if not webhook_secret.strip():
             raise RailDisabled("stripe", ["STRIPE_WEBHOOK_SECRET"])
         self.client = client
         self.webhook_secret = webhook_secret
+        self.livemode = livemode  # a live key takes live events only, a test key test events only
 
     @classmethod
     def create_service(cls, settings: Settings) -> StripeGateway:
@@ -43,7 +54,8 @@ class StripeGateway:
             http_client=stripe.RequestsClient(timeout=settings.PAYMENT_HTTP_TIMEOUT_S),
             max_network_retries=2,
         )
-        return cls(client, settings.STRIPE_WEBHOOK_SECRET)
+        live = settings.STRIPE_SECRET_KEY.startswith(LIVE_KEY_PREFIXES)
+        return cls(client, settings.STRIPE_WEBHOOK_SECRET, livemode=live)
 
     def verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event in a webhook body, if its Stripe-Signature is valid and recent."""
@@ -56,6 +68,12 @@ class StripeGateway:
             raise InvalidSignature(str(exc).split(".")[0]) from None
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or "type" not in event:
             raise InvalidSignature("the body is not a Stripe event")
+        if event.get("livemode") is not self.livemode:  # absent or not a boolean: refused too
+            raise MalformedWebhook(
+                f"a {'live' if event.get('livemode') else 'test'} event for a "
+                f"{'live' if self.livemode else 'test'} key",
+                kind="livemode-mismatch",
+            )
         return event
 
     def create_checkout_session(
@@ -76,6 +94,7 @@ class StripeGateway:
         intent: dict[str, Any] = {"metadata": metadata}
         if save_card:
             intent["setup_future_usage"] = "off_session"  # for auto top-up
+            intent["metadata"] = {**metadata, "save_card": "true"}  # the card is kept from this one only
         params: dict[str, Any] = {
             "mode": "payment",
             "client_reference_id": order_id,
@@ -107,6 +126,16 @@ class StripeGateway:
             raise _provider_error(exc) from exc
         return _plain(session)
 
+    def create_customer(self, *, user_id: str) -> dict[str, Any]:
+        """The Stripe customer of one of our users (its metadata names them); created once per user."""
+        try:
+            customer = self.client.v1.customers.create(
+                {"metadata": {"user_id": user_id}}, options={"idempotency_key": f"customer:{user_id}"}
+            )
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
+        return _plain(customer)
+
     def session(self, session_id: str) -> dict[str, Any]:
         """A Checkout Session as Stripe has it now (the reconciler's question)."""
         try:
@@ -130,6 +159,15 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc
 
+    def find_payment_intent(self, order_id: str) -> dict[str, Any] | None:
+        """The PaymentIntent whose metadata names our order (Stripe's search), or None."""
+        try:
+            found = self.client.v1.payment_intents.search({"query": f"metadata['order_id']:'{order_id}'"})
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
+        intents = [_plain(intent) for intent in found.data]
+        return intents[0] if intents else None
+
     def charge(self, charge_id: str) -> dict[str, Any]:
         """A charge (its cumulative `amount_refunded`)."""
         try:
@@ -137,11 +175,18 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc
 
-    def refund(self, *, payment_ref: str, amount: int, key: str) -> dict[str, Any]:
-        """Refund part or all of a payment; the key makes a retried call refund once."""
+    def refund(self, *, payment_ref: str, amount: int, key: str, reason: str = "") -> dict[str, Any]:
+        """Refund part or all of a payment; the key makes a retried call refund once. The admin's reason
+        goes in the metadata, and as Stripe's own `reason` when it is one of Stripe's."""
+        params: dict[str, Any] = {"payment_intent": payment_ref, "amount": amount}
+        if reason:
+            params["metadata"] = {"reason": reason[:500]}
+        if reason in REFUND_REASONS:
+            params["reason"] = reason
         try:
             refund = self.client.v1.refunds.create(
-                {"payment_intent": payment_ref, "amount": amount}, options={"idempotency_key": key}
+                params,  # type: ignore[arg-type]
+                options={"idempotency_key": key},
             )
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc

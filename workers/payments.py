@@ -14,6 +14,7 @@ from orchestration import (
     payments_crypto,
     payments_crypto_scan,
     payments_crypto_settle,
+    payments_paypal,
 )
 from payments.facts import ProviderError
 from workers.app import queue_task
@@ -72,6 +73,14 @@ def settle_crypto_intent(self: Any, order_id: str) -> str | None:
     return applied.status if applied else None
 
 
+@queue_task(
+    "critical", max_retries=5, autoretry_for=(ProviderError,), retry_backoff_max=60, ignore_result=True
+)
+def capture_paypal_order(self: Any, paypal_order_id: str) -> str:
+    """Capture a PayPal order the buyer approved (CHECKOUT.ORDER.APPROVED); the reconciler if this fails."""
+    return payments_paypal.capture_approved(self.services, paypal_order_id)
+
+
 @queue_task("critical", ignore_result=True)
 def auto_top_up(self: Any, user_id: str) -> str:
     """Refill one user from their saved card if their balance is still below the threshold."""
@@ -82,7 +91,12 @@ def auto_top_up(self: Any, user_id: str) -> str:
 def reconcile_payments(self: Any) -> dict[str, Any]:
     """Re-ask the providers about pending orders, re-send lost events, expire unpaid orders (beat)."""
     result = payment_reconciler.sweep(self.services)
-    return {"outcomes": result.outcomes, "resent_events": result.resent_events, "expired": result.expired}
+    return {
+        "outcomes": result.outcomes,
+        "resent_events": result.resent_events,
+        "expired": result.expired,
+        "parked": result.parked,
+    }
 
 
 @queue_task("maintenance", ignore_result=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -67,7 +68,10 @@ class StripeState:
         self.intents: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
-        self.idempotent: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.search_offered = True  # Stripe's search is not offered in every region
+        # Idempotency-Key -> (the request's body, its answer): replayed for the same body, refused for another
+        self.idempotent: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.fail_next: list[int] = []  # statuses to answer instead of the next requests
         # POSTs carried out whose answers are then lost on the way back (answered 500), as on a timeout
@@ -110,6 +114,17 @@ class StripeState:
     def _public_session(session: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in session.items() if k not in ("payment_intent_data", "customer_creation")}
 
+    def create_customer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        customer = {
+            "id": self.new_id("cus"),
+            "object": "customer",
+            "metadata": body.get("metadata", {}),
+            "created": int(time.time()),
+            "livemode": False,
+        }
+        self.customers[customer["id"]] = customer
+        return 200, customer
+
     def expire_session(self, session_id: str) -> tuple[int, dict[str, Any]]:
         session = self.sessions.get(session_id)
         if session is None:
@@ -145,6 +160,36 @@ class StripeState:
         self._succeed(intent)
         return 200, intent
 
+    def search_intents(self, query: str) -> tuple[int, dict[str, Any]]:
+        """Stripe's search, for the one clause creditflow sends: metadata['key']:'value'."""
+        if not self.search_offered:
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "feature_not_enabled",
+                    "message": "Search is not available for this account.",
+                }
+            }
+        clause = re.fullmatch(r"metadata\['([^']+)'\]:'([^']*)'", query.strip())
+        if clause is None:
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "parameter_invalid_string",
+                    "message": f"The query {query!r} is not supported here.",
+                    "param": "query",
+                }
+            }
+        key, value = clause.groups()
+        found = [intent for intent in self.intents.values() if intent["metadata"].get(key) == value]
+        return 200, {
+            "object": "search_result",
+            "data": found,
+            "has_more": False,
+            "next_page": None,
+            "url": "/v1/payment_intents/search",
+        }
+
     @staticmethod
     def _card_error(code: str, message: str, intent: dict[str, Any]) -> dict[str, Any]:
         return {"error": {"type": "card_error", "code": code, "message": message, "payment_intent": intent}}
@@ -163,7 +208,9 @@ class StripeState:
                     "message": "Refund amount is greater than unrefunded amount on charge.",
                 }
             }
-        return 200, self.refund(intent["id"], amount)[1]
+        refund = self.refund(intent["id"], amount)[1]
+        refund.update(reason=body.get("reason"), metadata=body.get("metadata", {}))
+        return 200, refund
 
     # --- what happens at Stripe (test code calls these) --------------------------------------
 
@@ -276,6 +323,16 @@ class StripeState:
         self.refunds[refund["id"]] = refund
         return dict(charge), refund
 
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict[str, Any]:
+        """A refund the card network could not deliver: its amount is no longer refunded on the charge."""
+        with self.lock:
+            refund = self.refunds[refund_id]
+            charge = self.charges[refund["charge"]]
+            charge["amount_refunded"] -= refund["amount"]
+            charge["refunded"] = False
+            refund.update(status="failed", failure_reason=reason)
+            return dict(refund)
+
     def dispute(self, intent_id: str, amount: int | None = None) -> dict[str, Any]:
         """A chargeback on the payment's charge."""
         charge = self.charges[self.intents[intent_id]["latest_charge"]]
@@ -335,12 +392,16 @@ class StripeState:
                 )
             if method == "POST" and parts == ["v1", "payment_intents"]:
                 return self.create_intent(body)
+            if method == "GET" and parts == ["v1", "payment_intents", "search"]:
+                return self.search_intents(str(body.get("query", "")))
             if method == "GET" and parts[:2] == ["v1", "payment_intents"] and len(parts) == 3:
                 found = self.intents.get(parts[2])
                 return (200, found) if found else self._missing("payment_intent", parts[2])
             if method == "GET" and parts[:2] == ["v1", "charges"] and len(parts) == 3:
                 found = self.charges.get(parts[2])
                 return (200, found) if found else self._missing("charge", parts[2])
+            if method == "POST" and parts == ["v1", "customers"]:
+                return self.create_customer(body)
             if method == "POST" and parts == ["v1", "refunds"]:
                 return self.create_refund(body)
         return 404, {
@@ -380,11 +441,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         key = self.headers.get("Idempotency-Key")
         if method == "POST" and key and key in state.idempotent:
-            status, answer = state.idempotent[key]
+            first, status, answer = state.idempotent[key]
+            if first != body:
+                status, answer = 400, {
+                    "error": {
+                        "type": "idempotency_error",
+                        "message": "Keys for idempotent requests can only be used with the same parameters "
+                        "they were first used with.",
+                    }
+                }
         else:
             status, answer = state.handle(method, split.path, body)
             if method == "POST" and key and status < 500:
-                state.idempotent[key] = (status, answer)
+                state.idempotent[key] = (body, status, answer)
         if method == "POST" and state.lose_answers > 0:
             state.lose_answers -= 1
             status, answer = 500, {"error": {"type": "api_error", "message": "the answer was lost"}}

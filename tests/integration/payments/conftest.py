@@ -286,6 +286,12 @@ def posted(services: Services, user_id: str) -> int:
         return ledger.balance(connection, user_id=user_id).posted
 
 
+def held(services: Services, user_id: str) -> int:
+    """The user's held credits (job holds, dispute and fraud-warning freezes), micro-credits."""
+    with services.engine.connect() as connection:
+        return ledger.balance(connection, user_id=user_id).held
+
+
 def debt(services: Services, user_id: str) -> int:
     """The user's debt, micro-credits."""
     with services.engine.connect() as connection:

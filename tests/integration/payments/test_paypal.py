@@ -12,7 +12,16 @@ from flask.testing import FlaskClient
 
 from orchestration import payment_reconciler
 from orchestration.bootstrap import Services
-from tests.integration.payments.conftest import M, ledger_clean, order_row, posted, purchases, wait_status
+from tests.integration.payments.conftest import (
+    M,
+    held,
+    ledger_clean,
+    order_row,
+    posted,
+    purchases,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
 WELCOME = 1000 * M
@@ -22,6 +31,15 @@ def create(client: FlaskClient, headers: dict[str, str]) -> dict[str, Any]:
     answer = client.post("/api/v1/payments/paypal/orders", json={"pack_id": "credits-1000"}, headers=headers)
     assert answer.status_code == 201, answer.get_data(as_text=True)
     return dict(answer.json)
+
+
+def approved_order(
+    client: FlaskClient, paypal_fake: Any, headers: dict[str, str]
+) -> tuple[dict[str, Any], Any]:
+    """A PayPal order the buyer has approved: (our answer, the PayPal state)."""
+    created = create(client, headers)
+    paypal_fake[1].approve(created["id"])
+    return created, paypal_fake[1]
 
 
 def deliver(
@@ -203,3 +221,103 @@ def test_paypal_without_a_webhook_id_is_off(pay_settings: dict[str, str], user: 
         assert refused.status_code == 503
     finally:
         off.close()
+
+
+def test_a_webhook_body_that_is_not_utf8_is_a_400_problem(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)
+    paypal = paypal_fake[1]
+    raw = b'{"id": "WH-\xff\xfe", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": {}}'
+    answer = deliver(client, paypal, {}, raw=raw, headers=paypal.signed_headers(raw))
+    assert answer.status_code == 400
+    assert answer.content_type == "application/problem+json"
+    assert answer.json["type"].endswith("malformed-webhook")
+    assert order_row(services, created["order_id"]).status == "pending"
+    assert posted(services, user_id) == WELCOME
+
+
+def test_capturing_an_unapproved_order_is_a_409_and_changes_nothing(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created = create(client, headers)  # the buyer has not approved it
+    answer = client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    assert answer.status_code == 409, answer.get_data(as_text=True)
+    assert answer.content_type == "application/problem+json"
+    assert answer.json["type"].endswith("not-approved")
+    assert order_row(services, created["order_id"]).status == "pending"
+    paypal_fake[1].approve(created["id"])  # approved later: the capture goes through
+    captured = client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    assert (captured.status_code, captured.json["status"]) == (202, "COMPLETED")
+    wait_status(services, created["order_id"], "credited")
+    assert posted(services, user_id) == WELCOME + 1000 * M
+
+
+def test_an_order_is_captured_as_soon_as_paypal_says_the_buyer_approved_it(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created, paypal = approved_order(client, paypal_fake, headers)  # the browser never came back
+    calls = paypal.capture_calls
+    approved = paypal.event("CHECKOUT.ORDER.APPROVED", paypal.orders[created["id"]])
+    assert deliver(client, paypal, approved).status_code == 200
+    wait_status(services, created["order_id"], "credited")  # no buyer's capture, no reconciler pass
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert deliver(client, paypal, approved).status_code == 200  # redelivered: nothing more
+    late = client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    assert (late.status_code, late.json["status"]) == (202, "COMPLETED")  # the first capture, replayed
+    time.sleep(0.5)
+    assert paypal.capture_calls == calls + 1
+    assert purchases(services, created["order_id"]) == [("purchase", 1000 * M)]
+    ledger_clean(services)
+
+
+def _dispute(capture_id: str, status: str, outcome: str | None = None) -> dict[str, Any]:
+    """PayPal's dispute resource (Disputes API v1) about one capture."""
+    dispute: dict[str, Any] = {
+        "dispute_id": f"PP-D-{capture_id}",
+        "reason": "UNAUTHORISED",
+        "status": status,
+        "dispute_amount": {"currency_code": "USD", "value": "24.00"},
+        "disputed_transactions": [{"seller_transaction_id": capture_id}],
+        "dispute_life_cycle_stage": "CHARGEBACK",
+    }
+    if outcome:
+        dispute["dispute_outcome"] = {"outcome_code": outcome}
+    return dispute
+
+
+def test_a_dispute_freezes_the_credits_and_a_won_one_gives_back_what_its_reversal_took(
+    client: FlaskClient, services: Services, paypal_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    created, paypal = approved_order(client, paypal_fake, headers)
+    client.post(f"/api/v1/payments/paypal/orders/{created['id']}/capture", headers=headers)
+    capture_id = wait_status(services, created["order_id"], "credited").payment_ref
+    opened = paypal.event("CUSTOMER.DISPUTE.CREATED", _dispute(capture_id, "WAITING_FOR_SELLER_RESPONSE"))
+    assert deliver(client, paypal, opened).status_code == 200
+    wait_for(lambda: held(services, user_id) == 1000 * M, what="disputed credits frozen")
+    reversal = {
+        "id": f"REV-{capture_id}",
+        "status": "COMPLETED",
+        "amount": {"value": "24.00", "currency_code": "USD"},
+        "custom_id": created["order_id"],
+    }
+    assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.REVERSED", reversal)).status_code == 200
+    wait_status(services, created["order_id"], "disputed")
+    assert (posted(services, user_id), held(services, user_id)) == (WELCOME, 0)  # clawed back, not frozen
+    updated = paypal.event("CUSTOMER.DISPUTE.UPDATED", _dispute(capture_id, "UNDER_REVIEW"))
+    assert deliver(client, paypal, updated).status_code == 200  # still open: nothing frozen again
+    resolved = _dispute(capture_id, "RESOLVED", "RESOLVED_SELLER_FAVOUR")
+    won = paypal.event("CUSTOMER.DISPUTE.RESOLVED", resolved)
+    assert deliver(client, paypal, won).status_code == 200
+    wait_status(services, created["order_id"], "credited")
+    assert deliver(client, paypal, won).status_code == 200  # redelivered: given back once
+    time.sleep(0.5)
+    assert (posted(services, user_id), held(services, user_id)) == (WELCOME + 1000 * M, 0)
+    kinds = [kind for kind, _ in purchases(services, created["order_id"])]
+    assert [kind for kind in kinds if kind != "hold"] == ["purchase", "clawback", "purchase"]
+    assert kinds.count("hold") == 1  # the freeze: once, though the dispute was told three times
+    ledger_clean(services)

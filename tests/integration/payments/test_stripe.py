@@ -16,11 +16,12 @@ import ledger
 from api.app import create_app
 from orchestration import payment_reconciler
 from orchestration.bootstrap import Services, bootstrap
-from orchestration.payment_tables import events
+from orchestration.payment_tables import events, orders
 from tests.integration.payments.conftest import (
     M,
     debt,
     deliver_stripe,
+    held,
     ledger_clean,
     order_row,
     posted,
@@ -221,20 +222,34 @@ def test_two_partial_refunds_claw_back_only_the_new_part_in_any_order(
         ("refund", 250 * M),
         ("refund", 500 * M),
     ]
-    assert purchases(services, reversed_["order_id"]) == [("purchase", 1000 * M), ("refund", 750 * M)]
+    # Out of order, the worker's pool may apply the two totals in either order (750 at once, or 250 then
+    # 500): what must hold is the total taken back, each refund step booked once, the books at zero.
+    reversed_entries = purchases(services, reversed_["order_id"])
+    assert reversed_entries[0] == ("purchase", 1000 * M)
+    assert {kind for kind, _ in reversed_entries[1:]} == {"refund"}
+    assert sum(amount for _, amount in reversed_entries[1:]) == 750 * M
+    assert sorted(amount for _, amount in reversed_entries[1:]) in ([750 * M], [250 * M, 500 * M])
     assert posted(services, user_id) == WELCOME + 2 * 1000 * M - 2 * 750 * M
     ledger_clean(services)
+
+
+def credited_checkout(
+    client: FlaskClient, services: Services, state: Any, headers: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Checkout paid at Stripe and credited here: (our answer, the paid session)."""
+    started = checkout(client, headers)
+    paid = state.pay_session(started["id"])
+    deliver_stripe(client, state.event("checkout.session.completed", paid))
+    wait_status(services, started["order_id"], "credited")
+    return started, paid
 
 
 def test_dispute_lost_then_reinstated_goes_through_debt(
     client: FlaskClient, services: Services, stripe_fake: Any, user: Any
 ) -> None:
     user_id, headers = user
-    started = checkout(client, headers)
     state = stripe_fake[1]
-    paid = state.pay_session(started["id"])
-    deliver_stripe(client, state.event("checkout.session.completed", paid))
-    wait_status(services, started["order_id"], "credited")
+    started, paid = credited_checkout(client, services, state, headers)
     with services.uow(account_of=user_id) as connection:  # the user spends most of it
         ledger.adjust(
             connection, user_id=user_id, amount=-1500 * M, reason="spent", idempotency_key=f"spend:{user_id}"
@@ -288,6 +303,7 @@ def test_an_amount_or_currency_that_does_not_match_is_refused(  # noqa: PLR0917 
     services: Services,
     stripe_fake: Any,
     user: Any,
+    admin: dict[str, str],
     amount: int | None,
     currency: str | None,
 ) -> None:
@@ -297,6 +313,20 @@ def test_an_amount_or_currency_that_does_not_match_is_refused(  # noqa: PLR0917 
     assert deliver_stripe(client, stripe_fake[1].event("checkout.session.completed", paid)).status_code == 200
     order = wait_status(services, started["order_id"], "failed")
     assert order.failure.startswith("amount mismatch")
+    assert posted(services, user_id) == WELCOME
+    assert purchases(services, started["order_id"]) == []
+    # An admin sends the refused payment back, whole and in its own currency; the ledger does not move.
+    path = f"/api/v1/admin/payments/{started['order_id']}/refund"
+    assert client.post(path, json={"amount": "1"}, headers=admin).status_code == 422  # whole only
+    answer = client.post(path, json={}, headers=admin)
+    assert answer.status_code == 200, answer.json
+    charge = stripe_fake[1].charges[stripe_fake[1].intents[paid["payment_intent"]]["latest_charge"]]
+    assert charge["amount_refunded"] == paid["amount_total"]
+    wait_for(
+        lambda: order_row(services, started["order_id"]).amount_refunded == str(paid["amount_total"]),
+        what="refund recorded",
+    )
+    assert client.post(path, json={}, headers=admin).status_code == 409  # nothing left to send back
     assert posted(services, user_id) == WELCOME
     assert purchases(services, started["order_id"]) == []
     ledger_clean(services)
@@ -333,12 +363,16 @@ def test_admin_refund_claws_back_once_and_the_webhook_adds_nothing(
         == 403
     )
     answer = client.post(
-        f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"}, headers=admin
+        f"/api/v1/admin/payments/{started['order_id']}/refund",
+        json={"amount": "1200", "reason": "duplicate"},
+        headers=admin,
     )
     assert answer.status_code == 200, answer.json
     wait_status(services, started["order_id"], "refunded")
     charge = state.charges[state.intents[paid["payment_intent"]]["latest_charge"]]
     assert charge["amount_refunded"] == 1200
+    refund = next(r for r in state.refunds.values() if r["charge"] == charge["id"])
+    assert (refund["reason"], refund["metadata"]) == ("duplicate", {"reason": "duplicate"})  # sent to Stripe
     deliver_stripe(client, state.event("charge.refunded", charge))  # Stripe's own webhook for it
     time.sleep(1)
     assert posted(services, user_id) == WELCOME + 500 * M
@@ -375,4 +409,196 @@ def test_an_admin_refund_retried_after_a_lost_answer_refunds_once(
     again = client.post(path, json={"amount": "600"}, headers=retried)  # the admin retries
     assert again.status_code == 200, again.json
     assert charge["amount_refunded"] == 600  # the same refund replayed, not a second one
+    ledger_clean(services)
+
+
+def test_a_dispute_reinstated_before_its_withdrawal_ends_credited(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    started, paid = credited_checkout(client, services, state, headers)
+    dispute = state.dispute(paid["payment_intent"])
+    withdrawn = state.event("charge.dispute.funds_withdrawn", dispute)
+    won = state.event("charge.dispute.funds_reinstated", {**dispute, "status": "won"})
+    assert deliver_stripe(client, won).status_code == 200  # the won dispute's event arrives first
+    wait_for(lambda: len(purchases(services, started["order_id"])) == 3, what="reinstatement booked")
+    assert deliver_stripe(client, withdrawn).status_code == 200  # the withdrawal's comes late
+    wait_for(lambda: event_status(services, withdrawn["id"]) != "received", what="withdrawal applied")
+    time.sleep(0.5)
+    order = order_row(services, started["order_id"])
+    assert order.status == "credited"
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, started["order_id"]) == [
+        ("purchase", 1000 * M),
+        ("clawback", 1000 * M),
+        ("purchase", 1000 * M),
+    ]
+    ledger_clean(services)
+
+
+def event_status(services: Services, event_id: str) -> str | None:
+    with services.engine.connect() as connection:
+        found = connection.execute(
+            select(events.c.status).where(events.c.provider_event_id == event_id)
+        ).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
+def test_an_event_of_the_other_mode_than_the_key_is_refused(
+    pay_settings: dict[str, str], client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    _user_id, headers = user
+    state = stripe_fake[1]
+    started = checkout(client, headers)
+    paid = state.pay_session(started["id"])
+    before = event_count(services)
+    live = {**state.event("checkout.session.completed", paid), "livemode": True}
+    unmarked = {k: v for k, v in state.event("checkout.session.completed", paid).items() if k != "livemode"}
+    for event in (live, unmarked):  # the suite's key is a test key
+        answer = deliver_stripe(client, event)
+        assert answer.status_code == 400, answer.json
+        assert answer.content_type == "application/problem+json"
+        assert answer.json["type"].endswith("/livemode-mismatch")
+    live_key = bootstrap(settings_from(pay_settings, STRIPE_SECRET_KEY="sk_live_creditflow"))
+    try:
+        live_client = create_app(live_key.settings, live_key).test_client()
+        answer = deliver_stripe(live_client, state.event("checkout.session.completed", paid))
+        assert answer.status_code == 400, answer.json  # a test event for a live key
+        assert answer.json["type"].endswith("/livemode-mismatch")
+    finally:
+        live_key.close()
+    assert event_count(services) == before
+    time.sleep(0.5)
+    assert order_row(services, started["order_id"]).status == "pending"
+
+
+def test_an_open_dispute_holds_its_credits_until_it_ends(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    for outcome in ("won", "lost"):
+        started, paid = credited_checkout(client, services, state, headers)
+        dispute = state.dispute(paid["payment_intent"])
+        posted_before, held_before = posted(services, user_id), held(services, user_id)
+        opened = state.event("charge.dispute.created", dispute)
+        assert deliver_stripe(client, opened).status_code == 200
+        wait_for(lambda h=held_before: held(services, user_id) == h + 1000 * M, what="disputed credits held")
+        deliver_stripe(client, state.event("charge.dispute.created", dispute))  # told twice: held once
+        if outcome == "won":
+            closed = state.event("charge.dispute.closed", {**dispute, "status": "won"})
+            assert deliver_stripe(client, closed).status_code == 200
+            wait_for(lambda h=held_before: held(services, user_id) == h, what="hold released")
+            assert order_row(services, started["order_id"]).status == "credited"
+            assert posted(services, user_id) == posted_before
+        else:
+            lost = state.event("charge.dispute.funds_withdrawn", dispute)
+            assert deliver_stripe(client, lost).status_code == 200
+            wait_status(services, started["order_id"], "disputed")
+            assert held(services, user_id) == held_before  # the clawback took them instead
+            assert posted(services, user_id) == posted_before - 1000 * M
+    time.sleep(0.5)
+    assert held(services, user_id) == 0
+    ledger_clean(services)
+
+
+def test_top_ups_past_the_velocity_limit_are_refused_with_429(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any
+) -> None:
+    from orchestration.payment_orders import VELOCITY
+
+    user_id, headers = user
+    _window, most = VELOCITY[0]
+    for _ in range(most):
+        checkout(client, headers)
+    sessions = len(stripe_fake[1].sessions)
+    for path in ("/api/v1/payments/stripe/checkout-sessions", "/api/v1/payments/paypal/orders"):
+        refused = client.post(path, json={"pack_id": "credits-1000"}, headers=headers)
+        assert refused.status_code == 429, refused.get_data(as_text=True)
+        assert refused.content_type == "application/problem+json"
+        assert refused.json["type"].endswith("/top-up-velocity")
+    assert len(stripe_fake[1].sessions) == sessions  # nothing was created at the provider
+    with services.engine.connect() as connection:
+        count = connection.execute(
+            select(func.count()).select_from(orders).where(orders.c.user_id == user_id)
+        ).scalar_one()
+    assert count == most
+
+
+def fraud_warning(state: Any, paid: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's radar.early_fraud_warning about a paid Checkout's charge."""
+    intent = state.intents[paid["payment_intent"]]
+    return {
+        "id": state.new_id("issfr"),
+        "object": "radar.early_fraud_warning",
+        "actionable": True,
+        "charge": intent["latest_charge"],
+        "payment_intent": intent["id"],
+        "fraud_type": "made_with_stolen_card",
+    }
+
+
+def test_an_early_fraud_warning_freezes_the_unspent_credits_until_a_refund(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    trusted, trusted_paid = credited_checkout(client, services, state, headers)
+    first_warning = state.event("radar.early_fraud_warning.created", fraud_warning(state, trusted_paid))
+    deliver_stripe(client, first_warning)
+    wait_for(lambda: held(services, user_id) == 1000 * M, what="credits frozen")
+    release = f"/api/v1/admin/payments/{trusted['order_id']}/release"
+    assert client.post(release, headers=headers).status_code == 403
+    freed = client.post(release, headers=admin)
+    assert freed.status_code == 200, freed.json  # an operator reviewed it and trusts the payment
+    assert freed.json["failure"].startswith("fraud warning reviewed")
+    assert held(services, user_id) == 0
+    assert client.post(release, headers=admin).status_code == 409  # nothing frozen any more
+    started, paid = credited_checkout(client, services, state, headers)
+    with services.uow(account_of=user_id) as connection:  # 2900 of 3000 spent: 100 left unspent
+        ledger.adjust(
+            connection, user_id=user_id, amount=-2900 * M, reason="spent", idempotency_key=f"efw:{user_id}"
+        )
+    warning = fraud_warning(state, paid)
+    warned = state.event("radar.early_fraud_warning.created", warning)
+    assert deliver_stripe(client, warned).status_code == 200
+    wait_for(lambda: held(services, user_id) == 100 * M, what="unspent credits frozen")
+    deliver_stripe(client, state.event("radar.early_fraud_warning.created", warning))  # again: frozen once
+    listed = client.get(f"/api/v1/admin/payments?user_id={user_id}", headers=admin).json["items"]
+    assert listed[0]["failure"].startswith("early fraud warning (made_with_stolen_card)")  # for an operator
+    refunded = client.post(f"/api/v1/admin/payments/{started['order_id']}/refund", json={}, headers=admin)
+    assert refunded.status_code == 200, refunded.json
+    wait_status(services, started["order_id"], "refunded")
+    wait_for(lambda: held(services, user_id) == 0, what="freeze released by the refund")
+    assert (posted(services, user_id), debt(services, user_id)) == (0, 900 * M)
+    ledger_clean(services)
+
+
+@pytest.mark.parametrize("failure_first", [False, True])
+def test_a_failed_refund_gives_the_credits_back_once(
+    client: FlaskClient, services: Services, stripe_fake: Any, user: Any, failure_first: bool
+) -> None:
+    user_id, headers = user
+    state = stripe_fake[1]
+    started, paid = credited_checkout(client, services, state, headers)
+    charge, refund = state.refund(paid["payment_intent"], 1200)
+    refunded = state.event("charge.refunded", charge)  # cumulative 1200: 500 credits taken back
+    failed = state.fail_refund(refund["id"])
+    events = [state.event("charge.refund.updated", failed), state.event("refund.failed", failed)]
+    # The failure may arrive before the refund it undoes: it waits (retried) until the refund is booked.
+    for delivery in ([*events, refunded] if failure_first else [refunded, *events]):
+        assert deliver_stripe(client, delivery).status_code == 200
+        time.sleep(0.3)
+    wait_for(lambda: len(purchases(services, started["order_id"])) == 3, what="credits given back")
+    order = wait_status(services, started["order_id"], "credited")
+    assert order.amount_refunded == "0"
+    assert order.failure.startswith("refund failed")
+    time.sleep(0.5)
+    assert posted(services, user_id) == WELCOME + 1000 * M
+    assert purchases(services, started["order_id"]) == [
+        ("purchase", 1000 * M),
+        ("refund", 500 * M),
+        ("purchase", 500 * M),
+    ]
     ledger_clean(services)
