@@ -10,14 +10,14 @@ from datetime import timedelta
 
 from kombu import Queue
 
-from orchestration.limits import celery_limits
 from runtime import redis_transport
+from runtime.limits import celery_limits
 from runtime.settings import get_settings
 
 _settings = get_settings()
 redis_transport.register()  # one redis-py client per channel, not one per publish/ack
 
-# The queues of DESIGN.md "Queues"; name -> (soft, hard) Celery time limits, from orchestration/limits.py
+# The queues of DESIGN.md "Queues"; name -> (soft, hard) Celery time limits, from runtime/limits.py
 # (the jobs' own limits, which the running steps enforce, come first).
 QUEUES = ("critical", "interactive", "agents", "images", "local", "maintenance")
 # Queues whose jobs wait on the network (remote model streams, provider polls): a `threads` pool with

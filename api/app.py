@@ -10,7 +10,7 @@ from flask import Flask
 import ledger
 from api.errors import ProblemApi, register_error_handlers
 from api.metrics import init_metrics
-from api.openai_api import init_openai_api
+from api.openai.routes import init_openai_api
 from api.ops import ops
 from api.ratelimit import init_rate_limits
 from api.services import VERIFIER

@@ -1,7 +1,7 @@
 """The API process's ASGI front: Flask answers requests in a thread pool, streams run as coroutines.
 
 Every request goes to the Flask app (in a thread pool: api/wsgi_bridge.py), which decides everything
-about it. When a view answers with a stream descriptor (api/stream_protocol.py), this front drops
+about it. When a view answers with a stream descriptor (api/streams/protocol.py), this front drops
 Flask's empty answer and serves the stream itself on redis.asyncio: an open stream is a coroutine and
 one Redis connection, not a thread, so thousands fit in one process and ordinary requests never queue
 behind them.
@@ -16,8 +16,8 @@ from typing import Any
 
 from flask import Flask
 
-from api.async_streams import AsyncStreams
-from api.stream_protocol import FRONT_ENVIRON_KEY, STREAM_HEADER
+from api.streams.protocol import FRONT_ENVIRON_KEY, STREAM_HEADER
+from api.streams.server import AsyncStreams
 from api.wsgi_bridge import DoorLimits, ThreadedWSGI, send_problem
 
 log = logging.getLogger(__name__)

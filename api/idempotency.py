@@ -14,7 +14,7 @@ from flask_smorest import Blueprint, abort
 
 from api.auth.context import authenticate
 from api.services import services
-from orchestration import idempotency
+from orchestration.accounts import idempotency
 
 F = TypeVar("F", bound=Callable[..., Any])
 HEADER = "Idempotency-Key"

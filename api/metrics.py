@@ -26,10 +26,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.payment_metrics import PaymentCollector
-from orchestration import broker, payments_crypto_review, stats
+from api.payments.metrics import PaymentCollector
+from orchestration import broker
+from orchestration.accounts.welcome import WelcomeDecision
 from orchestration.bootstrap import Services
-from orchestration.welcome import WelcomeDecision
+from orchestration.jobs import stats
+from orchestration.payments.crypto import review
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ WELCOME_WITHHELD = Counter(
 
 
 def count_welcome(decision: WelcomeDecision) -> None:
-    """Count a new account's welcome decision (orchestration/welcome.py)."""
+    """Count a new account's welcome decision (orchestration/accounts/welcome.py)."""
     if decision.granted:
         WELCOME_GRANTS.labels(decision.provider).inc()
     else:
@@ -101,7 +103,7 @@ class JobCollector:
 
 
 class CryptoReviewCollector:
-    """Crypto transfers and intents waiting for an operator (orchestration/payments_crypto_review.py)."""
+    """Crypto transfers and intents waiting for an operator (orchestration/payments/crypto/review.py)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -109,8 +111,8 @@ class CryptoReviewCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Transfers by reason, and intents; a database hiccup skips them rather than failing the scrape."""
         try:
-            counts = payments_crypto_review.to_review(self.services)
-            intents = payments_crypto_review.intents_to_review(self.services)
+            counts = review.to_review(self.services)
+            intents = review.intents_to_review(self.services)
         except SQLAlchemyError:
             return
         family = GaugeMetricFamily(

@@ -5,12 +5,19 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import admin, agents, api_keys, chat, credits, job_admin, jobs, me, payment_admin, payments
+from api.account import api_keys, credits, me
+from api.admin import routes as admin
 from api.auth import routes as auth_routes
+from api.chat import routes as chat
 from api.errors import ProblemApi
 from api.guards import register_guards
+from api.jobs import admin as job_admin
+from api.jobs import agents
+from api.jobs import routes as jobs
 from api.ledger_errors import register_ledger_errors
 from api.money import Credits
+from api.payments import admin as payment_admin
+from api.payments import routes as payments
 from runtime.settings import Settings
 
 

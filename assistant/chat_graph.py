@@ -1,6 +1,6 @@
 """The chat turn as a LangGraph graph: build the prompt, then stream the model's reply.
 
-The graph keeps no checkpoints (orchestration/chat.py says why): a turn is one short pass, and the
+The graph keeps no checkpoints (orchestration/replies/chat.py says why): a turn is one short pass, and the
 conversation's record is its messages.
 """
 

@@ -34,7 +34,7 @@ from celery import Celery, chain
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import celeryconfig
-from orchestration import progress
+from orchestration.jobs import progress
 from tests.support.databases import fresh_database
 from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker
 from tests.support.sse import frames

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from api.async_streams import MAX_STREAM_CONNECTIONS
+from api.streams.server import MAX_STREAM_CONNECTIONS
 
 LATENCY_GOAL_S = 0.050  # XADD -> client p99 at 1,000 streams
 THOUSANDS = 2000  # "thousands of streams per host": at least this many held, every event delivered

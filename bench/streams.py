@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import stream_load  # noqa: E402
 from bench.stream_report import report  # noqa: E402
-from orchestration import progress  # noqa: E402
-from orchestration.stream_slots import slot_key  # noqa: E402
+from orchestration.jobs import progress  # noqa: E402
+from orchestration.jobs.stream_slots import slot_key  # noqa: E402
 from runtime.local import embedded_redis_url, stop_embedded_redis  # noqa: E402
 from tests.support import stream_client as http  # noqa: E402
 from tests.support.databases import fresh_database  # noqa: E402

@@ -6,8 +6,8 @@ import argparse
 import json
 from datetime import UTC, datetime
 
-from orchestration import payments_crypto_review
 from orchestration.bootstrap import bootstrap
+from orchestration.payments.crypto import review as payments_crypto_review
 from runtime.local import with_local_defaults
 from runtime.settings import settings_or_exit
 

@@ -2,16 +2,16 @@
 
 import assistant.tables
 import ledger.tables
-import orchestration.api_keys
-import orchestration.idempotency
-import orchestration.payment_tables
+import orchestration.accounts.api_keys
+import orchestration.accounts.idempotency
+import orchestration.accounts.users
+import orchestration.accounts.welcome
+import orchestration.payments.tables
 import orchestration.tables
-import orchestration.users
-import orchestration.welcome
 from runtime.db import Base
 
 TABLE_MODULES = (
-    assistant.tables, ledger.tables, orchestration.api_keys, orchestration.idempotency,
-    orchestration.payment_tables, orchestration.tables, orchestration.users, orchestration.welcome,
+    assistant.tables, ledger.tables, orchestration.accounts.api_keys, orchestration.accounts.idempotency,
+    orchestration.payments.tables, orchestration.tables, orchestration.accounts.users, orchestration.accounts.welcome,
 )
 target_metadata = Base.metadata

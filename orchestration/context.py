@@ -10,9 +10,9 @@ from typing import Any
 
 import redis
 
-from orchestration import progress
 from orchestration.bootstrap import Services
-from orchestration.coalescing import TokenCoalescer
+from orchestration.jobs import progress
+from orchestration.jobs.coalescing import TokenCoalescer
 
 log = logging.getLogger(__name__)
 CANCEL_CHECK_EVERY_S = 0.2
@@ -39,7 +39,7 @@ class RunContext:
     spent: int = 0
     stop_reason: str | None = None
     last_progress: dict[str, Any] | None = None
-    cancel_in_database: bool = False  # set by the heartbeat (orchestration/heartbeats.py)
+    cancel_in_database: bool = False  # set by the heartbeat (orchestration/jobs/heartbeats.py)
     taken_over: bool = False  # set by the heartbeat: another delivery owns the job now
     _next_cancel_check: float = field(default=0.0, repr=False)
     _tokens: TokenCoalescer = field(init=False, repr=False)

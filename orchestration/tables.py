@@ -66,7 +66,7 @@ jobs = Table(
     Column("enqueued_at", Timestamp),
     Column("started_at", Timestamp),
     Column("finished_at", Timestamp),
-    # The worker process running the job refreshes this (orchestration/heartbeats.py); a running job
+    # The worker process running the job refreshes this (orchestration/jobs/heartbeats.py); a running job
     # whose heartbeat went stale lost its worker, and the reaper or a cancel ends it.
     Column("heartbeat_at", Timestamp),
     # SHA-256 of the client's request (kind + what the client sent), compared on an Idempotency-Key

@@ -1,3 +1,3 @@
-"""Payment gateways: Stripe, PayPal and EVM chains. They verify what the outside world says and talk
-to the providers, answering plain `PaymentFact`s; the use cases in `orchestration/payment_*` apply
-those to orders and the ledger. No Flask, no Celery here."""
+"""Payment gateways (Stripe, PayPal, EVM chains): verify what the outside world says and call the
+providers, answering plain `PaymentFact`s. The use cases that apply them to orders and the ledger are
+`orchestration/payments/`. No Flask, no Celery, nothing of orchestration."""

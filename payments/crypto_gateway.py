@@ -17,7 +17,7 @@ from web3.exceptions import BlockNotFound, TransactionNotFound, Web3RPCError
 
 from payments.crypto_keys import BASE58, DepositKeys
 from payments.facts import ProviderError, RailDisabled
-from runtime.payment_settings import CryptoChain
+from runtime.packs import CryptoChain
 from runtime.settings import Settings
 
 __all__ = ["BASE58", "Block", "CryptoGateway", "DepositKeys", "Scanned", "Transfer"]

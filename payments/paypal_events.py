@@ -9,7 +9,7 @@ from typing import Any
 
 from payments.facts import FactKind, PaymentFact
 from payments.paypal_gateway import to_minor
-from runtime.payment_settings import ZERO_DECIMAL
+from runtime.packs import ZERO_DECIMAL
 
 HANDLED = frozenset(
     {

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from runtime.payment_settings import DEFAULT_PACKS, CreditPack, CryptoChain, PaymentPacks
+from runtime.packs import DEFAULT_PACKS, CreditPack, CryptoChain, PaymentPacks
 from runtime.setting_types import Authority, BasicAuthLogins, JwtSecret, Origin, ProviderList, VerifyKey
 
 Environment = Literal["development", "test", "production"]
@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     SSE_HEARTBEAT_S: float = Field(15.0, gt=0, le=120)
     # A stream whose client stopped reading (its sends block) is closed after this long.
     SSE_SEND_TIMEOUT_S: float = Field(10.0, gt=0, le=600)
-    # Time limits of the jobs on each queue (orchestration/limits.py derives Celery's and the reaper's).
+    # Time limits of the jobs on each queue (runtime/limits.py derives Celery's and the reaper's).
     INTERACTIVE_TIME_LIMIT_S: int = Field(300, ge=1, le=24 * 3600)
     AGENT_TIME_LIMIT_S: int = Field(1800, ge=1, le=24 * 3600)
     IMAGES_TIME_LIMIT_S: int = Field(600, ge=1, le=24 * 3600)
@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     SIWE_CHAIN_IDS: str = "1"
     SIWE_NONCE_TTL_S: int = Field(300, ge=10, le=3600)
     TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
-    # Public origin, sign-up policy, keys and operator safety (api/auth, orchestration/welcome.py,
+    # Public origin, sign-up policy, keys and operator safety (api/auth, orchestration/accounts/welcome.py,
     # cli/processes.py). PUBLIC_URL is where users reach creditflow (SIWE messages must name it).
     PUBLIC_URL: Origin = ""
     WELCOME_GRANT_PROVIDERS: ProviderList = "creditflow,oidc,siwe"
@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     LOCAL_LLM_THREADS: int = Field(0, ge=0, le=256)
     CHAT_DEFAULT_MAX_TOKENS: int = Field(256, ge=1, le=32_768)
     MEMORY_EMBEDDINGS: bool = True
-    # Agent tasks (orchestration/agents.py): per-step reply bound, sandbox limits, data size, web search.
+    # Agent tasks (orchestration/replies/agents.py): per-step reply bound, sandbox limits, data size,
+    # web search.
     AGENT_STEP_MAX_TOKENS: int = Field(512, ge=16, le=32_768)
     AGENT_REPAIR_ATTEMPTS: int = Field(2, ge=0, le=10)
     AGENT_SANDBOX_TIME_LIMIT_S: float = Field(10.0, gt=0, le=600)

@@ -19,8 +19,8 @@ import redis
 from celery import Task
 
 import celeryconfig
-from orchestration import dead_letters, steps
 from orchestration.bootstrap import Services, process_services
+from orchestration.jobs import dead_letters, steps
 
 log = logging.getLogger(__name__)
 

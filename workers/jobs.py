@@ -6,9 +6,9 @@ from typing import Any
 
 from celery.exceptions import Ignore
 
-from orchestration import steps
 from orchestration.errors import RetryableError
-from orchestration.kinds import load_kinds
+from orchestration.jobs import steps
+from orchestration.jobs.kinds import load_kinds
 from workers.app import queue_task
 
 WORK_QUEUES = ("interactive", "agents", "images", "local", "maintenance")

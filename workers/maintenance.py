@@ -11,7 +11,8 @@ from typing import Any
 
 import celeryconfig
 import ledger
-from orchestration import idempotency, reaper
+from orchestration.accounts import idempotency
+from orchestration.jobs import reaper
 from workers.app import queue_task
 
 

@@ -7,15 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestration import auto_top_up as refills
-from orchestration import (
-    payment_events,
-    payment_reconciler,
-    payments_crypto,
-    payments_crypto_scan,
-    payments_crypto_settle,
-    payments_paypal,
-)
+from orchestration.payments import auto_top_up as refills
+from orchestration.payments import events, paypal, reconciler
+from orchestration.payments.crypto import intents
+from orchestration.payments.crypto import scan as payments_crypto_scan
+from orchestration.payments.crypto import settle as payments_crypto_settle
 from payments.facts import ProviderError
 from workers.app import queue_task
 
@@ -37,10 +33,10 @@ class NotMinedYet(Exception):
 def process_payment_event(self: Any, event_row_id: int) -> int:
     """Apply one recorded provider event to its order and the ledger (exactly once)."""
     try:
-        return len(payment_events.process(self.services, event_row_id))
+        return len(events.process(self.services, event_row_id))
     except Exception as exc:
         # Counted on the event, which stays `received`: the retry, or later the reconciler, applies it.
-        payment_events.note_failure(self.services, event_row_id, f"{type(exc).__name__}: {exc}")
+        events.note_failure(self.services, event_row_id, f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -53,7 +49,7 @@ def process_payment_event(self: Any, event_row_id: int) -> int:
 )
 def verify_crypto_payment(self: Any, order_id: str, tx_hash: str) -> str:
     """Check a submitted transaction and record what it paid (the scanner finds it too if this gives up)."""
-    outcome = payments_crypto.verify_submitted(self.services, order_id=order_id, tx_hash=tx_hash)
+    outcome = intents.verify_submitted(self.services, order_id=order_id, tx_hash=tx_hash)
     if outcome == "not mined":
         raise NotMinedYet(tx_hash)
     return outcome
@@ -78,7 +74,7 @@ def settle_crypto_intent(self: Any, order_id: str) -> str | None:
 )
 def capture_paypal_order(self: Any, paypal_order_id: str) -> str:
     """Capture a PayPal order the buyer approved (CHECKOUT.ORDER.APPROVED); the reconciler if this fails."""
-    return payments_paypal.capture_approved(self.services, paypal_order_id)
+    return paypal.capture_approved(self.services, paypal_order_id)
 
 
 @queue_task("critical", ignore_result=True)
@@ -90,7 +86,7 @@ def auto_top_up(self: Any, user_id: str) -> str:
 @queue_task("maintenance", ignore_result=True)
 def reconcile_payments(self: Any) -> dict[str, Any]:
     """Re-ask the providers about pending orders, re-send lost events, expire unpaid orders (beat)."""
-    result = payment_reconciler.sweep(self.services)
+    result = reconciler.sweep(self.services)
     return {
         "outcomes": result.outcomes,
         "resent_events": result.resent_events,

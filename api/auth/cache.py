@@ -8,7 +8,7 @@ import threading
 from collections import OrderedDict
 
 from api.auth.principal import Principal
-from orchestration.users import User
+from orchestration.accounts.users import User
 
 MAX_ENTRIES = 20_000
 

@@ -17,9 +17,9 @@ from api.auth.principal import AuthError, Principal
 from api.auth.tokens import verify_bearer
 from api.metrics import count_welcome
 from api.services import services
-from orchestration.api_keys import authenticate_key
-from orchestration.users import get_user, sign_in
-from orchestration.welcome import Signup
+from orchestration.accounts.api_keys import authenticate_key
+from orchestration.accounts.users import get_user, sign_in
+from orchestration.accounts.welcome import Signup
 
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER_DOC: list[dict[str, list[str]]] = [{"bearerAuth": []}]

@@ -10,7 +10,7 @@ import jwt
 
 from api.auth.oidc import verify_oidc
 from api.auth.principal import AuthError, AuthUnavailable, Principal
-from orchestration.api_keys import looks_like_key
+from orchestration.accounts.api_keys import looks_like_key
 from runtime.settings import Settings
 
 JWT_ISSUER = "creditflow"

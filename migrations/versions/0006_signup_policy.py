@@ -1,4 +1,4 @@
-"""Sign-up policy: welcome grants counted per client address and day (orchestration/welcome.py).
+"""Sign-up policy: welcome grants counted per client address and day (orchestration/accounts/welcome.py).
 
 Revision ID: 0006_signup_policy
 Revises: 0005_job_runtime

@@ -15,8 +15,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from orchestration import broker, reaper, sagas
+from orchestration import broker
 from orchestration.bootstrap import Services, bootstrap
+from orchestration.jobs import reaper, sagas
 from runtime.settings import load_settings
 from tests.support.brokers import PrivateRabbitMQ, PrivateRedis, rabbitmq_installed
 
@@ -67,7 +68,8 @@ def test_queue_length_counts_priority_sub_lists_on_the_broker(
 ) -> None:
     client = create_app(broker_services.settings, broker_services).test_client()
     assert _metric(client, "images") == 0.0
-    # A job's saga at the default priority 5, as orchestration/jobs.py sends it (nobody consumes `images`).
+    # A job's saga at the default priority 5, as orchestration/jobs/create.py sends it (nobody consumes
+    # `images`).
     sagas.send(broker_services.producer, sagas.job_saga("images"), "job-priority-5", priority=5)
     keys = {key.decode() for key in redis_broker.client().keys("images*")}
     assert keys == {"images:5"}, keys  # kombu's sub-list for priority 5 with our transport options

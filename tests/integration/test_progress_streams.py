@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from orchestration import progress
 from orchestration.bootstrap import bootstrap
+from orchestration.jobs import progress
 from runtime.settings import load_settings
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from celery.signals import task_success
 
 import celeryconfig
-from orchestration.kinds import JobKind, Quote, register
+from orchestration.jobs.kinds import JobKind, Quote, register
 from workers.app import queue_task
 
 

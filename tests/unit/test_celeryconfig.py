@@ -59,9 +59,8 @@ def test_every_beat_entry_names_a_registered_task() -> None:
 
 
 def test_time_limits_come_from_one_table_in_order() -> None:
-    # The job's own limit (enforced by the step), then Celery's soft and hard, then the reaper's.
-    from orchestration import limits
-    from orchestration.kinds import get_kind
+    from orchestration.jobs.kinds import get_kind
+    from runtime import limits
     from runtime.settings import load_settings
 
     settings = load_settings(INTERACTIVE_TIME_LIMIT_S=120, AGENT_TIME_LIMIT_S=900)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from orchestration.coalescing import TokenCoalescer
+from orchestration.jobs.coalescing import TokenCoalescer
 
 
 class Events:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from orchestration import sagas
+from orchestration.jobs import sagas
 
 
 def test_the_saga_is_the_message_celerys_chain_would_send() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.welcome import WelcomePolicy, client_key
+from orchestration.accounts.welcome import WelcomePolicy, client_key
 from runtime.settings import load_settings
 
 ISSUER = "https://issuer.example"

@@ -7,7 +7,12 @@ from datetime import date
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from orchestration.api_keys import api_keys, hash_key, reserve_daily_allowance, return_daily_allowance
+from orchestration.accounts.api_keys import (
+    api_keys,
+    hash_key,
+    reserve_daily_allowance,
+    return_daily_allowance,
+)
 from orchestration.bootstrap import Services
 from tests.integration.api.conftest import assert_problem, bearer, new_user
 

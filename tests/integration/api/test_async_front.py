@@ -14,9 +14,9 @@ import redis
 import requests
 from sqlalchemy import create_engine, select
 
-from orchestration import progress
+from orchestration.accounts.users import users
+from orchestration.jobs import progress
 from orchestration.tables import jobs
-from orchestration.users import users
 from tests.integration.api.conftest import bearer, make_token
 from tests.support.brokers import PrivateRedis
 from tests.support.processes import api_server

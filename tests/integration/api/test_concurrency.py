@@ -9,8 +9,8 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from ledger.tables import accounts, entries
+from orchestration.accounts.users import users
 from orchestration.bootstrap import Services
-from orchestration.users import users
 from tests.integration.api.conftest import bearer, make_token
 
 RACERS = 10

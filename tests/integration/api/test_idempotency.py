@@ -9,7 +9,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from api.idempotency import fingerprint
-from orchestration import idempotency
+from orchestration.accounts import idempotency
 from orchestration.bootstrap import Services
 from tests.integration.api.conftest import admin_headers, assert_problem, new_user
 

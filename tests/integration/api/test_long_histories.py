@@ -11,8 +11,8 @@ import redis
 import requests
 from flask.testing import FlaskClient
 
-from api.events import DRAIN_PAGE
-from orchestration import progress
+from api.streams.events import DRAIN_PAGE
+from orchestration.jobs import progress
 from tests.integration.api.conftest import bearer, make_token, tuned_server
 from tests.support.sse import Frame, frames
 

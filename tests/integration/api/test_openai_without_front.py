@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from api.app import create_app
-from api.openai_api import JOB_HEADER
+from api.openai.routes import JOB_HEADER
 from orchestration.bootstrap import Services, bootstrap
 from orchestration.tables import jobs
 from runtime.settings import load_settings

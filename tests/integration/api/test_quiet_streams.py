@@ -18,7 +18,7 @@ import pytest
 import redis
 import requests
 
-from orchestration import progress
+from orchestration.jobs import progress
 from tests.integration.api.conftest import bearer, make_token, tuned_server
 
 pytestmark = pytest.mark.slow

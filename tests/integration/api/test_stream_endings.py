@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from api.stream_endings import JobEndings
-from orchestration import jobs as job_cases
+from api.streams.endings import JobEndings
+from orchestration.accounts.users import get_or_create_user
 from orchestration.bootstrap import Services, bootstrap
-from orchestration.users import get_or_create_user
+from orchestration.jobs import create as job_cases
 from runtime.settings import load_settings
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from orchestration.stream_slots import HeldStream, StreamSlots, lease_ms, slot_key
+from orchestration.jobs.stream_slots import HeldStream, StreamSlots, lease_ms, slot_key
 
 CAP = 3
 

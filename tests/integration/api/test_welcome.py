@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from ledger.tables import accounts, entries
+from orchestration.accounts.users import users
+from orchestration.accounts.welcome import welcome_grants_by_address
 from orchestration.bootstrap import Services
-from orchestration.users import users
-from orchestration.welcome import welcome_grants_by_address
 from tests.integration.api.conftest import AUDIENCE, ISSUER, AppFactory, Jwks, bearer, make_token
 from tests.integration.api.test_siwe import _signed
 

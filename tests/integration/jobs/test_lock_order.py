@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import select, update
 
 import ledger
-from orchestration import jobs as job_cases
-from orchestration import steps
-from orchestration.api_keys import api_keys, create_key
+from orchestration.accounts.api_keys import api_keys, create_key
 from orchestration.bootstrap import Services, bootstrap
+from orchestration.jobs import create as job_cases
+from orchestration.jobs import steps
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import zero_sum
 

@@ -19,11 +19,11 @@ from sqlalchemy import insert, select, update
 
 import ledger
 import tests.support.tasks  # noqa: F401  (registers the `test-streaming` kind in this process too)
-from orchestration import jobs as job_cases
-from orchestration import reaper, steps
 from orchestration.bootstrap import Services, bootstrap
 from orchestration.context import RunContext
-from orchestration.kinds import JobKind, Quote, register
+from orchestration.jobs import create as job_cases
+from orchestration.jobs import reaper, steps
+from orchestration.jobs.kinds import JobKind, Quote, register
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import (
     HEARTBEAT_TIMEOUT_S,
@@ -325,7 +325,7 @@ def _after(services: Services, user: str, previous: str) -> str:
 
 
 def _other_user(services: Services) -> str:
-    from orchestration.users import get_or_create_user
+    from orchestration.accounts.users import get_or_create_user
 
     with services.uow() as db:
         return get_or_create_user(db, external_id=f"other-{os.urandom(6).hex()}").id

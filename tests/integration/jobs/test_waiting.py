@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
-from orchestration import broker, dispatch, reaper, steps
-from orchestration import jobs as job_cases
+from orchestration import broker
 from orchestration.bootstrap import Services
+from orchestration.jobs import create as job_cases
+from orchestration.jobs import dispatch, reaper, steps
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import diagnostic_job, job_row
 

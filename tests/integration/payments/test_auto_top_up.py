@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 import ledger
-from orchestration import auto_top_up, payment_reconciler
 from orchestration.bootstrap import Services
-from orchestration.payment_tables import auto_top_ups, orders
-from orchestration.progress import user_stream
+from orchestration.jobs.progress import user_stream
+from orchestration.payments import auto_top_up, reconciler
+from orchestration.payments.tables import auto_top_ups, orders
 from tests.integration.payments.conftest import M, deliver_stripe, ledger_clean, posted, wait_for, wait_status
 from tests.support.stripe_server import CARD_DECLINED, CARD_SCA
 
@@ -203,14 +203,14 @@ def test_a_refill_whose_answer_was_lost_is_found_without_a_webhook_and_charged_o
     sent = _charges_sent(state, order_id)
     # The reconciler finds the charge (a replay of the same idempotency key, or after Stripe's 24 h of
     # replays, a search by the order id in its metadata) instead of expiring the refill.
-    payment_reconciler.sweep(services, now=datetime.now(UTC) + timedelta(hours=hours_later))
+    reconciler.sweep(services, now=datetime.now(UTC) + timedelta(hours=hours_later))
     wait_status(services, order_id, "credited")
     assert posted(services, user_id) == before + 1000 * M
     assert len(_intents_of(state, order_id)) == 1
     if hours_later:
         assert _charges_sent(state, order_id) == sent  # past the replay window: searched, never re-sent
     auto_top_up.sweep(services)
-    payment_reconciler.sweep(services)
+    reconciler.sweep(services)
     assert auto_top_up.charge(services, user_id) == "not due"
     assert refills(services, user_id) == ["credited"]
     ledger_clean(services)
@@ -228,11 +228,11 @@ def test_a_refill_that_never_reached_stripe_is_sent_again_with_its_key_and_charg
     assert _intents_of(state, order_id) == []
     state.search_offered = search_offered
     try:
-        payment_reconciler.sweep(services)
+        reconciler.sweep(services)
     finally:
         state.search_offered = True
     wait_status(services, order_id, "credited")
-    payment_reconciler.sweep(services)  # asking again charges nothing more
+    reconciler.sweep(services)  # asking again charges nothing more
     assert len(_intents_of(state, order_id)) == 1
     assert posted(services, user_id) == before + 1000 * M
     ledger_clean(services)

@@ -12,9 +12,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from orchestration import payments_crypto, payments_crypto_scan, payments_crypto_settle
 from orchestration.bootstrap import Services
-from orchestration.payment_tables import crypto_transfers, orders
+from orchestration.payments.crypto import intents
+from orchestration.payments.crypto import scan as payments_crypto_scan
+from orchestration.payments.crypto import settle as payments_crypto_settle
+from orchestration.payments.tables import crypto_transfers, orders
 from tests.integration.payments.conftest import (
     CHAIN_ID,
     CONFIRMATIONS,
@@ -58,7 +60,7 @@ def transfers(services: Services, order_id: str) -> list[tuple[str, str]]:
 
 def verify(services: Services, order_id: str, tx_hash: str) -> str:
     """What the worker's verify task does, run here so the test knows when it is done."""
-    return payments_crypto.verify_submitted(services, order_id=order_id, tx_hash=tx_hash)
+    return intents.verify_submitted(services, order_id=order_id, tx_hash=tx_hash)
 
 
 def test_native_payment_is_credited_once_after_enough_confirmations(
@@ -262,7 +264,7 @@ def test_an_intent_derives_its_address_once_and_outside_any_transaction(
         return real(self, index)
 
     monkeypatch.setattr(DepositKeys, "private_key", observed)
-    made = payments_crypto.create_intent(
+    made = intents.create_intent(
         services, user_id=user_id, pack_id="credits-1000", chain_id=CHAIN_ID, token=None
     )
     assert connections_open == [0]  # one derivation, while no transaction holds a connection

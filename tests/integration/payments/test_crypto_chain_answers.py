@@ -17,11 +17,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from api.metrics import CryptoReviewCollector
-from orchestration import payment_gateways, payments_crypto, payments_crypto_review, payments_crypto_scan
 from orchestration.bootstrap import Services, bootstrap
-from orchestration.payment_orders import get_order
-from orchestration.payment_tables import chain_cursors, crypto_transfers, orders
-from orchestration.payments_crypto_settle import settle
+from orchestration.payments import gateways
+from orchestration.payments.crypto import intents
+from orchestration.payments.crypto import review as payments_crypto_review
+from orchestration.payments.crypto import scan as payments_crypto_scan
+from orchestration.payments.crypto.settle import settle
+from orchestration.payments.orders import get_order
+from orchestration.payments.tables import chain_cursors, crypto_transfers, orders
 from tests.integration.payments.conftest import (
     CHAIN_ID,
     CONFIRMATIONS,
@@ -90,12 +93,12 @@ def operator_cli(pay_settings: dict[str, str], *args: str) -> str:
 
 def record_only(services: Services, order_id: str, tx: str) -> None:
     """What verify does, without sending the settle to the worker (the test settles when it chooses)."""
-    gateway = payment_gateways.crypto(services)
+    gateway = gateways.crypto(services)
     with services.uow() as connection:
         order = get_order(connection, order_id)
         assert order is not None
         found = gateway.paid_by(CHAIN_ID, tx, {order.deposit_address})
-        payments_crypto.record_transfers(connection, order, found, datetime.now(UTC))
+        intents.record_transfers(connection, order, found, datetime.now(UTC))
 
 
 def reviews(services: Services, order_id: str) -> list[tuple[str, str | None]]:

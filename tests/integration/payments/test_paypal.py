@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from orchestration import payment_reconciler
 from orchestration.bootstrap import Services
+from orchestration.payments import reconciler
 from tests.integration.payments.conftest import (
     M,
     held,
@@ -196,7 +196,7 @@ def test_an_approved_order_nobody_captured_is_captured_by_the_reconciler(
     user_id, headers = user
     created = create(client, headers)
     paypal_fake[1].approve(created["id"])  # the buyer approved; our capture call was lost
-    payment_reconciler.sweep(services)
+    reconciler.sweep(services)
     wait_status(services, created["order_id"], "credited")
     assert posted(services, user_id) == WELCOME + 1000 * M
     ledger_clean(services)

@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api.metrics import render_metrics
-from orchestration import payment_reconciler
 from orchestration.bootstrap import Services
-from orchestration.payment_orders import new_order_id
-from orchestration.payment_tables import orders
+from orchestration.payments import reconciler
+from orchestration.payments.orders import new_order_id
+from orchestration.payments.tables import orders
 from tests.integration.payments.conftest import M, ledger_clean, posted, wait_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
@@ -56,29 +56,29 @@ def test_orders_that_fail_for_good_neither_starve_newer_ones_nor_are_asked_forev
     client: FlaskClient, services: Services, stripe_fake: Any, user: Any
 ) -> None:
     user_id, headers = user
-    broken = _broken_orders(services, user_id, "stripe", payment_reconciler.BATCH + 1)
+    broken = _broken_orders(services, user_id, "stripe", reconciler.BATCH + 1)
     broken += _broken_orders(services, user_id, "paypal", 3)
     started = client.post(
         "/api/v1/payments/stripe/checkout-sessions", json={"pack_id": "credits-1000"}, headers=headers
     ).json
     stripe_fake[1].pay_session(started["id"])  # paid; its webhook is lost
     before = posted(services, user_id)
-    first = payment_reconciler.sweep(services)
+    first = reconciler.sweep(services)
     assert first.outcomes.get("error", 0) >= len(broken)
     wait_status(services, started["order_id"], "credited")  # found behind a full page of broken orders
     assert posted(services, user_id) == before + 1000 * M
     assert _statuses(services, broken) == {("pending", None)}  # a refused look-up is not an answer yet
-    for _ in range(payment_reconciler.MAX_LOOKUP_FAILURES - 1):
-        last = payment_reconciler.sweep(services)
+    for _ in range(reconciler.MAX_LOOKUP_FAILURES - 1):
+        last = reconciler.sweep(services)
     assert last.parked >= len(broken)
     assert _statuses(services, broken) == {("expired", "parked")}
     asked = len(stripe_fake[1].requests)
-    payment_reconciler.sweep(services)  # parked: no longer asked about
+    reconciler.sweep(services)  # parked: no longer asked about
     assert not any(
         path.rsplit("/", 1)[-1].endswith(user_id) for _m, path, _b in stripe_fake[1].requests[asked:]
     )
-    unresolved = payment_reconciler.unresolved(services)
-    assert unresolved["stripe"] >= payment_reconciler.BATCH + 1
+    unresolved = reconciler.unresolved(services)
+    assert unresolved["stripe"] >= reconciler.BATCH + 1
     assert unresolved["paypal"] >= 3
     text = render_metrics(services)[0].decode()
     assert 'creditflow_payment_orders_unresolved{rail="stripe"}' in text

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 
 import ledger
 from api.app import create_app
-from orchestration import payment_reconciler
 from orchestration.bootstrap import Services, bootstrap
-from orchestration.payment_tables import events, orders
+from orchestration.payments import reconciler
+from orchestration.payments.tables import events, orders
 from tests.integration.payments.conftest import (
     M,
     debt,
@@ -274,10 +274,10 @@ def test_a_lost_webhook_is_healed_by_the_reconciler(
     user_id, headers = user
     started = checkout(client, headers)
     stripe_fake[1].pay_session(started["id"])  # paid at Stripe; the webhook never arrives
-    payment_reconciler.sweep(services)
+    reconciler.sweep(services)
     wait_status(services, started["order_id"], "credited")
     assert posted(services, user_id) == WELCOME + 1000 * M
-    payment_reconciler.sweep(services)  # asking again changes nothing
+    reconciler.sweep(services)  # asking again changes nothing
     time.sleep(0.5)
     assert purchases(services, started["order_id"]) == [("purchase", 1000 * M)]
     ledger_clean(services)
@@ -290,7 +290,7 @@ def test_an_unpaid_order_expires_at_stripe_and_here(
 
     user_id, headers = user
     started = checkout(client, headers)
-    payment_reconciler.sweep(services, now=datetime.now(UTC) + timedelta(days=2))
+    reconciler.sweep(services, now=datetime.now(UTC) + timedelta(days=2))
     order = wait_status(services, started["order_id"], "expired")
     assert stripe_fake[1].sessions[started["id"]]["status"] == "expired"
     assert order.credited == 0
@@ -506,7 +506,7 @@ def test_an_open_dispute_holds_its_credits_until_it_ends(
 def test_top_ups_past_the_velocity_limit_are_refused_with_429(
     client: FlaskClient, services: Services, stripe_fake: Any, user: Any
 ) -> None:
-    from orchestration.payment_orders import VELOCITY
+    from orchestration.payments.orders import VELOCITY
 
     user_id, headers = user
     _window, most = VELOCITY[0]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from assistant import agent_state
-from assistant.agent_graph import AgentContext, build_graph, run_agent
+from assistant.agents import state as agent_state
+from assistant.agents.graph import AgentContext, build_graph, run_agent
 from assistant.catalog import ModelSpec
 from assistant.providers import Chunk, ProviderError, provider_for
 from assistant.transcript import Turn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from assistant.agent_tools import _ranked
+from assistant.agents.tools import _ranked
 from assistant.embeddings import available
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from api.auth.cache import TokenCache, UserCache
 from api.auth.principal import Principal
-from orchestration.users import User
+from orchestration.accounts.users import User
 
 
 def test_tokens_are_served_only_while_valid() -> None:

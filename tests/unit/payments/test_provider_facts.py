@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from orchestration.errors import PaymentRefused
-from orchestration.payment_refill_limits import checked
+from orchestration.payments.refill_limits import checked
 from payments import paypal_events, stripe_events
 from payments.facts import PaymentFact
-from runtime.payment_settings import CreditPack, FiatPrice
+from runtime.packs import CreditPack, FiatPrice
 
 PACK = CreditPack(id="p", credits=1000, name="1000", stripe=FiatPrice(amount=2400, currency="USD"))
 

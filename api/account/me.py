@@ -1,0 +1,77 @@
+"""`/api/v1/me`: the signed-in user, their balance and preferences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest import Blueprint, abort
+
+import ledger
+from api.auth import auth_required, current_auth
+from api.money import Credits
+from api.services import services
+from orchestration.accounts.users import COST_MODES, get_user, update_preferences
+from orchestration.replies.conversations import check_default_chat_model
+
+blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
+
+
+class BalanceSchema(ma.Schema):
+    """Credits as decimal strings; `available = posted - held`."""
+
+    available = Credits(required=True)
+    held = Credits(required=True)
+    posted = Credits(required=True)
+
+
+class PreferencesSchema(ma.Schema):
+    """What the user chose; every field may be sent alone in a PATCH."""
+
+    default_chat_model = ma.fields.String(allow_none=True, validate=ma.validate.Length(1, 100))
+    cost_mode = ma.fields.String(validate=ma.validate.OneOf(COST_MODES))
+    low_balance_threshold = Credits(
+        sign="non-negative", allow_none=True, metadata={"description": "Warn below this balance"}
+    )
+
+
+class MeSchema(ma.Schema):
+    """The signed-in user."""
+
+    id = ma.fields.String(required=True)
+    external_id = ma.fields.String(required=True)
+    email = ma.fields.String(allow_none=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+    balance = ma.fields.Nested(BalanceSchema, required=True)
+    preferences = ma.fields.Nested(PreferencesSchema, required=True)
+
+
+def balance_dict(balance: ledger.Balance) -> dict[str, int]:
+    """A ledger balance as the API shows it (before serialising to credit strings)."""
+    return {"available": balance.available, "held": balance.held, "posted": balance.posted}
+
+
+@blp.route("", methods=["GET"])
+@auth_required
+@blp.response(200, MeSchema)
+def me() -> dict[str, Any]:
+    """The signed-in user, with balance and preferences."""
+    with services().uow() as session:
+        user = get_user(session, user_id=current_auth().user_id)
+        if user is None:
+            abort(404, message="Not found.")
+            raise AssertionError("abort returned")
+        balance = ledger.balance(session, user_id=user.id)
+    return {**user.__dict__, "balance": balance_dict(balance)}
+
+
+@blp.route("/preferences", methods=["PATCH"])
+@auth_required
+@blp.arguments(PreferencesSchema)
+@blp.response(200, PreferencesSchema)
+@blp.alt_response(422, description="Invalid preferences, or a default_chat_model that is not a chat model")
+def patch_preferences(changes: dict[str, Any]) -> dict[str, Any]:
+    """Change some preferences; answers all of them (422 for a model that is not a chat model)."""
+    check_default_chat_model(services(), changes.get("default_chat_model"))
+    with services().uow() as session:
+        return update_preferences(session, user_id=current_auth().user_id, changes=changes)

@@ -1,0 +1,69 @@
+"""`/api/v1/admin/payments`: every order, filtered, and the refund action (admins only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth.context import admin_required, current_user_id
+from api.idempotency import current_idempotency_key, idempotent
+from api.pagination import PageArgsSchema, decode_time_cursor, page
+from api.payments.schemas import AdminOrderListArgsSchema, OrderPageSchema, OrderSchema, RefundSchema
+from api.services import services
+from orchestration.payments.orders import list_orders, order_view
+from orchestration.payments.refunds import refund_order, release_freezes
+
+blp = Blueprint(
+    "payment-admin", __name__, url_prefix="/api/v1/admin/payments", description="Payments (admin)"
+)
+
+
+@blp.route("")
+class AllOrders(MethodView):
+    """Every order."""
+
+    @admin_required
+    @blp.arguments(PageArgsSchema, location="query", as_kwargs=True)
+    @blp.arguments(AdminOrderListArgsSchema, location="query", as_kwargs=True)
+    @blp.response(200, OrderPageSchema)
+    def get(self, limit: int, cursor: str | None, **filters: Any) -> dict[str, Any]:
+        """Orders newest first; filter by `user_id`, `rail`, `status`."""
+        rows = list_orders(services(), limit=limit + 1, before=decode_time_cursor(cursor), **filters)
+        answer = page(rows, limit=limit, position=lambda row: [row.created_at.isoformat(), row.id])
+        answer["items"] = [order_view(row) for row in answer["items"]]
+        return answer
+
+
+@blp.route("/<order_id>/refund")
+class Refund(MethodView):
+    """Refund an order on its rail."""
+
+    @admin_required
+    @idempotent
+    @blp.arguments(RefundSchema)
+    @blp.response(200, OrderSchema)
+    def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
+        """Refund all or `amount` (minor units) of a credited order; the credits are taken back once."""
+        amount = int(body["amount"]) if body["amount"] else None
+        refunded = refund_order(
+            services(),
+            order_id=order_id,
+            amount=amount,
+            admin_id=current_user_id(),
+            request_key=current_idempotency_key(),
+            reason=body["reason"],
+        )
+        return order_view(refunded)
+
+
+@blp.route("/<order_id>/release")
+class Release(MethodView):
+    """Release what an early fraud warning froze."""
+
+    @admin_required
+    @blp.response(200, OrderSchema)
+    def post(self, order_id: str) -> dict[str, Any]:
+        """After review: the order's credits frozen by an early fraud warning become spendable again."""
+        return order_view(release_freezes(services(), order_id=order_id, admin_id=current_user_id()))

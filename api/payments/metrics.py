@@ -1,0 +1,37 @@
+"""Prometheus gauges of what waits for a payments operator: orders the reconciler parked, provider
+events unapplied at their last attempt (README "Payments": alert when either is above 0)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.exc import SQLAlchemyError
+
+from orchestration.bootstrap import Services
+from orchestration.payments import events, reconciler
+
+
+class PaymentCollector:
+    """What waits for a payments operator, read from the database at scrape (alert when above 0)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Two gauges; a database hiccup skips them rather than failing the scrape."""
+        try:
+            parked, stuck = reconciler.unresolved(self.services), events.stuck(self.services)
+        except SQLAlchemyError:
+            return
+        family = GaugeMetricFamily(
+            "creditflow_payment_orders_unresolved",
+            "Orders the reconciler parked: the provider refused every look-up",
+            labels=["rail"],
+        )
+        for rail, count in sorted(parked.items()):
+            family.add_metric([rail], float(count))
+        yield family
+        yield GaugeMetricFamily(
+            "creditflow_payment_events_stuck", "Provider events unapplied at their last attempt", value=stuck
+        )

@@ -1,0 +1,84 @@
+"""Agent tasks as LangGraph graphs: the graph, not the model, decides the steps (small models work)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from assistant.agents.nodes import (
+    after_run,
+    analysis_compute,
+    analysis_narrate,
+    code_plan,
+    code_repair,
+    code_run,
+    code_write,
+    research_gather,
+    research_plan,
+    research_synthesise,
+)
+from assistant.agents.state import KINDS, AgentContext, AgentState, after_step, total_steps
+
+__all__ = ["KINDS", "AgentContext", "build_graph", "run_agent", "total_steps"]
+
+
+def build_graph(kind: str, checkpointer: Any = None) -> Any:
+    """The compiled graph of an agent kind; with a checkpointer, a task run again resumes after its
+    last finished node (see `run_agent`)."""
+    graph = StateGraph(AgentState, context_schema=AgentContext)
+    if kind == "research":
+        chain = [("plan", research_plan), ("gather", research_gather), ("synthesise", research_synthesise)]
+    elif kind == "analysis":
+        chain = [("compute", analysis_compute), ("narrate", analysis_narrate)]
+    elif kind == "code":
+        chain = [("plan", code_plan), ("write", code_write), ("run", code_run)]
+        graph.add_node("repair", code_repair)
+        graph.add_conditional_edges("repair", after_step, {"go": "run", "stop": END})
+    else:
+        raise ValueError(f"unknown agent kind {kind!r}")
+    for name, node in chain:
+        graph.add_node(name, node)
+    graph.add_edge(START, chain[0][0])
+    for (name, _node), (following, _next) in itertools.pairwise(chain):
+        graph.add_conditional_edges(name, after_step, {"go": following, "stop": END})
+    last = chain[-1][0]
+    if kind == "code":
+        graph.add_conditional_edges(last, after_run, {"repair": "repair", "stop": END})
+    else:
+        graph.add_edge(last, END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def run_agent(
+    graph: Any,
+    *,
+    kind: str,
+    prompt: str,
+    data: str,
+    context: AgentContext,
+    task_id: str,
+    resume: bool = False,
+) -> AgentState:
+    """Run a task to its end (or its graceful stop); returns the final state.
+
+    Checkpointed per task (thread id = `task_id`) after every node. With `resume` (a retry, or a
+    redelivery after its worker died), a task that got past some nodes continues from there, and the
+    cost of those nodes is booked again on this attempt's context (the charge is the whole task's)."""
+    config = {"configurable": {"thread_id": task_id}}
+    if resume:
+        snapshot = graph.get_state(config)
+        if snapshot.values.get("kind") == kind and snapshot.next:
+            done = sum(int(line["cost"]) for line in snapshot.values.get("cost_lines") or [])
+            context.sink.charge(done)
+            return graph.invoke(None, config, context=context, durability="sync")  # type: ignore[no-any-return]
+    initial: AgentState = {
+        "kind": kind,
+        "prompt": prompt,
+        "data": data,
+        "step": 0,
+        "stopped": None,
+        "cost_lines": [],
+    }
+    return graph.invoke(initial, config, context=context, durability="sync")  # type: ignore[no-any-return]
