@@ -15,7 +15,8 @@ from api.ops import ops
 from api.ratelimit import init_rate_limits
 from api.services import VERIFIER
 from api.v1 import register_v1
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
+from orchestration.services import Services
 from runtime.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1 * 1024 * 1024

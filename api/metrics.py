@@ -29,9 +29,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.payments.metrics import PaymentCollector
 from orchestration import broker
 from orchestration.accounts.welcome import WelcomeDecision
-from orchestration.bootstrap import Services
 from orchestration.jobs import stats
 from orchestration.payments.crypto import review
+from orchestration.services import Services
 
 log = logging.getLogger(__name__)
 

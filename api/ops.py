@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from api.metrics import render_metrics
 from orchestration import broker
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 
 ops = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)

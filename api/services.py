@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app
 
 from ledger import Verifier
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 
 VERIFIER = "creditflow_ledger_verifier"
 

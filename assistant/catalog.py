@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,47 +17,17 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from assistant.providers import is_available
+from assistant.specs import ModelSpec
 from assistant.tables import models
 from runtime.settings import Settings
 
 KINDS = ("chat", "image", "vision", "embedding")
-CHAT_PRICES = ("input_per_million", "output_per_million")
 DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog.yaml"
 
 
 class CatalogError(ValueError):
     """The catalog file is not valid; the message names the model and field."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of the catalog; prices are integer micro-credits."""
-
-    id: str
-    provider: str
-    kind: str
-    capabilities: Mapping[str, Any]
-    pricing: Mapping[str, int]
-    price_version: str
-    quality: int = 0
-    options: Mapping[str, Any] = field(default_factory=dict)
-    environments: tuple[str, ...] = ()
-    available: bool = False
-
-    @property
-    def priced(self) -> bool:
-        """True when every price this kind needs is set (a model without one is refused)."""
-        needed = CHAT_PRICES if self.kind == "chat" else ()
-        return bool(self.pricing) and all(isinstance(self.pricing.get(name), int) for name in needed)
-
-    @property
-    def context_length(self) -> int:
-        """Tokens the model reads and writes in one call."""
-        return int(self.capabilities.get("context_length", 2048))
-
-    def listed_in(self, environment: str) -> bool:
-        """Whether this environment lists the model (e.g. `echo` only in development and tests)."""
-        return not self.environments or environment in self.environments
 
 
 def price_version_of(entry: Mapping[str, Any]) -> str:
@@ -148,8 +118,6 @@ def ensure_loaded(
 
 def load_models(session: Connection, settings: Settings) -> list[ModelSpec]:
     """Every model this environment lists, with its availability, ordered by id."""
-    from assistant.providers import is_available
-
     rows = session.execute(select(models).order_by(models.c.id)).all()
     specs = [
         ModelSpec(

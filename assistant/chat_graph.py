@@ -13,8 +13,8 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from assistant.catalog import ModelSpec
 from assistant.reply import ReplySink, stream_reply
+from assistant.specs import ModelSpec
 from assistant.transcript import Turn
 from runtime.settings import Settings
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from assistant.catalog import ModelSpec
 from assistant.pricing import chat_cost
 from assistant.providers import ProviderError, Usage, provider_for
+from assistant.specs import ModelSpec
 from assistant.transcript import Turn, token_estimate
 from runtime.settings import Settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from assistant.catalog import ModelSpec
+from assistant.specs import ModelSpec
 
 COST_MODES = ("cheapest", "balanced", "best")
 

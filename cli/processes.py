@@ -20,8 +20,9 @@ import shutil
 from typing import Any
 
 from cli.logs import gunicorn_logger
+from orchestration.bootstrap import check_settings
 from runtime.local import with_local_defaults
-from runtime.settings import Settings, get_settings, settings_or_exit
+from runtime.settings import Settings, SettingsError, get_settings, settings_or_exit
 
 EXPORTED = ("REDIS_URL", "AUTH_JWT_SECRET", "LEDGER_SIGNING_KEY")
 CONTROL_SOCKET = "gunicorn.ctl"
@@ -30,6 +31,10 @@ CONTROL_SOCKET = "gunicorn.ctl"
 def prepare_environment(*, start_redis: bool = True) -> Settings:
     """Validated settings with development defaults filled in and exported to children."""
     given = settings_or_exit()
+    try:
+        check_settings(given)  # what needs an adapter to check (the HD key), before any child starts
+    except SettingsError as exc:
+        raise SystemExit(f"creditflow: {exc}") from None
     settings = with_local_defaults(given, start_redis=start_redis)
     if settings.REDIS_URL != given.REDIS_URL:
         os.environ["CREDITFLOW_EMBEDDED_REDIS"] = "1"

@@ -1,22 +1,20 @@
-"""The composition root: builds the connections and services every entry point uses."""
+"""The composition root: builds the connections and services every entry point uses, and registers
+the job kinds (the registry in orchestration/jobs/kinds.py imports no kind)."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cached_property
 
 import redis
 from celery import Celery
-from sqlalchemy import Connection
-from sqlalchemy.engine import Engine
 
-from orchestration.uow import unit_of_work
-from runtime.db import make_engine, single_statement_engine
-from runtime.settings import Settings, get_settings
+from orchestration.jobs import kinds
+from orchestration.replies import agents, chat, completions, diagnostic
+from orchestration.services import Services
+from payments import crypto_keys
+from runtime.db import make_engine
+from runtime.settings import Settings, SettingsError, get_settings
 
 # The producer only publishes (and answers orchestration/broker.py's probes): a broker that stops
 # answering must fail a send or a readiness probe in seconds, not hang the request thread (Redis).
@@ -26,52 +24,24 @@ from runtime.settings import Settings, get_settings
 PRODUCER_TRANSPORT_OPTIONS = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0, "confirm_publish": True}
 
 
-@dataclass(frozen=True)
-class Services:
-    """What handlers need: settings, the database and Redis, created once per process."""
+def check_settings(settings: Settings) -> None:
+    """What settings alone can't check, at start: a CRYPTO_HD_KEY that derives no address stops the
+    process now, not at the first crypto intent (SettingsError naming the variable, never its value)."""
+    if settings.CRYPTO_HD_KEY and (problem := crypto_keys.hd_key_problem(settings.CRYPTO_HD_KEY)):
+        raise SettingsError(f"invalid setting CRYPTO_HD_KEY: {problem}")
 
-    settings: Settings
-    engine: Engine
-    redis: redis.Redis
-    producer: Celery
 
-    @contextmanager
-    def uow(
-        self,
-        *,
-        account_of: str | None = None,
-        account_of_job: str | None = None,
-        account: int | None = None,
-        autocommit: bool = False,
-        snapshot: bool = False,
-    ) -> Iterator[Connection]:
-        """A unit of work (orchestration/uow.py): a transaction, a money transaction, or autocommit."""
-        with unit_of_work(
-            self.engine,
-            self._autocommit_engine,
-            account_of=account_of,
-            account_of_job=account_of_job,
-            account=account,
-            autocommit=autocommit,
-            snapshot=snapshot,
-        ) as connection:
-            yield connection
-
-    @cached_property
-    def _autocommit_engine(self) -> Engine:
-        # Built once: execution_options() makes a new engine proxy on every call.
-        return single_statement_engine(self.engine)
-
-    def close(self) -> None:
-        """Release pooled connections (tests and process shutdown)."""
-        self.engine.dispose()
-        self.redis.close()
-        self.producer.close()
+def register_kinds() -> None:
+    """Make the product's job kinds known to job creation and the workers (idempotent)."""
+    for kind in (chat.CHAT, completions.COMPLETION, agents.AGENT, diagnostic.DIAGNOSTIC):
+        kinds.register(kind)
 
 
 def bootstrap(settings: Settings | None = None) -> Services:
-    """Wire adapters from settings; opens nothing until first use (pools are lazy)."""
+    """Wire adapters from settings and register the job kinds; opens nothing until first use."""
     settings = settings or get_settings()
+    check_settings(settings)
+    register_kinds()
     engine = make_engine(settings.database_url, pool_size=settings.DATABASE_POOL_SIZE)
     # Every SSE reader blocks on its own connection (XREAD BLOCK): size the pool for all threads,
     # and make a request wait for a free connection rather than fail when they are all taken. The

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestration.bootstrap import Services
+    from orchestration.services import Services
 
 EPOCH_KEY = "creditflow:broker-epoch"
 # A probe or a scrape must answer within seconds: a load balancer's readiness check times out.

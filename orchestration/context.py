@@ -10,9 +10,9 @@ from typing import Any
 
 import redis
 
-from orchestration.bootstrap import Services
 from orchestration.jobs import progress
 from orchestration.jobs.coalescing import TokenCoalescer
+from orchestration.services import Services
 
 log = logging.getLogger(__name__)
 CANCEL_CHECK_EVERY_S = 0.2

@@ -64,6 +64,15 @@ def receiving_node(hd_key: str) -> tuple[bytes, bytes, bytes]:
     return key, chain, PrivateKey(key).public_key.to_compressed_bytes()
 
 
+def hd_key_problem(hd_key: str) -> str | None:
+    """Why CRYPTO_HD_KEY can't derive deposit addresses (never quoting it), or None when it can."""
+    try:
+        receiving_node(hd_key)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 class DepositKeys:
     """Deposit address n: m/44'/60'/0'/0/n of a BIP-39 mnemonic, or <xprv>/0/n of an account-level xprv."""
 

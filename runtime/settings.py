@@ -9,11 +9,11 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from runtime.packs import DEFAULT_PACKS, CreditPack, CryptoChain, PaymentPacks
+from runtime.rails import RailSettings
 from runtime.setting_types import Authority, BasicAuthLogins, JwtSecret, Origin, ProviderList, VerifyKey
 
 Environment = Literal["development", "test", "production"]
@@ -49,7 +49,7 @@ class OidcIssuer(BaseModel):
         return value
 
 
-class Settings(BaseSettings):
+class Settings(RailSettings):
     """Every setting of creditflow; `.env.example` documents each one."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
@@ -151,27 +151,6 @@ class Settings(BaseSettings):
     AGENT_DATA_MAX_BYTES: int = Field(256 * 1024, ge=1, le=10 * 1024 * 1024)
     AGENT_SEARCH_URL: str = ""
     AGENT_SEARCH_TIMEOUT_S: float = Field(10.0, gt=0, le=120)
-    # Payments (payments/, orchestration/payment_*): packs, and each rail off until its secrets are set.
-    PAYMENT_PACKS: str = ""  # JSON list of packs (see payment_packs); empty: DEFAULT_PACKS
-    PAYMENT_RETURN_URL: str = "http://127.0.0.1:8000/"
-    PAYMENT_ORDER_TTL_S: int = Field(24 * 3600, ge=600)
-    PAYMENT_HTTP_TIMEOUT_S: float = Field(20.0, gt=0, le=120)
-    RECONCILE_INTERVAL_S: float = Field(300.0, gt=0)
-    RECONCILE_MIN_AGE_S: int = Field(60, ge=0)
-    STRIPE_SECRET_KEY: str = ""
-    STRIPE_WEBHOOK_SECRET: str = ""
-    STRIPE_API_BASE: str = "https://api.stripe.com"
-    PAYPAL_CLIENT_ID: str = ""
-    PAYPAL_CLIENT_SECRET: str = ""
-    PAYPAL_WEBHOOK_ID: str = ""
-    PAYPAL_API_BASE: str = "https://api-m.paypal.com"
-    CRYPTO_HD_KEY: str = ""
-    CRYPTO_CHAINS: list[CryptoChain] = Field(default_factory=list)
-    CRYPTO_INTENT_TTL_S: int = Field(3600, ge=60)
-    CRYPTO_LATE_PAYMENT_WINDOW_S: int = Field(7 * 24 * 3600, ge=0)
-    CRYPTO_SCAN_INTERVAL_S: float = Field(30.0, gt=0)
-    AUTO_TOP_UP_INTERVAL_S: float = Field(30.0, gt=0)
-    AUTO_TOP_UP_MAX_FAILURES: int = Field(3, ge=1, le=20)
 
     @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
     @classmethod
@@ -183,41 +162,6 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError(f"not a rate limit such as '60/minute': {value!r}") from None
         return value
-
-    @field_validator("PAYMENT_PACKS")
-    @classmethod
-    def _packs(cls, value: str) -> str:
-        if value.strip():
-            try:
-                PaymentPacks.model_validate_json(f'{{"packs": {value}}}')
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"][1:])
-                raise ValueError(f"{where or 'packs'}: {first['msg']}") from None
-        return value
-
-    @field_validator("CRYPTO_CHAINS")
-    @classmethod
-    def _chains(cls, value: list[CryptoChain]) -> list[CryptoChain]:
-        if len({chain.chain_id for chain in value}) != len(value):
-            raise ValueError("chain ids must be unique")
-        return value
-
-    @field_validator("CRYPTO_HD_KEY")
-    @classmethod
-    def _hd_key(cls, value: str) -> str:
-        if value:  # a bad key stops the process at start, not the first intent; web3 loads only then
-            from payments.crypto_gateway import DepositKeys
-
-            DepositKeys(value)
-        return value
-
-    @field_validator("STRIPE_API_BASE", "PAYPAL_API_BASE", "PAYMENT_RETURN_URL")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
 
     @field_validator("SIWE_CHAIN_IDS")
     @classmethod
@@ -325,28 +269,6 @@ class Settings(BaseSettings):
             return self.CREDITFLOW_ENV != "production"
         return self.DIAGNOSTIC_JOBS_ENABLED
 
-    def payment_rail_missing(self, rail: str) -> list[str]:
-        """The settings a payment rail still lacks; empty when it is on (a rail never runs unsigned)."""
-        needed = {
-            "stripe": ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"),
-            "paypal": ("PAYPAL_CLIENT_ID", "PAYPAL_CLIENT_SECRET", "PAYPAL_WEBHOOK_ID"),
-            "crypto": ("CRYPTO_HD_KEY", "CRYPTO_CHAINS"),
-        }[rail]
-        return [name for name in needed if not getattr(self, name) or not str(getattr(self, name)).strip()]
-
-    @property
-    def payment_packs(self) -> list[CreditPack]:
-        """The credit packs on sale (PAYMENT_PACKS, else the defaults)."""
-        return list(_parse_packs(self.PAYMENT_PACKS))
-
-    def pack(self, pack_id: str) -> CreditPack | None:
-        """The credit pack with this id, if it is sold."""
-        return next((pack for pack in self.payment_packs if pack.id == pack_id), None)
-
-    def chain(self, chain_id: int) -> CryptoChain | None:
-        """The configured chain with this id, if any."""
-        return next((chain for chain in self.CRYPTO_CHAINS if chain.chain_id == chain_id), None)
-
     @property
     def broker_url(self) -> str:
         """The Celery broker: BROKER_URL, else REDIS_URL."""
@@ -356,13 +278,6 @@ class Settings(BaseSettings):
     def result_backend_url(self) -> str:
         """The Celery result backend: RESULT_BACKEND_URL, else REDIS_URL."""
         return self.RESULT_BACKEND_URL or self.REDIS_URL
-
-
-@lru_cache(maxsize=8)
-def _parse_packs(text: str) -> tuple[CreditPack, ...]:
-    if not text.strip():
-        return tuple(DEFAULT_PACKS)
-    return tuple(PaymentPacks.model_validate_json(f'{{"packs": {text}}}').packs)
 
 
 def _describe(error: ValidationError) -> str:

@@ -19,8 +19,9 @@ import redis
 from celery import Task
 
 import celeryconfig
-from orchestration.bootstrap import Services, process_services
-from orchestration.jobs import dead_letters, steps
+from orchestration.bootstrap import process_services
+from orchestration.jobs import compensation, dead_letters, steps
+from orchestration.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class CreditflowTask(Task):  # type: ignore[misc]
             "task %s[%s] dropped after %d redeliveries (args=%r)", self.name, self.request.id, cap, args
         )
         if self.saga_run and args:
-            steps.fail(
+            compensation.fail(
                 self.services,
                 job_id=str(args[0]),
                 code="worker_crashed",

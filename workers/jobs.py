@@ -7,22 +7,20 @@ from typing import Any
 from celery.exceptions import Ignore
 
 from orchestration.errors import RetryableError
-from orchestration.jobs import steps
-from orchestration.jobs.kinds import load_kinds
+from orchestration.jobs import claims, compensation, steps
 from workers.app import queue_task
 
 WORK_QUEUES = ("interactive", "agents", "images", "local", "maintenance")
 RUN_MAX_RETRIES = 5
 COMPENSATE_MAX_RETRIES = 20
 
-load_kinds()
 
 
 def _make_run(queue: str) -> Any:
     def run(self: Any, job_id: str) -> str:
         """Claim the job (compare-and-set), run its kind's step, record the outcome for settle."""
         delivery = self.request.delivery_info or {}
-        job = steps.claim(
+        job = claims.claim(
             self.services,
             job_id=job_id,
             task_id=self.request.id,
@@ -71,7 +69,7 @@ def settle(self: Any, job_id: str) -> str | None:
 def compensate(self: Any, job_id: str) -> bool:
     """Void the hold and fail the job; idempotent, retried with backoff until it succeeds."""
     _maybe_injected_fault(self, job_id)
-    return steps.fail(
+    return compensation.fail(
         self.services,
         job_id=job_id,
         code="step_failed",

@@ -24,11 +24,11 @@ from api.services import services
 from api.streams.answers import BROKEN, WHOLE_BROKEN
 from api.streams.frames import final_event
 from api.streams.protocol import async_front, stream_descriptor
-from orchestration.bootstrap import Services
 from orchestration.errors import JobAlreadyFinished
 from orchestration.jobs import create as job_cases
 from orchestration.jobs import progress
 from orchestration.jobs.stream_slots import Slot
+from orchestration.services import Services
 
 log = logging.getLogger(__name__)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

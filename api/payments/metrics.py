@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestration.bootstrap import Services
 from orchestration.payments import events, reconciler
+from orchestration.services import Services
 
 
 class PaymentCollector:

@@ -15,7 +15,7 @@ from sqlalchemy import Table, select
 
 from api.streams.frames import final_event
 from orchestration.accounts.api_keys import api_keys
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from orchestration.tables import jobs
 
 WINDOW_S = 0.05

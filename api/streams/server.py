@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,14 +22,16 @@ import redis.asyncio as aioredis
 
 from api.http_protocol import stream_abort
 from api.openai.streams import OpenAIRelay
+from api.streams import sse_io
 from api.streams.answers import REVOKED, Answer, StallWatch, end_broken
 from api.streams.endings import JobEndings, LiveKeys
-from api.streams.frames import HEADERS, frame
-from orchestration.bootstrap import Services
+from api.streams.frames import frame
+from api.streams.leases import KeyRevoked, Lease
 from orchestration.errors import JobAlreadyFinished
 from orchestration.jobs import create as job_cases
 from orchestration.jobs import progress
 from orchestration.jobs.stream_slots import AsyncStreamSlots, Slot
+from orchestration.services import Services
 
 log = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -101,7 +102,7 @@ class AsyncStreams:
         lease = self._lease(slot, descriptor.get("api_key"))
         answer = Answer(send)
         streaming = asyncio.ensure_future(body(descriptor, answer.send, lease))
-        gone = asyncio.ensure_future(_disconnected(receive))
+        gone = asyncio.ensure_future(sse_io.disconnected(receive))
         # A client that stops reading blocks our sends: past SSE_SEND_TIMEOUT_S its connection is
         # dropped (its slot kept meanwhile), or it would hold server buffers and escape its user's cap.
         watched = self.stalls.watch(answer, lease, stream_abort(scope or {}), streaming)
@@ -137,16 +138,16 @@ class AsyncStreams:
         """A HEAD of a stream: the headers its GET would answer with, and the slot given back."""
         if descriptor.get("slot"):
             await self._release(Slot(descriptor["user_id"], descriptor["slot"]))
-        await _start(send)
+        await sse_io.start(send)
         await send({"type": "http.response.body", "body": b""})
 
-    async def _job(self, descriptor: dict[str, Any], send: Send, lease: _Lease) -> None:
-        await _start(send)
-        await _write(send, "retry: 2000\n\n")
+    async def _job(self, descriptor: dict[str, Any], send: Send, lease: Lease) -> None:
+        await sse_io.start(send)
+        await sse_io.write(send, "retry: 2000\n\n")
         key, last = progress.job_stream(descriptor["job_id"]), descriptor["last"]
         if descriptor.get("final") is not None:
             await self._drain(send, key, last, descriptor["final"])
-            await _end(send)
+            await sse_io.end(send)
             return
         while True:
             batch = await self._read(key, last, block=True)
@@ -156,11 +157,11 @@ class AsyncStreams:
                     i for i, (_entry, event) in enumerate(batch) if event.get("type") in progress.FINAL_TYPES
                 ]
                 shown = batch[: ended[0] + 1] if ended else batch
-                await _write(send, "".join(frame(*entry) for entry in shown))
+                await sse_io.write(send, "".join(frame(*entry) for entry in shown))
                 if ended:
                     break
             else:
-                await _write(send, ": keep-alive\n\n")
+                await sse_io.write(send, ": keep-alive\n\n")
             if not await lease.kept():
                 break
             if not batch:
@@ -169,32 +170,32 @@ class AsyncStreams:
                 if final is not None:
                     await self._drain(send, key, last, final)
                     break
-        await _end(send)
+        await sse_io.end(send)
 
-    async def _user(self, descriptor: dict[str, Any], send: Send, lease: _Lease) -> None:
-        await _start(send)
-        await _write(send, "retry: 2000\n\n")
+    async def _user(self, descriptor: dict[str, Any], send: Send, lease: Lease) -> None:
+        await sse_io.start(send)
+        await sse_io.write(send, "retry: 2000\n\n")
         key, last = progress.user_stream(descriptor["user_id"]), descriptor["last"]
         while True:
             batch = await self._read(key, last, block=True)
             if batch:
                 last = batch[-1][0]
-                await _write(send, "".join(frame(*entry) for entry in batch))
+                await sse_io.write(send, "".join(frame(*entry) for entry in batch))
             else:
-                await _write(send, ": keep-alive\n\n")
+                await sse_io.write(send, ": keep-alive\n\n")
             if not await lease.kept():
                 break
-        await _end(send)
+        await sse_io.end(send)
 
-    async def _openai(self, descriptor: dict[str, Any], send: Send, lease: _Lease) -> None:
+    async def _openai(self, descriptor: dict[str, Any], send: Send, lease: Lease) -> None:
         relay = OpenAIRelay(
             descriptor["job_id"], descriptor["created"], descriptor["model"], descriptor["include_usage"]
         )
         job_header = (b"x-creditflow-job-id", descriptor["job_id"].encode())
         key, last = progress.job_stream(descriptor["job_id"]), "0-0"
         if descriptor["stream"]:
-            await _start(send, extra=[job_header])
-            await _write(send, relay.start())
+            await sse_io.start(send, extra=[job_header])
+            await sse_io.write(send, relay.start())
         while not relay.done:
             # A lost lease does not end a reply the user is paying for (that would cancel it): the
             # reply runs to its end and the cap undercounts meanwhile. A revoked key does end it.
@@ -205,14 +206,14 @@ class AsyncStreams:
                 final = await self.endings.final_of(descriptor["user_id"], descriptor["job_id"])
                 batch = [("", final)] if final is not None else []
                 if descriptor["stream"] and not batch:
-                    await _write(send, ": keep-alive\n\n")
+                    await sse_io.write(send, ": keep-alive\n\n")
             for entry_id, event in batch:
                 last = entry_id or last
                 text = relay.on_event(event)
                 if text and descriptor["stream"]:
-                    await _write(send, text)
+                    await sse_io.write(send, text)
         if descriptor["stream"]:
-            await _end(send)
+            await sse_io.end(send)
             return
         status, answer, extra = relay.whole()
         raw = json.dumps(answer).encode()
@@ -237,17 +238,17 @@ class AsyncStreams:
         """What follows `last` in a finished job's stream, then its final event if the stream lacks one."""
         final_seen = False
         while entries := await self._read(key, last, block=False):
-            await _write(send, "".join(frame(*entry) for entry in entries))  # a page at a time
+            await sse_io.write(send, "".join(frame(*entry) for entry in entries))  # a page at a time
             ends = [event for _entry, event in entries if event.get("type") in progress.FINAL_TYPES]
             final_seen = final_seen or bool(ends)
             last = entries[-1][0]
         if not final_seen:
-            await _write(send, frame(None, final))
+            await sse_io.write(send, frame(None, final))
 
-    def _lease(self, slot: Slot | None, key_id: str | None) -> _Lease:
+    def _lease(self, slot: Slot | None, key_id: str | None) -> Lease:
         # Every half heartbeat, as HeldStream does: a quiet read lasts a heartbeat, but a busy stream's
         # reads never come back empty, and its lease must not run out while it streams.
-        return _Lease(self, slot, key_id, every_s=self.heartbeat_s / 2)
+        return Lease(self, slot, key_id, every_s=self.heartbeat_s / 2)
 
     async def key_live(self, key_id: str) -> bool:
         """Whether the stream's API key still authenticates (a failed look-up keeps the stream)."""
@@ -280,50 +281,3 @@ class AsyncStreams:
                 )
 
         await asyncio.to_thread(cancel)
-
-
-class KeyRevoked(Exception):
-    """The API key a stream was opened with was revoked: the stream ends."""
-
-
-class _Lease:
-    """An open stream's slot in its user's cap and its credential, both checked once `every_s` passed."""
-
-    def __init__(
-        self, streams: AsyncStreams, slot: Slot | None, key_id: str | None, *, every_s: float
-    ) -> None:
-        self._streams, self._slot, self._key_id, self._every_s = streams, slot, key_id, every_s
-        self._refreshed = time.monotonic()
-        self.revoked = False
-
-    async def kept(self) -> bool:
-        """False once the lease was lost or the stream's API key revoked (the stream should end)."""
-        nothing_held = self._slot is None and self._key_id is None
-        if nothing_held or time.monotonic() - self._refreshed < self._every_s:
-            return True
-        self._refreshed = time.monotonic()
-        if self._key_id is not None and not await self._streams.key_live(self._key_id):
-            self.revoked = True
-            return False
-        return self._slot is None or await self._streams.refresh_slot(self._slot)
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _start(send: Send, *, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
-    headers += [
-        (name.lower().encode(), value.encode()) for name, value in HEADERS.items() if name != "Connection"
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": [*headers, *(extra or [])]})
-
-
-async def _write(send: Send, text: str) -> None:
-    await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
-
-
-async def _end(send: Send) -> None:
-    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Protocol, TypedDict
 
 from langgraph.runtime import Runtime
 
-from assistant.catalog import ModelSpec
 from assistant.pricing import chat_cost, chat_hold
 from assistant.providers import Usage, provider_for
+from assistant.specs import ModelSpec
 from assistant.transcript import Turn, pieces, token_bound, transcript
 from runtime.settings import Settings
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
-    from assistant.catalog import ModelSpec
+    from assistant.specs import ModelSpec
     from assistant.transcript import Turn
 
 MODULES = {

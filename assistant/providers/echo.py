@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from assistant.catalog import ModelSpec
 from assistant.providers import Chunk, Usage
+from assistant.specs import ModelSpec
 from assistant.transcript import Turn, pieces, transcript
 from runtime.settings import Settings
 

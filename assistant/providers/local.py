@@ -15,8 +15,8 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from assistant.catalog import ModelSpec
 from assistant.providers import Chunk, ProviderError, Usage
+from assistant.specs import ModelSpec
 from assistant.transcript import STOP, Turn, transcript
 from runtime.settings import Settings
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx2  # the HTTP client of openai >= 3 (httpx's successor)
 
-from assistant.catalog import ModelSpec
 from assistant.providers import Chunk, ProviderError, Usage
+from assistant.specs import ModelSpec
 from assistant.transcript import Turn
 from runtime.settings import Settings
 

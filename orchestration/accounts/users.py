@@ -16,7 +16,7 @@ from orchestration.accounts.welcome import Signup, WelcomeDecision, WelcomePolic
 from runtime.db import Base
 
 if TYPE_CHECKING:
-    from orchestration.bootstrap import Services
+    from orchestration.services import Services
 
 users = Table(
     "users",

@@ -17,10 +17,10 @@ from sqlalchemy.exc import IntegrityError
 
 import ledger
 from orchestration.accounts.api_keys import reserve_daily_allowance, return_daily_allowance
-from orchestration.bootstrap import Services
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
-from orchestration.jobs import dispatch, progress, steps
+from orchestration.jobs import balances, dispatch, progress
 from orchestration.jobs.kinds import get_kind
+from orchestration.services import Services
 from orchestration.tables import FINAL_STATUSES, QUEUED_SQL, jobs
 from runtime.limits import job_limit_s
 
@@ -243,10 +243,12 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
             .returning(jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at, jobs.c.queue)
         ).first()
         # A hold the reaper expired meanwhile gave its credits back already: the cancel still ends the job.
-        voided = steps.release_hold(db, ended.hold_id, key=f"cancel:{job_id}") if ended is not None else None
+        voided = (
+            balances.release_hold(db, ended.hold_id, key=f"cancel:{job_id}") if ended is not None else None
+        )
         if ended is not None and ended.api_key_id:
             return_daily_allowance(
-                db, key_id=ended.api_key_id, amount=ended.cost_held, today=steps.utc_day(ended.created_at)
+                db, key_id=ended.api_key_id, amount=ended.cost_held, today=balances.utc_day(ended.created_at)
             )
         if ended is None:
             # The database is the record of the request: a running step reads it with its heartbeat
@@ -263,7 +265,7 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
         progress.publish_job_event(
             services.redis, job_id, "canceled", held=ended.cost_held, spent=0, status="canceled"
         )
-        steps.notify_balance(services, user_id, voided.balance if voided else None)
+        balances.notify_balance(services, user_id, voided.balance if voided else None)
         dispatch.wake_after(services, job_id=job_id, user_id=user_id, queue=ended.queue)
         return "canceled"
     try:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row, select, update
 
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from orchestration.tables import dead_letters
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
-from orchestration.bootstrap import Services
 from orchestration.jobs import sagas
+from orchestration.services import Services
 from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 
 log = logging.getLogger(__name__)

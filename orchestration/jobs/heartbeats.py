@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select, update
 
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from orchestration.tables import RUNNING_SQL, jobs
 
 if TYPE_CHECKING:

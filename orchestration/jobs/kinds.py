@@ -1,4 +1,6 @@
-"""Job kinds: which queue runs them, how they are priced, and the step that does the work."""
+"""Job kinds: which queue runs them, how they are priced, and the step that does the work.
+
+The registry imports no kind: the composition root (orchestration/bootstrap.py) registers them."""
 
 from __future__ import annotations
 
@@ -68,16 +70,8 @@ def register(kind: JobKind) -> JobKind:
 
 def get_kind(name: str) -> JobKind:
     """The kind named `name`; KeyError naming the known kinds otherwise."""
-    load_kinds()
     try:
         return _KINDS[name]
     except KeyError:
-        raise KeyError(f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}") from None
-
-
-def load_kinds() -> None:
-    """Import every module that registers kinds (idempotent)."""
-    import orchestration.replies.agents  # registers the `agent` kind
-    import orchestration.replies.chat  # registers the `chat` kind
-    import orchestration.replies.completions  # registers the `completion` kind
-    import orchestration.replies.diagnostic  # noqa: F401  (registers the `diagnostic` kind)
+        known = ", ".join(sorted(_KINDS)) or "none (bootstrap() registers them)"
+        raise KeyError(f"unknown job kind {name!r}; known: {known}") from None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from assistant.catalog import ModelSpec, catalog_path, ensure_loaded, load_models
-from orchestration.bootstrap import Services
+from assistant.catalog import catalog_path, ensure_loaded, load_models
+from assistant.specs import ModelSpec
 from orchestration.context import RunContext
 from orchestration.errors import FinalError
+from orchestration.services import Services
 
 # The catalog changes when its file does (each process loads the file into the database): a list at
 # most this old, of the same file version, serves every request and job of a process instead of a

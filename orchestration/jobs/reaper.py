@@ -18,8 +18,8 @@ from sqlalchemy import and_, exists, select
 import ledger
 from ledger.tables import holds
 from orchestration import broker
-from orchestration.bootstrap import Services
-from orchestration.jobs import dispatch, steps
+from orchestration.jobs import compensation, dispatch, steps
+from orchestration.services import Services
 from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 from runtime.limits import REAPER_GRACE_S
 
@@ -91,7 +91,7 @@ def sweep(services: Services, *, now: datetime | None = None) -> Sweep:
         result,
         "failing a job on an expired hold",
         _on_expired_holds(services),
-        lambda job_id: steps.fail(
+        lambda job_id: compensation.fail(
             services, job_id=job_id, code="hold_expired", message="the credit hold expired"
         ),
     )
@@ -118,7 +118,7 @@ def _end(services: Services, row: Any, *, code: str, message: str) -> bool:
     if row.run_completed:
         # The work was delivered but its settle message was lost: bill it, don't throw it away.
         return steps.settle(services, job_id=row.id) is not None
-    return steps.fail(services, job_id=row.id, code=code, message=message, statuses=("running",))
+    return compensation.fail(services, job_id=row.id, code=code, message=message, statuses=("running",))
 
 
 def _overrun(services: Services, now: datetime) -> list[Any]:
@@ -192,7 +192,7 @@ def _resend_lost(services: Services, now: datetime, result: Sweep) -> None:
         result,
         "abandoning a job never started",
         stale,
-        lambda job_id: steps.fail(
+        lambda job_id: compensation.fail(
             services,
             job_id=job_id,
             code="not_started",
@@ -206,7 +206,7 @@ def _resend_lost(services: Services, now: datetime, result: Sweep) -> None:
         result,
         "abandoning a job that could not be queued",
         exhausted,
-        lambda row: steps.fail(
+        lambda row: compensation.fail(
             services,
             job_id=row.id,
             code="not_started",

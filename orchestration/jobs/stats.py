@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from orchestration.tables import QUEUED_SQL, RUNNING_SQL, dead_letters, jobs
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from ledger.tables import accounts
-from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payments import gateways, notices
 from orchestration.payments import refill_limits as limits
@@ -26,6 +25,7 @@ from orchestration.payments.orders import (
 from orchestration.payments.refill_recovery import UNANSWERED_TTL, charge_params, record_intent
 from orchestration.payments.tables import auto_top_ups, orders
 from orchestration.payments.units import money_unit, plain_unit, send_task
+from orchestration.services import Services
 from payments.facts import ProviderError
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import Row, func, select, update
 
 from ledger.idempotency import upsert_ignore
-from orchestration.bootstrap import Services
 from orchestration.payments import gateways, notices, saved_cards
 from orchestration.payments.fulfilment import Applied, apply_fact
 from orchestration.payments.orders import find_order, get_order
 from orchestration.payments.tables import events
 from orchestration.payments.units import money_unit, plain_unit, send_task
+from orchestration.services import Services
 from payments import paypal_events, stripe_events
 from payments.facts import PaymentFact
 

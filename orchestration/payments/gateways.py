@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from payments.facts import RailDisabled
 
 _built: dict[tuple[int, str], Any] = {}

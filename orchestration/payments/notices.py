@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Row
 
 from ledger.amounts import credits_text
-from orchestration.bootstrap import Services
-from orchestration.jobs import progress, steps
+from orchestration.jobs import balances, progress
 from orchestration.payments.fulfilment import Applied
+from orchestration.services import Services
 
 
 def after_commit(
@@ -31,7 +31,7 @@ def after_commit(
         )
         moved = moved or bool(outcome.credits)
     if moved:
-        steps.notify_balance(services, user_id)
+        balances.notify_balance(services, user_id)
 
 
 def tell(services: Services, user_id: str, kind: str, **fields: object) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
-from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payments.tables import orders
 from orchestration.payments.units import money_unit, plain_unit
+from orchestration.services import Services
 from payments.facts import ProviderError
 from runtime.packs import CreditPack
 

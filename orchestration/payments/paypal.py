@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payments import events, gateways
 from orchestration.payments.orders import (
@@ -19,6 +18,7 @@ from orchestration.payments.orders import (
 )
 from orchestration.payments.stripe import return_url
 from orchestration.payments.units import plain_unit, send_task
+from orchestration.services import Services
 from payments import paypal_events
 from payments.facts import MalformedWebhook, ProviderError
 from runtime.packs import ZERO_DECIMAL

@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Row, and_, func, or_, select, update
 
-from orchestration.bootstrap import Services
 from orchestration.payments import events, paypal, stripe
 from orchestration.payments.tables import OPEN_STATUSES, orders
 from orchestration.payments.units import aware, plain_unit
+from orchestration.services import Services
 from payments.facts import ProviderError
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import Row, select
 
-from orchestration.bootstrap import Services
 from orchestration.payments import events, gateways
 from orchestration.payments.orders import attach_provider_ref
 from orchestration.payments.tables import auto_top_ups
 from orchestration.payments.units import aware, plain_unit
+from orchestration.services import Services
 from payments import stripe_events
 from payments.facts import ProviderError
 

@@ -10,14 +10,14 @@ from typing import Any
 from sqlalchemy import Row, update
 
 import ledger
-from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
-from orchestration.jobs import steps
+from orchestration.jobs import balances
 from orchestration.payments import freezes, notices, paypal, stripe
 from orchestration.payments.fulfilment import MISMATCH, TAKEN, Applied, credits_for
 from orchestration.payments.orders import get_order
 from orchestration.payments.tables import orders
 from orchestration.payments.units import money_unit, plain_unit
+from orchestration.services import Services
 
 
 def refund_order(
@@ -135,5 +135,5 @@ def release_freezes(services: Services, *, order_id: str, admin_id: str) -> Row[
             .where(orders.c.id == locked.id)
             .values(failure=f"fraud warning reviewed by {admin_id}: released"[:200], updated_at=now)
         )
-    steps.notify_balance(services, order.user_id)
+    balances.notify_balance(services, order.user_id)
     return _reread(services, order_id)

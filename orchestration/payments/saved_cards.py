@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from ledger.idempotency import upsert_ignore
-from orchestration.bootstrap import Services
 from orchestration.payments import gateways
 from orchestration.payments.tables import auto_top_ups
 from orchestration.payments.units import plain_unit
+from orchestration.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Row
 
-from orchestration.bootstrap import Services
 from orchestration.payments import events, gateways, refill_recovery, saved_cards
 from orchestration.payments.orders import (
     pack_or_refuse,
     start_provider_order,
 )
+from orchestration.services import Services
 from payments import stripe_events
 from payments.facts import ProviderError
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from assistant.agents.data_stats import DataError, parse_records
 from assistant.agents.graph import KINDS
 from assistant.selection import select_model
 from orchestration.accounts.users import DEFAULT_PREFERENCES, get_user
-from orchestration.bootstrap import Services
 from orchestration.jobs.create import CreateJob, create_job
 from orchestration.jobs.models import work_queue
 from orchestration.replies.conversations import models
+from orchestration.services import Services
 
 __all__ = ["KINDS", "DataError", "StartAgentTask", "start_agent_task"]
 

@@ -14,13 +14,13 @@ from typing import Any
 from assistant.agents.data_stats import DataError
 from assistant.agents.graph import AgentContext, build_graph, run_agent, total_steps
 from assistant.agents.tools import conversation_sources, web_sources
-from assistant.catalog import ModelSpec
 from assistant.checkpoints import saver_for
 from assistant.providers import ProviderError
+from assistant.specs import ModelSpec
 from ledger.amounts import credits_text
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
-from orchestration.jobs.kinds import JobKind, Quote, register
+from orchestration.jobs.kinds import JobKind, Quote
 from orchestration.jobs.models import job_model
 
 RESULT_FIELDS = {
@@ -105,14 +105,12 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     }
 
 
-AGENT = register(
-    JobKind(
-        name="agent",
-        queue="agents",
-        price=price,
-        run=run,
-        model=lambda params: str(params["model"]),
-        route=lambda params: str(params.get("queue", "agents")),
-        limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
-    )
+AGENT = JobKind(
+    name="agent",
+    queue="agents",
+    price=price,
+    run=run,
+    model=lambda params: str(params["model"]),
+    route=lambda params: str(params.get("queue", "agents")),
+    limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
 )

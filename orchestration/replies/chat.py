@@ -9,17 +9,17 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 
 from assistant import conversations
-from assistant.catalog import ModelSpec
 from assistant.chat_graph import TurnContext, build_graph, run_turn
 from assistant.embeddings import available as embeddings_available
 from assistant.memory import overflows, relevance, select_context
 from assistant.providers import ProviderError
+from assistant.specs import ModelSpec
 from assistant.tables import messages
 from assistant.transcript import Turn
 from ledger.amounts import credits_text
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
-from orchestration.jobs.kinds import JobKind, register
+from orchestration.jobs.kinds import JobKind
 from orchestration.jobs.models import job_model
 from orchestration.replies.model_reply import JobSink, reply_quote
 from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
@@ -121,16 +121,14 @@ def on_settled(db: Connection, row: Row[Any]) -> None:
     )
 
 
-CHAT = register(
-    JobKind(
-        name="chat",
-        queue="interactive",
-        price=reply_quote,
-        run=run,
-        model=lambda params: str(params["model"]),
-        route=lambda params: str(params.get("queue", "interactive")),
-        limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
-        restartable=False,  # the user saw part of the reply: a lost worker ends the turn failed
-        on_settled=on_settled,
-    )
+CHAT = JobKind(
+    name="chat",
+    queue="interactive",
+    price=reply_quote,
+    run=run,
+    model=lambda params: str(params["model"]),
+    route=lambda params: str(params.get("queue", "interactive")),
+    limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
+    restartable=False,  # the user saw part of the reply: a lost worker ends the turn failed
+    on_settled=on_settled,
 )

@@ -19,13 +19,13 @@ from assistant.reply import stream_reply
 from assistant.selection import select_model
 from assistant.transcript import Turn, token_bound
 from ledger.amounts import credits_text
-from orchestration.bootstrap import Services
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
 from orchestration.jobs.create import CreateJob, create_job
-from orchestration.jobs.kinds import JobKind, QuoteError, register
+from orchestration.jobs.kinds import JobKind, QuoteError
 from orchestration.jobs.models import catalog_models, job_model, work_queue
 from orchestration.replies.model_reply import JobSink, reply_quote
+from orchestration.services import Services
 from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 
 ROLES = ("system", "user", "assistant")
@@ -151,15 +151,13 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     return {**reply, "model": spec.id, "cost": credits_text(min(int(reply["cost"]), ctx.held))}
 
 
-COMPLETION = register(
-    JobKind(
-        name="completion",
-        queue="interactive",
-        price=reply_quote,
-        run=run,
-        model=lambda params: str(params["model"]),
-        route=lambda params: str(params.get("queue", "interactive")),
-        limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
-        restartable=False,  # the client saw part of the reply: a lost worker ends it failed
-    )
+COMPLETION = JobKind(
+    name="completion",
+    queue="interactive",
+    price=reply_quote,
+    run=run,
+    model=lambda params: str(params["model"]),
+    route=lambda params: str(params.get("queue", "interactive")),
+    limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
+    restartable=False,  # the client saw part of the reply: a lost worker ends it failed
 )

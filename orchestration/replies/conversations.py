@@ -10,16 +10,16 @@ from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 
 from assistant import conversations
-from assistant.catalog import ModelSpec
 from assistant.selection import ModelUnavailable, select_model
+from assistant.specs import ModelSpec
 from assistant.tables import conversations as conversations_table
 from assistant.tables import messages
 from assistant.transcript import Turn, token_bound
 from orchestration.accounts.users import DEFAULT_PREFERENCES, users
-from orchestration.bootstrap import Services
 from orchestration.jobs.create import CreateJob, find_by_key, insert_job, start_job
 from orchestration.jobs.kinds import QuoteError
 from orchestration.jobs.models import catalog_models, work_queue
+from orchestration.services import Services
 from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 
 __all__ = ["ConversationBusy", "ConversationNotFound", "ModelUnavailable", "PostMessage"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
-from orchestration.jobs.kinds import JobKind, Quote, register
+from orchestration.jobs.kinds import JobKind, Quote
 
 PRICE_VERSION = "diagnostic-1"
 
@@ -48,13 +48,11 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     return {"steps_done": done, "attempt": ctx.attempt}
 
 
-DIAGNOSTIC = register(
-    JobKind(
-        name="diagnostic",
-        queue="interactive",
-        price=price,
-        run=run,
-        route=lambda params: str(params.get("queue", "interactive")),
-        limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
-    )
+DIAGNOSTIC = JobKind(
+    name="diagnostic",
+    queue="interactive",
+    price=price,
+    run=run,
+    route=lambda params: str(params.get("queue", "interactive")),
+    limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
 )

@@ -16,8 +16,9 @@ from flask.testing import FlaskClient
 
 from api.app import create_app
 from orchestration import broker
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
 from orchestration.jobs import reaper, sagas
+from orchestration.services import Services
 from runtime.settings import load_settings
 from tests.support.brokers import PrivateRabbitMQ, PrivateRedis, rabbitmq_installed
 

@@ -59,6 +59,7 @@ def test_every_beat_entry_names_a_registered_task() -> None:
 
 
 def test_time_limits_come_from_one_table_in_order() -> None:
+    from orchestration.bootstrap import register_kinds
     from orchestration.jobs.kinds import get_kind
     from runtime import limits
     from runtime.settings import load_settings
@@ -71,6 +72,7 @@ def test_time_limits_come_from_one_table_in_order() -> None:
     assert limits.job_limit_s(None, "interactive", settings) == 120  # a chat turn: its queue's limit
     assert limits.job_limit_s(10_000, "agents", settings) == 900  # never beyond the queue's
     assert limits.job_limit_s(30, "agents", settings) == 30
+    register_kinds()
     assert get_kind("chat").requested_limit_s({}) is None
 
 

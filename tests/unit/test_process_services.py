@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import bootstrap
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 
 THREADS = 16
 

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, update
 
 from ledger.idempotency import upsert_ignore
-from orchestration.bootstrap import Services
 from orchestration.errors import PaymentRefused
 from orchestration.payments import gateways
 from orchestration.payments.orders import NewOrder, get_order, insert_order, new_order_id, pack_or_refuse
 from orchestration.payments.tables import crypto_transfers, deposit_keys, orders
 from orchestration.payments.units import plain_unit, send_task
+from orchestration.services import Services
 from payments.crypto_gateway import Transfer
 
 VERIFY_TASK = "creditflow.critical.verify_crypto_payment"

@@ -22,11 +22,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
-from orchestration.bootstrap import Services
 from orchestration.payments.crypto.intents import counts
 from orchestration.payments.fulfilment import TAKEN
 from orchestration.payments.tables import crypto_transfers
 from orchestration.payments.units import plain_unit
+from orchestration.services import Services
 
 REASONS = ("other-asset", "excess", "underpaid", "late", "reorged")
 # Listed: flagged, not reviewed, and either final (confirmed) or a credited payment a reorg took away.

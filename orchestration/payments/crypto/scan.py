@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from orchestration.bootstrap import Services
 from orchestration.payments import gateways
 from orchestration.payments.crypto.intents import SETTLE_TASK, counts, record_transfers
 from orchestration.payments.crypto.settle import REORG_WATCH_BLOCKS, open_or_watched
 from orchestration.payments.tables import chain_cursors, crypto_transfers, orders
 from orchestration.payments.units import plain_unit, send_task
+from orchestration.services import Services
 from payments.crypto_gateway import Scanned
 
 log = logging.getLogger(__name__)

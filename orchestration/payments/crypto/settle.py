@@ -30,7 +30,6 @@ from typing import Any
 
 from sqlalchemy import Row, or_, select, update
 
-from orchestration.bootstrap import Services
 from orchestration.payments import gateways, notices
 from orchestration.payments.crypto import review as payments_crypto_review
 from orchestration.payments.crypto.intents import counts
@@ -38,6 +37,7 @@ from orchestration.payments.fulfilment import CREDITABLE, TAKEN, Applied, apply_
 from orchestration.payments.orders import get_order
 from orchestration.payments.tables import chain_cursors, crypto_transfers, orders
 from orchestration.payments.units import money_unit, plain_unit
+from orchestration.services import Services
 from payments.facts import PaymentFact
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ from flask.testing import FlaskClient
 from jwt.algorithms import RSAAlgorithm
 
 from api.app import create_app
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
+from orchestration.services import Services
 from runtime.local import embedded_redis_url, stop_embedded_redis
 from runtime.settings import Settings, load_settings
 from tests.support.databases import backends, fresh_database

@@ -6,7 +6,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import ledger
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from tests.integration.api.conftest import admin_headers, assert_problem, new_user
 
 

@@ -13,7 +13,7 @@ from orchestration.accounts.api_keys import (
     reserve_daily_allowance,
     return_daily_allowance,
 )
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from tests.integration.api.conftest import assert_problem, bearer, new_user
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from ledger.tables import accounts, entries
 from orchestration.accounts.users import users
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from tests.integration.api.conftest import bearer, make_token
 
 RACERS = 10

@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.auth.policy import api_key_may
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from tests.integration.api.conftest import assert_problem, bearer, new_user
 
 # Routes that move money or change the account: a leaked API key must not reach any of them.

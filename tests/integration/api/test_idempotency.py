@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from api.idempotency import fingerprint
 from orchestration.accounts import idempotency
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from tests.integration.api.conftest import admin_headers, assert_problem, new_user
 
 

@@ -11,7 +11,8 @@ from sqlalchemy.engine import Engine
 
 import ledger
 from api.app import create_app
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
+from orchestration.services import Services
 from runtime.settings import load_settings
 from tests.integration.api.conftest import BASE_SETTINGS, admin_headers, new_user
 from tests.support.keys import ed25519_pems

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.openai.routes import JOB_HEADER
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
+from orchestration.services import Services
 from orchestration.tables import jobs
 from runtime.settings import load_settings
 from tests.integration.api.conftest import BASE_SETTINGS, bearer, make_token

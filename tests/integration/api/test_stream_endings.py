@@ -12,8 +12,9 @@ from sqlalchemy import event
 
 from api.streams.endings import JobEndings
 from orchestration.accounts.users import get_or_create_user
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
 from orchestration.jobs import create as job_cases
+from orchestration.services import Services
 from runtime.settings import load_settings
 
 

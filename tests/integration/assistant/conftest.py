@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from assistant.catalog import DEFAULT_CATALOG
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
+from orchestration.services import Services
 from runtime.settings import load_settings
 from tests.support.processes import (
     ROOT,

@@ -11,7 +11,7 @@ import pytest
 from assistant import conversations
 from assistant.agents.sandbox import network_isolation, run_python
 from ledger.amounts import credits_text
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from tests.integration.assistant.conftest import Client
 from tests.support.processes import (
     ROOT,

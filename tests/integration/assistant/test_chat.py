@@ -13,7 +13,7 @@ from assistant import conversations
 from assistant.embeddings import available as embeddings_available
 from assistant.transcript import Turn, pieces, transcript
 from ledger.amounts import credits_text
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.assistant.conftest import Client, needs_local
 

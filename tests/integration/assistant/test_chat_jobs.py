@@ -9,10 +9,10 @@ import pytest
 
 import ledger
 from orchestration.accounts.users import get_or_create_user
-from orchestration.bootstrap import Services
 from orchestration.errors import JobKeyConflict
 from orchestration.jobs import create as job_cases
 from orchestration.replies import conversations as chat
+from orchestration.services import Services
 
 
 def _user(services: Services) -> str:

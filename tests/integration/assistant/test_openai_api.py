@@ -11,7 +11,7 @@ import openai
 import pytest
 
 import ledger
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.assistant.conftest import Client
 

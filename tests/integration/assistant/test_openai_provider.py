@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from assistant.catalog import ModelSpec
 from assistant.providers import ProviderError, provider_for
+from assistant.specs import ModelSpec
 from assistant.transcript import Turn
 from runtime.settings import Settings, load_settings
 from tests.support.openai_server import REPLY, openai_server

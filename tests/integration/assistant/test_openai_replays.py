@@ -11,7 +11,7 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from orchestration.bootstrap import Services
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.assistant.conftest import ECHO_DELAY_MS, Client
 

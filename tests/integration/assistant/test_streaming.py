@@ -19,7 +19,8 @@ import jwt
 import pytest
 
 from assistant.pricing import chat_cost
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
+from orchestration.services import Services
 from orchestration.tables import jobs
 from runtime.settings import load_settings
 from tests.integration.jobs.conftest import zero_sum

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from orchestration.accounts.users import get_or_create_user
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
+from orchestration.services import Services
 from orchestration.tables import FINAL_STATUSES, jobs
 from runtime.settings import load_settings
 from tests.support.processes import ROOT, child_env, worker

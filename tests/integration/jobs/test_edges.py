@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 import ledger
-from orchestration.bootstrap import Services
+from orchestration.jobs import claims, reaper, steps
 from orchestration.jobs import create as job_cases
-from orchestration.jobs import reaper, steps
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import diagnostic_job, job_row, wait_final, wait_for
 
@@ -49,7 +49,7 @@ def test_a_hold_outlives_the_queue_wait_and_the_time_limit(services: Services, u
 
 def test_reaper_bills_a_finished_run_whose_settle_was_lost(services: Services, user: str) -> None:
     job_id = diagnostic_job(services, user, queue="images", steps=2, cost_per_step=1000)
-    claimed = steps.claim(services, job_id=job_id, task_id="lost", retries=0)
+    claimed = claims.claim(services, job_id=job_id, task_id="lost", retries=0)
     assert claimed is not None
     assert steps.run(services, claimed)  # ran; its settle message never arrives
     with services.uow() as session:  # and it started long ago
@@ -116,7 +116,7 @@ def test_a_recorded_run_leaves_no_error_so_a_later_failure_keeps_its_reason(
     services: Services, user: str
 ) -> None:
     job_id = diagnostic_job(services, user, queue="images", steps=1, cost_per_step=1000)
-    claimed = steps.claim(services, job_id=job_id, task_id="expiring", retries=0)
+    claimed = claims.claim(services, job_id=job_id, task_id="expiring", retries=0)
     assert claimed is not None
     assert steps.run(services, claimed)
     with services.uow(autocommit=True) as session:  # SQL NULL, not the JSON `null` a coalesce keeps

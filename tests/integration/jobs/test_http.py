@@ -12,8 +12,8 @@ import jwt
 import pytest
 import requests
 
-from orchestration.bootstrap import Services
 from orchestration.jobs import dead_letters
+from orchestration.services import Services
 from tests.integration.jobs.conftest import JWT_SECRET, wait_final
 from tests.support.processes import (
     api_server,

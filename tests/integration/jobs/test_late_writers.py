@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 
 import ledger
-from orchestration.bootstrap import Services
 from orchestration.context import RunContext
 from orchestration.errors import FinalError
+from orchestration.jobs import claims, compensation, progress, steps
 from orchestration.jobs import create as job_cases
-from orchestration.jobs import progress, steps
 from orchestration.jobs.heartbeats import Beating, heartbeats_of
+from orchestration.services import Services
 from tests.integration.jobs.conftest import diagnostic_job, job_row, wait_for
 
 # No worker serves `images` in these tests: every step below runs here, in the order the test sets.
@@ -26,13 +26,13 @@ def test_a_retry_after_a_cancel_runs_nothing_even_when_the_redis_flag_was_lost(
     services: Services, user: str
 ) -> None:
     job_id = diagnostic_job(services, user, queue=QUEUE, steps=2, cost_per_step=1000)
-    first = steps.claim(services, job_id=job_id, task_id="t-retry", retries=0)
+    first = claims.claim(services, job_id=job_id, task_id="t-retry", retries=0)
     assert first is not None  # attempt 1 failed retryably: the job stays running, its retry waits
     assert job_cases.cancel_job(services, user_id=user, job_id=job_id) == "canceling"
     services.redis.delete(f"creditflow:cancel:{job_id}")  # Redis lost the flag; the row keeps it
     assert not progress.cancel_requested(services.redis, job_id)
 
-    retry = steps.claim(services, job_id=job_id, task_id="t-retry", retries=1)
+    retry = claims.claim(services, job_id=job_id, task_id="t-retry", retries=1)
     assert retry is not None
     assert retry.cancel_requested  # what the database knows at the claim reaches the step
     assert steps.run(services, retry)
@@ -48,7 +48,7 @@ def test_a_heartbeat_read_before_the_step_ended_does_not_lower_its_charge(
     services: Services, user: str
 ) -> None:
     job_id = diagnostic_job(services, user, queue=QUEUE, steps=3, cost_per_step=1000)
-    claimed = steps.claim(services, job_id=job_id, task_id="t-beat", retries=0)
+    claimed = claims.claim(services, job_id=job_id, task_id="t-beat", retries=0)
     assert claimed is not None
     # The heartbeat thread read the step's cost after its first step, then waited (for a pooled
     # connection, for the GIL) while the step finished its other two and recorded them.
@@ -75,10 +75,10 @@ def test_a_step_that_raises_after_the_reaper_ended_its_job_leaves_the_job_as_end
     services: Services, user: str
 ) -> None:
     job_id = diagnostic_job(services, user, queue=QUEUE, steps=2, fail_at_step=1)
-    claimed = steps.claim(services, job_id=job_id, task_id="t-late", retries=0)
+    claimed = claims.claim(services, job_id=job_id, task_id="t-late", retries=0)
     assert claimed is not None
     # The reaper ended the job (its time ran out) while its step still ran on a threads pool.
-    assert steps.fail(
+    assert compensation.fail(
         services,
         job_id=job_id,
         code="timed_out",
@@ -100,11 +100,11 @@ def test_a_takeover_in_the_same_process_keeps_the_new_attempts_heartbeat(
     # A redelivery (a broker that lost its consumer's connection) can reach the very process still running
     # the job: the new attempt takes it over, the old one learns so at its next beat and stops.
     job_id = diagnostic_job(services, user, queue=QUEUE, steps=40, sleep_ms=100, cost_per_step=10)
-    old = steps.claim(services, job_id=job_id, task_id="t-same", retries=0)
+    old = claims.claim(services, job_id=job_id, task_id="t-same", retries=0)
     assert old is not None
     outcomes: dict[str, bool] = {}
 
-    def run(name: str, claimed: steps.Claimed) -> None:
+    def run(name: str, claimed: claims.Claimed) -> None:
         outcomes[name] = steps.run(services, claimed)
 
     def progress_events() -> int:
@@ -114,7 +114,7 @@ def test_a_takeover_in_the_same_process_keeps_the_new_attempts_heartbeat(
     first = threading.Thread(target=run, args=("old", old), daemon=True)
     first.start()
     wait_for(lambda: progress_events() >= 1, what="the old attempt running")
-    new = steps.claim(services, job_id=job_id, task_id="t-same", retries=0, redelivered=True)
+    new = claims.claim(services, job_id=job_id, task_id="t-same", retries=0, redelivered=True)
     assert new is not None
     assert new.taken_over
     second = threading.Thread(target=run, args=("new", new), daemon=True)

@@ -15,9 +15,10 @@ from sqlalchemy import select, update
 
 import ledger
 from orchestration.accounts.api_keys import api_keys, create_key
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
+from orchestration.jobs import claims, steps
 from orchestration.jobs import create as job_cases
-from orchestration.jobs import steps
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import zero_sum
 
@@ -46,7 +47,7 @@ def _job_with_key(services: Services, user: str, key_id: str) -> str:
 
 
 def _ran(services: Services, job_id: str) -> str:
-    claimed = steps.claim(services, job_id=job_id, task_id=f"lock-order-{job_id}", retries=0)
+    claimed = claims.claim(services, job_id=job_id, task_id=f"lock-order-{job_id}", retries=0)
     assert claimed is not None
     assert steps.run(services, claimed)
     return job_id

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orchestration.bootstrap import Services
 from orchestration.jobs import create as job_cases
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import wait_final
 from tests.support.processes import ROOT, worker

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.bootstrap import Services
 from orchestration.jobs import create as job_cases
+from orchestration.services import Services
 from tests.integration.jobs.conftest import hold_entries, job_row, wait_final, wait_for
 from tests.support.processes import ROOT, worker
 from tests.support.tasks import die_after_run_key

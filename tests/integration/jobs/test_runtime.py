@@ -19,11 +19,12 @@ from sqlalchemy import insert, select, update
 
 import ledger
 import tests.support.tasks  # noqa: F401  (registers the `test-streaming` kind in this process too)
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
 from orchestration.context import RunContext
+from orchestration.jobs import claims, reaper, steps
 from orchestration.jobs import create as job_cases
-from orchestration.jobs import reaper, steps
 from orchestration.jobs.kinds import JobKind, Quote, register
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import (
     HEARTBEAT_TIMEOUT_S,
@@ -71,7 +72,7 @@ def test_env(job_env: dict[str, str]) -> dict[str, str]:
 
 def test_a_cancel_after_the_steps_last_check_still_ends_it_canceled(services: Services, user: str) -> None:
     job_id = _job(services, user, "test-late-cancel")
-    claimed = steps.claim(services, job_id=job_id, task_id="late-cancel", retries=0)
+    claimed = claims.claim(services, job_id=job_id, task_id="late-cancel", retries=0)
     assert claimed is not None
     assert steps.run(services, claimed)
     assert steps.settle(services, job_id=job_id) == "canceled"
@@ -385,7 +386,7 @@ def test_a_job_waiting_for_its_retry_is_not_taken_for_one_whose_worker_died(
 
     monkeypatch.setitem(composition._by_pid, os.getpid(), services)  # the task's services: this module's
     job_id = diagnostic_job(services, user, queue="images", steps=1)
-    assert steps.claim(services, job_id=job_id, task_id="retrying", retries=0) is not None
+    assert claims.claim(services, job_id=job_id, task_id="retrying", retries=0) is not None
     task = workers.jobs.RUNS["images"]
     task.push_request(id="retrying", args=[job_id], retries=0, called_directly=False)
     try:

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 import ledger
-from orchestration.bootstrap import Services
 from orchestration.jobs import create as job_cases
 from orchestration.jobs import progress
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import wait_final, wait_for
 

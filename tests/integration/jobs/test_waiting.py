@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from orchestration import broker
-from orchestration.bootstrap import Services
+from orchestration.jobs import claims, dispatch, reaper
 from orchestration.jobs import create as job_cases
-from orchestration.jobs import dispatch, reaper, steps
+from orchestration.services import Services
 from orchestration.tables import jobs
 from tests.integration.jobs.conftest import diagnostic_job, job_row
 
@@ -34,7 +34,7 @@ def test_a_follower_refused_early_is_sent_again_when_its_wake_up_is_lost(
     # A stray early delivery (a re-send of every queued job after a broker restart, a duplicate): its
     # claim refuses the follower, whose predecessor is still open, and its message is gone.
     assert dispatch.resend(services, job_id=follower.id, queue=QUEUE, priority=5, counted=False)
-    assert steps.claim(services, job_id=follower.id, task_id="t-early", retries=0) is None
+    assert claims.claim(services, job_id=follower.id, task_id="t-early", retries=0) is None
     # The first job ends, and the process that ended it dies before it woke the follower.
     with services.uow() as db:
         db.execute(

@@ -18,8 +18,9 @@ from sqlalchemy import select
 import ledger
 from api.app import create_app
 from orchestration.accounts.users import get_or_create_user
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
 from orchestration.payments.tables import orders
+from orchestration.services import Services
 from runtime.settings import load_settings
 from tests.support.brokers import PrivateRedis
 from tests.support.chain_rpc import Chain, chain_rpc

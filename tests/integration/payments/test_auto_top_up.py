@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 import ledger
-from orchestration.bootstrap import Services
 from orchestration.jobs.progress import user_stream
 from orchestration.payments import auto_top_up, reconciler
 from orchestration.payments.tables import auto_top_ups, orders
+from orchestration.services import Services
 from tests.integration.payments.conftest import M, deliver_stripe, ledger_clean, posted, wait_for, wait_status
 from tests.support.stripe_server import CARD_DECLINED, CARD_SCA
 

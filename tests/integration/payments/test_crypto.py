@@ -12,11 +12,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from orchestration.bootstrap import Services
 from orchestration.payments.crypto import intents
 from orchestration.payments.crypto import scan as payments_crypto_scan
 from orchestration.payments.crypto import settle as payments_crypto_settle
 from orchestration.payments.tables import crypto_transfers, orders
+from orchestration.services import Services
 from tests.integration.payments.conftest import (
     CHAIN_ID,
     CONFIRMATIONS,

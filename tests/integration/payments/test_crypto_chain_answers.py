@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from api.metrics import CryptoReviewCollector
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
 from orchestration.payments import gateways
 from orchestration.payments.crypto import intents
 from orchestration.payments.crypto import review as payments_crypto_review
@@ -25,6 +25,7 @@ from orchestration.payments.crypto import scan as payments_crypto_scan
 from orchestration.payments.crypto.settle import settle
 from orchestration.payments.orders import get_order
 from orchestration.payments.tables import chain_cursors, crypto_transfers, orders
+from orchestration.services import Services
 from tests.integration.payments.conftest import (
     CHAIN_ID,
     CONFIRMATIONS,

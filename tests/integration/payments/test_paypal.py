@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from orchestration.bootstrap import Services
 from orchestration.payments import reconciler
+from orchestration.services import Services
 from tests.integration.payments.conftest import (
     M,
     held,

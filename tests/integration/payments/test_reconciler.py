@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api.metrics import render_metrics
-from orchestration.bootstrap import Services
 from orchestration.payments import reconciler
 from orchestration.payments.orders import new_order_id
 from orchestration.payments.tables import orders
+from orchestration.services import Services
 from tests.integration.payments.conftest import M, ledger_clean, posted, wait_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]

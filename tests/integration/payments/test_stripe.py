@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 
 import ledger
 from api.app import create_app
-from orchestration.bootstrap import Services, bootstrap
+from orchestration.bootstrap import bootstrap
 from orchestration.payments import reconciler
 from orchestration.payments.tables import events, orders
+from orchestration.services import Services
 from tests.integration.payments.conftest import (
     M,
     debt,

@@ -12,8 +12,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from assistant.agents import state as agent_state
 from assistant.agents.graph import AgentContext, build_graph, run_agent
-from assistant.catalog import ModelSpec
 from assistant.providers import Chunk, ProviderError, provider_for
+from assistant.specs import ModelSpec
 from assistant.transcript import Turn
 from runtime.settings import Settings, load_settings
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from assistant import reply
-from assistant.catalog import ModelSpec
 from assistant.chat_graph import TurnContext, build_graph, run_turn
 from assistant.providers import Chunk, ProviderError, Usage, provider_for
+from assistant.specs import ModelSpec
 from assistant.transcript import Turn
 from runtime.settings import Settings, load_settings
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.catalog import DEFAULT_CATALOG, CatalogError, ModelSpec, price_version_of, read_catalog
+from assistant.catalog import DEFAULT_CATALOG, CatalogError, price_version_of, read_catalog
 from assistant.pricing import chat_cost, chat_hold
 from assistant.selection import ModelUnavailable, select_model
+from assistant.specs import ModelSpec
 
 
 def spec(name: str, price: int, quality: int, **changes: object) -> ModelSpec:
