@@ -15,8 +15,8 @@ from ledger.tables import accounts, entries
 from orchestration.accounts.users import users
 from orchestration.accounts.welcome import welcome_grants_by_address
 from orchestration.services import Services
+from tests.integration.api.auth.test_siwe import _signed
 from tests.integration.api.conftest import AUDIENCE, ISSUER, AppFactory, Jwks, bearer, make_token
-from tests.integration.api.test_siwe import _signed
 
 RACERS = 10
 
