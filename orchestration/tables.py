@@ -73,7 +73,7 @@ jobs = Table(
     # replay: params also hold derived values (message ids, token counts) that differ per attempt.
     Column("request_hash", String(64)),
     # A job that must not start before another ends (a conversation's next turn): its saga is sent
-    # when that job reaches a final status (orchestration/followers.py).
+    # when that job reaches a final status (orchestration/jobs/dispatch.py).
     Column("after_job_id", String(32)),
     # A job whose user had every allowed slot of its queue running: sent again when one of them ends.
     Column("waiting_slot", Boolean, nullable=False, server_default=text("false")),
