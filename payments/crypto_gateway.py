@@ -15,12 +15,11 @@ from typing import Any
 from web3 import Web3
 from web3.exceptions import BlockNotFound, TransactionNotFound, Web3RPCError
 
-from payments.crypto_keys import BASE58, DepositKeys
+from payments.crypto_keys import DepositKeys
 from payments.facts import ProviderError, RailDisabled
 from runtime.packs import CryptoChain
 from runtime.settings import Settings
 
-__all__ = ["BASE58", "Block", "CryptoGateway", "DepositKeys", "Scanned", "Transfer"]
 TRANSFER_TOPIC = "0x" + Web3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
 
 

@@ -17,7 +17,8 @@ from sqlalchemy import Row, func, select, update
 
 from ledger.idempotency import upsert_ignore
 from orchestration.payments import gateways, notices, saved_cards
-from orchestration.payments.fulfilment import Applied, apply_fact
+from orchestration.payments.books import Applied
+from orchestration.payments.fulfilment import apply_fact
 from orchestration.payments.orders import find_order, get_order
 from orchestration.payments.tables import events
 from orchestration.payments.units import money_unit, plain_unit, send_task

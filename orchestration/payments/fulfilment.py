@@ -30,7 +30,6 @@ from orchestration.payments.books import (
 )
 from payments.facts import PaymentFact
 
-__all__ = ["CREDITABLE", "MISMATCH", "TAKEN", "Applied", "NotYet", "apply_fact", "credits_for"]
 log = logging.getLogger(__name__)
 
 

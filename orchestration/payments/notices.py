@@ -9,7 +9,7 @@ from sqlalchemy import Row
 
 from ledger.amounts import credits_text
 from orchestration.jobs import balances, progress
-from orchestration.payments.fulfilment import Applied
+from orchestration.payments.books import Applied
 from orchestration.services import Services
 
 

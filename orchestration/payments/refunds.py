@@ -13,7 +13,7 @@ import ledger
 from orchestration.errors import PaymentRefused
 from orchestration.jobs import balances
 from orchestration.payments import freezes, notices, paypal, stripe
-from orchestration.payments.fulfilment import MISMATCH, TAKEN, Applied, credits_for
+from orchestration.payments.books import MISMATCH, TAKEN, Applied, credits_for
 from orchestration.payments.orders import get_order
 from orchestration.payments.tables import orders
 from orchestration.payments.units import money_unit, plain_unit

@@ -22,8 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
+from orchestration.payments.books import TAKEN
 from orchestration.payments.crypto.intents import counts
-from orchestration.payments.fulfilment import TAKEN
 from orchestration.payments.tables import crypto_transfers
 from orchestration.payments.units import plain_unit
 from orchestration.services import Services

@@ -31,9 +31,10 @@ from typing import Any
 from sqlalchemy import Row, or_, select, update
 
 from orchestration.payments import gateways, notices
+from orchestration.payments.books import CREDITABLE, TAKEN, Applied
 from orchestration.payments.crypto import review as payments_crypto_review
 from orchestration.payments.crypto.intents import counts
-from orchestration.payments.fulfilment import CREDITABLE, TAKEN, Applied, apply_fact
+from orchestration.payments.fulfilment import apply_fact
 from orchestration.payments.orders import get_order
 from orchestration.payments.tables import chain_cursors, crypto_transfers, orders
 from orchestration.payments.units import money_unit, plain_unit

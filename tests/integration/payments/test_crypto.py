@@ -75,7 +75,7 @@ def test_native_payment_is_credited_once_after_enough_confirmations(
         "ETH",
         CONFIRMATIONS,
     )
-    from payments.crypto_gateway import DepositKeys
+    from payments.crypto_keys import DepositKeys
 
     index_of = {DepositKeys(MNEMONIC).address(n): n for n in range(1, 400)}
     assert made["deposit_address"] in index_of  # derived from the HD key in settings
@@ -253,7 +253,7 @@ def test_crypto_refuses_unknown_chains_and_tokens(client: FlaskClient, user: Any
 def test_an_intent_derives_its_address_once_and_outside_any_transaction(
     services: Services, user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from payments.crypto_gateway import DepositKeys
+    from payments.crypto_keys import DepositKeys
 
     user_id, _headers = user
     real = DepositKeys.private_key

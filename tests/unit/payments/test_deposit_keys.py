@@ -10,7 +10,7 @@ import pytest
 from eth_account.hdaccount.deterministic import HDPath, derive_child_key
 from eth_account.hdaccount.mnemonic import Mnemonic
 
-from payments.crypto_gateway import BASE58, DepositKeys
+from payments.crypto_keys import BASE58, DepositKeys
 
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
 # m/44'/60'/0'/0/0 of that mnemonic, as every wallet shows it (an outside fact, not our output).
