@@ -8,7 +8,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     String,
@@ -18,7 +17,7 @@ from sqlalchemy import (
     text,
 )
 
-from runtime.db import Base
+from runtime.db import Base, partial_index
 
 metadata = Base.metadata
 # SQLite only auto-increments an `INTEGER PRIMARY KEY`; PostgreSQL gets BIGINT identity columns.
@@ -64,11 +63,10 @@ holds = Table(
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("captured >= 0 AND captured <= amount", name="captured_within_amount"),
     CheckConstraint("status IN ('pending', 'captured', 'voided', 'expired')", name="status"),
-    Index(
+    partial_index(
         "ix_ledger_holds_pending_expiry",
         "expires_at",
-        postgresql_where=text("status = 'pending'"),
-        sqlite_where=text("status = 'pending'"),
+        where="status = 'pending'",
     ),
 )
 

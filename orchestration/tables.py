@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from runtime.db import Base
+from runtime.db import Base, partial_index
 
 Timestamp = DateTime(timezone=True)
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
@@ -82,26 +82,23 @@ jobs = Table(
     CheckConstraint("cost_held >= 0 AND cost_quoted >= 0", name="costs_non_negative"),
     CheckConstraint("cost_charged IS NULL OR cost_charged <= cost_held", name="charged_within_hold"),
     Index("ix_jobs_user_created", "user_id", "created_at"),
-    Index(
+    partial_index(
         "ix_jobs_open",
         "status",
         "created_at",
-        postgresql_where=text("status IN ('queued', 'running')"),
-        sqlite_where=text("status IN ('queued', 'running')"),
+        where="status IN ('queued', 'running')",
     ),
-    Index(
+    partial_index(
         "ix_jobs_after_job",
         "after_job_id",
-        postgresql_where=text("after_job_id IS NOT NULL AND status = 'queued'"),
-        sqlite_where=text("after_job_id IS NOT NULL AND status = 'queued'"),
+        where="after_job_id IS NOT NULL AND status = 'queued'",
     ),
-    Index(
+    partial_index(
         "ix_jobs_user_open",
         "user_id",
         "queue",
         "status",
-        postgresql_where=text("status IN ('queued', 'running')"),
-        sqlite_where=text("status IN ('queued', 'running')"),
+        where="status IN ('queued', 'running')",
     ),
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import Index, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
@@ -23,6 +23,11 @@ class Base(DeclarativeBase):
     """Declarative base shared by every table, so Alembic sees one metadata."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def partial_index(name: str, *columns: str, where: str) -> Index:
+    """An index over the rows matching `where`, on PostgreSQL and SQLite alike (both support them)."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
 
 
 def _sqlite_begin_immediate(engine: Engine) -> None:

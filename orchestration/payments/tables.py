@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 from ledger.tables import Id
-from runtime.db import Base
+from runtime.db import Base, partial_index
 
 Timestamp = DateTime(timezone=True)
 RAILS = ("stripe", "paypal", "crypto")
@@ -67,12 +67,11 @@ orders = Table(
     CheckConstraint("purpose IN ('checkout', 'auto_top_up')", name="purpose"),
     CheckConstraint("credits > 0 AND credited >= 0 AND clawed_back >= 0", name="credits_non_negative"),
     Index("ix_payment_orders_user_created", "user_id", "created_at"),
-    Index(
+    partial_index(
         "ix_payment_orders_open",
         "rail",
         "created_at",
-        postgresql_where=text("status IN ('pending', 'paid')"),
-        sqlite_where=text("status IN ('pending', 'paid')"),
+        where="status IN ('pending', 'paid')",
     ),
 )
 
@@ -95,11 +94,10 @@ events = Table(
     Column("processed_at", Timestamp),
     UniqueConstraint("rail", "provider_event_id", name="uq_payment_events_rail_event"),
     CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status"),
-    Index(
+    partial_index(
         "ix_payment_events_unprocessed",
         "received_at",
-        postgresql_where=text("status = 'received'"),
-        sqlite_where=text("status = 'received'"),
+        where="status = 'received'",
     ),
 )
 
@@ -133,11 +131,10 @@ crypto_transfers = Table(
     Column("reviewed_at", Timestamp),
     UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_payment_crypto_transfers_transfer"),
     CheckConstraint("status IN ('seen', 'confirmed', 'orphaned')", name="status"),
-    Index(
+    partial_index(
         "ix_payment_crypto_transfers_review",
         "review",
-        postgresql_where=text("review IS NOT NULL AND reviewed_at IS NULL"),
-        sqlite_where=text("review IS NOT NULL AND reviewed_at IS NULL"),
+        where="review IS NOT NULL AND reviewed_at IS NULL",
     ),
 )
 
