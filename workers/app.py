@@ -33,3 +33,16 @@ def queue_task(queue: str, **options: Any) -> Callable[[F], Any]:
         return celery_app.task(name=name, **{**defaults, **options})(fn)
 
     return decorate
+
+
+def money_step(queue: str = "critical", *, max_retries: int = 10, **options: Any) -> Callable[[F], Any]:
+    """A task that leaves money unresolved if it gives up: any error retries it (backoff, jitter), and
+    one that exhausts its retries lands in the dead letters for an operator."""
+    return queue_task(
+        queue,
+        max_retries=max_retries,
+        autoretry_for=(Exception,),
+        dead_letter_on_failure=True,
+        ignore_result=True,
+        **options,
+    )

@@ -8,7 +8,7 @@ from celery.exceptions import Ignore
 
 from orchestration.errors import RetryableError
 from orchestration.jobs import claims, compensation, steps
-from workers.app import queue_task
+from workers.app import money_step, queue_task
 
 WORK_QUEUES = ("interactive", "agents", "images", "local", "maintenance")
 RUN_MAX_RETRIES = 5
@@ -46,26 +46,13 @@ def _make_run(queue: str) -> Any:
 RUNS = {queue: _make_run(queue) for queue in WORK_QUEUES}
 
 
-@queue_task(
-    "critical",
-    max_retries=10,
-    autoretry_for=(Exception,),
-    retry_backoff_max=60,
-    dead_letter_on_failure=True,
-    ignore_result=True,
-)
+@money_step(retry_backoff_max=60)
 def settle(self: Any, job_id: str) -> str | None:
     """Capture the real cost and release the rest; retried on passing database/Redis errors."""
     return steps.settle(self.services, job_id=job_id)
 
 
-@queue_task(
-    "critical",
-    max_retries=COMPENSATE_MAX_RETRIES,
-    autoretry_for=(Exception,),
-    dead_letter_on_failure=True,
-    ignore_result=True,
-)
+@money_step(max_retries=COMPENSATE_MAX_RETRIES)
 def compensate(self: Any, job_id: str) -> bool:
     """Void the hold and fail the job; idempotent, retried with backoff until it succeeds."""
     _maybe_injected_fault(self, job_id)

@@ -13,7 +13,7 @@ from orchestration.payments.crypto import intents
 from orchestration.payments.crypto import scan as payments_crypto_scan
 from orchestration.payments.crypto import settle as payments_crypto_settle
 from payments.facts import ProviderError
-from workers.app import queue_task
+from workers.app import money_step, queue_task
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,7 @@ class NotMinedYet(Exception):
     """A submitted transaction has no receipt yet: try again later."""
 
 
-@queue_task(
-    "critical",
-    max_retries=10,
-    autoretry_for=(Exception,),
-    retry_backoff_max=120,
-    dead_letter_on_failure=True,
-    ignore_result=True,
-)
+@money_step(retry_backoff_max=120)
 def process_payment_event(self: Any, event_row_id: int) -> int:
     """Apply one recorded provider event to its order and the ledger (exactly once)."""
     try:
@@ -55,14 +48,7 @@ def verify_crypto_payment(self: Any, order_id: str, tx_hash: str) -> str:
     return outcome
 
 
-@queue_task(
-    "critical",
-    max_retries=10,
-    autoretry_for=(Exception,),
-    retry_backoff_max=60,
-    dead_letter_on_failure=True,
-    ignore_result=True,
-)
+@money_step(retry_backoff_max=60)
 def settle_crypto_intent(self: Any, order_id: str) -> str | None:
     """Count an intent's confirmed transfers and credit it under the written policies (at most once)."""
     applied = payments_crypto_settle.settle(self.services, order_id)
