@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import celeryconfig
 from orchestration.jobs import progress
+from bench.profiling import spied
 from tests.support.databases import fresh_database
 from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker
 from tests.support.sse import frames
@@ -242,7 +243,9 @@ def one_job(api: str, bearer: str) -> tuple[float, float]:
     return taken, posted
 
 
-def ours(api: str, runs: int, burst: int, clients: int, roots: dict[str, int]) -> dict[str, Any]:
+def ours(
+    api: str, runs: int, burst: int, clients: int, roots: dict[str, int], profile: Path | None = None
+) -> dict[str, Any]:
     """Our full job: latency one at a time, then jobs/s with `clients` concurrent clients."""
     bearers = [token(f"bench-{uuid.uuid4().hex}") for _ in range(clients)]
     one_job(api, bearers[0])
@@ -252,7 +255,8 @@ def ours(api: str, runs: int, burst: int, clients: int, roots: dict[str, int]) -
         list(pool.map(lambda i: one_job(api, bearers[i % clients]), range(4 * clients)))
         cpu = cpu_seconds(roots)
         started = time.perf_counter()
-        list(pool.map(lambda i: one_job(api, bearers[i % clients]), range(burst)))
+        with spied(roots, profile):
+            list(pool.map(lambda i: one_job(api, bearers[i % clients]), range(burst)))
     elapsed = time.perf_counter() - started
     return {
         "p50": pct(list(latencies), 0.5),
@@ -345,6 +349,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=48)
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--profile", type=Path, help="py-spy every process during (b)'s burst into DIR")
     args = parser.parse_args()
     base, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not base.startswith("postgres") or not redis_url:
@@ -354,7 +359,7 @@ def main() -> int:
         url = engine.url.render_as_string(hide_password=False)
         with stack(url, redis_url, tmp, threads=max(128, args.streams)) as (api, roots):
             a = floor(redis_url, args.runs, args.burst, roots)
-            b = ours(api, args.runs, args.burst, args.clients, roots)
+            b = ours(api, args.runs, args.burst, args.clients, roots, args.profile)
             paced = paced_floor(redis_url, b["per_s"], 5.0, roots)
             at_goal = paced_floor(redis_url, GOAL_SHARE * a["per_s"], 5.0, roots)
             c = fanout(api, redis_url, args.streams, args.events)

@@ -1,4 +1,5 @@
-"""The saga's tasks: `run` on each work queue, `settle` and `compensate` on critical."""
+"""The saga's tasks: `run` on each work queue (it settles in place when it can), `settle` and
+`compensate` on critical."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from workers.app import money_step, queue_task
 WORK_QUEUES = ("interactive", "agents", "images", "local", "maintenance")
 RUN_MAX_RETRIES = 5
 COMPENSATE_MAX_RETRIES = 20
-
 
 
 def _make_run(queue: str) -> Any:
@@ -31,6 +31,10 @@ def _make_run(queue: str) -> Any:
             raise Ignore()  # another delivery owns it, it waits, or it ended: the chain stops here
         if not steps.run(self.services, job):
             raise Ignore()  # the job was ended or taken over meanwhile; settling would change nothing
+        if not _settle_in_place_refused(self, job_id) and steps.settle_in_place(self.services, job_id=job_id):
+            # Settled here: the chain's next step (settle on critical) is not sent. Celery reads the
+            # request's chain after the task returns; a failed in-place settle leaves it to critical.
+            self.request.chain = None
         return job_id
 
     run.__name__ = "run"
@@ -70,3 +74,11 @@ def _maybe_injected_fault(task: Any, job_id: str) -> None:
         remaining = task.services.redis.decr(f"creditflow:faults:compensate:{job_id}")
         if remaining >= 0:
             raise RuntimeError(f"injected compensate failure ({remaining} more)")
+
+
+def _settle_in_place_refused(task: Any, job_id: str) -> bool:
+    # Tests make N in-place settles fail by setting this counter (the critical queue's settle then
+    # settles); never enabled in production.
+    if not task.services.settings.FAULT_INJECTION_ENABLED:
+        return False
+    return bool(task.services.redis.decr(f"creditflow:faults:settle-in-place:{job_id}") >= 0)

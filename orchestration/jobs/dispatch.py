@@ -93,8 +93,20 @@ def predecessor_open(db: Any, after_job_id: str | None) -> bool:
 
 def wake_after(services: Services, *, job_id: str, user_id: str, queue: str) -> int:
     """A job ended: send the jobs that waited for it, and its user's oldest job waiting for a slot."""
+    with services.uow(autocommit=True) as db:
+        woken = mark_woken(services, db, job_id=job_id, user_id=user_id, queue=queue)
+    return send_woken(services, woken)
+
+
+def mark_woken(services: Services, db: Any, *, job_id: str, user_id: str, queue: str) -> list[Any]:
+    """Inside the ended job's own transaction: mark the jobs its end lets start (send them after commit)."""
     params = _slot_params(services, user_id=user_id, queue=queue) | {"b_job_id": job_id}
-    return _send_marked(services, _WAKE_AFTER, params)
+    return list(db.execute(_WAKE_AFTER, params).all())
+
+
+def send_woken(services: Services, woken: list[Any]) -> int:
+    """Send the sagas of jobs `mark_woken` marked, once their transaction committed; how many went out."""
+    return sum(send(services, job_id=row.id, queue=row.queue, priority=row.priority) for row in woken)
 
 
 def wake_slot_waiter(services: Services, *, user_id: str, queue: str) -> int:
@@ -112,4 +124,4 @@ def _send_marked(services: Services, statement: Any, params: dict[str, Any]) -> 
     # refused again marks them waiting again, and a lost send is healed by the reaper.
     with services.uow(autocommit=True) as db:
         ready = list(db.execute(statement, params).all())
-    return sum(send(services, job_id=row.id, queue=row.queue, priority=row.priority) for row in ready)
+    return send_woken(services, ready)

@@ -30,7 +30,6 @@ from orchestration.tables import RUNNING_SQL, jobs
 log = logging.getLogger(__name__)
 
 
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -166,6 +165,8 @@ def settle(services: Services, *, job_id: str) -> str | None:
                     today=utc_day(row.created_at),
                 )
             balance = (settlement and settlement.balance) or ledger.balance(db, user_id=row.user_id)
+            # Marked in this transaction (the owner's account is locked already), sent after its commit.
+            woken = dispatch.mark_woken(services, db, job_id=job_id, user_id=row.user_id, queue=row.queue)
     except ledger.HoldAlreadyResolved as exc:
         # The hold expired before settlement (it must outlive the time limit; this is the backstop):
         # the job fails and nothing is charged.
@@ -185,8 +186,23 @@ def settle(services: Services, *, job_id: str) -> str | None:
         result=row.result,
         owner_balance=(row.user_id, balance_fields(balance)),
     )
-    dispatch.wake_after(services, job_id=job_id, user_id=row.user_id, queue=row.queue)
+    dispatch.send_woken(services, woken)
     return str(row.status)
+
+
+def settle_in_place(services: Services, *, job_id: str) -> bool:
+    """Settle right after the run, in the run's own task: one Celery message less per job.
+
+    False if it could not (the database or Redis failed it): the chain's `settle` on critical then
+    settles with its retries. Both are the same compare-and-set, so the job is settled once either way."""
+    try:
+        settle(services, job_id=job_id)
+    except Exception:
+        log.warning(
+            "job %s: settling in place failed; the critical queue's settle takes over", job_id, exc_info=True
+        )
+        return False
+    return True
 
 
 _CHARGED = case((jobs.c.cost_running < jobs.c.cost_held, jobs.c.cost_running), else_=jobs.c.cost_held)

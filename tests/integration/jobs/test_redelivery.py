@@ -1,5 +1,7 @@
-"""A run message redelivered after its run was recorded (the pool process died before the ack): the job
-goes on to settlement, charged what was recorded, once; nothing runs again and nothing fails it."""
+"""A run's pool process dies after the run was recorded, before the ack: the job is settled once, charged
+what was recorded; nothing runs again and nothing fails it. The run settles in place, so the job is
+already settled when the message comes back; when that in-place settle failed, the redelivery goes
+straight to settlement (the chain's settle on critical)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,27 @@ KINDS = {
 
 
 @pytest.mark.parametrize("case", list(KINDS))
+def test_a_run_killed_after_it_settled_in_place_is_settled_once(
+    services: Services, user: str, job_env: dict[str, str], logs_dir: Path, case: str
+) -> None:
+    kind, params, charge = KINDS[case]
+    env = {**job_env, "WORKER_EXTRA_TASK_MODULES": "tests.support.tasks"}
+    job_id = uuid.uuid4().hex
+    services.redis.set(die_after_run_key(job_id), "1", ex=300)
+    work_log = logs_dir / "agents.log"
+    # No critical worker at all: the run settled the job itself before its process died.
+    with worker("agents", env=env, cwd=ROOT, log=work_log, pool="prefork", concurrency=1, name="ag"):
+        job_cases.create_job(
+            services, job_cases.CreateJob(user_id=user, kind=kind, params=params, job_id=job_id)
+        )
+        wait_for(lambda: not services.redis.exists(die_after_run_key(job_id)), what="the first run killed")
+        row = wait_final(services, job_id, timeout=60)
+        # the redelivered message finds the job ended: its claim refuses it and nothing changes
+        wait_for(lambda: "] ignored" in work_log.read_text(), timeout=60, what="the redelivery refused")
+    _settled_once(services, row, kind, charge)
+
+
+@pytest.mark.parametrize("case", list(KINDS))
 def test_a_redelivered_run_whose_run_was_recorded_goes_straight_to_settlement(
     services: Services, user: str, job_env: dict[str, str], logs_dir: Path, case: str
 ) -> None:
@@ -33,6 +56,7 @@ def test_a_redelivered_run_whose_run_was_recorded_goes_straight_to_settlement(
     env = {**job_env, "WORKER_EXTRA_TASK_MODULES": "tests.support.tasks"}
     job_id = uuid.uuid4().hex
     services.redis.set(die_after_run_key(job_id), "1", ex=300)
+    services.redis.set(f"creditflow:faults:settle-in-place:{job_id}", 2, ex=300)  # both attempts fail it
     work_log = logs_dir / "agents.log"
     # No critical worker yet: the settle the first attempt sent waits, so the redelivery acts first.
     with worker("agents", env=env, cwd=ROOT, log=work_log, pool="prefork", concurrency=1, name="ag"):
@@ -50,6 +74,10 @@ def test_a_redelivered_run_whose_run_was_recorded_goes_straight_to_settlement(
         assert job_row(services, job_id).status == "running"  # not failed as `worker_lost`
         with worker("critical", env=env, cwd=ROOT, log=logs_dir / "crit.log", name="crit"):
             row = wait_final(services, job_id, timeout=60)  # the two settle messages: one settles
+    _settled_once(services, row, kind, charge)
+
+
+def _settled_once(services: Services, row: Any, kind: str, charge: int) -> None:
     assert (row.status, row.cost_charged, row.error) == ("succeeded", charge, None)
     assert hold_entries(services, row.hold_id) == ["hold", "capture"]
     if kind == "diagnostic":
