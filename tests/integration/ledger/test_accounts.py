@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import ledger
 from ledger.tables import entries
-from tests.integration.ledger.conftest import M, check_ledger, in_threads, later, new_user
+from tests.integration.ledger.conftest import M, check_ledger, in_threads, new_user, place_hold
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,9 +35,7 @@ def test_welcome_grant_exactly_once_when_first_requests_race(
 def test_unknown_user_is_refused(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         with pytest.raises(ledger.AccountNotFound):
-            ledger.hold(
-                session, user_id="ghost", amount=M, expires_at=later(), reference=None, idempotency_key="g"
-            )
+            place_hold(session, "ghost", M, "g", reference=None)
         with pytest.raises(ledger.AccountNotFound):
             ledger.balance(session, user_id="ghost")
 
@@ -47,20 +45,11 @@ def test_amounts_must_be_positive_ints(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         for bad in (1.5, 0, -1, True, "5"):
             with pytest.raises(ledger.InvalidAmount):
-                ledger.hold(
-                    session,
-                    user_id="floaty",
-                    amount=bad,  # type: ignore[arg-type]
-                    expires_at=later(),
-                    reference=None,
-                    idempotency_key=f"bad-{bad!r}",
-                )
+                place_hold(session, "floaty", bad, f"bad-{bad!r}", reference=None)  # type: ignore[arg-type]
 
 
 def _spend(session: Session, user: str, amount: int, key: str) -> None:
-    held = ledger.hold(
-        session, user_id=user, amount=amount, expires_at=later(), reference=key, idempotency_key=f"h-{key}"
-    )
+    held = place_hold(session, user, amount, f"h-{key}", reference=key)
     ledger.capture(session, hold_id=held.id, amount=amount, idempotency_key=f"c-{key}")
 
 
@@ -130,14 +119,7 @@ def test_lot_expiry_never_takes_what_a_pending_hold_relies_on(
             idempotency_key="trial",
             expires_at=now + timedelta(hours=1),
         )
-        held = ledger.hold(
-            session,
-            user_id="promo-only",
-            amount=80 * M,
-            expires_at=later(),
-            reference="job",
-            idempotency_key="h",
-        )
+        held = place_hold(session, "promo-only", 80 * M, "h", reference="job")
         assert ledger.expire_lots(session, now=now + timedelta(hours=2)) == 1  # only the free 20
         assert ledger.balance(session, user_id="promo-only") == (80 * M, 80 * M, 0)
         ledger.capture(session, hold_id=held.id, amount=50 * M, idempotency_key="c")
@@ -152,14 +134,7 @@ def test_refund_and_clawback_go_into_debt_and_the_next_purchase_repays(
 ) -> None:
     new_user(sessions, "payer", paid=200 * M)
     with sessions.begin() as session:
-        held = ledger.hold(
-            session,
-            user_id="payer",
-            amount=1100 * M,
-            expires_at=later(),
-            reference="job",
-            idempotency_key="big",
-        )
+        held = place_hold(session, "payer", 1100 * M, "big", reference="job")
         refunded = ledger.refund(
             session,
             user_id="payer",
