@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,17 +87,6 @@ def wait_final(services: Services, job_id: str, timeout: float = 60) -> Any:
             return row
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} still {row.status} after {timeout}s")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll until `predicate()` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met in {timeout}s")
 
 
 @pytest.fixture
