@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -53,31 +54,22 @@ def _spend(session: Session, user: str, amount: int, key: str) -> None:
     ledger.capture(session, hold_id=held.id, amount=amount, idempotency_key=f"c-{key}")
 
 
+def _lot(session: Session, user: str, amount: int, reason: str, **options: Any) -> ledger.Receipt:
+    """A promotional lot granted under the key g-<reason>."""
+    return ledger.grant(
+        session, user_id=user, amount=amount, reason=reason, idempotency_key=f"g-{reason}", **options
+    )
+
+
 def test_lots_are_spent_by_priority_then_expiry_then_age_and_expire(
     sessions: sessionmaker[Session], signer: ledger.Signer
 ) -> None:
     now = datetime.now(UTC)
     new_user(sessions, "lots", paid=500 * M)
     with sessions.begin() as session:
-        soon = ledger.grant(
-            session,
-            user_id="lots",
-            amount=100 * M,
-            reason="soon",
-            idempotency_key="g-soon",
-            expires_at=now + timedelta(days=1),
-        )
-        later_lot = ledger.grant(
-            session,
-            user_id="lots",
-            amount=100 * M,
-            reason="later",
-            idempotency_key="g-later",
-            expires_at=now + timedelta(days=2),
-        )
-        urgent = ledger.grant(
-            session, user_id="lots", amount=50 * M, reason="urgent", idempotency_key="g-urgent", priority=-1
-        )
+        soon = _lot(session, "lots", 100 * M, "soon", expires_at=now + timedelta(days=1))
+        later_lot = _lot(session, "lots", 100 * M, "later", expires_at=now + timedelta(days=2))
+        urgent = _lot(session, "lots", 50 * M, "urgent", priority=-1)
         # Order: urgent (priority -1), soon, later (expiry), welcome (no expiry, oldest).
         order = [lot.reason for lot in ledger.lots_of(session, user_id="lots")]
         assert order == ["urgent", "soon", "later", "welcome"]
@@ -85,7 +77,7 @@ def test_lots_are_spent_by_priority_then_expiry_then_age_and_expire(
         remaining = {lot.reason: lot.remaining for lot in ledger.lots_of(session, user_id="lots")}
         assert remaining == {"soon": 30 * M, "later": 100 * M, "welcome": 1000 * M}
         # A new grant reconciles what was spent onto the lot rows first (lazy allocation is exact).
-        ledger.grant(session, user_id="lots", amount=10 * M, reason="late", idempotency_key="g-late")
+        _lot(session, "lots", 10 * M, "late")
         _spend(session, "lots", 40 * M, "second")  # 30 of soon, 10 of later
         assert ledger.balance(session, user_id="lots") == (1600 * M, 0, 1600 * M)
         # Two days on: `soon` is gone, `later` has 90 left and expires.
