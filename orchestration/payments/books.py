@@ -65,6 +65,11 @@ def book(
     )
 
 
+def refund_key(order: Row[Any], total: int) -> str:
+    """The ledger key of taking back what the order's refunds add up to at `total` (provider units)."""
+    return f"{order.rail}:refund:{order.id}:upto:{total}"
+
+
 def after_take_back(order: Row[Any], refunded: int) -> str:
     """An order's status once credited, given what of it is refunded."""
     return "refunded" if refunded else "credited"  # partly or fully: amount_refunded tells

@@ -27,6 +27,7 @@ from orchestration.payments.books import (
     book,
     booked,
     credits_for,
+    refund_key,
     set_order,
 )
 from payments.facts import PaymentFact
@@ -75,8 +76,7 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
     taken = 0
     if refunded:  # a refund reported before the payment: take it back at once
         taken = credits_for(order, refunded)
-        key = f"{order.rail}:refund:{order.id}:upto:{refunded}"
-        book(ledger.refund, connection, order, taken, key=key, now=now)
+        book(ledger.refund, connection, order, taken, key=refund_key(order, refunded), now=now)
     set_order(
         connection,
         order,
@@ -106,7 +106,7 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
         # Not credited yet: remember the refund; crediting takes it back in the same transaction.
         set_order(connection, order, now, amount_refunded=str(total))
         return Applied(order.status, note="refund before fulfilment")
-    key = f"{order.rail}:refund:{fact.key or f'{order.id}:upto:{total}'}"
+    key = f"{order.rail}:refund:{fact.key}" if fact.key else refund_key(order, total)
     if booked(connection, key):
         return Applied(order.status, note="refund already applied", noop=True)  # told twice, two ways
     taken = credits_for(order, total) - credits_for(order, before)

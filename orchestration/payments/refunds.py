@@ -13,7 +13,7 @@ import ledger
 from orchestration.errors import PaymentRefused
 from orchestration.jobs import balances
 from orchestration.payments import freezes, notices, paypal, stripe
-from orchestration.payments.books import MISMATCH, TAKEN, Applied, book, credits_for, set_order
+from orchestration.payments.books import MISMATCH, TAKEN, Applied, book, credits_for, refund_key, set_order
 from orchestration.payments.orders import get_order
 from orchestration.payments.units import money_unit, plain_unit
 from orchestration.services import Services
@@ -92,9 +92,8 @@ def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_
             )
         total = int(locked.amount_refunded) + amount
         taken = credits_for(locked, total) - credits_for(locked, int(locked.amount_refunded))
-        if taken:
-            key = f"crypto:refund:{locked.id}:upto:{total}"
-            book(ledger.refund, connection, locked, taken, key=key, now=now)
+        if taken:  # keyed by the refunded total, like every rail's refund
+            book(ledger.refund, connection, locked, taken, key=refund_key(locked, total), now=now)
         set_order(
             connection,
             locked,
