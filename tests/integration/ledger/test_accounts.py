@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import ledger
+from ledger.funding import RailMove
 from ledger.tables import entries
 from tests.integration.ledger.conftest import M, check_ledger, in_threads, new_user, place_hold
 
@@ -127,14 +128,10 @@ def test_refund_and_clawback_go_into_debt_and_the_next_purchase_repays(
     new_user(sessions, "payer", paid=200 * M)
     with sessions.begin() as session:
         held = place_hold(session, "payer", 1100 * M, "big", reference="job")
-        refunded = ledger.refund(
-            session,
-            user_id="payer",
-            amount=150 * M,
-            rail="stripe",
-            reference="pi_1",
-            idempotency_key="refund-1",
+        first_refund = RailMove(
+            user_id="payer", amount=150 * M, rail="stripe", reference="pi_1", idempotency_key="refund-1"
         )
+        refunded = ledger.refund(session, **first_refund)
         # Only 100 was available (1200 posted, 1100 held): 50 goes to debt; the hold is untouched.
         assert (refunded.amount, refunded.to_debt) == (150 * M, 50 * M)
         assert ledger.balance(session, user_id="payer") == (1100 * M, 1100 * M, 0)
@@ -149,26 +146,9 @@ def test_refund_and_clawback_go_into_debt_and_the_next_purchase_repays(
         assert clawed.to_debt == 70 * M
         assert ledger.account(session, user_id="payer").debt == 120 * M
         assert ledger.system_balances(session)["debt"] == -120 * M
-        assert (
-            ledger.refund(
-                session,
-                user_id="payer",
-                amount=150 * M,
-                rail="stripe",
-                reference="pi_1",
-                idempotency_key="refund-1",
-            )
-            == refunded
-        )  # replay
+        assert ledger.refund(session, **first_refund) == refunded  # replay
         with pytest.raises(ledger.IdempotencyConflict) as conflict:
-            ledger.refund(
-                session,
-                user_id="payer",
-                amount=151 * M,
-                rail="stripe",
-                reference="pi_1",
-                idempotency_key="refund-1",
-            )
+            ledger.refund(session, **{**first_refund, "amount": 151 * M})
         assert conflict.value.field == "amount"
         ledger.void(session, hold_id=held.id, idempotency_key="v")
         bought = ledger.purchase(
