@@ -176,6 +176,8 @@ def test_refunds_and_a_reversal_claw_back(
     # A refund made on PayPal's side arrives by webhook (its total counts, not the increment).
     _status, refund = paypal.refund(order.payment_ref, {"amount": {"value": "6.00", "currency_code": "USD"}})
     assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.REFUNDED", refund)).status_code == 200
+    # Applied before the reversal is sent: the worker's processes would otherwise race the two events.
+    wait_for(lambda: order_row(services, created["order_id"]).clawed_back == 500 * M, what="refunds booked")
     reversed_ = reversal(created["order_id"], "REV1", "12.00")
     assert deliver(client, paypal, paypal.event("PAYMENT.CAPTURE.REVERSED", reversed_)).status_code == 200
     wait_status(services, created["order_id"], "disputed")
