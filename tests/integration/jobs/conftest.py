@@ -17,6 +17,7 @@ from orchestration.services import Services
 from orchestration.tables import FINAL_STATUSES, jobs
 from runtime.settings import load_settings
 from tests.support.processes import ROOT, child_env, worker
+from tests.support.waiting import wait_for  # noqa: F401 - imported from here by the jobs and stream tests
 
 JWT_SECRET = "jobs-test-secret-jobs-test-secret-0123456789"
 
