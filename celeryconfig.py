@@ -72,33 +72,29 @@ worker_hijack_root_logger = False
 # A running task finishes after a broker outage; a redelivered copy finds its job claimed and stops.
 worker_cancel_long_running_tasks_on_connection_loss = False
 
+
+def _every(task: str, seconds: float, *, expires_after: int | None = None) -> dict[str, object]:
+    """A beat entry; with `expires_after`, a run still unstarted after that many periods is dropped (the
+    next one does the same work), so a stopped worker does not come back to a pile of them."""
+    entry: dict[str, object] = {"task": task, "schedule": seconds}
+    if expires_after is not None:
+        entry["options"] = {"expires": seconds * expires_after}
+    return entry
+
+
 beat_schedule: dict[str, dict[str, object]] = {
-    "heartbeat": {"task": "creditflow.maintenance.heartbeat", "schedule": 30.0},
-    "reap": {
-        "task": "creditflow.maintenance.reap",
-        "schedule": _settings.REAPER_INTERVAL_S,
-        "options": {"expires": _settings.REAPER_INTERVAL_S * 3},
-    },
-    "seal-ledger": {
-        "task": "creditflow.maintenance.seal",
-        "schedule": _settings.SEAL_INTERVAL_S,
-        "options": {"expires": _settings.SEAL_INTERVAL_S * 3},
-    },
-    "purge-idempotency": {"task": "creditflow.maintenance.purge_idempotency", "schedule": 3600.0},
-    "reconcile-payments": {
-        "task": "creditflow.maintenance.reconcile_payments",
-        "schedule": _settings.RECONCILE_INTERVAL_S,
-        "options": {"expires": _settings.RECONCILE_INTERVAL_S * 2},
-    },
-    "scan-crypto": {
-        "task": "creditflow.maintenance.scan_crypto",
-        "schedule": _settings.CRYPTO_SCAN_INTERVAL_S,
-        "options": {"expires": _settings.CRYPTO_SCAN_INTERVAL_S * 2},
-    },
-    "auto-top-up": {
-        "task": "creditflow.maintenance.auto_top_up_sweep",
-        "schedule": _settings.AUTO_TOP_UP_INTERVAL_S,
-        "options": {"expires": _settings.AUTO_TOP_UP_INTERVAL_S * 2},
-    },
+    "heartbeat": _every("creditflow.maintenance.heartbeat", 30.0),
+    "reap": _every("creditflow.maintenance.reap", _settings.REAPER_INTERVAL_S, expires_after=3),
+    "seal-ledger": _every("creditflow.maintenance.seal", _settings.SEAL_INTERVAL_S, expires_after=3),
+    "purge-idempotency": _every("creditflow.maintenance.purge_idempotency", 3600.0),
+    "reconcile-payments": _every(
+        "creditflow.maintenance.reconcile_payments", _settings.RECONCILE_INTERVAL_S, expires_after=2
+    ),
+    "scan-crypto": _every(
+        "creditflow.maintenance.scan_crypto", _settings.CRYPTO_SCAN_INTERVAL_S, expires_after=2
+    ),
+    "auto-top-up": _every(
+        "creditflow.maintenance.auto_top_up_sweep", _settings.AUTO_TOP_UP_INTERVAL_S, expires_after=2
+    ),
 }
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

@@ -6,7 +6,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -17,9 +16,7 @@ from sqlalchemy import (
     text,
 )
 
-from runtime.db import Base
-
-Timestamp = DateTime(timezone=True)
+from runtime.db import Base, Timestamp
 
 models = Table(
     "models",

@@ -75,20 +75,17 @@ def setup(factory: sessionmaker[Session], engine: Engine) -> list[str]:
     return users
 
 
-def run_threads(work: Callable[[int, random.Random], None], count: int) -> float:
-    """Run `count` calls of work spread over THREADS threads; returns elapsed seconds."""
-    per_thread = [count // THREADS + (1 if i < count % THREADS else 0) for i in range(THREADS)]
+def _on_threads(loop: Callable[[int], None]) -> float:
+    """Run loop(i) on THREADS threads started together; the elapsed seconds (the first error re-raised)."""
     errors: list[BaseException] = []
 
-    def loop(index: int) -> None:
-        rng = random.Random(index)
+    def guarded(index: int) -> None:
         try:
-            for _ in range(per_thread[index]):
-                work(index, rng)
+            loop(index)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(THREADS)]
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(THREADS)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -99,30 +96,31 @@ def run_threads(work: Callable[[int, random.Random], None], count: int) -> float
     return time.perf_counter() - started
 
 
+def run_threads(work: Callable[[int, random.Random], None], count: int) -> float:
+    """Run `count` calls of work spread over THREADS threads; returns elapsed seconds."""
+    per_thread = [count // THREADS + (1 if i < count % THREADS else 0) for i in range(THREADS)]
+
+    def loop(index: int) -> None:
+        rng = random.Random(index)
+        for _ in range(per_thread[index]):
+            work(index, rng)
+
+    return _on_threads(loop)
+
+
 def run_for(work: Callable[[int, random.Random], None], seconds: float) -> tuple[int, float]:
     """Run work on THREADS threads for about `seconds`; returns (calls, elapsed)."""
     deadline = time.perf_counter() + seconds
     counts = [0] * THREADS
-    errors: list[BaseException] = []
 
     def loop(index: int) -> None:
         rng = random.Random(1000 + index)
-        try:
-            while time.perf_counter() < deadline:
-                work(index, rng)
-                counts[index] += 1
-        except BaseException as exc:
-            errors.append(exc)
+        while time.perf_counter() < deadline:
+            work(index, rng)
+            counts[index] += 1
 
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(THREADS)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return sum(counts), time.perf_counter() - started
+    elapsed = _on_threads(loop)
+    return sum(counts), elapsed
 
 
 class Sealer:

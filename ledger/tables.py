@@ -6,7 +6,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -17,12 +16,9 @@ from sqlalchemy import (
     text,
 )
 
-from runtime.db import Base, partial_index
+from runtime.db import Base, Id, Timestamp, partial_index
 
 metadata = Base.metadata
-# SQLite only auto-increments an `INTEGER PRIMARY KEY`; PostgreSQL gets BIGINT identity columns.
-Id = BigInteger().with_variant(Integer(), "sqlite")
-Timestamp = DateTime(timezone=True)
 
 accounts = Table(
     "ledger_accounts",
@@ -63,11 +59,7 @@ holds = Table(
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("captured >= 0 AND captured <= amount", name="captured_within_amount"),
     CheckConstraint("status IN ('pending', 'captured', 'voided', 'expired')", name="status"),
-    partial_index(
-        "ix_ledger_holds_pending_expiry",
-        "expires_at",
-        where="status = 'pending'",
-    ),
+    partial_index("ix_ledger_holds_pending_expiry", "expires_at", where="status = 'pending'"),
 )
 
 lots = Table(

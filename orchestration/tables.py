@@ -8,7 +8,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     Index,
     Integer,
     String,
@@ -20,9 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from runtime.db import Base, partial_index
+from runtime.db import Base, Timestamp, partial_index
 
-Timestamp = DateTime(timezone=True)
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 # Open statuses as SQL constants for the hot statements, not bound parameters: psycopg prepares a
@@ -82,24 +80,11 @@ jobs = Table(
     CheckConstraint("cost_held >= 0 AND cost_quoted >= 0", name="costs_non_negative"),
     CheckConstraint("cost_charged IS NULL OR cost_charged <= cost_held", name="charged_within_hold"),
     Index("ix_jobs_user_created", "user_id", "created_at"),
+    partial_index("ix_jobs_open", "status", "created_at", where="status IN ('queued', 'running')"),
     partial_index(
-        "ix_jobs_open",
-        "status",
-        "created_at",
-        where="status IN ('queued', 'running')",
+        "ix_jobs_after_job", "after_job_id", where="after_job_id IS NOT NULL AND status = 'queued'"
     ),
-    partial_index(
-        "ix_jobs_after_job",
-        "after_job_id",
-        where="after_job_id IS NOT NULL AND status = 'queued'",
-    ),
-    partial_index(
-        "ix_jobs_user_open",
-        "user_id",
-        "queue",
-        "status",
-        where="status IN ('queued', 'running')",
-    ),
+    partial_index("ix_jobs_user_open", "user_id", "queue", "status", where="status IN ('queued', 'running')"),
 )
 
 dead_letters = Table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Index, MetaData, create_engine, event, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
@@ -17,6 +17,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# The column types every room's tables share. SQLite only auto-increments an `INTEGER PRIMARY KEY`;
+# PostgreSQL gets BIGINT identity columns.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
 
 
 class Base(DeclarativeBase):

@@ -9,10 +9,11 @@ from flask_smorest import Blueprint
 
 from api.auth.context import admin_required, current_user_id
 from api.idempotency import current_idempotency_key, idempotent
-from api.pagination import PageArgsSchema, decode_time_cursor, page
+from api.pagination import PageArgsSchema
+from api.payments.pages import order_page
 from api.payments.schemas import AdminOrderListArgsSchema, OrderPageSchema, OrderSchema, RefundSchema
 from api.services import services
-from orchestration.payments.orders import list_orders, order_view
+from orchestration.payments.orders import order_view
 from orchestration.payments.refunds import refund_order, release_freezes
 
 blp = Blueprint(
@@ -30,10 +31,7 @@ class AllOrders(MethodView):
     @blp.response(200, OrderPageSchema)
     def get(self, limit: int, cursor: str | None, **filters: Any) -> dict[str, Any]:
         """Orders newest first; filter by `user_id`, `rail`, `status`."""
-        rows = list_orders(services(), limit=limit + 1, before=decode_time_cursor(cursor), **filters)
-        answer = page(rows, limit=limit, position=lambda row: [row.created_at.isoformat(), row.id])
-        answer["items"] = [order_view(row) for row in answer["items"]]
-        return answer
+        return order_page(limit=limit, cursor=cursor, **filters)
 
 
 @blp.route("/<order_id>/refund")

@@ -12,7 +12,8 @@ from flask_smorest import Blueprint, abort
 from api.auth.context import auth_required, current_user_id
 from api.errors import problem
 from api.idempotency import idempotent
-from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
+from api.pagination import PageArgsSchema
+from api.payments.pages import order_page
 from api.payments.schemas import (
     AcceptedSchema,
     AutoTopUpAnswerSchema,
@@ -36,7 +37,7 @@ from orchestration.payments import auto_top_up
 from orchestration.payments import paypal as payments_paypal
 from orchestration.payments import stripe as payments_stripe
 from orchestration.payments.crypto import intents
-from orchestration.payments.orders import list_orders, order_view, own_order
+from orchestration.payments.orders import order_view, own_order
 from payments.facts import InvalidSignature, MalformedWebhook, ProviderError, RailDisabled
 from runtime.packs import CreditPack, FiatPrice
 
@@ -136,16 +137,7 @@ class Orders(MethodView):
     @blp.response(200, OrderPageSchema)
     def get(self, limit: int, cursor: str | None, **filters: Any) -> dict[str, Any]:
         """Own orders, newest first, with how each stands (matching the ledger's entries)."""
-        rows = list_orders(
-            services(),
-            limit=limit + 1,
-            before=decode_time_cursor(cursor),
-            user_id=current_user_id(),
-            **filters,
-        )
-        answer = page(rows, limit=limit, position=time_position)
-        answer["items"] = [order_view(row) for row in answer["items"]]
-        return answer
+        return order_page(limit=limit, cursor=cursor, user_id=current_user_id(), **filters)
 
 
 @blp.route("/<order_id>")

@@ -8,10 +8,8 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     Connection,
-    DateTime,
     Integer,
     String,
     Table,
@@ -24,9 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from runtime.db import Base
+from runtime.db import Base, Id, Timestamp
 
-Id = BigInteger().with_variant(Integer(), "sqlite")
 PENDING_TAKEOVER_AFTER = timedelta(minutes=2)  # a pending record this old belongs to a dead request
 
 idempotency_records = Table(
@@ -41,7 +38,7 @@ idempotency_records = Table(
     Column("content_type", String(100)),
     Column("headers", JSON),
     Column("body", Text),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
     UniqueConstraint("user_id", "key", name="uq_idempotency_records_user_key"),
 )
 

@@ -1,8 +1,10 @@
 """The bookkeeping shared by the fulfilment of payments and of disputes: what applying a fact did, the
-credits an amount is worth, an order's row update, whether the ledger already booked a key."""
+credits an amount is worth, an order's row update, a ledger movement for an order, whether the ledger
+already booked a key."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +41,33 @@ def credits_for(order: Row[Any], amount: int) -> int:
 def set_order(connection: Connection, order: Row[Any], now: datetime, **values: Any) -> None:
     """Update the order's row (and its updated_at)."""
     connection.execute(update(orders).where(orders.c.id == order.id).values(updated_at=now, **values))
+
+
+def book(
+    move: Callable[..., object],
+    connection: Connection,
+    order: Row[Any],
+    amount: int,
+    *,
+    key: str,
+    now: datetime,
+) -> None:
+    """Move `amount` credits for the order on its user's account and rail (`move`: ledger.purchase, refund
+    or clawback), under the ledger key `key`; the entries' reference names the order."""
+    move(
+        connection,
+        user_id=order.user_id,
+        amount=amount,
+        rail=order.rail,
+        reference=f"order:{order.id}",
+        idempotency_key=key,
+        now=now,
+    )
+
+
+def refund_key(order: Row[Any], total: int) -> str:
+    """The ledger key of taking back what the order's refunds add up to at `total` (provider units)."""
+    return f"{order.rail}:refund:{order.id}:upto:{total}"
 
 
 def after_take_back(order: Row[Any], refunded: int) -> str:

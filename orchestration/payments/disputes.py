@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Row, select
 
 import ledger
 from orchestration.payments import freezes
-from orchestration.payments.books import TAKEN, Applied, after_take_back, booked, credits_for, set_order
+from orchestration.payments.books import TAKEN, Applied, after_take_back, book, booked, credits_for, set_order
 from orchestration.payments.tables import orders
 from payments.facts import PaymentFact
 
@@ -71,15 +71,7 @@ def dispute_withdrawn(connection: Connection, order: Row[Any], fact: PaymentFact
     if booked(connection, key):
         return Applied(order.status, note="dispute already withdrawn", noop=True)
     taken = credits_for(order, fact.amount)
-    ledger.clawback(
-        connection,
-        user_id=order.user_id,
-        amount=taken,
-        rail=order.rail,
-        reference=f"order:{order.id}",
-        idempotency_key=key,
-        now=now,
-    )
+    book(ledger.clawback, connection, order, taken, key=key, now=now)
     set_order(connection, order, now, status="disputed", clawed_back=order.clawed_back + taken)
     return Applied("disputed", -taken)
 
@@ -110,15 +102,7 @@ def give_back(
 ) -> Applied:
     """Credit back what a dispute or a failed refund took, under the key that names it; `refunded` is the
     order's refunded total after it (as it stands when None)."""
-    ledger.purchase(
-        connection,
-        user_id=order.user_id,
-        amount=given,
-        rail=order.rail,
-        reference=f"order:{order.id}",
-        idempotency_key=key,
-        now=now,
-    )
+    book(ledger.purchase, connection, order, given, key=key, now=now)
     status = after_take_back(order, int(order.amount_refunded) if refunded is None else refunded)
     set_order(connection, order, now, status=status, credited=order.credited + given)
     return Applied(status, given)

@@ -81,6 +81,14 @@ def record_and_enqueue(services: Services, **event: Any) -> Recorded:
     return recorded
 
 
+def feed(services: Services, order: Row[Any], *, event_id: str, type_: str, body: dict[str, Any]) -> Recorded:
+    """Record what we asked the order's provider ourselves (a capture, a look-up, a refund) as one of the
+    order's events, applied on `critical` like a webhook's."""
+    return record_and_enqueue(
+        services, rail=order.rail, event_id=event_id, type_=type_, payload=json.dumps(body), order_id=order.id
+    )
+
+
 def _facts(row: Row[Any]) -> list[PaymentFact]:
     body = json.loads(row.payload)
     if row.rail == "stripe":

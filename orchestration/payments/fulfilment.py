@@ -24,8 +24,10 @@ from orchestration.payments.books import (
     Applied,
     NotYet,
     after_take_back,
+    book,
     booked,
     credits_for,
+    refund_key,
     set_order,
 )
 from payments.facts import PaymentFact
@@ -69,28 +71,12 @@ def _paid(connection: Connection, order: Row[Any], fact: PaymentFact, now: datet
         )
         return Applied("failed", note="amount mismatch")
     payment = fact.payment_ref or fact.provider_ref or order.id
-    ledger.purchase(
-        connection,
-        user_id=order.user_id,
-        amount=order.credits,
-        rail=order.rail,
-        reference=f"order:{order.id}",
-        idempotency_key=f"{order.rail}:payment:{payment}",
-        now=now,
-    )
+    book(ledger.purchase, connection, order, order.credits, key=f"{order.rail}:payment:{payment}", now=now)
     refunded = int(order.amount_refunded)
     taken = 0
     if refunded:  # a refund reported before the payment: take it back at once
         taken = credits_for(order, refunded)
-        ledger.refund(
-            connection,
-            user_id=order.user_id,
-            amount=taken,
-            rail=order.rail,
-            reference=f"order:{order.id}",
-            idempotency_key=f"{order.rail}:refund:{order.id}:upto:{refunded}",
-            now=now,
-        )
+        book(ledger.refund, connection, order, taken, key=refund_key(order, refunded), now=now)
     set_order(
         connection,
         order,
@@ -120,21 +106,13 @@ def _refunded(connection: Connection, order: Row[Any], fact: PaymentFact, now: d
         # Not credited yet: remember the refund; crediting takes it back in the same transaction.
         set_order(connection, order, now, amount_refunded=str(total))
         return Applied(order.status, note="refund before fulfilment")
-    key = f"{order.rail}:refund:{fact.key or f'{order.id}:upto:{total}'}"
+    key = f"{order.rail}:refund:{fact.key}" if fact.key else refund_key(order, total)
     if booked(connection, key):
         return Applied(order.status, note="refund already applied", noop=True)  # told twice, two ways
     taken = credits_for(order, total) - credits_for(order, before)
     freezes.release_all(connection, order, now)  # the refund takes what the warning froze
     if taken:
-        ledger.refund(
-            connection,
-            user_id=order.user_id,
-            amount=taken,
-            rail=order.rail,
-            reference=f"order:{order.id}",
-            idempotency_key=key,
-            now=now,
-        )
+        book(ledger.refund, connection, order, taken, key=key, now=now)
     status = "disputed" if order.status == "disputed" else "refunded"
     set_order(
         connection,

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
@@ -15,7 +15,7 @@ from orchestration.payments.tables import orders
 from orchestration.payments.units import money_unit, plain_unit
 from orchestration.services import Services
 from payments.facts import ProviderError
-from runtime.packs import CreditPack
+from runtime.packs import CreditPack, FiatPrice
 
 MICRO = 1_000_000
 # Top-ups (card and wallet checkouts, paid or not) a user may start per window: a person buys a few packs,
@@ -51,6 +51,16 @@ def pack_or_refuse(services: Services, pack_id: str, rail: str) -> CreditPack:
     if rail in ("stripe", "paypal") and getattr(pack, rail) is None:
         raise PaymentRefused(f"Pack {pack_id!r} is not sold through {rail}.", kind="pack-not-on-rail")
     return pack
+
+
+def fiat_price(
+    services: Services, pack_id: str, rail: Literal["stripe", "paypal"]
+) -> tuple[CreditPack, FiatPrice]:
+    """The pack and its price on a card/wallet rail; PaymentRefused (422) if it is not sold there."""
+    pack = pack_or_refuse(services, pack_id, rail)
+    price = pack.stripe if rail == "stripe" else pack.paypal
+    assert price is not None  # pack_or_refuse refused a pack without one
+    return pack, price
 
 
 def start_provider_order(

@@ -11,9 +11,9 @@ from sqlalchemy import Row
 from orchestration.errors import PaymentRefused
 from orchestration.payments import events, gateways
 from orchestration.payments.orders import (
+    fiat_price,
     find_order,
     get_order,
-    pack_or_refuse,
     start_provider_order,
 )
 from orchestration.payments.stripe import return_url
@@ -35,9 +35,7 @@ def _decimals(currency: str) -> int:
 def create_order(services: Services, *, user_id: str, pack_id: str) -> dict[str, Any]:
     """Our order and PayPal's; answers {id (PayPal's), status, approve_url, order_id}."""
     gateway = gateways.paypal(services)
-    pack = pack_or_refuse(services, pack_id, "paypal")
-    assert pack.paypal is not None
-    price = pack.paypal
+    pack, price = fiat_price(services, pack_id, "paypal")
     row, created = start_provider_order(
         services,
         user_id=user_id,
@@ -86,14 +84,8 @@ def _feed(services: Services, order: Row[Any], answer: dict[str, Any], source: s
     captures = ((answer.get("purchase_units") or [{}])[0].get("payments") or {}).get("captures") or []
     status = str(captures[0].get("status")) if captures else str(answer.get("status"))
     capture_id = captures[0].get("id") if captures else None
-    events.record_and_enqueue(
-        services,
-        rail="paypal",
-        event_id=f"{source}:{answer.get('id')}:{capture_id}:{status}",
-        type_=paypal_events.LOOKUP_ORDER,
-        payload=json.dumps(answer),
-        order_id=order.id,
-    )
+    event_id = f"{source}:{answer.get('id')}:{capture_id}:{status}"
+    events.feed(services, order, event_id=event_id, type_=paypal_events.LOOKUP_ORDER, body=answer)
     return status
 
 
@@ -203,12 +195,6 @@ def refund(
         note=reason,
     )
     answer.setdefault("custom_id", order.id)
-    event = {"id": f"refund:{answer.get('id')}", "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource": answer}
-    events.record_and_enqueue(
-        services,
-        rail="paypal",
-        event_id=f"refund:{answer.get('id')}",
-        type_="PAYMENT.CAPTURE.REFUNDED",
-        payload=json.dumps(event),
-        order_id=order.id,
-    )
+    event_id = f"refund:{answer.get('id')}"
+    event = {"id": event_id, "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource": answer}
+    events.feed(services, order, event_id=event_id, type_="PAYMENT.CAPTURE.REFUNDED", body=event)

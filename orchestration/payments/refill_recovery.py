@@ -7,7 +7,6 @@ there was one and charges once if the first request never reached Stripe. Never 
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,13 +49,12 @@ def record_intent(services: Services, order: Row[Any], intent: dict[str, Any]) -
             attach_provider_ref(connection, order.id, str(intent["id"]), datetime.now(UTC))
     if fact.kind == "pending" or not intent.get("id"):
         return "pending"
-    events.record_and_enqueue(
+    events.feed(
         services,
-        rail="stripe",
+        order,
         event_id=f"lookup.payment_intent:{intent['id']}:{fact.kind}",
         type_="lookup.payment_intent",
-        payload=json.dumps(intent),
-        order_id=order.id,
+        body=intent,
     )
     return fact.kind
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, update
+from sqlalchemy import Row
 
 import ledger
 from orchestration.errors import PaymentRefused
 from orchestration.jobs import balances
 from orchestration.payments import freezes, notices, paypal, stripe
-from orchestration.payments.books import MISMATCH, TAKEN, Applied, credits_for
+from orchestration.payments.books import MISMATCH, TAKEN, Applied, book, credits_for, refund_key, set_order
 from orchestration.payments.orders import get_order
-from orchestration.payments.tables import orders
 from orchestration.payments.units import money_unit, plain_unit
 from orchestration.services import Services
 
@@ -93,26 +92,16 @@ def _book_crypto_refund(services: Services, order: Row[Any], amount: int, admin_
             )
         total = int(locked.amount_refunded) + amount
         taken = credits_for(locked, total) - credits_for(locked, int(locked.amount_refunded))
-        if taken:
-            ledger.refund(
-                connection,
-                user_id=locked.user_id,
-                amount=taken,
-                rail="crypto",
-                reference=f"order:{locked.id}",
-                idempotency_key=f"crypto:refund:{locked.id}:upto:{total}",
-                now=now,
-            )
-        connection.execute(
-            update(orders)
-            .where(orders.c.id == locked.id)
-            .values(
-                status="refunded",
-                amount_refunded=str(total),
-                clawed_back=locked.clawed_back + taken,
-                failure=f"refunded by {admin_id}"[:200],
-                updated_at=now,
-            )
+        if taken:  # keyed by the refunded total, like every rail's refund
+            book(ledger.refund, connection, locked, taken, key=refund_key(locked, total), now=now)
+        set_order(
+            connection,
+            locked,
+            now,
+            status="refunded",
+            amount_refunded=str(total),
+            clawed_back=locked.clawed_back + taken,
+            failure=f"refunded by {admin_id}"[:200],
         )
     notices.after_commit(services, order.user_id, [order.id], [Applied("refunded", -taken)])
 
@@ -130,10 +119,6 @@ def release_freezes(services: Services, *, order_id: str, admin_id: str) -> Row[
         released = freezes.release_all(connection, locked, now)
         if not released:
             raise PaymentRefused("Nothing of this order is frozen.", kind="nothing-frozen", status=409)
-        connection.execute(
-            update(orders)
-            .where(orders.c.id == locked.id)
-            .values(failure=f"fraud warning reviewed by {admin_id}: released"[:200], updated_at=now)
-        )
+        set_order(connection, locked, now, failure=f"fraud warning reviewed by {admin_id}: released"[:200])
     balances.notify_balance(services, order.user_id)
     return _reread(services, order_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -10,10 +9,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Row
 
 from orchestration.payments import events, gateways, refill_recovery, saved_cards
-from orchestration.payments.orders import (
-    pack_or_refuse,
-    start_provider_order,
-)
+from orchestration.payments.orders import fiat_price, start_provider_order
 from orchestration.services import Services
 from payments import stripe_events
 from payments.facts import ProviderError
@@ -30,9 +26,7 @@ def start_checkout(
 ) -> dict[str, Any]:
     """Create an order and its Checkout Session; answers {id, url, order_id}."""
     gateway = gateways.stripe(services)  # RailDisabled before anything is written
-    pack = pack_or_refuse(services, pack_id, "stripe")
-    assert pack.stripe is not None
-    price = pack.stripe
+    pack, price = fiat_price(services, pack_id, "stripe")
     # A card is saved only as the user's own Stripe customer (created for them, metadata names them).
     customer = saved_cards.customer_for(services, user_id) if save_card else None
     row, session = start_provider_order(
@@ -90,14 +84,7 @@ def reconcile(services: Services, order: Row[Any], *, overdue: bool, now: dateti
         fact = stripe_events.session_fact(found)
     if fact.kind == "pending":
         return "pending"
-    events.record_and_enqueue(
-        services,
-        rail="stripe",
-        event_id=f"{kind}:{order.provider_ref}:{fact.kind}",
-        type_=kind,
-        payload=json.dumps(found),
-        order_id=order.id,
-    )
+    events.feed(services, order, event_id=f"{kind}:{order.provider_ref}:{fact.kind}", type_=kind, body=found)
     return fact.kind
 
 
@@ -117,16 +104,6 @@ def refund(
         reason=reason,
     )
     charge = gateway.charge(str(refund["charge"]))
-    event = {
-        "id": f"lookup.charge:{charge['id']}:{charge['amount_refunded']}",
-        "type": "charge.refunded",
-        "data": {"object": charge},
-    }
-    events.record_and_enqueue(
-        services,
-        rail="stripe",
-        event_id=event["id"],
-        type_="charge.refunded",
-        payload=json.dumps(event),
-        order_id=order.id,
-    )
+    event_id = f"lookup.charge:{charge['id']}:{charge['amount_refunded']}"
+    event = {"id": event_id, "type": "charge.refunded", "data": {"object": charge}}
+    events.feed(services, order, event_id=event_id, type_="charge.refunded", body=event)

@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     Index,
     Integer,
     String,
@@ -21,10 +20,8 @@ from sqlalchemy import (
     text,
 )
 
-from ledger.tables import Id
-from runtime.db import Base, partial_index
+from runtime.db import Base, Id, Timestamp, partial_index
 
-Timestamp = DateTime(timezone=True)
 RAILS = ("stripe", "paypal", "crypto")
 ORDER_STATUSES = ("pending", "paid", "credited", "refunded", "disputed", "expired", "failed")
 OPEN_STATUSES = ("pending", "paid")
@@ -67,12 +64,7 @@ orders = Table(
     CheckConstraint("purpose IN ('checkout', 'auto_top_up')", name="purpose"),
     CheckConstraint("credits > 0 AND credited >= 0 AND clawed_back >= 0", name="credits_non_negative"),
     Index("ix_payment_orders_user_created", "user_id", "created_at"),
-    partial_index(
-        "ix_payment_orders_open",
-        "rail",
-        "created_at",
-        where="status IN ('pending', 'paid')",
-    ),
+    partial_index("ix_payment_orders_open", "rail", "created_at", where="status IN ('pending', 'paid')"),
 )
 
 # One row per provider event (and per result we fetched ourselves: a capture answer, a reconciler
@@ -94,11 +86,7 @@ events = Table(
     Column("processed_at", Timestamp),
     UniqueConstraint("rail", "provider_event_id", name="uq_payment_events_rail_event"),
     CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status"),
-    partial_index(
-        "ix_payment_events_unprocessed",
-        "received_at",
-        where="status = 'received'",
-    ),
+    partial_index("ix_payment_events_unprocessed", "received_at", where="status = 'received'"),
 )
 
 # The n of each deposit address (HD path .../0/n): an autoincrement id, so two intents never share one.
@@ -132,9 +120,7 @@ crypto_transfers = Table(
     UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_payment_crypto_transfers_transfer"),
     CheckConstraint("status IN ('seen', 'confirmed', 'orphaned')", name="status"),
     partial_index(
-        "ix_payment_crypto_transfers_review",
-        "review",
-        where="review IS NOT NULL AND reviewed_at IS NULL",
+        "ix_payment_crypto_transfers_review", "review", where="review IS NOT NULL AND reviewed_at IS NULL"
     ),
 )
 

@@ -30,19 +30,14 @@ from tests.support.paypal_server import paypal_server
 from tests.support.processes import child_env, creditflow, free_port, stop, wait_http
 from tests.support.sse import frames, open_stream
 from tests.support.stripe_server import sign, stripe_server
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 EMBEDDED = {"DATABASE_URL": "", "REDIS_URL": "", "BROKER_URL": "", "RESULT_BACKEND_URL": ""}
 
 
 def _wait(predicate: Any, what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not met in {timeout}s")
+    return wait_for(predicate, timeout=timeout, what=what, every=0.3)
 
 
 def test_buy_a_pack_with_each_rail_over_http(tmp_path: Path) -> None:

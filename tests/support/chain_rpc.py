@@ -12,12 +12,13 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from eth_tester import EthereumTester
 from web3 import EthereumTesterProvider, Web3
 from web3.providers.eth_tester.middleware import request_formatters, result_formatters
+
+from tests.support.local_http import JsonHandler, serving
 
 
 def _camel(name: str) -> str:
@@ -77,23 +78,15 @@ class Lag:
         self.logs_from_another_fork = False  # eth_getLogs answered by a node on a fork: other block hashes
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     chain: Chain
     lag: Lag | None = None
-
-    def log_message(self, *_args: Any) -> None:
-        """Quiet."""
 
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         batch = request if isinstance(request, list) else [request]
         answers = [{**self._answer(item), "id": item.get("id")} for item in batch]
-        raw = json.dumps(answers if isinstance(request, list) else answers[0]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+        self.send_json(200, answers if isinstance(request, list) else answers[0])
 
     def _answer(self, item: dict[str, Any]) -> dict[str, Any]:
         if self.lag is not None and item["method"] in self.lag.methods:
@@ -109,12 +102,5 @@ def chain_rpc(chain: Chain | None = None, lag: Lag | None = None) -> Iterator[tu
     """A chain (a fresh one, or `chain` served again, e.g. as a lagging node) on a free port; yields
     (RPC URL, chain)."""
     chain = chain or Chain()
-    handler = type("Handler", (_Handler,), {"chain": chain, "lag": lag})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", chain
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(type("Handler", (_Handler,), {"chain": chain, "lag": lag})) as url:
+        yield url, chain

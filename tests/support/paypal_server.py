@@ -21,9 +21,10 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.local_http import JsonHandler, serving
 
 SIGNING_SECRET = b"paypal-fake-signing-key"
 EVENT_VALUE = re.compile(r'"webhook_event"\s*:\s*')
@@ -191,19 +192,11 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     state: PaypalState
 
-    def log_message(self, *_args: Any) -> None:
-        """Quiet."""
-
     def _answer(self, status: int, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+        self.send_json(status, body)
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
@@ -273,13 +266,6 @@ class _Handler(BaseHTTPRequestHandler):
 def paypal_server(client_id: str, secret: str, webhook_id: str) -> Iterator[tuple[str, PaypalState]]:
     """Serve on a free port; yields (base URL, state)."""
     state = PaypalState(client_id, secret, webhook_id)
-    handler = type("Handler", (_Handler,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state.base, state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(type("Handler", (_Handler,), {"state": state})) as base:
+        state.base = base
+        yield base, state

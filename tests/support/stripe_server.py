@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.local_http import JsonHandler, serving
 
 API_VERSION = "2025-09-30.clover"
 # Test payment methods, as Stripe's test cards behave off-session.
@@ -409,20 +410,11 @@ class StripeState:
         }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     state: StripeState
 
-    def log_message(self, *_args: Any) -> None:
-        """Quiet."""
-
     def _answer(self, status: int, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.send_header("Request-Id", "req_" + secrets.token_hex(8))
-        self.end_headers()
-        self.wfile.write(raw)
+        self.send_json(status, body, **{"Request-Id": "req_" + secrets.token_hex(8)})
 
     def _serve(self, method: str) -> None:
         split = urlsplit(self.path)
@@ -470,12 +462,5 @@ class _Handler(BaseHTTPRequestHandler):
 def stripe_server(api_key: str = "sk_test_creditflow") -> Iterator[tuple[str, StripeState]]:
     """Serve on a free port; yields (base URL, state)."""
     state = StripeState(api_key)
-    handler = type("Handler", (_Handler,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(type("Handler", (_Handler,), {"state": state})) as base:
+        yield base, state

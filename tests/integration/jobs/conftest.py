@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from orchestration.services import Services
 from orchestration.tables import FINAL_STATUSES, jobs
 from runtime.settings import load_settings
 from tests.support.processes import ROOT, child_env, worker
+from tests.support.waiting import wait_for  # noqa: F401 - imported from here by the jobs and stream tests
 
 JWT_SECRET = "jobs-test-secret-jobs-test-secret-0123456789"
 
@@ -87,17 +88,6 @@ def wait_final(services: Services, job_id: str, timeout: float = 60) -> Any:
             return row
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} still {row.status} after {timeout}s")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll until `predicate()` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met in {timeout}s")
 
 
 @pytest.fixture

@@ -45,6 +45,18 @@ def later(minutes: int = 10) -> datetime:
     return datetime.now(UTC) + timedelta(minutes=minutes)
 
 
+def place_hold(session: Any, user: str, amount: int, key: str, **extra: Any) -> ledger.Hold:
+    """A hold under `key`, expiring in ten minutes and referring to job-<key> unless told otherwise."""
+    return ledger.hold(
+        session,
+        user_id=user,
+        amount=amount,
+        expires_at=extra.pop("expires_at", later()),
+        reference=extra.pop("reference", f"job-{key}"),
+        idempotency_key=key,
+    )
+
+
 def new_user(sessions: sessionmaker[Session], user_id: str, *, paid: int = 0) -> None:
     """Create the user's account (welcome grant) and optionally buy `paid` micro-credits."""
     with sessions.begin() as session:

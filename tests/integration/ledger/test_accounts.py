@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import ledger
+from ledger.funding import RailMove
 from ledger.tables import entries
-from tests.integration.ledger.conftest import M, check_ledger, in_threads, later, new_user
+from tests.integration.ledger.conftest import M, check_ledger, in_threads, new_user, place_hold
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,9 +37,7 @@ def test_welcome_grant_exactly_once_when_first_requests_race(
 def test_unknown_user_is_refused(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         with pytest.raises(ledger.AccountNotFound):
-            ledger.hold(
-                session, user_id="ghost", amount=M, expires_at=later(), reference=None, idempotency_key="g"
-            )
+            place_hold(session, "ghost", M, "g", reference=None)
         with pytest.raises(ledger.AccountNotFound):
             ledger.balance(session, user_id="ghost")
 
@@ -47,21 +47,19 @@ def test_amounts_must_be_positive_ints(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         for bad in (1.5, 0, -1, True, "5"):
             with pytest.raises(ledger.InvalidAmount):
-                ledger.hold(
-                    session,
-                    user_id="floaty",
-                    amount=bad,  # type: ignore[arg-type]
-                    expires_at=later(),
-                    reference=None,
-                    idempotency_key=f"bad-{bad!r}",
-                )
+                place_hold(session, "floaty", bad, f"bad-{bad!r}", reference=None)  # type: ignore[arg-type]
 
 
 def _spend(session: Session, user: str, amount: int, key: str) -> None:
-    held = ledger.hold(
-        session, user_id=user, amount=amount, expires_at=later(), reference=key, idempotency_key=f"h-{key}"
-    )
+    held = place_hold(session, user, amount, f"h-{key}", reference=key)
     ledger.capture(session, hold_id=held.id, amount=amount, idempotency_key=f"c-{key}")
+
+
+def _lot(session: Session, user: str, amount: int, reason: str, **options: Any) -> ledger.Receipt:
+    """A promotional lot granted under the key g-<reason>."""
+    return ledger.grant(
+        session, user_id=user, amount=amount, reason=reason, idempotency_key=f"g-{reason}", **options
+    )
 
 
 def test_lots_are_spent_by_priority_then_expiry_then_age_and_expire(
@@ -70,25 +68,9 @@ def test_lots_are_spent_by_priority_then_expiry_then_age_and_expire(
     now = datetime.now(UTC)
     new_user(sessions, "lots", paid=500 * M)
     with sessions.begin() as session:
-        soon = ledger.grant(
-            session,
-            user_id="lots",
-            amount=100 * M,
-            reason="soon",
-            idempotency_key="g-soon",
-            expires_at=now + timedelta(days=1),
-        )
-        later_lot = ledger.grant(
-            session,
-            user_id="lots",
-            amount=100 * M,
-            reason="later",
-            idempotency_key="g-later",
-            expires_at=now + timedelta(days=2),
-        )
-        urgent = ledger.grant(
-            session, user_id="lots", amount=50 * M, reason="urgent", idempotency_key="g-urgent", priority=-1
-        )
+        soon = _lot(session, "lots", 100 * M, "soon", expires_at=now + timedelta(days=1))
+        later_lot = _lot(session, "lots", 100 * M, "later", expires_at=now + timedelta(days=2))
+        urgent = _lot(session, "lots", 50 * M, "urgent", priority=-1)
         # Order: urgent (priority -1), soon, later (expiry), welcome (no expiry, oldest).
         order = [lot.reason for lot in ledger.lots_of(session, user_id="lots")]
         assert order == ["urgent", "soon", "later", "welcome"]
@@ -96,7 +78,7 @@ def test_lots_are_spent_by_priority_then_expiry_then_age_and_expire(
         remaining = {lot.reason: lot.remaining for lot in ledger.lots_of(session, user_id="lots")}
         assert remaining == {"soon": 30 * M, "later": 100 * M, "welcome": 1000 * M}
         # A new grant reconciles what was spent onto the lot rows first (lazy allocation is exact).
-        ledger.grant(session, user_id="lots", amount=10 * M, reason="late", idempotency_key="g-late")
+        _lot(session, "lots", 10 * M, "late")
         _spend(session, "lots", 40 * M, "second")  # 30 of soon, 10 of later
         assert ledger.balance(session, user_id="lots") == (1600 * M, 0, 1600 * M)
         # Two days on: `soon` is gone, `later` has 90 left and expires.
@@ -130,14 +112,7 @@ def test_lot_expiry_never_takes_what_a_pending_hold_relies_on(
             idempotency_key="trial",
             expires_at=now + timedelta(hours=1),
         )
-        held = ledger.hold(
-            session,
-            user_id="promo-only",
-            amount=80 * M,
-            expires_at=later(),
-            reference="job",
-            idempotency_key="h",
-        )
+        held = place_hold(session, "promo-only", 80 * M, "h", reference="job")
         assert ledger.expire_lots(session, now=now + timedelta(hours=2)) == 1  # only the free 20
         assert ledger.balance(session, user_id="promo-only") == (80 * M, 80 * M, 0)
         ledger.capture(session, hold_id=held.id, amount=50 * M, idempotency_key="c")
@@ -152,22 +127,11 @@ def test_refund_and_clawback_go_into_debt_and_the_next_purchase_repays(
 ) -> None:
     new_user(sessions, "payer", paid=200 * M)
     with sessions.begin() as session:
-        held = ledger.hold(
-            session,
-            user_id="payer",
-            amount=1100 * M,
-            expires_at=later(),
-            reference="job",
-            idempotency_key="big",
+        held = place_hold(session, "payer", 1100 * M, "big", reference="job")
+        first_refund = RailMove(
+            user_id="payer", amount=150 * M, rail="stripe", reference="pi_1", idempotency_key="refund-1"
         )
-        refunded = ledger.refund(
-            session,
-            user_id="payer",
-            amount=150 * M,
-            rail="stripe",
-            reference="pi_1",
-            idempotency_key="refund-1",
-        )
+        refunded = ledger.refund(session, **first_refund)
         # Only 100 was available (1200 posted, 1100 held): 50 goes to debt; the hold is untouched.
         assert (refunded.amount, refunded.to_debt) == (150 * M, 50 * M)
         assert ledger.balance(session, user_id="payer") == (1100 * M, 1100 * M, 0)
@@ -182,26 +146,9 @@ def test_refund_and_clawback_go_into_debt_and_the_next_purchase_repays(
         assert clawed.to_debt == 70 * M
         assert ledger.account(session, user_id="payer").debt == 120 * M
         assert ledger.system_balances(session)["debt"] == -120 * M
-        assert (
-            ledger.refund(
-                session,
-                user_id="payer",
-                amount=150 * M,
-                rail="stripe",
-                reference="pi_1",
-                idempotency_key="refund-1",
-            )
-            == refunded
-        )  # replay
+        assert ledger.refund(session, **first_refund) == refunded  # replay
         with pytest.raises(ledger.IdempotencyConflict) as conflict:
-            ledger.refund(
-                session,
-                user_id="payer",
-                amount=151 * M,
-                rail="stripe",
-                reference="pi_1",
-                idempotency_key="refund-1",
-            )
+            ledger.refund(session, **{**first_refund, "amount": 151 * M})
         assert conflict.value.field == "amount"
         ledger.void(session, hold_id=held.id, idempotency_key="v")
         bought = ledger.purchase(

@@ -10,20 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import ledger
 from ledger.tables import entries, holds
-from tests.integration.ledger.conftest import M, check_ledger, in_threads, later, new_user
+from tests.integration.ledger.conftest import M, check_ledger, in_threads, new_user, place_hold
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _hold(session: Session, user: str, amount: int, key: str, **extra: object) -> ledger.Hold:
-    return ledger.hold(
-        session,
-        user_id=user,
-        amount=amount,
-        expires_at=extra.pop("expires_at", later()),
-        reference=extra.pop("reference", f"job-{key}"),
-        idempotency_key=key,
-    )
 
 
 def test_capture_releases_the_rest_and_charges_revenue(
@@ -31,7 +20,7 @@ def test_capture_releases_the_rest_and_charges_revenue(
 ) -> None:
     new_user(sessions, "alice")
     with sessions.begin() as session:
-        held = _hold(session, "alice", 10 * M, "h1")
+        held = place_hold(session, "alice", 10 * M, "h1")
         assert ledger.balance(session, user_id="alice") == (1000 * M, 10 * M, 990 * M)
         settled = ledger.capture(session, hold_id=held.id, amount=4 * M, idempotency_key="c1")
         assert (settled.status, settled.captured, settled.released) == ("captured", 4 * M, 6 * M)
@@ -44,8 +33,8 @@ def test_capture_releases_the_rest_and_charges_revenue(
 def test_void_reports_the_balance_it_left_and_a_replay_reports_none(sessions: sessionmaker[Session]) -> None:
     new_user(sessions, "vera")
     with sessions.begin() as session:
-        held = _hold(session, "vera", 7 * M, "h1")
-        _hold(session, "vera", 2 * M, "h2")
+        held = place_hold(session, "vera", 7 * M, "h1")
+        place_hold(session, "vera", 2 * M, "h2")
         voided = ledger.void(session, hold_id=held.id, idempotency_key="v1")
         assert voided.balance == ledger.balance(session, user_id="vera") == (1000 * M, 2 * M, 998 * M)
         replay = ledger.void(session, hold_id=held.id, idempotency_key="v1")
@@ -55,7 +44,7 @@ def test_void_reports_the_balance_it_left_and_a_replay_reports_none(sessions: se
 def test_over_capture_is_refused_and_changes_nothing(sessions: sessionmaker[Session]) -> None:
     new_user(sessions, "bob")
     with sessions.begin() as session:
-        held = _hold(session, "bob", 5 * M, "h1")
+        held = place_hold(session, "bob", 5 * M, "h1")
         with pytest.raises(ledger.CaptureExceedsHold) as refused:
             ledger.capture(session, hold_id=held.id, amount=5 * M + 1, idempotency_key="c1")
         assert (refused.value.held, refused.value.requested) == (5 * M, 5 * M + 1)
@@ -67,20 +56,20 @@ def test_insufficient_credits_changes_nothing(sessions: sessionmaker[Session]) -
     new_user(sessions, "carol")
     with sessions.begin() as session:
         with pytest.raises(ledger.InsufficientCredits) as refused:
-            _hold(session, "carol", 1000 * M + 1, "too-much")
+            place_hold(session, "carol", 1000 * M + 1, "too-much")
         assert (refused.value.available, refused.value.required) == (1000 * M, 1000 * M + 1)
         assert refused.value.code == "insufficient_credits"
         assert session.execute(select(func.count()).select_from(holds)).scalar_one() == 0
         assert ledger.balance(session, user_id="carol") == (1000 * M, 0, 1000 * M)
         # The key was not burnt: the same key works once credits suffice.
-        assert _hold(session, "carol", 1000 * M, "too-much", reference="job-too-much").amount == 1000 * M
+        assert place_hold(session, "carol", 1000 * M, "too-much", reference="job-too-much").amount == 1000 * M
 
 
 def test_second_resolution_gets_a_clear_error(sessions: sessionmaker[Session]) -> None:
     new_user(sessions, "dave")
     with sessions.begin() as session:
-        first = _hold(session, "dave", 3 * M, "h1")
-        second = _hold(session, "dave", 3 * M, "h2")
+        first = place_hold(session, "dave", 3 * M, "h1")
+        second = place_hold(session, "dave", 3 * M, "h2")
         ledger.capture(session, hold_id=first.id, amount=M, idempotency_key="c1")
         ledger.void(session, hold_id=second.id, idempotency_key="v2")
         with pytest.raises(ledger.HoldAlreadyResolved) as captured:
@@ -104,8 +93,8 @@ def test_expired_holds_are_released_by_the_sweep(sessions: sessionmaker[Session]
     new_user(sessions, "erin")
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        stale = _hold(session, "erin", 7 * M, "old", expires_at=now - timedelta(seconds=1))
-        fresh = _hold(session, "erin", 2 * M, "new", expires_at=now + timedelta(minutes=5))
+        stale = place_hold(session, "erin", 7 * M, "old", expires_at=now - timedelta(seconds=1))
+        fresh = place_hold(session, "erin", 2 * M, "new", expires_at=now + timedelta(minutes=5))
         assert ledger.expire_holds(session, now=now) == 1
         assert ledger.expire_holds(session, now=now) == 0
         assert ledger.get_hold(session, hold_id=stale.id).status == "expired"
@@ -124,7 +113,7 @@ def test_fifty_threads_cannot_overspend(sessions: sessionmaker[Session], signer:
         for attempt in range(100):
             try:
                 with sessions.begin() as session:
-                    _hold(session, "hot", M, f"t{thread}-{attempt}")
+                    place_hold(session, "hot", M, f"t{thread}-{attempt}")
                 won += 1
             except ledger.InsufficientCredits:
                 pass
@@ -145,7 +134,7 @@ def test_capture_void_and_expiry_race_exactly_one_wins(
     new_user(sessions, "race")
     for round_ in range(5):
         with sessions.begin() as session:
-            held = _hold(session, "race", 10 * M, f"h{round_}", expires_at=datetime.now(UTC))
+            held = place_hold(session, "race", 10 * M, f"h{round_}", expires_at=datetime.now(UTC))
 
         def resolve(contender: int, hold_id: str = held.id, round_: int = round_) -> str:
             with sessions.begin() as session:
@@ -181,7 +170,7 @@ def test_one_key_ten_concurrent_calls_make_one_hold(
 
     def place(_: int) -> str:
         with sessions.begin() as session:
-            return _hold(session, "idem", 5 * M, "same-key", reference="job-1").id
+            return place_hold(session, "idem", 5 * M, "same-key", reference="job-1").id
 
     results = in_threads(10, place)
     assert len(set(results)) == 1, results
@@ -189,7 +178,7 @@ def test_one_key_ten_concurrent_calls_make_one_hold(
     with sessions.begin() as session:
         assert ledger.balance(session, user_id="idem") == (1000 * M, 5 * M, 995 * M)
         with pytest.raises(ledger.IdempotencyConflict) as conflict:
-            _hold(session, "idem", 6 * M, "same-key", reference="job-1")
+            place_hold(session, "idem", 6 * M, "same-key", reference="job-1")
         assert conflict.value.field == "amount"
         assert conflict.value.code == "idempotency_conflict"
 
@@ -217,7 +206,7 @@ def test_expiry_compares_instants_not_wall_clocks(sessions: sessionmaker[Session
     now = datetime.now(UTC)
     with sessions.begin() as session:
         # Expires in 30 minutes, written in a UTC+5 wall clock (which reads "later" than UTC).
-        held = _hold(session, "tz", M, "tz-1", expires_at=(now + timedelta(minutes=30)).astimezone(east))
+        held = place_hold(session, "tz", M, "tz-1", expires_at=(now + timedelta(minutes=30)).astimezone(east))
         assert ledger.expire_holds(session, now=now + timedelta(minutes=29)) == 0
         assert ledger.expire_holds(session, now=(now + timedelta(minutes=31)).astimezone(east)) == 1
         assert ledger.get_hold(session, hold_id=held.id).status == "expired"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import ledger
 from ledger import canonical
-from tests.integration.ledger.conftest import M, check_ledger, later, new_user
+from tests.integration.ledger.conftest import M, check_ledger, new_user, place_hold
 from tests.support.databases import backends
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,14 +29,7 @@ def _history(sessions: sessionmaker[Session], signer: ledger.Signer) -> dict[str
         new_user(sessions, user)
         with sessions.begin() as session:
             for i in range(3):
-                held = ledger.hold(
-                    session,
-                    user_id=user,
-                    amount=(i + 2) * M,
-                    expires_at=later(),
-                    reference=f"{user}-{i}",
-                    idempotency_key=f"{user}-h{i}",
-                )
+                held = place_hold(session, user, (i + 2) * M, f"{user}-h{i}", reference=f"{user}-{i}")
                 settled = ledger.capture(
                     session, hold_id=held.id, amount=(i + 1) * M, idempotency_key=f"{user}-c{i}"
                 )
@@ -66,14 +60,23 @@ def _verify(sessions: sessionmaker[Session], signer: ledger.Signer) -> ledger.Ve
     return report
 
 
+def _tampered(
+    engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer, sql: str, params: dict[str, Any]
+) -> ledger.VerifyReport:
+    """Run one statement past the triggers, then verify: the report of what it broke."""
+    with tampering(engine) as conn:
+        conn.execute(text(sql), params)
+    return _verify(sessions, signer)
+
+
 def test_changed_amount_is_named(
     engine: Engine, sessions: sessionmaker[Session], signer: ledger.Signer
 ) -> None:
     ids = _history(sessions, signer)
     target = ids["ann-capture1"]
-    with tampering(engine) as conn:
-        conn.execute(text("UPDATE ledger_entries SET amount = 1 WHERE id = :id"), {"id": target})
-    report = _verify(sessions, signer)
+    report = _tampered(
+        engine, sessions, signer, "UPDATE ledger_entries SET amount = 1 WHERE id = :id", {"id": target}
+    )
     assert report.first_bad_entry == target
     assert {p["code"] for p in report.problems if p["entry_id"] == target} >= {
         "hash_mismatch",
@@ -109,15 +112,10 @@ def test_changed_amount_with_recomputed_hash_breaks_chain_and_root(
         entry["debt_after"],
         body,
     )
-    with tampering(engine) as conn:
-        conn.execute(
-            text(
-                "UPDATE ledger_entries SET amount = :a, held_after = held_after + :m, hash = :h "
-                "WHERE id = :id"
-            ),
-            {"a": forged_amount, "m": M, "h": forged_hash, "id": target},
-        )
-    report = _verify(sessions, signer)
+    forge = "UPDATE ledger_entries SET amount = :a, held_after = held_after + :m, hash = :h WHERE id = :id"
+    report = _tampered(
+        engine, sessions, signer, forge, {"a": forged_amount, "m": M, "h": forged_hash, "id": target}
+    )
     codes = {p["code"] for p in report.problems}
     assert "checkpoint_root_mismatch" in codes
     assert "hash_mismatch" in codes
@@ -130,9 +128,7 @@ def test_deleted_entry_is_named(
 ) -> None:
     ids = _history(sessions, signer)
     target = ids["ann-hold2"]
-    with tampering(engine) as conn:
-        conn.execute(text("DELETE FROM ledger_entries WHERE id = :id"), {"id": target})
-    report = _verify(sessions, signer)
+    report = _tampered(engine, sessions, signer, "DELETE FROM ledger_entries WHERE id = :id", {"id": target})
     assert report.first_bad_entry == target
     codes = {p["code"] for p in report.problems}
     assert {"sealed_entry_missing", "sequence_gap"} <= codes
@@ -278,13 +274,9 @@ def test_entry_committed_late_is_sealed_later_not_lost(
     new_user(sessions, "quick")
     slow = sessions()
     slow.begin()
-    late = ledger.hold(
-        slow, user_id="slow", amount=M, expires_at=later(), reference=None, idempotency_key="s"
-    )
+    late = place_hold(slow, "slow", M, "s", reference=None)
     with sessions.begin() as session:
-        early = ledger.hold(
-            session, user_id="quick", amount=M, expires_at=later(), reference=None, idempotency_key="q"
-        )
+        early = place_hold(session, "quick", M, "q", reference=None)
         assert (late.entry_id or 0) < (early.entry_id or 0)
     with sessions.begin() as session:
         checkpoint = ledger.seal(session, signer=signer)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import ledger
 from ledger.tables import accounts
-from tests.integration.ledger.conftest import M, later
+from tests.integration.ledger.conftest import M, place_hold
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -55,23 +55,9 @@ class LedgerMachine(RuleBasedStateMachine):
         with self.sessions.begin() as session:
             if amount > self.posted - self.held:
                 with pytest.raises(ledger.InsufficientCredits):
-                    ledger.hold(
-                        session,
-                        user_id=self.user,
-                        amount=amount,
-                        expires_at=later(),
-                        reference=key,
-                        idempotency_key=key,
-                    )
+                    place_hold(session, self.user, amount, key, reference=key)
                 return
-            placed = ledger.hold(
-                session,
-                user_id=self.user,
-                amount=amount,
-                expires_at=later(),
-                reference=key,
-                idempotency_key=key,
-            )
+            placed = place_hold(session, self.user, amount, key, reference=key)
         self.pending[placed.id] = amount
         self.held += amount
         self.last_hold = (key, amount, placed.id)
@@ -82,24 +68,10 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.last_hold is not None
         key, amount, hold_id = self.last_hold
         with self.sessions.begin() as session:
-            again = ledger.hold(
-                session,
-                user_id=self.user,
-                amount=amount,
-                expires_at=later(),
-                reference=key,
-                idempotency_key=key,
-            )
+            again = place_hold(session, self.user, amount, key, reference=key)
             assert again.id == hold_id
             with pytest.raises(ledger.IdempotencyConflict):
-                ledger.hold(
-                    session,
-                    user_id=self.user,
-                    amount=amount + 1,
-                    expires_at=later(),
-                    reference=key,
-                    idempotency_key=key,
-                )
+                place_hold(session, self.user, amount + 1, key, reference=key)
 
     @precondition(lambda self: self.pending)
     @rule(data=st.data(), share=st.integers(min_value=0, max_value=100))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from tests.support.databases import backends, fresh_database
 from tests.support.paypal_server import paypal_server
 from tests.support.processes import ROOT, child_env, worker
 from tests.support.stripe_server import sign, stripe_server
+from tests.support.waiting import wait_for
 
 JWT_SECRET = "payments-suite-jwt-secret-0123456789abcdef"
 LEDGER_KEY = "hmac:payments-suite-ledger-key-0123456789"
@@ -253,17 +254,6 @@ def deliver_stripe(
     if signature:
         headers["Stripe-Signature"] = signature
     return client.post("/api/v1/payments/stripe/webhook", data=payload, headers=headers)
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, what: str = "condition") -> Any:
-    """Poll until `predicate()` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met in {timeout}s")
 
 
 def order_row(services: Services, order_id: str) -> Any:

@@ -17,6 +17,7 @@ from orchestration.payments import auto_top_up, reconciler
 from orchestration.payments.tables import auto_top_ups, orders
 from orchestration.services import Services
 from tests.integration.payments.conftest import M, deliver_stripe, ledger_clean, posted, wait_for, wait_status
+from tests.integration.payments.factories import assert_problem, checkout, for_a_while, pay_checkout
 from tests.support.stripe_server import CARD_DECLINED, CARD_SCA
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
@@ -25,14 +26,7 @@ SETTINGS = {"enabled": True, "threshold": "500", "pack_id": "credits-1000", "max
 
 def save_card(client: FlaskClient, services: Services, stripe_fake: Any, headers: dict[str, str]) -> None:
     """Buy a pack through Checkout with `save_card`: the card is kept for refills."""
-    started = client.post(
-        "/api/v1/payments/stripe/checkout-sessions",
-        json={"pack_id": "credits-1000", "save_card": True},
-        headers=headers,
-    ).json
-    paid = stripe_fake[1].pay_session(started["id"])
-    deliver_stripe(client, stripe_fake[1].event("checkout.session.completed", paid))
-    wait_status(services, started["order_id"], "credited")
+    pay_checkout(client, services, stripe_fake[1], checkout(client, headers, save_card=True))
     wait_for(
         lambda: client.get("/api/v1/me/auto-top-up", headers=headers).json["has_payment_method"],
         what="card saved",
@@ -53,6 +47,16 @@ def refills(services: Services, user_id: str) -> list[str]:
                 .where(orders.c.user_id == user_id, orders.c.purpose == "auto_top_up")
                 .order_by(orders.c.created_at)
             ).scalars()
+        )
+
+
+def _refill_order(services: Services, user_id: str) -> str:
+    """The id of the user's one refill order."""
+    with services.engine.connect() as connection:
+        return str(
+            connection.execute(
+                select(orders.c.id).where(orders.c.user_id == user_id, orders.c.purpose == "auto_top_up")
+            ).scalar_one()
         )
 
 
@@ -99,11 +103,8 @@ def due_for_refill(client: FlaskClient, services: Services, stripe_fake: Any, us
 
 def charge_with_answers_lost(services: Services, state: Any, user_id: str) -> None:
     """Stripe charges the card; its answer, and the SDK's two retries', never arrive."""
-    state.lose_answers = 3
-    try:
+    with for_a_while(state, lose_answers=3):
         assert auto_top_up.charge(services, user_id) == "unconfirmed"
-    finally:
-        state.lose_answers = 0
 
 
 def _with_card(services: Services, user_id: str, card: str) -> None:
@@ -156,25 +157,13 @@ def test_a_charge_whose_answer_was_lost_waits_for_stripe_and_is_credited_once(
     # The card may have been charged: no second refill while Stripe has not said how this one went.
     assert auto_top_up.charge(services, user_id) == "not due"
     assert refills(services, user_id) == ["pending"]
-    with services.engine.connect() as connection:
-        order_id = connection.execute(
-            select(orders.c.id).where(orders.c.user_id == user_id, orders.c.purpose == "auto_top_up")
-        ).scalar_one()
+    order_id = _refill_order(services, user_id)
     intent = next(i for i in state.intents.values() if i["metadata"].get("order_id") == order_id)
     assert intent["status"] == "succeeded"
     deliver_stripe(client, state.event("payment_intent.succeeded", intent))
     wait_status(services, order_id, "credited")
     assert posted(services, user_id) == before + 1000 * M
     ledger_clean(services)
-
-
-def _refill_order(services: Services, user_id: str) -> str:
-    with services.engine.connect() as connection:
-        return str(
-            connection.execute(
-                select(orders.c.id).where(orders.c.user_id == user_id, orders.c.purpose == "auto_top_up")
-            ).scalar_one()
-        )
 
 
 def _charges_sent(state: Any, order_id: str) -> int:
@@ -226,11 +215,8 @@ def test_a_refill_that_never_reached_stripe_is_sent_again_with_its_key_and_charg
     assert auto_top_up.charge(services, user_id) == "unconfirmed"
     order_id = _refill_order(services, user_id)
     assert _intents_of(state, order_id) == []
-    state.search_offered = search_offered
-    try:
+    with for_a_while(state, search_offered=search_offered):
         reconciler.sweep(services)
-    finally:
-        state.search_offered = True
     wait_status(services, order_id, "credited")
     reconciler.sweep(services)  # asking again charges nothing more
     assert len(_intents_of(state, order_id)) == 1
@@ -248,9 +234,7 @@ def test_a_threshold_a_refill_cannot_lift_the_balance_above_is_refused(
         refused = client.patch(
             "/api/v1/me/auto-top-up", json={**SETTINGS, "threshold": threshold}, headers=headers
         )
-        assert refused.status_code == 422, refused.json
-        assert refused.content_type == "application/problem+json"
-        assert refused.json["type"].endswith("threshold-above-pack")
+        assert_problem(refused, 422, "threshold-above-pack")
     for cap in ("2399", 0, "12.50", "-2400", True):  # below one refill, or not whole minor units
         refused = client.patch(
             "/api/v1/me/auto-top-up", json={**SETTINGS, "max_amount_per_month": cap}, headers=headers
@@ -293,15 +277,9 @@ def test_a_card_is_kept_only_from_a_save_card_checkout_paid_as_the_users_own_cus
     state = stripe_fake[1]
     someone = state.create_customer({"metadata": {"user_id": "someone-else"}})[1]["id"]
     for keep in (False, True):  # a plain Checkout, and one whose session a stranger's customer paid
-        started = client.post(
-            "/api/v1/payments/stripe/checkout-sessions",
-            json={"pack_id": "credits-1000", "save_card": keep},
-            headers=headers,
-        ).json
+        started = checkout(client, headers, save_card=keep)
         state.sessions[started["id"]]["customer"] = someone
-        paid = state.pay_session(started["id"])
-        deliver_stripe(client, state.event("checkout.session.completed", paid))
-        wait_status(services, started["order_id"], "credited")
+        pay_checkout(client, services, state, started)
     time.sleep(1)  # the card would be kept just after the credit
     assert client.get("/api/v1/me/auto-top-up", headers=headers).json["has_payment_method"] is False
     save_card(client, services, stripe_fake, headers)  # the user's own save_card Checkout keeps it

@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
 
 from orchestration.payments.crypto import intents
 from orchestration.payments.crypto import scan as payments_crypto_scan
 from orchestration.payments.crypto import settle as payments_crypto_settle
-from orchestration.payments.tables import crypto_transfers, orders
 from orchestration.services import Services
 from tests.integration.payments.conftest import (
     CHAIN_ID,
@@ -28,39 +26,12 @@ from tests.integration.payments.conftest import (
     ledger_clean,
     order_row,
     posted,
-    purchases,
     wait_for,
     wait_status,
 )
+from tests.integration.payments.factories import WELCOME, credited_once, expire_at, intent, transfers, verify
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
-WELCOME = 1000 * M
-
-
-def intent(client: FlaskClient, headers: dict[str, str], token: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"pack_id": "credits-1000", "chain_id": CHAIN_ID}
-    if token:
-        body["token"] = token
-    answer = client.post("/api/v1/payments/crypto/intents", json=body, headers=headers)
-    assert answer.status_code == 201, answer.get_data(as_text=True)
-    return dict(answer.json)
-
-
-def transfers(services: Services, order_id: str) -> list[tuple[str, str]]:
-    with services.engine.connect() as connection:
-        return [
-            (row.status, row.amount)
-            for row in connection.execute(
-                select(crypto_transfers)
-                .where(crypto_transfers.c.order_id == order_id)
-                .order_by(crypto_transfers.c.id)
-            )
-        ]
-
-
-def verify(services: Services, order_id: str, tx_hash: str) -> str:
-    """What the worker's verify task does, run here so the test knows when it is done."""
-    return intents.verify_submitted(services, order_id=order_id, tx_hash=tx_hash)
 
 
 def test_native_payment_is_credited_once_after_enough_confirmations(
@@ -93,9 +64,7 @@ def test_native_payment_is_credited_once_after_enough_confirmations(
     verify(services, made["id"], tx)  # and once more, later
     payments_crypto_settle.settle(services, made["id"])
     assert transfers(services, made["id"]) == [("confirmed", str(PRICE_WEI))]
-    assert posted(services, user_id) == WELCOME + 1000 * M
-    assert purchases(services, made["id"]) == [("purchase", 1000 * M)]
-    ledger_clean(services)
+    credited_once(services, user_id, made["id"])
 
 
 def test_a_token_payment_nobody_submitted_is_found_by_the_scanner(
@@ -179,9 +148,7 @@ def test_underpayment_waits_and_two_payments_adding_up_credit_once(
     verify(services, made["id"], second)
     payments_crypto_settle.settle(services, made["id"])
     wait_status(services, made["id"], "credited")
-    assert posted(services, user_id) == WELCOME + 1000 * M
-    assert purchases(services, made["id"]) == [("purchase", 1000 * M)]
-    ledger_clean(services)
+    credited_once(services, user_id, made["id"])
 
 
 @pytest.mark.parametrize("payments", [[3 * PRICE_WEI // 2], [PRICE_WEI, PRICE_WEI]])
@@ -200,9 +167,7 @@ def test_overpayment_credits_the_pack_once_and_records_the_excess(
         lambda: order_row(services, made["id"]).amount_received == str(sum(payments)), what="all counted"
     )
     assert "overpaid" in order_row(services, made["id"]).failure
-    assert posted(services, user_id) == WELCOME + 1000 * M
-    assert purchases(services, made["id"]) == [("purchase", 1000 * M)]
-    ledger_clean(services)
+    credited_once(services, user_id, made["id"])
 
 
 def test_an_expired_intent_paid_late_is_credited_within_the_window_only(
@@ -216,10 +181,7 @@ def test_an_expired_intent_paid_late_is_credited_within_the_window_only(
     # Lateness is judged by the paying block's time: one expired an hour ago, one eight days ago (past
     # the 7-day window).
     for made, ago in ((late, timedelta(hours=1)), (too_late, timedelta(days=8))):
-        with services.uow() as connection:
-            connection.execute(
-                update(orders).where(orders.c.id == made["id"]).values(expires_at=datetime.now(UTC) - ago)
-            )
+        expire_at(services, made["id"], datetime.now(UTC) - ago)
     hashes = {made["id"]: test_chain.pay(made["deposit_address"], PRICE_WEI) for made in (late, too_late)}
     test_chain.mine(CONFIRMATIONS)
     for order_id, tx in hashes.items():

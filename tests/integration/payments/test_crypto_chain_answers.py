@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,14 +17,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from api.metrics import CryptoReviewCollector
-from orchestration.bootstrap import bootstrap
 from orchestration.payments import gateways
 from orchestration.payments.crypto import intents
 from orchestration.payments.crypto import review as payments_crypto_review
 from orchestration.payments.crypto import scan as payments_crypto_scan
 from orchestration.payments.crypto.settle import settle
 from orchestration.payments.orders import get_order
-from orchestration.payments.tables import chain_cursors, crypto_transfers, orders
+from orchestration.payments.tables import chain_cursors
 from orchestration.services import Services
 from tests.integration.payments.conftest import (
     CHAIN_ID,
@@ -36,30 +35,30 @@ from tests.integration.payments.conftest import (
     order_row,
     posted,
     purchases,
-    settings_from,
     wait_status,
 )
-from tests.integration.payments.test_crypto import intent, transfers, verify
+from tests.integration.payments.factories import (
+    WELCOME,
+    expire_at,
+    intent,
+    services_with,
+    transfers,
+    verify,
+)
 from tests.support.chain_rpc import Lag, chain_rpc
 from tests.support.processes import ROOT, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
-WELCOME = 1000 * M
 NULL_BLOCKS = {"eth_getBlockByNumber", "eth_getBlockByHash"}
 NULL_RECEIPTS = {"eth_getTransactionReceipt", "eth_getTransactionByHash"}
 OTHER_CHAIN = CHAIN_ID + 1  # the same node served again under another id: the same address elsewhere
 
 
-@contextmanager
 def services_on(
-    pay_settings: dict[str, str], chains: list[dict[str, Any]], **changes: str
-) -> Iterator[Services]:
-    """The suite's services with other chain settings (and other settings changes)."""
-    built = bootstrap(settings_from(pay_settings, CRYPTO_CHAINS=json.dumps(chains), **changes))
-    try:
-        yield built
-    finally:
-        built.close()
+    pay_settings: dict[str, str], chains: list[dict[str, Any]]
+) -> AbstractContextManager[Services]:
+    """The suite's services with other chain settings."""
+    return services_with(pay_settings, CRYPTO_CHAINS=json.dumps(chains))
 
 
 def chain_entry(url: str, chain_id: int = CHAIN_ID, test_chain: PayChain | None = None) -> dict[str, Any]:
@@ -103,15 +102,8 @@ def record_only(services: Services, order_id: str, tx: str) -> None:
 
 
 def reviews(services: Services, order_id: str) -> list[tuple[str, str | None]]:
-    with services.engine.connect() as connection:
-        return [
-            (row.status, row.review)
-            for row in connection.execute(
-                select(crypto_transfers)
-                .where(crypto_transfers.c.order_id == order_id)
-                .order_by(crypto_transfers.c.id)
-            )
-        ]
+    """(status, why an operator must look) of the order's crypto transfers."""
+    return transfers(services, order_id, "review")
 
 
 def cursor(services: Services) -> int:
@@ -229,8 +221,7 @@ def test_lateness_is_judged_by_the_block_time_of_the_payment_not_when_it_is_sett
     tx = test_chain.pay(made["deposit_address"], PRICE_WEI)
     mined = test_chain.w3.eth.get_block(test_chain.w3.eth.get_transaction_receipt(tx)["blockNumber"])
     expires = datetime.fromtimestamp(int(mined["timestamp"]) + 1, UTC)  # a second after the paying block
-    with services.uow() as connection:
-        connection.execute(update(orders).where(orders.c.id == made["id"]).values(expires_at=expires))
+    expire_at(services, made["id"], expires)
     record_only(services, made["id"], tx)
     test_chain.mine(CONFIRMATIONS)
     window = timedelta(seconds=services.settings.CRYPTO_LATE_PAYMENT_WINDOW_S)
@@ -343,12 +334,7 @@ def test_beats_scan_task_expires_an_intent_nobody_paid_in_the_worker(
 ) -> None:
     _user_id, headers = user
     made = intent(client, headers)
-    with services.uow() as connection:
-        connection.execute(
-            update(orders)
-            .where(orders.c.id == made["id"])
-            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
-        )
+    expire_at(services, made["id"], datetime.now(UTC) - timedelta(minutes=1))
     services.producer.send_task("creditflow.maintenance.scan_crypto", ignore_result=True)
     expired = wait_status(services, made["id"], "expired")
     assert expired.failure == "nobody paid it in time"

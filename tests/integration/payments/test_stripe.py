@@ -13,8 +13,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 import ledger
-from api.app import create_app
-from orchestration.bootstrap import bootstrap
 from orchestration.payments import reconciler
 from orchestration.payments.tables import events, orders
 from orchestration.services import Services
@@ -27,21 +25,22 @@ from tests.integration.payments.conftest import (
     order_row,
     posted,
     purchases,
-    settings_from,
     wait_for,
     wait_status,
 )
+from tests.integration.payments.factories import (
+    WELCOME,
+    assert_problem,
+    checkout,
+    client_of,
+    credited_checkout,
+    credited_once,
+    for_a_while,
+    pay_checkout,
+    services_with,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pay_worker")]
-WELCOME = 1000 * M
-
-
-def checkout(client: FlaskClient, headers: dict[str, str], pack_id: str = "credits-1000") -> dict[str, Any]:
-    answer = client.post(
-        "/api/v1/payments/stripe/checkout-sessions", json={"pack_id": pack_id}, headers=headers
-    )
-    assert answer.status_code == 201, answer.get_data(as_text=True)
-    return dict(answer.json)
 
 
 def event_count(services: Services) -> int:
@@ -106,9 +105,7 @@ def test_two_events_for_one_payment_credit_once(
         assert deliver_stripe(client, state.event(kind, obj)).status_code == 200
     wait_status(services, started["order_id"], "credited")
     time.sleep(0.5)
-    assert posted(services, user_id) == WELCOME + 1000 * M
-    assert purchases(services, started["order_id"]) == [("purchase", 1000 * M)]
-    ledger_clean(services)
+    credited_once(services, user_id, started["order_id"])
 
 
 @pytest.mark.parametrize("how", ["wrong secret", "too old", "missing", "garbage"])
@@ -125,10 +122,7 @@ def test_bad_old_or_missing_signature_is_400_and_credits_nothing(
         "missing": {"header": ""},
         "garbage": {"header": "t=abc,v1=zz"},
     }[how]
-    answer = deliver_stripe(client, event, **options)
-    assert answer.status_code == 400
-    assert answer.content_type == "application/problem+json"
-    assert answer.json["type"].endswith("/invalid-signature")
+    assert_problem(deliver_stripe(client, event, **options), 400, "/invalid-signature")
     time.sleep(0.3)
     assert event_count(services) == before
     assert order_row(services, started["order_id"]).status == "pending"
@@ -138,10 +132,8 @@ def test_bad_old_or_missing_signature_is_400_and_credits_nothing(
 def test_an_empty_webhook_secret_disables_the_rail(
     pay_settings: dict[str, str], stripe_fake: Any, user: Any, services: Services
 ) -> None:
-    off = bootstrap(settings_from(pay_settings, STRIPE_WEBHOOK_SECRET=" "))
-    try:
-        app = create_app(off.settings, off)
-        client = app.test_client()
+    with services_with(pay_settings, STRIPE_WEBHOOK_SECRET=" ") as off:
+        client = client_of(off)
         _user_id, headers = user
         refused = client.post(
             "/api/v1/payments/stripe/checkout-sessions", json={"pack_id": "credits-1000"}, headers=headers
@@ -159,8 +151,6 @@ def test_an_empty_webhook_secret_disables_the_rail(
             assert answer.json["type"].endswith("/payment-rail-disabled")
             assert "STRIPE_WEBHOOK_SECRET" in answer.json["detail"]
         assert event_count(services) == before
-    finally:
-        off.close()
 
 
 def test_refund_reported_before_fulfilment_ends_where_it_started(
@@ -191,8 +181,7 @@ def test_two_partial_refunds_claw_back_only_the_new_part_in_any_order(
     state = stripe_fake[1]
     in_order, reversed_ = checkout(client, headers), checkout(client, headers)
     for started in (in_order, reversed_):
-        deliver_stripe(client, state.event("checkout.session.completed", state.pay_session(started["id"])))
-        wait_status(services, started["order_id"], "credited")
+        pay_checkout(client, services, state, started)
     refunds = {}
     for started in (in_order, reversed_):
         intent = state.sessions[started["id"]]["payment_intent"]
@@ -232,17 +221,6 @@ def test_two_partial_refunds_claw_back_only_the_new_part_in_any_order(
     assert sorted(amount for _, amount in reversed_entries[1:]) in ([750 * M], [250 * M, 500 * M])
     assert posted(services, user_id) == WELCOME + 2 * 1000 * M - 2 * 750 * M
     ledger_clean(services)
-
-
-def credited_checkout(
-    client: FlaskClient, services: Services, state: Any, headers: dict[str, str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A Checkout paid at Stripe and credited here: (our answer, the paid session)."""
-    started = checkout(client, headers)
-    paid = state.pay_session(started["id"])
-    deliver_stripe(client, state.event("checkout.session.completed", paid))
-    wait_status(services, started["order_id"], "credited")
-    return started, paid
 
 
 def test_dispute_lost_then_reinstated_goes_through_debt(
@@ -352,11 +330,8 @@ def test_admin_refund_claws_back_once_and_the_webhook_adds_nothing(
     client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
 ) -> None:
     user_id, headers = user
-    started = checkout(client, headers)
     state = stripe_fake[1]
-    paid = state.pay_session(started["id"])
-    deliver_stripe(client, state.event("checkout.session.completed", paid))
-    wait_status(services, started["order_id"], "credited")
+    started, paid = credited_checkout(client, services, state, headers)
     assert (
         client.post(
             f"/api/v1/admin/payments/{started['order_id']}/refund", json={"amount": "1200"}, headers=headers
@@ -391,18 +366,13 @@ def test_an_admin_refund_retried_after_a_lost_answer_refunds_once(
     client: FlaskClient, services: Services, stripe_fake: Any, user: Any, admin: dict[str, str]
 ) -> None:
     _user_id, headers = user
-    started = checkout(client, headers)
     state = stripe_fake[1]
-    paid = state.pay_session(started["id"])
-    deliver_stripe(client, state.event("checkout.session.completed", paid))
-    wait_status(services, started["order_id"], "credited")
+    started, paid = credited_checkout(client, services, state, headers)
     retried = {**admin, "Idempotency-Key": f"refund-{started['order_id']}"}
     path = f"/api/v1/admin/payments/{started['order_id']}/refund"
-    state.lose_answers = 3  # Stripe refunds; its answer (and the SDK's two retries') never arrive
-    try:
+    # Stripe refunds; its answer (and the SDK's two retries') never arrive.
+    with for_a_while(state, lose_answers=3):
         assert client.post(path, json={"amount": "600"}, headers=retried).status_code >= 500
-    finally:
-        state.lose_answers = 0
     charge = state.charges[state.intents[paid["payment_intent"]]["latest_charge"]]
     assert charge["amount_refunded"] == 600  # it did happen at Stripe
     deliver_stripe(client, state.event("charge.refunded", charge))  # and its webhook moved the order
@@ -457,18 +427,11 @@ def test_an_event_of_the_other_mode_than_the_key_is_refused(
     live = {**state.event("checkout.session.completed", paid), "livemode": True}
     unmarked = {k: v for k, v in state.event("checkout.session.completed", paid).items() if k != "livemode"}
     for event in (live, unmarked):  # the suite's key is a test key
-        answer = deliver_stripe(client, event)
-        assert answer.status_code == 400, answer.json
-        assert answer.content_type == "application/problem+json"
-        assert answer.json["type"].endswith("/livemode-mismatch")
-    live_key = bootstrap(settings_from(pay_settings, STRIPE_SECRET_KEY="sk_live_creditflow"))
-    try:
-        live_client = create_app(live_key.settings, live_key).test_client()
-        answer = deliver_stripe(live_client, state.event("checkout.session.completed", paid))
+        assert_problem(deliver_stripe(client, event), 400, "/livemode-mismatch")
+    with services_with(pay_settings, STRIPE_SECRET_KEY="sk_live_creditflow") as live_key:
+        answer = deliver_stripe(client_of(live_key), state.event("checkout.session.completed", paid))
         assert answer.status_code == 400, answer.json  # a test event for a live key
         assert answer.json["type"].endswith("/livemode-mismatch")
-    finally:
-        live_key.close()
     assert event_count(services) == before
     time.sleep(0.5)
     assert order_row(services, started["order_id"]).status == "pending"
@@ -516,9 +479,7 @@ def test_top_ups_past_the_velocity_limit_are_refused_with_429(
     sessions = len(stripe_fake[1].sessions)
     for path in ("/api/v1/payments/stripe/checkout-sessions", "/api/v1/payments/paypal/orders"):
         refused = client.post(path, json={"pack_id": "credits-1000"}, headers=headers)
-        assert refused.status_code == 429, refused.get_data(as_text=True)
-        assert refused.content_type == "application/problem+json"
-        assert refused.json["type"].endswith("/top-up-velocity")
+        assert_problem(refused, 429, "/top-up-velocity")
     assert len(stripe_fake[1].sessions) == sessions  # nothing was created at the provider
     with services.engine.connect() as connection:
         count = connection.execute(
