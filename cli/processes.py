@@ -203,11 +203,24 @@ def run_flower(args: argparse.Namespace) -> int:
     if settings.FLOWER_BASIC_AUTH:
         # Flower reads FLOWER_BASIC_AUTH itself; set here so a value from .env reaches it, never in argv (ps).
         os.environ["FLOWER_BASIC_AUTH"] = settings.FLOWER_BASIC_AUTH
+    _metrics_behind_logins()
     from workers.app import celery_app
 
     port = args.port or settings.FLOWER_PORT
     celery_app.start(["flower", f"--port={port}", f"--address={args.address}"])
     return 0
+
+
+def _metrics_behind_logins() -> None:
+    """Flower serves /metrics to anyone, logins or not (its handler lacks `authenticated`): it names every
+    worker and task. Give it the same check as every other page; Prometheus scrapes with `basic_auth`."""
+    from flower.views import monitor
+    from tornado.web import authenticated
+
+    if not getattr(monitor.Metrics.get, "creditflow_guarded", False):
+        guarded = authenticated(monitor.Metrics.get)
+        guarded.creditflow_guarded = True  # type: ignore[attr-defined]
+        monitor.Metrics.get = guarded  # type: ignore[method-assign]
 
 
 def _loopback(address: str) -> bool:
