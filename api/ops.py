@@ -74,7 +74,8 @@ def readyz() -> tuple[Response, int]:
 def _may_read_metrics(services: Services) -> bool:
     settings = services.settings
     header = request.headers.get("Authorization", "")
-    if settings.METRICS_TOKEN and hmac.compare_digest(header.encode(), f"Bearer {settings.METRICS_TOKEN}".encode()):
+    expected = f"Bearer {settings.METRICS_TOKEN}".encode()
+    if settings.METRICS_TOKEN and hmac.compare_digest(header.encode(), expected):
         return True
     try:
         client = ipaddress.ip_address(request.remote_addr or "")

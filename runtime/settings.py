@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -14,17 +13,9 @@ from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from runtime.operators import OperatorSettings
 from runtime.rails import RailSettings
-from runtime.setting_types import (
-    Authority,
-    BasicAuthLogins,
-    JwtSecret,
-    MetricsToken,
-    NetworkList,
-    Origin,
-    ProviderList,
-    VerifyKey,
-)
+from runtime.setting_types import Authority, BasicAuthLogins, JwtSecret, Origin, ProviderList, VerifyKey
 
 Environment = Literal["development", "test", "production"]
 DEFAULT_WELCOME_CAP = 5
@@ -59,7 +50,7 @@ class OidcIssuer(BaseModel):
         return value
 
 
-class Settings(RailSettings):
+class Settings(RailSettings, OperatorSettings):
     """Every setting of creditflow; `.env.example` documents each one."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
@@ -91,10 +82,6 @@ class Settings(RailSettings):
     API_MAX_CONNECTIONS: int = Field(8000, ge=16, le=1_000_000)
     FLOWER_PORT: int = Field(5555, ge=1, le=65535)
     METRICS_ENABLED: bool = True
-    # Who may read /metrics (the API's; Flower's is behind FLOWER_BASIC_AUTH): clients in METRICS_ALLOW
-    # (networks), or anyone sending `Authorization: Bearer <METRICS_TOKEN>`.
-    METRICS_ALLOW: NetworkList = "127.0.0.0/8,::1/128"
-    METRICS_TOKEN: MetricsToken = ""
 
     WORKER_CONCURRENCY: int = Field(2, ge=1, le=256)
     WORKER_IO_CONCURRENCY: int = Field(200, ge=1, le=10_000)
@@ -126,7 +113,6 @@ class Settings(RailSettings):
     # Authentication (api/auth): OIDC issuers as JSON, admins by external id, leeway on exp/nbf/iat.
     OIDC_ISSUERS: list[OidcIssuer] = Field(default_factory=list)
     ADMIN_SUBJECTS: str = ""
-    AUDITOR_SUBJECTS: str = ""
     AUTH_LEEWAY_S: int = Field(30, ge=0, le=300)
     AUTH_TOKEN_TTL_S: int = Field(24 * 3600, ge=60)
     SIWE_DOMAIN: Authority = ""
@@ -239,18 +225,6 @@ class Settings(RailSettings):
     def admin_subjects(self) -> frozenset[str]:
         """External ids (JWT `sub`, wallet address, `issuer#sub`) that are admins."""
         return frozenset(part.strip() for part in self.ADMIN_SUBJECTS.split(",") if part.strip())
-
-    @property
-    def auditor_subjects(self) -> frozenset[str]:
-        """External ids that are auditors: they read every admin view and change nothing."""
-        return frozenset(part.strip() for part in self.AUDITOR_SUBJECTS.split(",") if part.strip())
-
-    @property
-    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        """The networks whose clients may read /metrics without METRICS_TOKEN."""
-        return tuple(
-            ipaddress.ip_network(part.strip(), strict=False) for part in self.METRICS_ALLOW.split(",") if part.strip()
-        )
 
     @property
     def siwe_chain_ids(self) -> frozenset[int]:

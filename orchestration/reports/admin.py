@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, func, or_, select
 
@@ -26,8 +26,13 @@ def find_users(services: Services, *, query: str, limit: int) -> list[dict[str, 
     pattern = f"%{query.lower()}%"
     statement = (
         select(users.c.id, users.c.external_id, users.c.email, users.c.created_at)
-        .where(or_(func.lower(users.c.id).like(pattern), func.lower(users.c.external_id).like(pattern),
-                   func.lower(users.c.email).like(pattern)))
+        .where(
+            or_(
+                func.lower(users.c.id).like(pattern),
+                func.lower(users.c.external_id).like(pattern),
+                func.lower(users.c.email).like(pattern),
+            )
+        )
         .order_by(users.c.created_at.desc(), users.c.id.desc())
         .limit(min(limit, MAX_USERS))
     )
@@ -48,19 +53,30 @@ def user_overview(services: Services, *, user_id: str, limit: int = 20) -> dict[
         if user is None:
             raise UserNotFound(user_id)
         recent = db.execute(
-            select(jobs).where(jobs.c.user_id == user_id)
-            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
+            select(jobs)
+            .where(jobs.c.user_id == user_id)
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(limit)
         ).all()
         return {
-            "id": user.id, "external_id": user.external_id, "email": user.email,
-            "created_at": user.created_at, "balance": balance_view(db, user_id),
-            "jobs": recent, "entries": ledger.transactions(db, user_id=user_id, limit=limit)["items"],
+            "id": user.id,
+            "external_id": user.external_id,
+            "email": user.email,
+            "created_at": user.created_at,
+            "balance": balance_view(db, user_id),
+            "jobs": recent,
+            "entries": ledger.transactions(db, user_id=user_id, limit=limit)["items"],
         }
 
 
 def list_jobs(
-    services: Services, *, limit: int, status: str | None = None, kind: str | None = None,
-    user_id: str | None = None, before: tuple[datetime, str] | None = None,
+    services: Services,
+    *,
+    limit: int,
+    status: str | None = None,
+    kind: str | None = None,
+    user_id: str | None = None,
+    before: tuple[datetime, str] | None = None,
 ) -> list[Any]:
     """Every user's jobs newest first, by status, kind or user, after a (created_at, id) cursor."""
     query = select(jobs)
@@ -77,32 +93,59 @@ def list_jobs(
 
 
 @dataclass(frozen=True)
-class Adjust:
-    """Change a user's balance by `amount` micro-credits (signed), for a reason, once per key."""
+class Book:
+    """Command: credit a user `amount` micro-credits for a reason, once per key: an `adjustment` (signed,
+    posted credits) or a `grant` (positive, a promotional lot, optionally expiring)."""
 
+    kind: Literal["adjustment", "grant"]
     user_id: str
     amount: int
     reason: str
     idempotency_key: str
+    expires_at: datetime | None = None
 
 
-def adjust(services: Services, command: Adjust, *, actor: audit.Actor) -> dict[str, Any]:
-    """Book the adjustment through the ledger and its audit row in one money transaction."""
+def _post(db: Connection, command: Book) -> ledger.Receipt:
+    if command.kind == "grant":
+        return ledger.grant(
+            db,
+            user_id=command.user_id,
+            amount=command.amount,
+            reason=command.reason,
+            expires_at=command.expires_at,
+            idempotency_key=command.idempotency_key,
+        )
+    return ledger.adjust(
+        db,
+        user_id=command.user_id,
+        amount=command.amount,
+        reason=command.reason,
+        idempotency_key=command.idempotency_key,
+    )
+
+
+def book(services: Services, command: Book, *, actor: audit.Actor) -> dict[str, Any]:
+    """Book through the ledger and audit it in the same money transaction (a replay moved nothing: it
+    was audited the first time). Answers the receipt's ids and the balance after."""
     with services.uow(account_of=command.user_id) as db:
         if get_user(db, user_id=command.user_id) is None:
             raise UserNotFound(command.user_id)
         before = balance_view(db, command.user_id)
-        receipt = ledger.adjust(
-            db, user_id=command.user_id, amount=command.amount, reason=command.reason,
-            idempotency_key=command.idempotency_key,
-        )
+        receipt = _post(db, command)
         after = balance_view(db, command.user_id)
-        if before != after:  # a replay moved nothing: it was audited the first time
+        if before != after:
             audit.record(
-                db, actor=actor, action="adjustment.create", target=f"user:{command.user_id}",
+                db,
+                actor=actor,
+                action=f"{command.kind}.create",
+                target=f"user:{command.user_id}",
                 before={"balance": before},
-                after={"balance": after, "amount": command.amount, "entry_ids": list(receipt.entry_ids)},
                 reason=command.reason,
+                after={
+                    "balance": after,
+                    "entry_ids": list(receipt.entry_ids),
+                    "amount": command.amount,
+                    "expires_at": command.expires_at,
+                },
             )
-    return {"user_id": command.user_id, "amount": command.amount, "reason": command.reason,
-            "entry_id": receipt.entry_ids[0], "balance": after}
+    return {"entry_id": receipt.entry_ids[0], "lot_id": receipt.lot_id, "balance": after}

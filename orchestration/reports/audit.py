@@ -21,16 +21,33 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, text
 
+import ledger
 from ledger import canonical
 from orchestration.reports.tables import audit_log
 from orchestration.services import Services
 
 AUDIT_VERSION = "creditflow.audit.v1"
 # Keys whose values may be a prompt, a credential or personal data: never stored.
-FORBIDDEN = frozenset({
-    "prompt", "messages", "content", "params", "args", "kwargs", "secret", "api_key", "key", "token",
-    "password", "email", "external_id", "idempotency_key", "address", "deposit_address",
-})
+FORBIDDEN = frozenset(
+    {
+        "prompt",
+        "messages",
+        "content",
+        "params",
+        "args",
+        "kwargs",
+        "secret",
+        "api_key",
+        "key",
+        "token",
+        "password",
+        "email",
+        "external_id",
+        "idempotency_key",
+        "address",
+        "deposit_address",
+    }
+)
 # One writer at a time on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises): admin actions are rare.
 _LOCK = text("SELECT pg_advisory_xact_lock(7460301)")
 _MAX_PROBLEMS = 100
@@ -52,8 +69,17 @@ def _json(value: Any) -> str:
 
 def _link(prev: bytes, row: Any) -> bytes:
     return canonical.chained(
-        prev, AUDIT_VERSION, row.seq, row.actor_id, row.actor_role, row.action, row.target, row.reason,
-        row.before, row.after, canonical.micros(row.created_at),
+        prev,
+        AUDIT_VERSION,
+        row.seq,
+        row.actor_id,
+        row.actor_role,
+        row.action,
+        row.target,
+        row.reason,
+        row.before,
+        row.after,
+        canonical.micros(row.created_at),
     )
 
 
@@ -66,8 +92,15 @@ class Actor:
 
 
 def record(
-    db: Connection, *, actor: Actor, action: str, target: str, before: Any = None, after: Any = None,
-    reason: str | None = None, now: datetime | None = None,
+    db: Connection,
+    *,
+    actor: Actor,
+    action: str,
+    target: str,
+    before: Any = None,
+    after: Any = None,
+    reason: str | None = None,
+    now: datetime | None = None,
 ) -> int:
     """Append one audit row in the caller's transaction (take it last: after any account lock); its seq."""
     if db.dialect.name == "postgresql":
@@ -77,7 +110,9 @@ def record(
     ).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, canonical.ZERO_HASH)
     moment = canonical.utc(now) if now else datetime.now(UTC)
-    row = _Row(seq, actor.user_id, actor.role, action, target[:200], reason, _json(before), _json(after), moment)
+    row = _Row(
+        seq, actor.user_id, actor.role, action, target[:200], reason, _json(before), _json(after), moment
+    )
     db.execute(insert(audit_log).values(**row.values(), hash=_link(prev, row)))
     return seq
 
@@ -109,27 +144,47 @@ class Pending:
 
 @contextmanager
 def audited(
-    services: Services, *, actor: Actor, action: str, target: str, before: Any = None,
+    services: Services,
+    *,
+    actor: Actor,
+    action: str,
+    target: str,
+    before: Any = None,
     reason: str | None = None,
 ) -> Iterator[Pending]:
     """Record an action that commits on its own: the row is written after the block succeeds."""
     pending = Pending(before=before)
     yield pending
     with services.uow() as db:
-        record(db, actor=actor, action=action, target=pending.target or target, before=pending.before,
-               after=pending.after, reason=reason)
+        record(
+            db,
+            actor=actor,
+            action=action,
+            target=pending.target or target,
+            before=pending.before,
+            after=pending.after,
+            reason=reason,
+        )
 
 
 def entries(
-    services: Services, *, limit: int, before_seq: int | None = None, action: str | None = None,
-    actor_id: str | None = None, target: str | None = None,
+    services: Services,
+    *,
+    limit: int,
+    before_seq: int | None = None,
+    action: str | None = None,
+    actor_id: str | None = None,
+    target: str | None = None,
 ) -> list[dict[str, Any]]:
     """Audit rows newest first, below an optional seq cursor, filtered by action, actor or target."""
     query = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
     if before_seq is not None:
         query = query.where(audit_log.c.seq < before_seq)
-    for column, value in ((audit_log.c.action, action), (audit_log.c.actor_id, actor_id),
-                          (audit_log.c.target, target)):
+    for column, value in (
+        (audit_log.c.action, action),
+        (audit_log.c.actor_id, actor_id),
+        (audit_log.c.target, target),
+    ):
         if value is not None:
             query = query.where(column == value)
     with services.uow(autocommit=True) as db:
@@ -140,9 +195,15 @@ def entries(
 def view(row: Any) -> dict[str, Any]:
     """An audit row as the API shows it (before and after parsed back)."""
     return {
-        "seq": row.seq, "actor_id": row.actor_id, "actor_role": row.actor_role, "action": row.action,
-        "target": row.target, "reason": row.reason, "before": json.loads(row.before),
-        "after": json.loads(row.after), "created_at": canonical.utc(row.created_at),
+        "seq": row.seq,
+        "actor_id": row.actor_id,
+        "actor_role": row.actor_role,
+        "action": row.action,
+        "target": row.target,
+        "reason": row.reason,
+        "before": json.loads(row.before),
+        "after": json.loads(row.after),
+        "created_at": canonical.utc(row.created_at),
         "hash": bytes(row.hash).hex(),
     }
 
@@ -182,3 +243,9 @@ def verify(db: Connection) -> AuditReport:
         prev, expected = bytes(row.hash), row.seq + 1
     return report
 
+
+def verify_books(db: Connection, *, verifier: ledger.Verifier) -> dict[str, Any]:
+    """The ledger's full verification and the audit chain's, as one report (`ok` only if both are)."""
+    books = ledger.verify(db, verifier=verifier).as_dict()
+    chain = verify(db)
+    return {**books, "ok": bool(books["ok"]) and chain.ok, "audit": chain.as_dict()}

@@ -1,7 +1,7 @@
 """Usage and revenue reports, summed from ledger entries so they always agree with the ledger.
 
 Usage is the `capture` entries (what jobs were charged; the revenue account's balance is their sum),
-joined through their hold to their job for the model, kind and API key. Revenue is what the payment rails
+joined to their job by hold id for the model, kind and API key. Revenue is what the payment rails
 brought in (`purchase`, `debt_repayment`) and what they took back (`refund`, `clawback`, `debt`), each
 keyed by its rail account. Every figure is an integer of micro-credits.
 """
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, case, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger import chart
-from ledger.tables import accounts, entries, holds
+from ledger.tables import accounts, entries
 from orchestration.tables import jobs
 
 USAGE_GROUPS = ("day", "model", "kind", "user", "api_key")
@@ -65,19 +65,29 @@ def usage(db: Connection, *, period: Period, group_by: Sequence[str]) -> list[di
     }
     keys = [columns[name].label(name) for name in group_by]
     query = (
-        select(*keys, func.count().label("entries"), func.coalesce(func.sum(entries.c.amount), 0).label("charged"))
+        select(
+            *keys,
+            func.count().label("entries"),
+            func.coalesce(func.sum(entries.c.amount), 0).label("charged"),
+        )
         .select_from(entries)
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .outerjoin(holds, holds.c.id == entries.c.hold_id)
-        .outerjoin(jobs, jobs.c.id == holds.c.reference)  # a job's hold names the job: primary keys both
-        .where(entries.c.kind == "capture", entries.c.created_at >= period.start,
-               entries.c.created_at < period.end)
+        # One hash join over jobs per report (no index on hold_id: it would cost every job insert).
+        .outerjoin(jobs, jobs.c.hold_id == entries.c.hold_id)
+        .where(
+            entries.c.kind == "capture",
+            entries.c.created_at >= period.start,
+            entries.c.created_at < period.end,
+        )
     )
     if keys:
         query = query.group_by(*keys).order_by(*keys)
     return [
-        {**{name: getattr(row, name) for name in group_by}, "entries": int(row.entries),
-         "charged": int(row.charged)}
+        {
+            **{name: getattr(row, name) for name in group_by},
+            "entries": int(row.entries),
+            "charged": int(row.charged),
+        }
         for row in db.execute(query)
         if row.entries
     ]
@@ -93,10 +103,13 @@ def revenue(db: Connection, *, period: Period, group_by: Sequence[str]) -> list[
     keys = [columns[name].label(name) for name in group_by]
     signed_in = case((entries.c.kind.in_(BROUGHT_IN), entries.c.amount), else_=literal(0))
     signed_out = case((entries.c.kind.in_(TAKEN_BACK), entries.c.amount), else_=literal(0))
-    query = (
-        select(*keys, func.sum(signed_in).label("brought_in"), func.sum(signed_out).label("taken_back"))
-        .where(entries.c.kind.in_(BROUGHT_IN + TAKEN_BACK), rail_id.in_(sorted(_RAIL_NAMES)),
-               entries.c.created_at >= period.start, entries.c.created_at < period.end)
+    query = select(
+        *keys, func.sum(signed_in).label("brought_in"), func.sum(signed_out).label("taken_back")
+    ).where(
+        entries.c.kind.in_(BROUGHT_IN + TAKEN_BACK),
+        rail_id.in_(sorted(_RAIL_NAMES)),
+        entries.c.created_at >= period.start,
+        entries.c.created_at < period.end,
     )
     if keys:
         query = query.group_by(*keys).order_by(*keys)
@@ -108,5 +121,7 @@ def revenue(db: Connection, *, period: Period, group_by: Sequence[str]) -> list[
         item = {name: getattr(row, name) for name in group_by}
         if "rail" in item:
             item["rail"] = _RAIL_NAMES[int(item["rail"])]
-        rows.append({**item, "brought_in": brought_in, "taken_back": taken_back, "net": brought_in - taken_back})
+        rows.append(
+            {**item, "brought_in": brought_in, "taken_back": taken_back, "net": brought_in - taken_back}
+        )
     return rows

@@ -40,7 +40,8 @@ def test_flower_asks_for_the_logins_from_dotenv(tmp_path: Path, redis_url: str) 
         assert requests.get(f"http://127.0.0.1:{port}/", auth=LOGIN, timeout=10).status_code == 200
         # Flower exempts /metrics from its logins by default; ours does not.
         assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 401
-        wrong = requests.get(f"http://127.0.0.1:{port}/metrics", auth=("operator", "not-the-password"), timeout=10)
+        wrong_login = ("operator", "not-the-password")
+        wrong = requests.get(f"http://127.0.0.1:{port}/metrics", auth=wrong_login, timeout=10)
         assert wrong.status_code == 401
         scraped = requests.get(f"http://127.0.0.1:{port}/metrics", auth=LOGIN, timeout=10)
         assert scraped.status_code == 200
