@@ -164,6 +164,11 @@ def run_worker(args: argparse.Namespace) -> int:
     pool = pool_for(queues, args.pool)
     if "maintenance" in queues and not settings.LEDGER_SIGNING_KEY:
         raise SystemExit("creditflow: a maintenance worker seals the ledger: it needs LEDGER_SIGNING_KEY")
+    metrics_port = args.metrics_port if args.metrics_port is not None else settings.WORKER_METRICS_PORT
+    if metrics_port:
+        from cli import worker_metrics
+
+        worker_metrics.prepare(settings, metrics_port)
     from workers.app import celery_app
 
     default = settings.WORKER_IO_CONCURRENCY if pool == "threads" else settings.WORKER_CONCURRENCY
@@ -262,6 +267,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="auto: threads for I/O queues (interactive, agents, images), prefork otherwise",
     )
     worker.add_argument("--hostname", "-n", default=None)
+    worker.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics (default WORKER_METRICS_PORT)"
+    )
     worker.set_defaults(handler=run_worker)
 
     beat = subparsers.add_parser("beat", help="run Celery beat (periodic tasks)")

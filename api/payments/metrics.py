@@ -19,11 +19,20 @@ class PaymentCollector:
         self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """Two gauges; a database hiccup skips them rather than failing the scrape."""
+        """Three gauges; a database hiccup skips them rather than failing the scrape."""
         try:
             parked, stuck = reconciler.unresolved(self.services), events.stuck(self.services)
+            awaiting = reconciler.awaiting(self.services)
         except SQLAlchemyError:
             return
+        waiting = GaugeMetricFamily(
+            "creditflow_payment_orders_awaiting_reconciliation",
+            "Open orders (pending, paid) older than RECONCILE_MIN_AGE_S: the reconciler still asks",
+            labels=["rail"],
+        )
+        for rail, count in sorted(awaiting.items()):
+            waiting.add_metric([rail], float(count))
+        yield waiting
         family = GaugeMetricFamily(
             "creditflow_payment_orders_unresolved",
             "Orders the reconciler parked: the provider refused every look-up",
