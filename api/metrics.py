@@ -30,6 +30,7 @@ from api.payments.metrics import PaymentCollector
 from orchestration import broker
 from orchestration.accounts.welcome import WelcomeDecision
 from orchestration.jobs import meters, stats
+from orchestration.jobs.kinds import kind_names
 from orchestration.payments.crypto import review
 from orchestration.services import Services
 
@@ -105,11 +106,14 @@ class JobCollector:
         except SQLAlchemyError:
             return
         by_queue: dict[tuple[str, str], int] = {}
+        open_by_kind = {(status, kind): 0 for status in ("queued", "running") for kind in kind_names()}
+        for (status, queue, kind), count in sorted(counts.items()):
+            by_queue[status, queue] = by_queue.get((status, queue), 0) + count
+            open_by_kind[status, kind] = open_by_kind.get((status, kind), 0) + count
         by_kind = GaugeMetricFamily(
             "creditflow_jobs_open_by_kind", "Queued and running jobs by kind", labels=["status", "kind"]
         )
-        for (status, queue, kind), count in sorted(counts.items()):
-            by_queue[status, queue] = by_queue.get((status, queue), 0) + count
+        for (status, kind), count in sorted(open_by_kind.items()):  # zeros too: a graph needs the series
             by_kind.add_metric([status, kind], float(count))
         family = GaugeMetricFamily(
             "creditflow_jobs_open", "Queued and running jobs", labels=["status", "queue"]

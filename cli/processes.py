@@ -268,7 +268,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     worker.add_argument("--hostname", "-n", default=None)
     worker.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics (default WORKER_METRICS_PORT)"
+        "--metrics-port", type=int, default=None, help="Prometheus port (default WORKER_METRICS_PORT)"
     )
     worker.set_defaults(handler=run_worker)
 

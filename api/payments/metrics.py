@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from orchestration.payments import events, reconciler
+from orchestration.payments.tables import RAILS
 from orchestration.services import Services
 
 
@@ -30,16 +31,16 @@ class PaymentCollector:
             "Open orders (pending, paid) older than RECONCILE_MIN_AGE_S: the reconciler still asks",
             labels=["rail"],
         )
-        for rail, count in sorted(awaiting.items()):
-            waiting.add_metric([rail], float(count))
+        for rail in RAILS:  # every rail, 0 included: an alert on `> 0` and a graph need the series
+            waiting.add_metric([rail], float(awaiting.get(rail, 0)))
         yield waiting
         family = GaugeMetricFamily(
             "creditflow_payment_orders_unresolved",
             "Orders the reconciler parked: the provider refused every look-up",
             labels=["rail"],
         )
-        for rail, count in sorted(parked.items()):
-            family.add_metric([rail], float(count))
+        for rail in RAILS:
+            family.add_metric([rail], float(parked.get(rail, 0)))
         yield family
         yield GaugeMetricFamily(
             "creditflow_payment_events_stuck", "Provider events unapplied at their last attempt", value=stuck
