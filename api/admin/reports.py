@@ -49,13 +49,13 @@ def _csv(name: str, columns: list[str], rows: list[dict[str, Any]]) -> Response:
 def _run(name: str, report: Report, amounts: tuple[str, ...], args: dict[str, Any]) -> Any:
     end = args["end"] or datetime.now(UTC)
     start = args["start"] or end - timedelta(days=DEFAULT_DAYS)
-    group_by = [part for part in args["group_by"].split(",") if part]
+    group_by = list(dict.fromkeys(part for part in args["group_by"].split(",") if part))
     period = reports.Period(start.astimezone(UTC), end.astimezone(UTC))
     try:
         with services().uow(snapshot=True) as db:
             rows = report(db, period=period, group_by=group_by)
     except reports.ReportError as exc:
-        abort(422, message=str(exc), kind="invalid-report")
+        abort(422, message=str(exc), kind="invalid-period")
         raise
     total = {name_: sum(row[name_] for row in rows) for name_ in amounts}
     if "entries" in amounts:

@@ -189,9 +189,9 @@ CheckpointPageSchema = page_schema(CheckpointSchema, "CheckpointPage")
 class AuditArgsSchema(ma.Schema):
     """Filters of the audit log."""
 
-    action = ma.fields.String(validate=ma.validate.Length(1, 60))
-    actor_id = ma.fields.String(validate=ma.validate.Length(1, 100))
-    target = ma.fields.String(validate=ma.validate.Length(1, 200))
+    action = ma.fields.String(validate=ma.validate.Regexp("^[a-z_.]{1,40}$"))
+    actor_id = ma.fields.String(validate=ma.validate.Regexp("^[A-Za-z0-9_-]{1,40}$"))
+    target = ma.fields.String(validate=ma.validate.Length(1, 120))
 
 
 class AuditEntrySchema(ma.Schema):

@@ -23,14 +23,14 @@ class UserNotFound(LookupError):
 
 def find_users(services: Services, *, query: str, limit: int) -> list[dict[str, Any]]:
     """Users whose id, external id or email contains `query` (case-insensitive), newest first."""
-    pattern = f"%{query.lower()}%"
+    needle = query.lower()  # `%` and `_` match themselves (autoescape), not anything
     statement = (
         select(users.c.id, users.c.external_id, users.c.email, users.c.created_at)
         .where(
             or_(
-                func.lower(users.c.id).like(pattern),
-                func.lower(users.c.external_id).like(pattern),
-                func.lower(users.c.email).like(pattern),
+                func.lower(users.c.id).contains(needle, autoescape=True),
+                func.lower(users.c.external_id).contains(needle, autoescape=True),
+                func.lower(users.c.email).contains(needle, autoescape=True),
             )
         )
         .order_by(users.c.created_at.desc(), users.c.id.desc())
