@@ -330,6 +330,14 @@ def test_an_amount_or_currency_that_does_not_match_is_refused(  # noqa: PLR0917 
     assert client.post(path, json={}, headers=admin).status_code == 409  # nothing left to send back
     assert posted(services, user_id) == WELCOME
     assert purchases(services, started["order_id"]) == []
+    # The audit log has the one refund that happened (the refused ones changed nothing), before and after.
+    audit = client.get(
+        "/api/v1/admin/audit", headers=admin, query_string={"target": f"order:{started['order_id']}"}
+    ).json["items"]
+    assert [row["action"] for row in audit] == ["payment.refund"]
+    assert audit[0]["before"]["amount_refunded"] in (None, "0")
+    assert audit[0]["after"]["rail"] == "stripe"
+    assert "deposit_address" not in audit[0]["after"]
     ledger_clean(services)
 
 
