@@ -76,6 +76,20 @@ def _meters() -> _Meters:
     )
 
 
+# A metric's child per label values, kept: `.labels()` takes a lock and builds a key on every call, about
+# 4 us of an update's 7-12 us in multiprocess mode. bench/meters.py: a job's meters 40 us (45 without the
+# cache; a plain dict floor 1.3 us). Bounded by kinds x models x statuses.
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children.setdefault(key, metric.labels(*labels))
+    return child
+
+
 def register() -> None:
     """Create the meters now (a process that exports them before its first job shows them at zero)."""
     _meters()
@@ -87,7 +101,7 @@ def _model(model: str | None) -> str:
 
 def held(kind: str, amount: int) -> None:
     """A job's hold was committed."""
-    _meters().held.labels(kind).inc(amount)
+    _child(_meters().held, kind).inc(amount)
 
 
 def ended(
@@ -102,26 +116,26 @@ def ended(
 ) -> None:
     """A job reached a final status with this charge and release (from the row its update returned)."""
     meters = _meters()
-    meters.jobs_finished.labels(kind, status).inc()
+    _child(meters.jobs_finished, kind, status).inc()
     if charged:
-        meters.charged.labels(kind, _model(model)).inc(charged)
+        _child(meters.charged, kind, _model(model)).inc(charged)
     if released:
-        meters.released.labels(kind).inc(released)
+        _child(meters.released, kind).inc(released)
     if started_at is not None and finished_at is not None:
         seconds = max(0.0, (finished_at - started_at).total_seconds())
-        meters.duration.labels(kind, _model(model)).observe(seconds)
+        _child(meters.duration, kind, _model(model)).observe(seconds)
 
 
 def compensated(kind: str, code: str) -> None:
     """A job was ended by compensation."""
-    _meters().compensations.labels(kind, code).inc()
+    _child(_meters().compensations, kind, code).inc()
 
 
 def first_token(kind: str, model: str | None, seconds: float) -> None:
     """A job streamed its first text this long after its run started."""
-    _meters().first_token.labels(kind, _model(model)).observe(seconds)
+    _child(_meters().first_token, kind, _model(model)).observe(seconds)
 
 
 def dead_letter(task: str, reason: str) -> None:
     """A task was kept for an operator."""
-    _meters().dead_letters.labels(task, reason).inc()
+    _child(_meters().dead_letters, task, reason).inc()
