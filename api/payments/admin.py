@@ -82,6 +82,7 @@ class Release(MethodView):
 
 AUDITED_FIELDS = (
     "id", "user_id", "rail", "status", "credits", "credited", "amount", "currency", "amount_refunded",
+    "failure",
 )
 
 
