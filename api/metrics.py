@@ -29,7 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.payments.metrics import PaymentCollector
 from orchestration import broker
 from orchestration.accounts.welcome import WelcomeDecision
-from orchestration.jobs import stats
+from orchestration.jobs import meters, stats
+from orchestration.jobs.kinds import kind_names
 from orchestration.payments.crypto import review
 from orchestration.services import Services
 
@@ -71,35 +72,66 @@ class QueueLengthCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """One gauge sample per queue; none when the broker does not answer (the scrape still works)."""
         family = GaugeMetricFamily("creditflow_queue_length", "Messages waiting in a queue", labels=["queue"])
+        by_priority = GaugeMetricFamily(
+            "creditflow_queue_priority_length",
+            "Messages waiting in a queue's priority sub-list (Redis: 0 is the most urgent; RabbitMQ: all)",
+            labels=["queue", "priority"],
+        )
         try:
-            lengths = broker.queue_lengths(self.services, QUEUES)
+            lengths = broker.priority_lengths(self.services, QUEUES)
         except Exception as exc:  # a scrape must not fail because the broker blinked
             log.warning("queue lengths unavailable: %s: %s", type(exc).__name__, exc)
             lengths = {}
-        for queue, length in lengths.items():
+        totals = dict.fromkeys(QUEUES, 0) if lengths else {}
+        for (queue, priority), length in lengths.items():
+            totals[queue] += length
+            by_priority.add_metric([queue, priority], float(length))
+        for queue, length in totals.items():
             family.add_metric([queue], float(length))
         yield family
+        yield by_priority
 
 
 class JobCollector:
-    """Open jobs by status and queue, and unreplayed dead letters, read from the database at scrape."""
+    """Open jobs by status, queue and kind, unreplayed dead letters and pending holds, read at scrape."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """Two gauges; a database hiccup skips them rather than failing the scrape."""
+        """The gauges; a database hiccup skips them rather than failing the scrape."""
         try:
             counts, letters = stats.open_jobs(self.services), stats.pending_dead_letters(self.services)
+            on_hold, pending, stranded = stats.holds_pending(self.services)
         except SQLAlchemyError:
             return
+        by_queue: dict[tuple[str, str], int] = {}
+        open_by_kind = {(status, kind): 0 for status in ("queued", "running") for kind in kind_names()}
+        for (status, queue, kind), count in sorted(counts.items()):
+            by_queue[status, queue] = by_queue.get((status, queue), 0) + count
+            open_by_kind[status, kind] = open_by_kind.get((status, kind), 0) + count
+        by_kind = GaugeMetricFamily(
+            "creditflow_jobs_open_by_kind", "Queued and running jobs by kind", labels=["status", "kind"]
+        )
+        for (status, kind), count in sorted(open_by_kind.items()):  # zeros too: a graph needs the series
+            by_kind.add_metric([status, kind], float(count))
         family = GaugeMetricFamily(
             "creditflow_jobs_open", "Queued and running jobs", labels=["status", "queue"]
         )
-        for (status, queue), count in sorted(counts.items()):
+        for (status, queue), count in sorted(by_queue.items()):
             family.add_metric([status, queue], float(count))
         yield family
+        yield by_kind
         yield GaugeMetricFamily("creditflow_dead_letters_pending", "Dead letters not replayed", value=letters)
+        yield GaugeMetricFamily(
+            "creditflow_credits_on_hold_micro", "Micro-credits in pending holds", value=on_hold
+        )
+        yield GaugeMetricFamily("creditflow_holds_pending", "Pending credit holds", value=pending)
+        yield GaugeMetricFamily(
+            "creditflow_holds_stranded",
+            "Pending holds more than 5 minutes past their expiry (the reaper should have released them)",
+            value=stranded,
+        )
 
 
 class CryptoReviewCollector:
@@ -129,7 +161,8 @@ class CryptoReviewCollector:
 
 
 def init_metrics(app: Flask) -> None:
-    """Time and count every request."""
+    """Time and count every request; the job meters exist from the start (orchestration/jobs/meters.py)."""
+    meters.register()
 
     @app.before_request
     def _start_timer() -> None:

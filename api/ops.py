@@ -7,10 +7,13 @@ pooled connection with a short timeout: a probe every few seconds must not open 
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_smorest import abort
 from sqlalchemy import text
 
 from api.metrics import render_metrics
@@ -68,8 +71,29 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ready" if not failed else "unavailable", failed=failed, checks=checks), status
 
 
+def _may_read_metrics(services: Services) -> bool:
+    settings = services.settings
+    header = request.headers.get("Authorization", "")
+    expected = f"Bearer {settings.METRICS_TOKEN}".encode()
+    if settings.METRICS_TOKEN and hmac.compare_digest(header.encode(), expected):
+        return True
+    try:
+        client = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped:
+        client = client.ipv4_mapped
+    return any(client in network for network in settings.metrics_networks)
+
+
 @ops.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text exposition of this API (all gunicorn workers) and queue lengths."""
-    body, content_type = render_metrics(_services())
+    """Prometheus text exposition of this API (all gunicorn workers) and queue lengths.
+
+    Only for clients in METRICS_ALLOW or bearing METRICS_TOKEN: the figures tell a competitor or an
+    attacker how busy and how rich the service is."""
+    services = _services()
+    if not _may_read_metrics(services):
+        abort(403, message="/metrics is for METRICS_ALLOW networks or a bearer of METRICS_TOKEN.")
+    body, content_type = render_metrics(services)
     return Response(body, content_type=content_type)

@@ -6,7 +6,10 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api.account import api_keys, credits, me
+from api.admin import audit as admin_audit
+from api.admin import reports as admin_reports
 from api.admin import routes as admin
+from api.admin import users as admin_users
 from api.auth import routes as auth_routes
 from api.chat import routes as chat
 from api.errors import ProblemApi
@@ -37,6 +40,7 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     jobs.register_job_errors(app)
     payments.register_payment_errors(app)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
-                      chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp):
+                      chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp, admin_users.blp,
+                      admin_reports.blp, admin_audit.blp):
         api.register_blueprint(blueprint)
     register_guards(app, api)

@@ -7,6 +7,7 @@ import json
 import sys
 
 import ledger
+from orchestration.reports import audit
 from orchestration.uow import unit_of_work
 from runtime.db import make_engine, single_statement_engine
 from runtime.local import with_local_defaults
@@ -18,26 +19,30 @@ def _settings() -> Settings:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Verify hashes, chains, balances, zero sum, checkpoints and signatures; non-zero on failure."""
+    """Verify hashes, chains, balances, zero sum, checkpoints, signatures, the audit log; non-zero if bad."""
     settings = _settings()
     verifier = ledger.verifier_from_key(args.public_key or settings.LEDGER_SIGNING_KEY)
     engine = make_engine(settings.database_url)
     try:
         with unit_of_work(engine, single_statement_engine(engine), snapshot=True) as db:
-            report = ledger.verify(db, verifier=verifier)
+            report = audit.verify_books(db, verifier=verifier)
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2, default=str))
+        print(json.dumps(report, indent=2, default=str))
     else:
-        state = "OK" if report.ok else "FAILED"
-        print(f"ledger {state}: {report.entries_checked} entries, {report.checkpoints_checked} checkpoints "
-              f"checked in {report.seconds:.2f} s")
-        if not report.ok:
-            print(f"first bad entry: {report.first_bad_entry}")
-            for problem in report.problems:
-                print(f"  {json.dumps(problem, default=str)}")
-    return 0 if report.ok else 1
+        chain = report["audit"]
+        state = "OK" if report["ok"] else "FAILED"
+        print(f"ledger {state}: {report['entries_checked']} entries, "
+              f"{report['checkpoints_checked']} checkpoints, {chain['rows_checked']} audit rows "
+              f"checked in {report['seconds']:.2f} s")
+        if report["first_bad_entry"] is not None:
+            print(f"first bad entry: {report['first_bad_entry']}")
+        if chain["first_bad_seq"] is not None:
+            print(f"first bad audit row: {chain['first_bad_seq']}")
+        for problem in [*report["problems"], *chain["problems"]]:
+            print(f"  {json.dumps(problem, default=str)}")
+    return 0 if report["ok"] else 1
 
 
 def run_seal(args: argparse.Namespace) -> int:

@@ -164,6 +164,11 @@ def run_worker(args: argparse.Namespace) -> int:
     pool = pool_for(queues, args.pool)
     if "maintenance" in queues and not settings.LEDGER_SIGNING_KEY:
         raise SystemExit("creditflow: a maintenance worker seals the ledger: it needs LEDGER_SIGNING_KEY")
+    metrics_port = args.metrics_port if args.metrics_port is not None else settings.WORKER_METRICS_PORT
+    if metrics_port:
+        from cli import worker_metrics
+
+        worker_metrics.prepare(settings, metrics_port)
     from workers.app import celery_app
 
     default = settings.WORKER_IO_CONCURRENCY if pool == "threads" else settings.WORKER_CONCURRENCY
@@ -203,11 +208,24 @@ def run_flower(args: argparse.Namespace) -> int:
     if settings.FLOWER_BASIC_AUTH:
         # Flower reads FLOWER_BASIC_AUTH itself; set here so a value from .env reaches it, never in argv (ps).
         os.environ["FLOWER_BASIC_AUTH"] = settings.FLOWER_BASIC_AUTH
+    _metrics_behind_logins()
     from workers.app import celery_app
 
     port = args.port or settings.FLOWER_PORT
     celery_app.start(["flower", f"--port={port}", f"--address={args.address}"])
     return 0
+
+
+def _metrics_behind_logins() -> None:
+    """Flower serves /metrics to anyone, logins or not (its handler lacks `authenticated`): it names every
+    worker and task. Give it the same check as every other page; Prometheus scrapes with `basic_auth`."""
+    from flower.views import monitor
+    from tornado.web import authenticated
+
+    if not getattr(monitor.Metrics.get, "creditflow_guarded", False):
+        guarded = authenticated(monitor.Metrics.get)
+        guarded.creditflow_guarded = True  # type: ignore[attr-defined]
+        monitor.Metrics.get = guarded  # type: ignore[method-assign]
 
 
 def _loopback(address: str) -> bool:
@@ -249,6 +267,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="auto: threads for I/O queues (interactive, agents, images), prefork otherwise",
     )
     worker.add_argument("--hostname", "-n", default=None)
+    worker.add_argument(
+        "--metrics-port", type=int, default=None, help="Prometheus port (default WORKER_METRICS_PORT)"
+    )
     worker.set_defaults(handler=run_worker)
 
     beat = subparsers.add_parser("beat", help="run Celery beat (periodic tasks)")

@@ -104,13 +104,15 @@ def say(line: str) -> None:
     print(f"creditflow dev: {line}", flush=True)
 
 
-def stack_children(api_port: int, flower_port: int) -> list[Child]:
-    """The processes of a whole development stack."""
+def stack_children(api_port: int, flower_port: int, *, metrics_port: int = 0) -> list[Child]:
+    """The processes of a whole development stack (with `metrics_port`, the workers' metrics on it and
+    the next ports: one port each)."""
     base = [sys.executable, "-m", "cli.main"]
     children = [Child("api", [*base, "api", "--port", str(api_port)])]
     children += [
-        Child(name, [*base, "worker", "--queues", queues, "--hostname", f"{name}@%h"])
-        for name, queues in WORKER_GROUPS.items()
+        Child(name, [*base, "worker", "--queues", queues, "--hostname", f"{name}@%h",
+                     "--metrics-port", str(metrics_port + index if metrics_port else 0)])
+        for index, (name, queues) in enumerate(WORKER_GROUPS.items())
     ]
     children.append(Child("beat", [*base, "beat"]))
     children.append(Child("flower", [*base, "flower", "--port", str(flower_port)]))
@@ -192,7 +194,7 @@ def run_stack(settings: Settings, *, api_port: int | None, flower_port: int | No
     upgrade(engine)
     engine.dispose()
     api_port, flower_port = api_port or settings.API_PORT, flower_port or settings.FLOWER_PORT
-    children = stack_children(api_port, flower_port)
+    children = stack_children(api_port, flower_port, metrics_port=settings.WORKER_METRICS_PORT)
     say(
         f"API http://{settings.API_HOST}:{api_port}  docs /api/docs  Flower http://127.0.0.1:{flower_port}  "
         "(Ctrl-C stops; a process that dies is restarted)"

@@ -33,8 +33,9 @@ def run_token(args: argparse.Namespace) -> int:
     claims: dict[str, object] = {"iss": JWT_ISSUER, "sub": args.sub, "iat": now, "exp": now + args.ttl}
     if args.email:
         claims["email"] = args.email
-    if args.admin:
-        claims["roles"] = ["admin"]
+    roles = [role for role, wanted in (("admin", args.admin), ("auditor", args.auditor)) if wanted]
+    if roles:
+        claims["roles"] = roles
     print(jwt.encode(claims, settings.AUTH_JWT_SECRET, algorithm="HS256"))
     return 0
 
@@ -49,5 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     token.add_argument("--sub", required=True, help="the user's external id")
     token.add_argument("--email", default=None)
     token.add_argument("--admin", action="store_true", help="add roles: [admin]")
+    token.add_argument("--auditor", action="store_true", help="add roles: [auditor] (reads admin views)")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds until it expires")
     token.set_defaults(handler=run_token)

@@ -34,7 +34,7 @@ from ledger.models import (
     Settlement,
     VerifyReport,
 )
-from ledger.sealing import proof, seal, verify_proof
+from ledger.sealing import list_checkpoints, proof, seal, verify_proof
 from ledger.signing import Signer, Verifier, signer_from_key, verifier_from_key
 from ledger.verification import verify
 
@@ -46,7 +46,7 @@ __all__ = [
     "Verifier", "VerifyReport",
     "account", "accounts_with_expired_lots", "adjust", "balance", "capture", "clawback", "due_holds",
     "ensure_user_account", "expire_hold", "expire_holds", "expire_lots", "expire_lots_of", "get_hold",
-    "grant", "hold", "lots_of", "proof", "purchase", "refund", "seal",
+    "grant", "hold", "list_checkpoints", "lots_of", "proof", "purchase", "refund", "seal",
     "signer_from_key", "system_balances", "transactions", "verifier_from_key", "verify", "verify_proof",
     "void",
 ]

@@ -53,6 +53,11 @@ def canonical(*fields: Field) -> bytes:
     return b"".join(_field(value) for value in fields)
 
 
+def chained(prev: bytes, *fields: Field) -> bytes:
+    """A link of an append-only log: SHA-256 of the previous link and the canonical bytes of `fields`."""
+    return hashlib.sha256(prev + canonical(*fields)).digest()
+
+
 def _text(value: str | None) -> bytes:
     if value is None:
         return b"N"

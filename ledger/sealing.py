@@ -86,6 +86,19 @@ def _hex(value: bytes | None) -> str | None:
     return None if value is None else value.hex()
 
 
+def list_checkpoints(session: Executor, *, limit: int, before: int | None = None) -> list[dict[str, Any]]:
+    """Signed checkpoints, newest first, below an optional checkpoint number (hashes as hex)."""
+    query = select(checkpoints).order_by(checkpoints.c.number.desc()).limit(limit)
+    if before is not None:
+        query = query.where(checkpoints.c.number < before)
+    return [
+        {"number": row.number, "size": row.size, "root": row.root.hex(), "prev_hash": row.prev_hash.hex(),
+         "hash": row.hash.hex(), "algorithm": row.algorithm, "key_id": row.key_id,
+         "created_at": canonical.utc(row.created_at)}
+        for row in session.execute(query)
+    ]
+
+
 def proof(session: Executor, *, entry_id: int) -> dict[str, Any]:
     """An inclusion proof of the entry in its signed checkpoint, checkable with verify_proof."""
     leaf = session.execute(

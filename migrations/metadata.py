@@ -7,11 +7,12 @@ import orchestration.accounts.idempotency
 import orchestration.accounts.users
 import orchestration.accounts.welcome
 import orchestration.payments.tables
+import orchestration.reports.tables
 import orchestration.tables
 from runtime.db import Base
 
 TABLE_MODULES = (
     assistant.tables, ledger.tables, orchestration.accounts.api_keys, orchestration.accounts.idempotency,
-    orchestration.payments.tables, orchestration.tables, orchestration.accounts.users, orchestration.accounts.welcome,
+    orchestration.payments.tables, orchestration.reports.tables, orchestration.tables, orchestration.accounts.users, orchestration.accounts.welcome,
 )
 target_metadata = Base.metadata

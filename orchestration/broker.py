@@ -82,6 +82,22 @@ def queue_lengths(services: Services, queues: Iterable[str]) -> dict[str, int]:
         return _amqp_lengths(connection, queues)
 
 
+def priority_lengths(services: Services, queues: Iterable[str]) -> dict[tuple[str, str], int]:
+    """Messages waiting per (queue, priority) sub-list on a Redis broker, by kombu's own key rules; on
+    RabbitMQ (one queue, priorities inside it) each queue's depth under priority "all"."""
+    queues = list(queues)
+    with _connection(services) as connection:
+        if not _is_redis(connection):
+            return {(queue, "all"): length for queue, length in _amqp_lengths(connection, queues).items()}
+        channel = connection.default_channel
+        keys = [(queue, step) for queue in queues for step in channel.priority_steps]
+        with channel.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            for queue, step in keys:
+                pipe.llen(channel._q_for_pri(queue, step))
+            sizes = pipe.execute()
+    return {(queue, str(step)): int(size) for (queue, step), size in zip(keys, sizes, strict=True)}
+
+
 def _amqp_lengths(connection: Any, queues: Iterable[str]) -> dict[str, int]:
     # A passive declare on a queue nobody declared yet is a channel error that closes the channel;
     # the publishing channel (default_channel) must not be the one it closes.

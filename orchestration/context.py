@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from orchestration.jobs import progress
+from orchestration.jobs import meters, progress
 from orchestration.jobs.coalescing import TokenCoalescer
 from orchestration.services import Services
 
@@ -41,6 +41,9 @@ class RunContext:
     last_progress: dict[str, Any] | None = None
     cancel_in_database: bool = False  # set by the heartbeat (orchestration/jobs/heartbeats.py)
     taken_over: bool = False  # set by the heartbeat: another delivery owns the job now
+    kind: str = ""
+    _started: float = field(default_factory=time.monotonic, repr=False)
+    _first_token: bool = field(default=False, repr=False)
     _next_cancel_check: float = field(default=0.0, repr=False)
     _tokens: TokenCoalescer = field(init=False, repr=False)
 
@@ -68,6 +71,9 @@ class RunContext:
 
     def token(self, text: str) -> None:
         """Stream a delta of text: `token` events coalesce what arrives within TOKEN_COALESCE_MS."""
+        if not self._first_token:
+            self._first_token = True
+            meters.first_token(self.kind, self.model, time.monotonic() - self._started)
         self._tokens.add(text)
 
     def flush(self) -> None:

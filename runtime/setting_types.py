@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -10,6 +11,7 @@ from pydantic import AfterValidator
 
 MIN_JWT_SECRET_BYTES = 32
 MIN_FLOWER_PASSWORD = 12
+MIN_METRICS_TOKEN = 24
 PROVIDER_KINDS = ("creditflow", "siwe", "oidc")
 AUTHORITY = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
@@ -70,6 +72,19 @@ def _logins(value: str) -> str:
     return value
 
 
+def _networks(value: str) -> str:
+    for part in value.split(","):
+        if part.strip():
+            ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad network
+    return value
+
+
+def _token(value: str) -> str:
+    if value and len(value) < MIN_METRICS_TOKEN:
+        raise ValueError(f"a bearer token of {MIN_METRICS_TOKEN}+ characters (or empty)")
+    return value
+
+
 JwtSecret = Annotated[str, AfterValidator(_jwt_secret)]
 """An HS256 secret of at least 32 bytes (or empty: not configured)."""
 Origin = Annotated[str, AfterValidator(_origin)]
@@ -82,3 +97,7 @@ VerifyKey = Annotated[str, AfterValidator(_verify_key)]
 """A checkpoint verification key: an Ed25519 public PEM or hmac:<secret> (or empty)."""
 BasicAuthLogins = Annotated[str, AfterValidator(_logins)]
 """Flower's logins: comma-separated user:password pairs (or empty)."""
+NetworkList = Annotated[str, AfterValidator(_networks)]
+"""Comma-separated IP networks (CIDR or single addresses), or empty."""
+MetricsToken = Annotated[str, AfterValidator(_token)]
+"""A bearer token of 24+ characters, or empty."""

@@ -1,4 +1,4 @@
-"""`/api/v1/admin`: credit grants and ledger verification (admins only)."""
+"""`/api/v1/admin`: credit grants, ledger verification (entries and the audit chain) and checkpoints."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
+from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 import ledger
-from api.auth import admin_required, current_auth
+from api.admin.schemas import CheckpointPageSchema
+from api.auth import admin_read_required, admin_required, current_auth
 from api.idempotency import current_idempotency_key, idempotent
 from api.money import Credits
+from api.pagination import PageArgsSchema, decode_position_cursor, page
 from api.services import ledger_verifier, services
-from orchestration.accounts.users import get_user
+from orchestration.reports import admin, audit
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Administration")
 
@@ -41,8 +44,17 @@ class GrantResultSchema(ma.Schema):
     expires_at = ma.fields.AwareDateTime(allow_none=True)
 
 
+class AuditVerifySchema(ma.Schema):
+    """What verifying the audit log's chain found."""
+
+    ok = ma.fields.Boolean(required=True)
+    rows_checked = ma.fields.Integer(required=True)
+    first_bad_seq = ma.fields.Integer(allow_none=True)
+    problems = ma.fields.List(ma.fields.Dict())
+
+
 class VerifySchema(ma.Schema):
-    """What a full ledger verification found."""
+    """What a full ledger verification found (`ok` covers the audit chain too)."""
 
     ok = ma.fields.Boolean(required=True)
     entries_checked = ma.fields.Integer(required=True)
@@ -50,6 +62,22 @@ class VerifySchema(ma.Schema):
     first_bad_entry = ma.fields.String(allow_none=True)
     problems = ma.fields.List(ma.fields.Dict())
     seconds = ma.fields.Float()
+    audit = ma.fields.Nested(AuditVerifySchema)
+
+
+def actor() -> audit.Actor:
+    """The calling admin as the audit log names them."""
+    caller = current_auth()
+    return audit.Actor(caller.user_id, caller.role)
+
+
+def book(command: admin.Book) -> dict[str, Any]:
+    """Book a grant or an adjustment as the calling admin; 404 for an unknown user."""
+    try:
+        return admin.book(services(), command, actor=actor())
+    except admin.UserNotFound:
+        abort(404, message="No such user.")
+        raise
 
 
 @blp.route("/grants", methods=["POST"])
@@ -58,32 +86,45 @@ class VerifySchema(ma.Schema):
 @blp.arguments(GrantSchema)
 @blp.response(201, GrantResultSchema)
 def create_grant(args: dict[str, Any]) -> dict[str, Any]:
-    """Grant credits to a user (send an Idempotency-Key: a retry then grants once)."""
+    """Grant credits to a user (send an Idempotency-Key: a retry then grants once); audited."""
     if args["expires_at"] is not None and args["expires_at"] <= datetime.now(UTC):
         # Not a matter of syntax, so not in the schema: a time the document can't call valid or not.
-        abort(422, message="expires_at must be in the future.", kind="expiry-in-the-past",
-              errors={"expires_at": ["Must be in the future."]})
+        abort(
+            422,
+            message="expires_at must be in the future.",
+            kind="expiry-in-the-past",
+            errors={"expires_at": ["Must be in the future."]},
+        )
     key = current_idempotency_key()
     client_key = f"admin-grant:{current_auth().user_id}:{key or secrets.token_hex(16)}"
-    with services().uow() as session:
-        if get_user(session, user_id=args["user_id"]) is None:
-            abort(404, message="No such user.")
-        receipt = ledger.grant(
-            session, user_id=args["user_id"], amount=args["credits"], reason=args["reason"],
-            expires_at=args["expires_at"], idempotency_key=client_key,
-        )
-    return {**args, "id": receipt.lot_id, "entry_id": receipt.entry_ids[0]}
+    booked = book(
+        admin.Book("grant", args["user_id"], args["credits"], args["reason"], client_key, args["expires_at"])
+    )
+    return {**args, "id": booked["lot_id"], "entry_id": booked["entry_id"]}
 
 
 @blp.route("/ledger/verify", methods=["GET"])
-@admin_required
+@admin_read_required
 @blp.response(200, VerifySchema)
 def verify() -> dict[str, Any]:
-    """Recompute every hash, balance and checkpoint signature; name the first bad entry."""
+    """Recompute every hash, balance, checkpoint signature and the audit chain; name the first bad."""
     verifier = ledger_verifier()
     if verifier is None:
         abort(503, message="No ledger key is configured (LEDGER_VERIFY_KEY or LEDGER_SIGNING_KEY).")
         raise AssertionError("abort returned")
     with services().uow(snapshot=True) as db:
-        report = ledger.verify(db, verifier=verifier)
-    return report.as_dict()
+        return audit.verify_books(db, verifier=verifier)
+
+
+@blp.route("/ledger/checkpoints")
+class Checkpoints(MethodView):
+    """The ledger's signed checkpoints."""
+
+    @admin_read_required
+    @blp.arguments(PageArgsSchema, location="query", as_kwargs=True)
+    @blp.response(200, CheckpointPageSchema)
+    def get(self, limit: int, cursor: str | None) -> dict[str, Any]:
+        """Checkpoints newest first: number, size, Merkle root, chain hash, key id."""
+        with services().uow(autocommit=True) as db:
+            rows = ledger.list_checkpoints(db, limit=limit + 1, before=decode_position_cursor(cursor))
+        return page(rows, limit=limit, position=lambda row: [row["number"]])

@@ -2,6 +2,7 @@
 
 from api.auth.context import (
     AuthContext,
+    admin_read_required,
     admin_required,
     auth_required,
     current_auth,
@@ -16,6 +17,7 @@ __all__ = [
     "AuthContext",
     "AuthError",
     "Principal",
+    "admin_read_required",
     "admin_required",
     "auth_required",
     "current_auth",

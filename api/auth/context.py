@@ -24,6 +24,7 @@ from orchestration.accounts.welcome import Signup
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER_DOC: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 ADMIN_ROLE = "admin"
+AUDITOR_ROLE = "auditor"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class AuthContext:
     method: Literal["jwt", "oidc", "api_key"]
     api_key_id: str | None = None
     daily_credit_limit: int | None = None
+    is_auditor: bool = False  # reads every admin view, changes nothing
+
+    @property
+    def role(self) -> str:
+        """The strongest operator role of the caller: admin, auditor or user."""
+        return ADMIN_ROLE if self.is_admin else AUDITOR_ROLE if self.is_auditor else "user"
 
 
 def bearer_principal() -> Principal | None:
@@ -117,10 +124,11 @@ def _resolve(principal: Principal) -> AuthContext:
             count_welcome(signed_in.welcome)
         user = signed_in.user
         cache.put(user)  # only once committed
-    admin = (principal.kind == "jwt" and ADMIN_ROLE in principal.roles) or (
-        user.external_id in services().settings.admin_subjects
-    )
-    return AuthContext(user.id, user.external_id, user.email, admin, principal.kind)
+    settings = services().settings
+    jwt_roles = principal.roles if principal.kind == "jwt" else frozenset()
+    admin = ADMIN_ROLE in jwt_roles or user.external_id in settings.admin_subjects
+    auditor = AUDITOR_ROLE in jwt_roles or user.external_id in settings.auditor_subjects
+    return AuthContext(user.id, user.external_id, user.email, admin, principal.kind, is_auditor=auditor)
 
 
 def _resolve_key(principal: Principal) -> AuthContext:
@@ -163,6 +171,11 @@ def _admin(ctx: AuthContext) -> None:
         abort(403, message="This needs the admin role.")
 
 
+def _reader(ctx: AuthContext) -> None:
+    if not (ctx.is_admin or ctx.is_auditor):
+        abort(403, message="This needs the admin or auditor role.")
+
+
 def auth_required(func: F) -> F:
     """Require any valid credential (JWT, OIDC token or API key); sets `g.auth`."""
     return _guard(func, _any)
@@ -171,3 +184,8 @@ def auth_required(func: F) -> F:
 def admin_required(func: F) -> F:
     """Require an admin: `roles: ["admin"]` in a creditflow JWT, or a subject in ADMIN_SUBJECTS."""
     return _guard(func, _admin)
+
+
+def admin_read_required(func: F) -> F:
+    """Require an admin or an auditor (`roles: ["auditor"]`, or a subject in AUDITOR_SUBJECTS): reads only."""
+    return _guard(func, _reader)

@@ -8,13 +8,15 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from api.auth.context import admin_required, auth_required, current_user_id
+from api.admin.routes import actor
+from api.auth.context import admin_read_required, admin_required, auth_required, current_user_id
 from api.fields import UtcDateTime
 from api.pagination import PageArgsSchema, decode_time_cursor, page, page_schema, time_position
 from api.services import services
 from api.streams.events import user_event_stream
 from api.streams.schemas import USER_EVENT, stream_doc
 from orchestration.jobs import dead_letters
+from orchestration.reports import audit
 
 blp = Blueprint("job-admin", __name__, url_prefix="/api/v1", description="Dead letters and event streams")
 
@@ -46,7 +48,7 @@ def _view(row: Any) -> dict[str, Any]:
 class DeadLetters(MethodView):
     """Dead letters, newest first."""
 
-    @admin_required
+    @admin_read_required
     @blp.arguments(PageArgsSchema, location="query", as_kwargs=True)
     @blp.response(200, DeadLetterPageSchema)
     def get(self, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -65,12 +67,17 @@ class DeadLetterReplay(MethodView):
     @admin_required
     @blp.response(202, DeadLetterSchema)
     def post(self, letter_id: str) -> dict[str, Any]:
-        """Re-enqueue the task by name; the saga's compare-and-sets make a replay safe."""
-        try:
-            return _view(dead_letters.replay(services(), letter_id=letter_id))
-        except dead_letters.DeadLetterNotFound:
-            abort(404, message="No such dead letter.")
-            raise  # abort raised already; this tells type checkers so
+        """Re-enqueue the task by name; the saga's compare-and-sets make a replay safe; audited."""
+        with audit.audited(services(), actor=actor(), action="dead_letter.replay",
+                           target=f"dead_letter:{letter_id}") as note:
+            try:
+                replayed = _view(dead_letters.replay(services(), letter_id=letter_id))
+            except dead_letters.DeadLetterNotFound:
+                abort(404, message="No such dead letter.")
+                raise  # abort raised already; this tells type checkers so
+            note.after = {name: replayed[name] for name in ("task_name", "job_id", "replays", "replayed_at")}
+            note.before = {"replays": replayed["replays"] - 1}
+        return replayed
 
 
 @blp.route("/me/events")

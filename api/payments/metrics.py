@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from orchestration.payments import events, reconciler
+from orchestration.payments.tables import RAILS
 from orchestration.services import Services
 
 
@@ -19,18 +20,27 @@ class PaymentCollector:
         self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """Two gauges; a database hiccup skips them rather than failing the scrape."""
+        """Three gauges; a database hiccup skips them rather than failing the scrape."""
         try:
             parked, stuck = reconciler.unresolved(self.services), events.stuck(self.services)
+            awaiting = reconciler.awaiting(self.services)
         except SQLAlchemyError:
             return
+        waiting = GaugeMetricFamily(
+            "creditflow_payment_orders_awaiting_reconciliation",
+            "Open orders (pending, paid) older than RECONCILE_MIN_AGE_S: the reconciler still asks",
+            labels=["rail"],
+        )
+        for rail in RAILS:  # every rail, 0 included: an alert on `> 0` and a graph need the series
+            waiting.add_metric([rail], float(awaiting.get(rail, 0)))
+        yield waiting
         family = GaugeMetricFamily(
             "creditflow_payment_orders_unresolved",
             "Orders the reconciler parked: the provider refused every look-up",
             labels=["rail"],
         )
-        for rail, count in sorted(parked.items()):
-            family.add_metric([rail], float(count))
+        for rail in RAILS:
+            family.add_metric([rail], float(parked.get(rail, 0)))
         yield family
         yield GaugeMetricFamily(
             "creditflow_payment_events_stuck", "Provider events unapplied at their last attempt", value=stuck

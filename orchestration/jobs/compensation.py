@@ -10,7 +10,7 @@ from sqlalchemy import func, literal, null, update
 
 import ledger
 from orchestration.accounts.api_keys import return_daily_allowance
-from orchestration.jobs import dispatch, progress
+from orchestration.jobs import dispatch, meters, progress
 from orchestration.jobs.balances import balance_fields, release_hold, utc_day
 from orchestration.services import Services
 from orchestration.tables import jobs
@@ -59,6 +59,10 @@ def fail(
                 jobs.c.created_at,
                 jobs.c.queue,
                 jobs.c.error,
+                jobs.c.kind,
+                jobs.c.model,
+                jobs.c.started_at,
+                jobs.c.finished_at,
             )
         ).first()
         if ended is None:
@@ -69,6 +73,11 @@ def fail(
                 db, key_id=ended.api_key_id, amount=ended.cost_held, today=utc_day(ended.created_at)
             )
         balance = (voided and voided.balance) or ledger.balance(db, user_id=ended.user_id)
+    meters.ended(
+        kind=ended.kind, model=ended.model, status=status, charged=0, released=ended.cost_held,
+        started_at=ended.started_at, finished_at=ended.finished_at,
+    )
+    meters.compensated(ended.kind, (ended.error or {}).get("code", status) if status == "failed" else status)
     event: dict[str, Any] = {"error": ended.error} if status == "failed" else {}
     progress.publish_job_event(
         services.redis,

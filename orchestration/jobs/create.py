@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 import ledger
 from orchestration.accounts.api_keys import reserve_daily_allowance, return_daily_allowance
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
-from orchestration.jobs import balances, dispatch, progress
+from orchestration.jobs import balances, dispatch, meters, progress
 from orchestration.jobs.kinds import get_kind
 from orchestration.services import Services
 from orchestration.tables import FINAL_STATUSES, QUEUED_SQL, jobs
@@ -156,6 +156,7 @@ def insert_job(db: Connection, services: Services, command: CreateJob) -> Row[An
 
 def start_job(services: Services, row: Row[Any]) -> None:
     """After the job's commit: announce it and send its saga, unless it waits for another job."""
+    meters.held(row.kind, row.cost_held)
     waits = False
     if row.after_job_id is not None:
         with services.uow(autocommit=True) as db:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row, select, update
 
+from orchestration.jobs import meters
 from orchestration.services import Services
 from orchestration.tables import dead_letters
 
@@ -43,6 +44,7 @@ def record(
                 created_at=datetime.now(UTC),
             )
         )
+    meters.dead_letter(task_name, reason)
     return letter_id
 
 

@@ -68,6 +68,11 @@ def register(kind: JobKind) -> JobKind:
     return kind
 
 
+def kind_names() -> list[str]:
+    """The registered kinds' names, sorted."""
+    return sorted(_KINDS)
+
+
 def get_kind(name: str) -> JobKind:
     """The kind named `name`; KeyError naming the known kinds otherwise."""
     try:

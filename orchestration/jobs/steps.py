@@ -18,7 +18,7 @@ import ledger
 from orchestration.accounts.api_keys import return_daily_allowance
 from orchestration.context import RunContext
 from orchestration.errors import StepError
-from orchestration.jobs import dispatch, progress
+from orchestration.jobs import dispatch, meters, progress
 from orchestration.jobs.balances import balance_fields, utc_day
 from orchestration.jobs.claims import Claimed
 from orchestration.jobs.compensation import fail
@@ -54,7 +54,8 @@ def run(services: Services, job: Claimed) -> bool:
         )
         return False
     context = RunContext(
-        services, job.id, job.user_id, job.params, job.model, job.held, job.attempt, deadline=_deadline(job)
+        services, job.id, job.user_id, job.params, job.model, job.held, job.attempt, deadline=_deadline(job),
+        kind=job.kind,
     )
     if job.attempt == 1:
         progress.publish_job_event(services.redis, job.id, "started", held=job.held, spent=0)
@@ -175,6 +176,10 @@ def settle(services: Services, *, job_id: str) -> str | None:
             services, job_id=job_id, code="hold_expired", message="the credit hold expired before settlement"
         )
         return "failed"
+    meters.ended(
+        kind=row.kind, model=row.model, status=row.status, charged=row.cost_charged,
+        released=row.cost_released, started_at=row.started_at, finished_at=row.finished_at,
+    )
     final = "result" if row.status == "succeeded" else "canceled"
     progress.publish_job_event(
         services.redis,

@@ -129,6 +129,19 @@ def unresolved(services: Services) -> dict[str, int]:
         return {str(rail): int(count) for rail, count in rows}
 
 
+def awaiting(services: Services, *, now: datetime | None = None) -> dict[str, int]:
+    """Open orders (pending, paid) older than RECONCILE_MIN_AGE_S per rail: what the reconciler still
+    has to settle with the provider (ix_payment_orders_open answers it)."""
+    before = (now or datetime.now(UTC)) - timedelta(seconds=services.settings.RECONCILE_MIN_AGE_S)
+    with plain_unit(services) as connection:
+        rows = connection.execute(
+            select(orders.c.rail, func.count())
+            .where(orders.c.status.in_(OPEN_STATUSES), orders.c.created_at < before)
+            .group_by(orders.c.rail)
+        )
+        return {str(rail): int(count) for rail, count in rows}
+
+
 def _expire(services: Services, order_id: str, now: datetime, reason: str) -> int:
     with plain_unit(services) as connection:
         return connection.execute(

@@ -51,6 +51,12 @@ def _metric(client: FlaskClient, queue: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def _priorities(client: FlaskClient, queue: str) -> dict[str, float]:
+    text = client.get("/metrics").get_data(as_text=True)
+    pattern = rf'^creditflow_queue_priority_length\{{priority="([^"]+)",queue="{queue}"\}} (\S+)$'
+    return {p: float(v) for p, v in re.findall(pattern, text, flags=re.MULTILINE) if float(v)}
+
+
 def test_a_lost_redis_broker_is_noticed_on_the_broker(
     broker_services: Services, redis_broker: PrivateRedis
 ) -> None:
@@ -79,6 +85,7 @@ def test_queue_length_counts_priority_sub_lists_on_the_broker(
     assert {key.decode() for key in redis_broker.client().keys("images*")} == {"images", "images:5"}
     assert _metric(client, "images") == 2.0
     assert _metric(client, "critical") == 0.0
+    assert _priorities(client, "images") == {"0": 1.0, "5": 1.0}  # each sub-list on its own
 
 
 def _connections(server: PrivateRedis) -> int:
@@ -128,6 +135,7 @@ def test_rabbitmq_keeps_queued_messages_so_no_epoch_check_and_metrics_read_it(
         assert broker.epoch_lost(services) is False
         sagas.send(services.producer, sagas.job_saga("images"), "job-on-rabbitmq", priority=5)
         assert _metric(client, "images") == 1.0
+        assert _priorities(client, "images") == {"all": 1.0}  # one queue, priorities inside it
         assert _metric(client, "agents") == 0.0  # never declared: counted as empty, the scrape goes on
         rabbit.stop()
         assert client.get("/readyz").json["failed"] == ["broker"]

@@ -38,5 +38,13 @@ def test_flower_asks_for_the_logins_from_dotenv(tmp_path: Path, redis_url: str) 
         wait_http(f"http://127.0.0.1:{port}/", status=401, process=process, log=log)
         assert requests.get(f"http://127.0.0.1:{port}/workers", timeout=10).status_code == 401
         assert requests.get(f"http://127.0.0.1:{port}/", auth=LOGIN, timeout=10).status_code == 200
+        # Flower exempts /metrics from its logins by default; ours does not.
+        assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 401
+        wrong_login = ("operator", "not-the-password")
+        wrong = requests.get(f"http://127.0.0.1:{port}/metrics", auth=wrong_login, timeout=10)
+        assert wrong.status_code == 401
+        scraped = requests.get(f"http://127.0.0.1:{port}/metrics", auth=LOGIN, timeout=10)
+        assert scraped.status_code == 200
+        assert "flower_events_total" in scraped.text or "# HELP" in scraped.text
     finally:
         stop(process)

@@ -74,3 +74,22 @@ def test_openapi_document_is_served(client: FlaskClient) -> None:
     assert spec["openapi"].startswith("3.")
     assert "Problem" in spec["components"]["schemas"]
     assert client.get("/api/docs").status_code == 200
+
+
+def test_metrics_only_for_allowed_networks_or_the_token(database_url: str, redis_url: str) -> None:
+    token = "a-metrics-token-of-enough-length"
+    far = {"REMOTE_ADDR": "203.0.113.7"}
+    for client in _client(DATABASE_URL=database_url, REDIS_URL=redis_url, METRICS_TOKEN=token):
+        assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1, allowed by default
+        refused = client.get("/metrics", environ_base=far)
+        assert refused.status_code == 403
+        assert refused.content_type == "application/problem+json"
+        assert "creditflow_" not in refused.get_data(as_text=True)
+        wrong = client.get("/metrics", environ_base=far, headers={"Authorization": f"Bearer {token}x"})
+        assert wrong.status_code == 403
+        allowed = client.get("/metrics", environ_base=far, headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200
+        assert "creditflow_queue_length" in allowed.get_data(as_text=True)
+    for client in _client(DATABASE_URL=database_url, REDIS_URL=redis_url, METRICS_ALLOW="203.0.113.0/24"):
+        assert client.get("/metrics", environ_base=far).status_code == 200
+        assert client.get("/metrics").status_code == 403  # loopback is no longer listed

@@ -225,6 +225,9 @@ def test_dead_letters_are_listed_and_replayed_by_admins(api: str, services: Serv
     )
     assert replayed.status_code == 202
     assert replayed.json()["replays"] == 1
+    audited = get(api, admin, f"/api/v1/admin/audit?target=dead_letter:{letter}").json()["items"]
+    assert [(row["action"], row["after"]["replays"]) for row in audited] == [("dead_letter.replay", 1)]
+    assert "args" not in audited[0]["after"]  # a task's arguments may carry what a user sent
     assert get(api, admin, "/api/v1/admin/dead-letters/nope/replay").status_code == 405
     missing = requests.post(
         f"{api}/api/v1/admin/dead-letters/nope/replay",

@@ -308,6 +308,14 @@ def test_an_amount_or_currency_that_does_not_match_is_refused(  # noqa: PLR0917 
     assert client.post(path, json={}, headers=admin).status_code == 409  # nothing left to send back
     assert posted(services, user_id) == WELCOME
     assert purchases(services, started["order_id"]) == []
+    # The audit log has the one refund that happened (the refused ones changed nothing), before and after.
+    audit = client.get(
+        "/api/v1/admin/audit", headers=admin, query_string={"target": f"order:{started['order_id']}"}
+    ).json["items"]
+    assert [row["action"] for row in audit] == ["payment.refund"]
+    assert audit[0]["before"]["amount_refunded"] in (None, "0")
+    assert audit[0]["after"]["rail"] == "stripe"
+    assert "deposit_address" not in audit[0]["after"]
     ledger_clean(services)
 
 
@@ -517,6 +525,12 @@ def test_an_early_fraud_warning_freezes_the_unspent_credits_until_a_refund(
     assert freed.json["failure"].startswith("fraud warning reviewed")
     assert held(services, user_id) == 0
     assert client.post(release, headers=admin).status_code == 409  # nothing frozen any more
+    audited = client.get(
+        "/api/v1/admin/audit", headers=admin, query_string={"target": f"order:{trusted['order_id']}"}
+    ).json["items"]
+    assert [row["action"] for row in audited] == ["payment.release"]  # the refused second one: not
+    assert audited[0]["before"]["failure"].startswith("early fraud warning")
+    assert audited[0]["after"]["failure"].startswith("fraud warning reviewed")
     started, paid = credited_checkout(client, services, state, headers)
     with services.uow(account_of=user_id) as connection:  # 2900 of 3000 spent: 100 left unspent
         ledger.adjust(

@@ -1,0 +1,37 @@
+"""The operators' settings: who reads /metrics, who audits, where workers export their metrics. Part of
+`runtime.settings.Settings`, which inherits them."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from runtime.setting_types import MetricsToken, NetworkList
+
+
+class OperatorSettings(BaseSettings):
+    """Settings of the operators' tools (api/ops.py, api/auth, workers' metrics)."""
+
+    # Who may read the API's /metrics (Flower's is behind FLOWER_BASIC_AUTH): clients in METRICS_ALLOW
+    # (networks), or anyone sending `Authorization: Bearer <METRICS_TOKEN>`.
+    METRICS_ALLOW: NetworkList = "127.0.0.0/8,::1/128"
+    METRICS_TOKEN: MetricsToken = ""
+    # A worker serves its Prometheus metrics on this port of WORKER_METRICS_HOST (0: not at all); with
+    # several workers on one host give each its own (`creditflow worker --metrics-port`).
+    WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)
+    WORKER_METRICS_HOST: str = "127.0.0.1"
+    # External ids that are auditors (like ADMIN_SUBJECTS); creditflow JWTs with roles ["auditor"] are too.
+    AUDITOR_SUBJECTS: str = ""
+
+    @property
+    def auditor_subjects(self) -> frozenset[str]:
+        """External ids that are auditors: they read every admin view and change nothing."""
+        return frozenset(part.strip() for part in self.AUDITOR_SUBJECTS.split(",") if part.strip())
+
+    @property
+    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks whose clients may read /metrics without METRICS_TOKEN."""
+        parts = [part.strip() for part in self.METRICS_ALLOW.split(",")]
+        return tuple(ipaddress.ip_network(part, strict=False) for part in parts if part)
