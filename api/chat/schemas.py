@@ -23,6 +23,9 @@ class ModelSchema(ma.Schema):
     pricing = ma.fields.Dict(keys=ma.fields.String(), values=Credits(), required=True)
     price_version = ma.fields.String(required=True)
     available = ma.fields.Boolean(required=True)
+    unavailable_reason = ma.fields.String(
+        allow_none=True, metadata={"description": "Why the model is not available (when a provider says)"}
+    )
 
 
 class ModelListSchema(ma.Schema):
@@ -109,4 +112,5 @@ def model_view(spec: Any) -> dict[str, Any]:
         "pricing": dict(spec.pricing),
         "price_version": spec.price_version,
         "available": spec.available,
+        "unavailable_reason": spec.unavailable_reason,
     }
