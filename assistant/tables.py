@@ -72,3 +72,15 @@ messages = Table(
     Column("created_at", Timestamp, nullable=False),
     UniqueConstraint("conversation_id", "position", name="uq_messages_conversation_position"),
 )
+
+# Each message's vector per embedding model (GET /api/v1/chat/search), computed on the first search that
+# needs it; a model's vectors are compared only with that model's query vector.
+message_vectors = Table(
+    "message_vectors",
+    Base.metadata,
+    Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(100), primary_key=True),
+    Column("dimensions", Integer, nullable=False),
+    Column("vector", JSON, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)

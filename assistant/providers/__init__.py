@@ -18,6 +18,7 @@ MODULES = {
     "openai": "assistant.providers.openai",
     "local": "assistant.providers.local",
     "langchain": "assistant.providers.langchain",
+    "minilm": "assistant.providers.minilm",  # an embedding model: no `stream`
 }
 
 

@@ -30,6 +30,8 @@ SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 RETRYABLE_STATUS = (408, 409, 429)
 RUNAWAY = 4  # times max_tokens (by our 4-bytes-a-token estimate) past which a reply is cut
 RETRYABLE_NAMES = ("ratelimit", "timeout", "connection", "overloaded", "unavailable", "internalserver")
+CHAT = "langchain_core.language_models.BaseChatModel"
+BASES = {"chat": CHAT, "embedding": "langchain_core.embeddings.Embeddings"}
 _built: dict[tuple[int, str, str], tuple[Any, str | None]] = {}
 _lock = threading.Lock()
 
@@ -99,7 +101,7 @@ def _make(spec: ModelSpec, options: dict[str, Any], settings: Settings, base: st
 def unavailable_reason(spec: ModelSpec, settings: Settings) -> str | None:
     """Why the model can't be used (None when it can)."""
     try:
-        build(spec, settings, base="langchain_core.language_models.BaseChatModel")
+        build(spec, settings, base=BASES.get(spec.kind, CHAT))
     except BuildError as exc:
         return str(exc)
     return None
@@ -173,7 +175,7 @@ def stream_messages(
     from langchain_core.messages.ai import add_usage
 
     try:
-        model = build(spec, settings, base="langchain_core.language_models.BaseChatModel")
+        model = build(spec, settings, base=CHAT)
     except BuildError as exc:
         raise ProviderError(f"model {spec.id} is unavailable: {exc}", retryable=False) from exc
     chosen = {k: v for k, v in {**_catalog_sampling(spec), **(options or {})}.items() if v is not None}

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
@@ -88,3 +89,13 @@ def _error(kind: str) -> Exception:
     if kind == "ratelimit":
         return RateLimitError("slow down")
     return UpstreamError(f"upstream answered {kind}", status_code=int(kind))
+
+
+class BrokenEmbeddings(Embeddings):
+    """A LangChain embeddings model whose upstream answers 503 (a search must charge nothing)."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        raise UpstreamError("upstream answered 503", status_code=503)
+
+    def embed_query(self, text: str) -> list[float]:
+        raise UpstreamError("upstream answered 503", status_code=503)

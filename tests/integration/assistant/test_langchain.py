@@ -1,5 +1,6 @@
 """LangChain models through the whole job path (quote, hold, stream, settle, receipt) with real workers:
-`langchain_openai.ChatOpenAI` against the local OpenAI-compatible server, and LangChain's fake models."""
+`langchain_openai.ChatOpenAI` against the local OpenAI-compatible server, and LangChain's fake models;
+semantic search over one's conversations with MiniLM and LangChain embeddings."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from assistant import conversations
 from assistant.catalog import DEFAULT_CATALOG
+from assistant.transcript import token_estimate
 from ledger.amounts import credits_text
+from orchestration.services import Services
 from tests.integration.assistant.conftest import Client
 from tests.support.openai_server import REPLY, openai_server
 
@@ -34,6 +38,18 @@ def entry(model_id: str, options: dict[str, Any]) -> dict[str, Any]:
         "capabilities": {"context_length": 8192, "streaming": True, "tools": False, "vision": True},
         "pricing": PRICING,
         "options": options,
+    }
+
+
+def embedding(model_id: str, cls: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "provider": "langchain",
+        "kind": "embedding",
+        "environments": ["test"],
+        "capabilities": {"dimensions": kwargs.get("size", 8)},
+        "pricing": {"input_per_million": IN * 1_000_000},
+        "options": {"class": cls, "kwargs": kwargs},
     }
 
 
@@ -62,6 +78,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory, upstream: tuple[str, list[
         entry("lc-openai-400", openai("error-400")),
         entry("lc-slow", {"class": SCRIPTED, "kwargs": {"reply": LONG, "usage": False, "delay_s": 0.03}}),
         entry("lc-missing", {"class": "langchain_nowhere.ChatNowhere", "kwargs": {"model": "x"}}),
+        embedding("lc-embed", "langchain_core.embeddings.DeterministicFakeEmbedding", {"size": 8}),
+        embedding("lc-embed-broken", "tests.support.langchain_models.BrokenEmbeddings", {}),
     ]
     path.write_text(yaml.safe_dump(document))
     return path
@@ -149,3 +167,62 @@ def test_the_openai_compatible_api_answers_from_a_langchain_model(client: Client
     body = answer.json()
     assert body["choices"][0]["message"]["content"] == "".join(REPLY)
     assert body["usage"]["completion_tokens"] == len(REPLY)
+
+
+def _conversation(services: Services, client: Client, title: str, *contents: str) -> str:
+    conversation = client.conversation(title=title)
+    with services.uow() as db:
+        for position, content in enumerate(contents):
+            conversations.add_message(
+                db, conversation_id=conversation, position=position, role="user", content=content
+            )
+    return conversation
+
+
+def test_search_ranks_the_callers_own_messages_by_minilm(client: Client, services: Services) -> None:
+    garden = _conversation(services, client, "garden", "tomatoes need full sun and deep watering")
+    _conversation(
+        services, client, "taxes", "the quarterly VAT return is due in April", "invoice numbering rules"
+    )
+    other = Client(client.base)
+    _conversation(services, other, "secret", "tomato seedlings in my greenhouse")  # someone else's
+    answer = client.call("GET", "/api/v1/chat/search", params={"q": "how do I grow tomato plants?"})
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["model"] == "all-minilm-l6-v2"  # the cheapest embedding model
+    assert found["cost"] == "0"  # a free model: nothing booked
+    hits = found["items"]
+    assert hits[0]["conversation_id"] == garden
+    assert hits[0]["excerpt"] == "tomatoes need full sun and deep watering"
+    assert hits[0]["score"] > hits[-1]["score"]
+    assert len(hits) == 3  # the caller's three messages, never the other user's
+    assert (found["searched"], found["not_yet_embedded"]) == (3, 0)
+    assert other.call("GET", "/api/v1/chat/search", params={"q": "tomato"}).json()["searched"] == 1
+
+
+def test_a_priced_embedding_model_bills_what_it_embedded_once(client: Client, services: Services) -> None:
+    texts = ("first note about rivers", "second note about mountains")
+    _conversation(services, client, "notes", *texts)
+    first = client.call("GET", "/api/v1/chat/search", params={"q": "rivers", "model": "lc-embed"}).json()
+    tokens = token_estimate("rivers") + sum(token_estimate(text) for text in texts)
+    assert first["usage"] == {"input_tokens": tokens, "counted_by": "estimate"}
+    assert first["cost"] == credits_text(tokens * IN)
+    again = client.call("GET", "/api/v1/chat/search", params={"q": "rivers", "model": "lc-embed"}).json()
+    assert again["cost"] == credits_text(token_estimate("rivers") * IN)  # the messages' vectors were kept
+    assert [hit["message_id"] for hit in again["items"]] == [hit["message_id"] for hit in first["items"]]
+    spent = tokens * IN + token_estimate("rivers") * IN
+    assert client.call("GET", "/api/v1/credits/balance").json()["available"] == credits_text(
+        1000_000_000 - spent
+    )
+
+
+def test_search_refusals_change_nothing(client: Client, services: Services) -> None:
+    _conversation(services, client, "n", "a message")
+    broken = client.call("GET", "/api/v1/chat/search", params={"q": "x", "model": "lc-embed-broken"})
+    assert broken.status_code == 502
+    assert broken.headers["Content-Type"].startswith("application/problem+json")
+    assert client.call("GET", "/api/v1/chat/search", params={"q": "x", "model": "echo"}).status_code == 422
+    assert client.call("GET", "/api/v1/chat/search", params={"q": ""}).status_code == 422
+    assert client.call("GET", "/api/v1/chat/search").status_code == 422
+    balance = client.call("GET", "/api/v1/credits/balance").json()
+    assert (balance["available"], balance["held"]) == ("1000", "0")  # the broken model's hold was voided
