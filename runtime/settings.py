@@ -154,6 +154,7 @@ class Settings(RailSettings):
     AGENT_DATA_MAX_BYTES: int = Field(256 * 1024, ge=1, le=10 * 1024 * 1024)
     AGENT_SEARCH_URL: str = ""
     AGENT_SEARCH_TIMEOUT_S: float = Field(10.0, gt=0, le=120)
+    AGENT_TOOLS: str = ""  # LangChain tools (import paths, comma-separated) research tasks call too
 
     @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
     @classmethod

@@ -16,6 +16,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.tools import tool
 
 
 class UpstreamError(Exception):
@@ -99,3 +100,18 @@ class BrokenEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         raise UpstreamError("upstream answered 503", status_code=503)
+
+
+@tool(response_format="content")
+def glossary(term: str) -> str:
+    """Define a term (an ecosystem tool: no creditflow code, one text argument)."""
+    return f"{term}: a word worth defining"
+
+
+glossary.metadata = {"cost": 7}  # micro-credits a call
+
+
+@tool
+def two_arguments(city: str, day: str) -> str:
+    """A tool a single query does not fit."""
+    return f"{city} {day}"
