@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -81,6 +82,7 @@ message_vectors = Table(
     Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
     Column("model", String(100), primary_key=True),
     Column("dimensions", Integer, nullable=False),
-    Column("vector", JSON, nullable=False),
+    # float32, little-endian: read back with one numpy.frombuffer (JSON lists decoded 8x slower than the scan)
+    Column("vector", LargeBinary, nullable=False),
     Column("created_at", Timestamp, nullable=False),
 )

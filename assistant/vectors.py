@@ -83,31 +83,46 @@ def candidates(db: Connection, *, user_id: str, model: str, limit: int) -> list[
     return list(db.execute(query).all())
 
 
-def store(db: Connection, *, model: str, vectors: Mapping[str, list[float]]) -> None:
-    """Keep the vectors computed for `model` (a concurrent search that stored one first wins)."""
+def store(db: Connection, *, model: str, vectors: Mapping[str, bytes]) -> None:
+    """Keep the packed vectors computed for `model` (a concurrent search that stored one first wins)."""
     if not vectors:
         return
     insert = pg_insert if db.dialect.name == "postgresql" else sqlite_insert
     now = datetime.now(UTC)
     rows = [
-        {"message_id": key, "model": model, "dimensions": len(vector), "vector": vector, "created_at": now}
+        {
+            "message_id": key,
+            "model": model,
+            "dimensions": len(vector) // 4,
+            "vector": vector,
+            "created_at": now,
+        }
         for key, vector in vectors.items()
     ]
     db.execute(insert(message_vectors).values(rows).on_conflict_do_nothing())
 
 
-def rank(
-    query: Sequence[float], rows: Sequence[tuple[Any, Sequence[float]]], *, limit: int
-) -> list[dict[str, Any]]:
-    """The rows most similar to `query` (cosine), best first, as search results."""
-    usable = [(row, vector) for row, vector in rows if len(vector) == len(query)]
-    if not usable:
+def _unit(vector: Sequence[float]) -> Any:
+    array = np.asarray(vector, dtype="<f4")
+    return array / max(float(np.linalg.norm(array)), 1e-12)
+
+
+def packed(vector: Sequence[float]) -> bytes:
+    """A vector as stored: scaled to unit length (a search is then one product), float32 little-endian."""
+    return bytes(_unit(vector).tobytes())
+
+
+def rank(query: Sequence[float], rows: Sequence[tuple[Any, bytes]], *, limit: int) -> list[dict[str, Any]]:
+    """The rows (each with its packed vector) most similar to `query` (cosine), best first."""
+    wanted = _unit(query)
+    usable = [(row, blob) for row, blob in rows if len(blob) == wanted.nbytes]  # another model's size: skip
+    if not usable or limit < 1:
         return []
-    matrix = np.asarray([vector for _row, vector in usable], dtype=np.float32)
-    wanted = np.asarray(query, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(wanted)), 1e-12)
-    scores = matrix @ wanted / np.maximum(norms, 1e-12)
-    best = np.argsort(-scores, kind="stable")[:limit]
+    # One buffer for all: NumPy's vstack of 20,000 small arrays took 8x the product itself.
+    matrix = np.frombuffer(b"".join(blob for _row, blob in usable), dtype="<f4").reshape(len(usable), -1)
+    scores = matrix @ wanted
+    top = np.argpartition(-scores, min(limit, len(usable)) - 1)[:limit]
+    best = sorted(top.tolist(), key=lambda index: (-scores[index], index))
     return [_result(usable[index][0], float(scores[index])) for index in best]
 
 

@@ -143,7 +143,7 @@ class Settings(RailSettings):
     CHAT_DEFAULT_MAX_TOKENS: int = Field(256, ge=1, le=32_768)
     MEMORY_EMBEDDINGS: bool = True
     # Semantic search (orchestration/replies/search.py): messages scanned, and embedded per search.
-    SEARCH_SCAN_LIMIT: int = Field(20_000, ge=1, le=1_000_000)
+    SEARCH_SCAN_LIMIT: int = Field(10_000, ge=1, le=1_000_000)
     SEARCH_EMBED_LIMIT: int = Field(64, ge=1, le=10_000)
     # Agent tasks (orchestration/replies/agents.py): per-step reply bound, sandbox limits, data size,
     # web search.

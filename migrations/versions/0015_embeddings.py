@@ -21,7 +21,7 @@ def upgrade() -> None:
         sa.Column("message_id", sa.String(32), nullable=False),
         sa.Column("model", sa.String(100), nullable=False),
         sa.Column("dimensions", sa.Integer, nullable=False),
-        sa.Column("vector", sa.JSON, nullable=False),
+        sa.Column("vector", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["message_id"], ["messages.id"], ondelete="CASCADE", name="fk_message_vectors_message_id_messages"

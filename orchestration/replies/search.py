@@ -80,11 +80,12 @@ def search_conversations(services: Services, command: SearchConversations) -> di
         raise
     tokens = sum(token_estimate(text) for text in texts)
     cost = min(embedding_cost(spec, tokens), worst)
+    fresh = {key: vectors.packed(vector) for key, vector in computed.items()}
     with services.uow(account_of=command.user_id) as db:
-        vectors.store(db, model=spec.id, vectors=computed)
+        vectors.store(db, model=spec.id, vectors=fresh)
         if hold is not None:
             ledger.capture(db, hold_id=hold.id, amount=cost, idempotency_key=f"{key}:capture")
-    searched = [(row, row.vector or computed[row.id]) for row in rows if row.vector or row.id in computed]
+    searched = [(row, row.vector or fresh[row.id]) for row in rows if row.vector or row.id in fresh]
     return {
         "model": spec.id,
         "items": vectors.rank(query, searched, limit=command.limit),
