@@ -106,7 +106,7 @@ class SearchArgsSchema(ma.Schema):
     """Query arguments of a search over one's conversations."""
 
     q = ma.fields.String(
-        required=True, validate=ma.validate.Length(1, 2000), metadata={"description": "What to find"}
+        required=True, validate=ma.validate.Length(1, 500), metadata={"description": "What to find"}
     )
     limit = QueryInteger(load_default=10, validate=ma.validate.Range(1, 50))
     model = ma.fields.String(

@@ -1,9 +1,11 @@
 """Semantic search over the caller's own conversations, ranked by an embedding model of the catalog.
 
 The messages' vectors are computed by the first search that needs them (at most SEARCH_EMBED_LIMIT a
-search, newest first) and kept beside the messages. A priced model is billed for the text it embedded
-(the query and those messages): a hold for the worst case (one token a byte) before the model is called,
-captured at our count (4 bytes a token) after, or voided when the model failed.
+search, newest first) and kept beside the messages. A remote model (it only waits) embeds them in the
+request; the local MiniLM, CPU work, embeds only the query there and leaves the messages to a task on the
+`local` queue (the search says how many are not yet embedded). A priced model is billed for the text it
+embedded (the query and those messages): a hold for the worst case (one token a byte) before the model
+is called, captured at our count (4 bytes a token) after, or voided when the model failed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from orchestration.replies.conversations import models
 from orchestration.services import Services
 
 HOLD_TTL = timedelta(minutes=10)  # the reaper voids a hold a crashed search left
+LOCAL = ("minilm",)  # providers computed on our own CPU
+EMBED_TASK = "creditflow.local.embed_missing"
+EMBED_PENDING_S = 60  # one task per user and model in this long; more searches meanwhile send none
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ def search_conversations(services: Services, command: SearchConversations) -> di
             db, user_id=command.user_id, model=spec.id, limit=settings.SEARCH_SCAN_LIMIT
         )
     missing = [row for row in rows if row.vector is None][: settings.SEARCH_EMBED_LIMIT]
+    if missing and spec.provider in LOCAL and not spec.pricing.get("input_per_million"):
+        _embed_later(services, user_id=command.user_id, model=spec.id)
+        missing = []
     texts = [command.query, *(row.content for row in missing)]
     key = f"search:{uuid.uuid4().hex}"
     worst = embedding_cost(spec, sum(len(text.encode()) for text in texts))
@@ -94,3 +102,30 @@ def search_conversations(services: Services, command: SearchConversations) -> di
         "usage": {"input_tokens": tokens, "counted_by": "estimate"},
         "cost": cost,
     }
+
+
+def _embed_later(services: Services, *, user_id: str, model: str) -> None:
+    key = f"creditflow:search:embedding:{model}:{user_id}"
+    if services.redis.set(key, 1, nx=True, ex=EMBED_PENDING_S):
+        services.producer.send_task(EMBED_TASK, args=[user_id, model], ignore_result=True)
+
+
+def embed_messages(services: Services, *, user_id: str, model: str) -> int:
+    """Embed up to SEARCH_EMBED_LIMIT of the user's messages that have no vector for a free local model
+    yet (the `local` queue's task); how many it stored."""
+    spec = next((m for m in models(services) if m.id == model and m.kind == "embedding"), None)
+    if spec is None or spec.provider not in LOCAL or spec.pricing.get("input_per_million"):
+        return 0  # gone, or priced: a priced model is only run (and billed) by a search
+    settings = services.settings
+    with services.uow(autocommit=True) as db:
+        rows = vectors.candidates(db, user_id=user_id, model=model, limit=settings.SEARCH_SCAN_LIMIT)
+    missing = [row for row in rows if row.vector is None][: settings.SEARCH_EMBED_LIMIT]
+    computed = vectors.embed_documents(spec, settings, [row.content for row in missing])
+    with services.uow() as db:
+        vectors.store(
+            db, model=model, vectors={r.id: vectors.packed(v) for r, v in zip(missing, computed, strict=True)}
+        )
+    services.redis.delete(
+        f"creditflow:search:embedding:{model}:{user_id}"
+    )  # more may wait: the next search sends again
+    return len(missing)
