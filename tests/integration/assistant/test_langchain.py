@@ -78,6 +78,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory, upstream: tuple[str, list[
         entry("lc-openai", openai("fake")),
         entry("lc-openai-400", openai("error-400")),
         entry("lc-slow", {"class": SCRIPTED, "kwargs": {"reply": LONG, "usage": False, "delay_s": 0.03}}),
+        entry("lc-nousage", {"class": SCRIPTED, "kwargs": {"reply": "a short reply here", "usage": False}}),
         entry("lc-missing", {"class": "langchain_nowhere.ChatNowhere", "kwargs": {"model": "x"}}),
         embedding("lc-embed", "langchain_core.embeddings.DeterministicFakeEmbedding", {"size": 8}),
         embedding("lc-embed-broken", "tests.support.langchain_models.BrokenEmbeddings", {}),
@@ -146,6 +147,20 @@ def test_a_model_without_usage_is_billed_by_our_estimate_and_a_cancel_bills_the_
     assert LONG.startswith(reply)
     assert 0 < len(reply) < len(LONG)
     assert usage["output_tokens"] < 400  # the whole reply is 400 pieces
+    assert usage["counted_by"] == "estimate"  # what was delivered, by our count
+    assert job["cost"]["charged"] == credits_text(usage["input_tokens"] * IN + usage["output_tokens"] * OUT)
+
+
+def test_a_model_that_reports_no_usage_is_billed_by_our_count_said_in_the_result(client: Client) -> None:
+    conversation = client.conversation(model="lc-nousage")
+    job = client.wait_job(client.send(conversation, content="tell me", max_tokens=50).json()["job_id"])
+    assert (job["status"], job["result"]["reply"]) == ("succeeded", "a short reply here")
+    usage = job["result"]["usage"]
+    assert usage == {
+        "input_tokens": token_estimate("tell me") + 4,
+        "output_tokens": token_estimate("a short reply here"),
+        "counted_by": "estimate",
+    }
     assert job["cost"]["charged"] == credits_text(usage["input_tokens"] * IN + usage["output_tokens"] * OUT)
 
 
