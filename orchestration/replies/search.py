@@ -88,7 +88,7 @@ def search_conversations(services: Services, command: SearchConversations) -> di
         raise
     tokens = sum(token_estimate(text) for text in texts)
     cost = min(embedding_cost(spec, tokens), worst)
-    fresh = {key: vectors.packed(vector) for key, vector in computed.items()}
+    fresh = {message_id: vectors.packed(vector) for message_id, vector in computed.items()}
     with services.uow(account_of=command.user_id) as db:
         vectors.store(db, model=spec.id, vectors=fresh)
         if hold is not None:
