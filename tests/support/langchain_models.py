@@ -44,6 +44,8 @@ class ScriptedChatModel(GenericFakeChatModel):
     delay_s: float = 0.0
     fail_with: str | None = None
     fail_after: int = 0
+    fail_calls: int = 0  # with fail_with: only the first this many calls fail (0: every call)
+    calls: int = 0
     seen: list[list[Any]] = []
 
     def _generate(
@@ -56,11 +58,13 @@ class ScriptedChatModel(GenericFakeChatModel):
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         self.seen.append([message.content for message in messages])
+        self.calls += 1
+        failing = self.fail_with if not self.fail_calls or self.calls <= self.fail_calls else None
         prompt_words = sum(len(str(message.content).split()) for message in messages)
         sent = 0
         for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
-            if self.fail_with and sent >= self.fail_after:
-                raise _error(self.fail_with)
+            if failing and sent >= self.fail_after:
+                raise _error(failing)
             time.sleep(self.delay_s)
             sent += 1
             if self.usage and sent == 1:
@@ -73,8 +77,8 @@ class ScriptedChatModel(GenericFakeChatModel):
                     },
                 )
             yield chunk
-        if self.fail_with:
-            raise _error(self.fail_with)
+        if failing:
+            raise _error(failing)
         if self.usage:
             final = {"input_tokens": 0, "output_tokens": sent, "total_tokens": sent}
             yield ChatGenerationChunk(

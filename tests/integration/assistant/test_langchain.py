@@ -79,6 +79,10 @@ def catalog(tmp_path_factory: pytest.TempPathFactory, upstream: tuple[str, list[
         entry("lc-openai-400", openai("error-400")),
         entry("lc-slow", {"class": SCRIPTED, "kwargs": {"reply": LONG, "usage": False, "delay_s": 0.03}}),
         entry("lc-nousage", {"class": SCRIPTED, "kwargs": {"reply": "a short reply here", "usage": False}}),
+        entry(
+            "lc-flaky",
+            {"class": SCRIPTED, "kwargs": {"reply": "after a retry", "fail_with": "429", "fail_calls": 1}},
+        ),
         entry("lc-missing", {"class": "langchain_nowhere.ChatNowhere", "kwargs": {"model": "x"}}),
         embedding("lc-embed", "langchain_core.embeddings.DeterministicFakeEmbedding", {"size": 8}),
         embedding("lc-embed-broken", "tests.support.langchain_models.BrokenEmbeddings", {}),
@@ -162,6 +166,15 @@ def test_a_model_that_reports_no_usage_is_billed_by_our_count_said_in_the_result
         "counted_by": "estimate",
     }
     assert job["cost"]["charged"] == credits_text(usage["input_tokens"] * IN + usage["output_tokens"] * OUT)
+
+
+def test_a_rate_limited_upstream_is_retried_and_the_turn_bills_the_reply_once(client: Client) -> None:
+    conversation = client.conversation(model="lc-flaky")
+    job = client.wait_job(client.send(conversation, content="again", max_tokens=50).json()["job_id"])
+    assert (job["status"], job["result"]["reply"]) == ("succeeded", "after a retry")
+    usage = job["result"]["usage"]  # the scripted model's own figures: input words, output chunks
+    assert usage == {"input_tokens": 1, "output_tokens": 5}
+    assert job["cost"]["charged"] == credits_text(1 * IN + 5 * OUT)
 
 
 def test_an_upstream_bad_request_fails_the_turn_and_charges_nothing(client: Client) -> None:

@@ -102,10 +102,12 @@ def test_langchains_fake_list_model_error_midway_keeps_the_delivered_text() -> N
     ],
 )
 def test_a_model_that_cannot_be_built_is_unavailable_with_its_reason(
-    options: dict[str, Any], reason: str
+    options: dict[str, Any], reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = spec(**options)
-    listed = _availability(model, SETTINGS)
+    with caplog.at_level("WARNING", logger="assistant.providers.langchain"):
+        listed = _availability(model, SETTINGS)
+    assert any(model.id in r.getMessage() and reason in r.getMessage() for r in caplog.records)  # logged once
     assert listed.available is False
     assert listed.unavailable_reason is not None
     assert reason in listed.unavailable_reason
