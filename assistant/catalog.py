@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from assistant.providers import is_available
+from assistant.providers import is_available, unavailable_reason
 from assistant.specs import ModelSpec
 from assistant.tables import models
 from runtime.settings import Settings
@@ -134,4 +134,12 @@ def load_models(session: Connection, settings: Settings) -> list[ModelSpec]:
         for row in rows
     ]
     listed = [spec for spec in specs if spec.listed_in(settings.CREDITFLOW_ENV)]
-    return [replace(spec, available=spec.priced and is_available(spec, settings)) for spec in listed]
+    return [_availability(spec, settings) for spec in listed]
+
+
+def _availability(spec: ModelSpec, settings: Settings) -> ModelSpec:
+    if not spec.priced:
+        return replace(spec, available=False, unavailable_reason="it has no price (refused, never free)")
+    if is_available(spec, settings):
+        return replace(spec, available=True)
+    return replace(spec, available=False, unavailable_reason=unavailable_reason(spec, settings))

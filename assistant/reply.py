@@ -78,7 +78,7 @@ def _delivered(estimated_input: int, usage: Usage | None, pieces: int) -> Usage:
     """Exact usage when the provider reported it for what was delivered, else an estimate of it."""
     if usage is not None and usage.output_tokens >= pieces:
         return usage
-    return Usage(usage.input_tokens if usage else estimated_input, pieces)
+    return Usage(usage.input_tokens if usage else estimated_input, pieces, counted_by="estimate")
 
 
 def _cost(pricing: Mapping[str, int], estimated_input: int, usage: Usage | None, pieces: int) -> int:

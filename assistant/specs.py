@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CHAT_PRICES = ("input_per_million", "output_per_million")
+PRICES = {"chat": CHAT_PRICES, "embedding": ("input_per_million",)}
 
 
 @dataclass(frozen=True)
@@ -23,11 +24,12 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     environments: tuple[str, ...] = ()
     available: bool = False
+    unavailable_reason: str | None = None
 
     @property
     def priced(self) -> bool:
         """True when every price this kind needs is set (a model without one is refused)."""
-        needed = CHAT_PRICES if self.kind == "chat" else ()
+        needed = PRICES.get(self.kind, ())
         return bool(self.pricing) and all(isinstance(self.pricing.get(name), int) for name in needed)
 
     @property

@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -68,4 +69,17 @@ messages = Table(
     Column("embedding", JSON),
     Column("created_at", Timestamp, nullable=False),
     UniqueConstraint("conversation_id", "position", name="uq_messages_conversation_position"),
+)
+
+# Each message's vector per embedding model (GET /api/v1/chat/search), computed on the first search that
+# needs it; a model's vectors are compared only with that model's query vector.
+message_vectors = Table(
+    "message_vectors",
+    Base.metadata,
+    Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(100), primary_key=True),
+    Column("dimensions", Integer, nullable=False),
+    # float32, little-endian: read back with one numpy.frombuffer (JSON lists decoded 8x slower than the scan)
+    Column("vector", LargeBinary, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
 )

@@ -13,7 +13,9 @@ drives, at each concurrency level, `level` users who each stream one reply after
   (c) creditflow  the stack `creditflow dev` runs (API, critical/maintenance prefork pool, the I/O
                   threads pool) on PostgreSQL and Redis; each stream a different user with their own
                   conversation: POST the message, then follow its SSE events;
-  (d) openai      creditflow's OpenAI-compatible endpoint with the same streaming request as (a).
+  (d) openai      creditflow's OpenAI-compatible endpoint with the same streaming request as (a);
+  (e) langchain   as (c), on a `provider: langchain` catalog entry: `langchain_openai.ChatOpenAI` pointed at
+                  the same upstream (what the LangChain path costs per token against the direct one).
 First token: from sending the (first) request to the first token's text. Delivered tokens/s: all
 tokens every user received over the run's wall time. CPU per token: the servers' processes
 (creditflow: API, workers, PostgreSQL, Redis; LiteLLM: its processes). Goals (same run): first-token
@@ -295,6 +297,29 @@ def litellm(upstream_port: int, logs: Path) -> Iterator[tuple[int, list[psutil.P
         stop(process)
 
 
+LANGCHAIN_MODEL = "lc-paced"
+
+
+def bench_catalog(upstream_port: int, logs: Path) -> Path:
+    """The catalog with one LangChain entry: ChatOpenAI on the same upstream as the direct `openai` path."""
+    import yaml
+
+    document = yaml.safe_load((ROOT / "assistant" / "catalog.yaml").read_text())
+    direct = next(entry for entry in document["models"] if entry["id"] == "gpt-4o-mini")
+    kwargs = {
+        "model": "paced",
+        "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+        "max_retries": 0,
+        "stream_usage": True,
+    }
+    secrets = {"api_key": "OPENAI_API_KEY"}
+    options = {"class": "langchain_openai.ChatOpenAI", "kwargs": kwargs, "secrets": secrets}
+    document["models"].append({**direct, "id": LANGCHAIN_MODEL, "provider": "langchain", "options": options})
+    path = logs / "catalog.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 @contextmanager
 def creditflow_stack(upstream_port: int, logs: Path) -> Iterator[tuple[int, list[psutil.Process]]]:
     """API and the worker pools `creditflow dev` runs, on a throw-away PostgreSQL database."""
@@ -307,6 +332,7 @@ def creditflow_stack(upstream_port: int, logs: Path) -> Iterator[tuple[int, list
             CREDITFLOW_ENV="test",
             OPENAI_BASE_URL=f"http://127.0.0.1:{upstream_port}/v1",
             OPENAI_API_KEY="bench",
+            ASSISTANT_CATALOG=str(bench_catalog(upstream_port, logs)),
             RATE_LIMIT_USER="1000000/minute",
             RATE_LIMIT_JOBS="1000000/minute",
             RATE_LIMIT_IP="1000000/minute",
@@ -353,7 +379,7 @@ def token_for(sub: str) -> str:
     )
 
 
-async def make_users(port: int, count: int) -> list[dict[str, str]]:
+async def make_users(port: int, count: int, model: str = "gpt-4o-mini") -> list[dict[str, str]]:
     """Users with a conversation on the remote model each (the first request creates the user)."""
 
     async def one(_n: int) -> dict[str, str]:
@@ -362,7 +388,7 @@ async def make_users(port: int, count: int) -> list[dict[str, str]]:
             port,
             "POST",
             "/api/v1/chat/conversations",
-            body={"model": "gpt-4o-mini"},
+            body={"model": model},
             headers={"Authorization": f"Bearer {token}"},
         )
         body = await answer.json()
@@ -489,7 +515,7 @@ def main() -> None:
                     ),
                     servers,
                 )
-        if "creditflow" in modes or "openai" in modes:
+        if {"creditflow", "openai", "langchain"} & set(modes):
             with creditflow_stack(up, logs) as (port, stack_processes):
                 users = asyncio.run(make_users(port, max(levels)))
                 servers = [*stack_processes, *services_by_name("postgres", "redis-server")]
@@ -515,7 +541,34 @@ def main() -> None:
                         ),
                         servers,
                     )
+                if "langchain" in modes:
+                    chained = asyncio.run(make_users(port, max(levels), model=LANGCHAIN_MODEL))
+                    results["langchain"] = measure(
+                        "langchain",
+                        levels,
+                        args.seconds,
+                        lambda n, out: creditflow_stream(port, chained[n], args.tokens, out),
+                        servers,
+                    )
     report(results)
+    compare_langchain(results)
+
+
+def compare_langchain(results: dict[str, list[Level]]) -> None:
+    """The LangChain path's CPU per token against the direct path's (both through the whole stack)."""
+    if "langchain" not in results or "creditflow" not in results:
+        return
+    direct = {level.users: level for level in results["creditflow"]}
+    print("\nlangchain (ChatOpenAI) against the direct path, CPU per delivered token:")
+    for level in results["langchain"]:
+        base = direct.get(level.users)
+        if base is None:
+            continue
+        ours, theirs = sum(s.tokens for s in level.streams), sum(s.tokens for s in base.streams)
+        if not (ours and theirs):
+            continue
+        chained, plain = level.cpu_s / ours * 1e6, base.cpu_s / theirs * 1e6
+        print(f"  {level.users:4} users: {chained:6.0f} us vs {plain:6.0f} us ({chained / plain:.2f}x)")
 
 
 if __name__ == "__main__":

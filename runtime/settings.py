@@ -143,6 +143,9 @@ class Settings(RailSettings, OperatorSettings):
     LOCAL_LLM_THREADS: int = Field(0, ge=0, le=256)
     CHAT_DEFAULT_MAX_TOKENS: int = Field(256, ge=1, le=32_768)
     MEMORY_EMBEDDINGS: bool = True
+    # Semantic search (orchestration/replies/search.py): messages scanned, and embedded per search.
+    SEARCH_SCAN_LIMIT: int = Field(10_000, ge=1, le=1_000_000)
+    SEARCH_EMBED_LIMIT: int = Field(64, ge=1, le=10_000)
     # Agent tasks (orchestration/replies/agents.py): per-step reply bound, sandbox limits, data size,
     # web search.
     AGENT_STEP_MAX_TOKENS: int = Field(512, ge=16, le=32_768)
@@ -152,6 +155,7 @@ class Settings(RailSettings, OperatorSettings):
     AGENT_DATA_MAX_BYTES: int = Field(256 * 1024, ge=1, le=10 * 1024 * 1024)
     AGENT_SEARCH_URL: str = ""
     AGENT_SEARCH_TIMEOUT_S: float = Field(10.0, gt=0, le=120)
+    AGENT_TOOLS: str = ""  # LangChain tools (import paths, comma-separated) research tasks call too
 
     @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
     @classmethod

@@ -17,6 +17,8 @@ from api.chat.schemas import (
     ModelListSchema,
     NewConversationSchema,
     NewMessageSchema,
+    SearchArgsSchema,
+    SearchSchema,
     model_view,
 )
 from api.errors import problem
@@ -25,8 +27,10 @@ from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
 from api.ratelimit import rate_limit
 from api.services import services
+from assistant.providers import ProviderError
 from orchestration.replies import conversations as chat
 from orchestration.replies.conversations import ConversationBusy, ConversationNotFound, ModelUnavailable
+from orchestration.replies.search import SearchConversations, search_conversations
 
 blp = Blueprint("chat", __name__, url_prefix="/api/v1", description="Models, conversations and messages")
 
@@ -75,6 +79,25 @@ def _own(conversation_id: str) -> Any:
     except ConversationNotFound:
         abort(404, message="No such conversation.")
 
+
+@blp.route("/chat/search")
+class Search(MethodView):
+    """Semantic search over the caller's own conversations."""
+
+    @auth_required
+    @rate_limit("jobs")
+    @blp.arguments(SearchArgsSchema, location="query", as_kwargs=True)
+    @blp.response(200, SearchSchema)
+    @blp.alt_response(402, description="Not enough credits for a priced embedding model")
+    @blp.alt_response(422, description="Unknown or unavailable embedding model")
+    @blp.alt_response(502, description="The embedding model failed (nothing charged)")
+    def get(self, q: str, limit: int, model: str | None) -> Any:
+        """The caller's messages most similar to `q`, best first, ranked by an embedding model."""
+        command = SearchConversations(user_id=current_user_id(), query=q, limit=limit, model=model)
+        try:
+            return search_conversations(services(), command)
+        except ProviderError as exc:
+            abort(502, message=str(exc), kind="embedding-failed")
 
 @blp.route("/chat/conversations/<conversation_id>")
 class ConversationById(MethodView):

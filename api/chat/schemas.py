@@ -6,7 +6,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from api.fields import JsonInteger, UtcDateTime
+from api.fields import JsonInteger, QueryInteger, UtcDateTime
 from api.money import Credits
 from api.pagination import page_schema
 
@@ -23,6 +23,9 @@ class ModelSchema(ma.Schema):
     pricing = ma.fields.Dict(keys=ma.fields.String(), values=Credits(), required=True)
     price_version = ma.fields.String(required=True)
     available = ma.fields.Boolean(required=True)
+    unavailable_reason = ma.fields.String(
+        allow_none=True, metadata={"description": "Why the model is not available (when a provider says)"}
+    )
 
 
 class ModelListSchema(ma.Schema):
@@ -99,6 +102,42 @@ class MessageArgsSchema(ma.Schema):
     )
 
 
+class SearchArgsSchema(ma.Schema):
+    """Query arguments of a search over one's conversations."""
+
+    q = ma.fields.String(
+        required=True, validate=ma.validate.Length(1, 500), metadata={"description": "What to find"}
+    )
+    limit = QueryInteger(load_default=10, validate=ma.validate.Range(1, 50))
+    model = ma.fields.String(
+        load_default=None, validate=ma.validate.Length(1, 100), metadata={"description": "An embedding model"}
+    )
+
+
+class SearchHitSchema(ma.Schema):
+    """A message of one's conversations and its similarity to the query (cosine, -1 to 1)."""
+
+    message_id = ma.fields.String(required=True)
+    conversation_id = ma.fields.String(required=True)
+    conversation_title = ma.fields.String(allow_none=True)
+    position = ma.fields.Integer(required=True)
+    role = ma.fields.String(required=True)
+    excerpt = ma.fields.String(required=True)
+    created_at = UtcDateTime(required=True)
+    score = ma.fields.Float(required=True)
+
+
+class SearchSchema(ma.Schema):
+    """Ranked messages, the embedding model, what was embedded and its charge (credits)."""
+
+    model = ma.fields.String(required=True)
+    items = ma.fields.List(ma.fields.Nested(SearchHitSchema), required=True)
+    searched = ma.fields.Integer(required=True)
+    not_yet_embedded = ma.fields.Integer(required=True)
+    usage = ma.fields.Dict(required=True)
+    cost = Credits(required=True)
+
+
 def model_view(spec: Any) -> dict[str, Any]:
     """A catalog model as the ModelSchema expects it."""
     return {
@@ -109,4 +148,5 @@ def model_view(spec: Any) -> dict[str, Any]:
         "pricing": dict(spec.pricing),
         "price_version": spec.price_version,
         "available": spec.available,
+        "unavailable_reason": spec.unavailable_reason,
     }

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
+from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
 from assistant.agents.nodes import (
     after_run,
@@ -20,16 +23,33 @@ from assistant.agents.nodes import (
     research_synthesise,
 )
 from assistant.agents.state import KINDS, AgentContext, AgentState, after_step, total_steps
+from assistant.agents.toolbox import research_tools, tool_calls, tool_node, tool_results
 
 __all__ = ["KINDS", "AgentContext", "build_graph", "run_agent", "total_steps"]
 
 
-def build_graph(kind: str, checkpointer: Any = None) -> Any:
+def _planner(tools: Sequence[BaseTool]) -> Any:
+    def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+        """The research plan, and its queries as calls of every tool (run next by the ToolNode)."""
+        planned = research_plan(state, runtime)
+        return {**planned, "messages": [tool_calls(tools, planned.get("queries") or [state["prompt"]])]}
+
+    return plan
+
+
+def build_graph(kind: str, checkpointer: Any = None, tools: Sequence[BaseTool] = ()) -> Any:
     """The compiled graph of an agent kind; with a checkpointer, a task run again resumes after its
-    last finished node (see `run_agent`)."""
+    last finished node (see `run_agent`). `tools`: LangChain tools a research task calls beside ours."""
     graph = StateGraph(AgentState, context_schema=AgentContext)
     if kind == "research":
-        chain = [("plan", research_plan), ("gather", research_gather), ("synthesise", research_synthesise)]
+        toolbox = research_tools(tools)
+        graph.add_node("tools", tool_node(toolbox))
+        chain = [
+            ("plan", _planner(toolbox)),
+            ("tools", None),
+            ("gather", research_gather),
+            ("synthesise", research_synthesise),
+        ]
     elif kind == "analysis":
         chain = [("compute", analysis_compute), ("narrate", analysis_narrate)]
     elif kind == "code":
@@ -39,7 +59,8 @@ def build_graph(kind: str, checkpointer: Any = None) -> Any:
     else:
         raise ValueError(f"unknown agent kind {kind!r}")
     for name, node in chain:
-        graph.add_node(name, node)
+        if node is not None:  # the ToolNode, added above
+            graph.add_node(name, node)
     graph.add_edge(START, chain[0][0])
     for (name, _node), (following, _next) in itertools.pairwise(chain):
         graph.add_conditional_edges(name, after_step, {"go": following, "stop": END})
@@ -70,7 +91,10 @@ def run_agent(
     if resume:
         snapshot = graph.get_state(config)
         if snapshot.values.get("kind") == kind and snapshot.next:
-            done = sum(int(line["cost"]) for line in snapshot.values.get("cost_lines") or [])
+            lines = list(snapshot.values.get("cost_lines") or [])
+            if snapshot.next == ("gather",):  # the tools ran and charged; their lines come with gather
+                lines += tool_results(snapshot.values.get("messages") or [])[2]
+            done = sum(int(line["cost"]) for line in lines)
             context.sink.charge(done)
             return graph.invoke(None, config, context=context, durability="sync")  # type: ignore[no-any-return]
     initial: AgentState = {

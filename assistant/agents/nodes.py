@@ -18,7 +18,6 @@ from assistant.agents.sandbox import run_python
 from assistant.agents.state import (
     FENCE,
     MAX_QUERIES,
-    MAX_SOURCES,
     AgentContext,
     AgentState,
     ask_model,
@@ -26,6 +25,7 @@ from assistant.agents.state import (
     enter_node,
     step_result,
 )
+from assistant.agents.toolbox import tool_results
 
 # research: plan -> gather -> synthesise
 
@@ -46,26 +46,13 @@ def research_plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
 
 
 def research_gather(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """Search the user's conversations (and the web when a provider is set) for every query."""
+    """Collect what the tools found (the ToolNode ran every query through every tool before this)."""
     step = enter_node(state, runtime, "gather")
-    context = runtime.context
-    found: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = []
-    searches = 0
-    for query in state.get("queries") or [state["prompt"]]:
-        for search in (context.search_conversations, context.search_web):
-            try:
-                results = search(query, MAX_SOURCES)
-            except RuntimeError as exc:  # a failed web search: go on with what we have
-                warnings.append(str(exc))
-                continue
-            searches += 1
-            for source in results:
-                found.setdefault(source["ref"], source)
-    sources = [{"id": index, **source} for index, source in enumerate(list(found.values())[:MAX_SOURCES], 1)]
+    found, warnings, tool_lines = tool_results(state.get("messages") or [])
+    sources = [{"id": index, **source} for index, source in enumerate(found, 1)]
     return {
         "step": step,
-        "cost_lines": [cost_line("gather", searches=searches, sources=len(sources))],
+        "cost_lines": [*tool_lines, cost_line("gather", searches=len(tool_lines), sources=len(sources))],
         "sources": sources,
         "warnings": warnings,
     }

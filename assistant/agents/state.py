@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypedDict
 
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 
 from assistant.pricing import chat_cost, chat_hold
@@ -52,6 +54,7 @@ class AgentState(TypedDict, total=False):
     step: int
     stopped: str | None
     cost_lines: Annotated[list[dict[str, Any]], operator.add]
+    messages: Annotated[list[AnyMessage], add_messages]  # research: the tool calls and their results
     plan: str
     queries: list[str]
     sources: list[dict[str, Any]]

@@ -17,6 +17,8 @@ MODULES = {
     "echo": "assistant.providers.echo",
     "openai": "assistant.providers.openai",
     "local": "assistant.providers.local",
+    "langchain": "assistant.providers.langchain",
+    "minilm": "assistant.providers.minilm",  # an embedding model: no `stream`
 }
 
 
@@ -26,10 +28,12 @@ class Usage:
 
     input_tokens: int
     output_tokens: int
+    counted_by: str = "provider"  # or "estimate": the provider reported none, our count is billed
 
-    def as_json(self) -> dict[str, int]:
-        """The usage as stored on jobs and messages."""
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+    def as_json(self) -> dict[str, Any]:
+        """The usage as stored on jobs and messages (`counted_by` said only when it is our estimate)."""
+        counts: dict[str, Any] = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        return counts if self.counted_by == "provider" else {**counts, "counted_by": self.counted_by}
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,11 @@ def is_available(spec: ModelSpec, settings: Settings) -> bool:
     if spec.provider not in MODULES:
         return False
     return provider_for(spec.provider).available(spec, settings)
+
+
+def unavailable_reason(spec: ModelSpec, settings: Settings) -> str | None:
+    """Why the model can't be used, for the providers that say (None: available, or no reason given)."""
+    if spec.provider not in MODULES:
+        return f"no provider named {spec.provider!r}"
+    explain = getattr(provider_for(spec.provider), "unavailable_reason", None)
+    return explain(spec, settings) if explain is not None else None

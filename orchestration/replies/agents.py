@@ -13,22 +13,25 @@ from typing import Any
 
 from assistant.agents.data_stats import DataError
 from assistant.agents.graph import AgentContext, build_graph, run_agent, total_steps
+from assistant.agents.toolbox import load_tools
 from assistant.agents.tools import conversation_sources, web_sources
 from assistant.checkpoints import saver_for
 from assistant.providers import ProviderError
+from assistant.providers.langchain import BuildError
 from assistant.specs import ModelSpec
 from ledger.amounts import credits_text
 from orchestration.context import RunContext
 from orchestration.errors import FinalError, RetryableError
 from orchestration.jobs.kinds import JobKind, Quote
 from orchestration.jobs.models import job_model
+from runtime.settings import Settings
 
 RESULT_FIELDS = {
     "research": ("plan", "queries", "sources", "warnings", "report"),
     "code": ("plan", "code", "code_source", "run", "repairs"),
     "analysis": ("stats", "narrative"),
 }
-_graphs: dict[tuple[int, str, str], Any] = {}
+_graphs: dict[tuple[int, str, str, str], Any] = {}
 _graphs_lock = threading.Lock()
 
 
@@ -45,12 +48,16 @@ def price(params: Mapping[str, Any]) -> Quote:
     )
 
 
-def _graph(kind: str, database_url: str) -> Any:
+def _graph(kind: str, settings: Settings) -> Any:
     # Checkpointed on the system of record: a task whose worker died resumes after its last node.
-    key = (os.getpid(), kind, database_url)
+    key = (os.getpid(), kind, settings.database_url, settings.AGENT_TOOLS)
     with _graphs_lock:
         if key not in _graphs:
-            _graphs[key] = build_graph(kind, saver_for(database_url))
+            try:
+                tools = load_tools(settings.AGENT_TOOLS)
+            except BuildError as exc:
+                raise FinalError(f"AGENT_TOOLS: {exc}") from exc
+            _graphs[key] = build_graph(kind, saver_for(settings.database_url), tools=tools)
         return _graphs[key]
 
 
@@ -79,7 +86,7 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     spec = job_model(ctx)
     try:
         state = run_agent(
-            _graph(kind, ctx.services.settings.database_url),
+            _graph(kind, ctx.services.settings),
             kind=kind,
             prompt=str(ctx.params["prompt"]),
             data=str(ctx.params.get("data") or ""),

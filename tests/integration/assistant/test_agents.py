@@ -74,7 +74,8 @@ def assert_costs_add_up(client: Client, job: dict[str, object]) -> None:
 
 
 def assert_progress(progress: list[dict[str, object]], stages: list[str]) -> None:
-    assert [p["stage"] for p in progress][: len(stages)] == stages
+    nodes = [p["stage"] for p in progress if not str(p["stage"]).startswith("tool:")]  # not tool calls
+    assert nodes[: len(stages)] == stages
     assert all(isinstance(p["step"], int) and isinstance(p["total"], int) for p in progress)
     assert progress[-1]["step"] == progress[-1]["total"]
 
@@ -89,11 +90,17 @@ def test_research_cites_the_users_own_conversation(client: Client, services: Ser
     result = job["result"]
     assert isinstance(result, dict)
     assert result["stopped"] is None
-    assert [line["node"] for line in result["cost_lines"]] == ["plan", "gather", "synthesise"]
+    calls = ["tool:search_conversations", "tool:search_web"] * len(result["queries"])
+    assert sorted(line["node"] for line in result["cost_lines"][1:-2]) == sorted(calls)  # one line a call
+    assert result["cost_lines"][0]["node"] == "plan"
+    assert [line["node"] for line in result["cost_lines"]][-2:] == ["gather", "synthesise"]
     assert any(source["excerpt"] == "tomatoes need full sun" for source in result["sources"])
     assert "Sources:" in result["report"]
     assert f"conversation:{conversation}" in result["report"]
     assert_progress(progress, ["plan", "gather", "synthesise"])
+    tools = [p["stage"] for p in progress if str(p["stage"]).startswith("tool:")]
+    assert set(tools) == {"tool:search_conversations", "tool:search_web"}  # LangGraph's ToolNode ran them
+    assert len(tools) == 2 * len(result["queries"])
     assert_costs_add_up(client, job)
 
 
