@@ -1,7 +1,7 @@
 """Embeddings: each message's vector per embedding model, for semantic search over one's conversations.
 
-Revision ID: 0015_embeddings
-Revises: 0010_payments_reconcile_caps
+Revision ID: 0012_embeddings
+Revises: 0011_audit
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_embeddings"
-down_revision = "0010_payments_reconcile_caps"
+revision = "0012_embeddings"
+down_revision = "0011_audit"
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """The admin audit log: append-only, hash-chained rows of every admin action.
 
-Revision ID: 0014_audit
+Revision ID: 0011_audit
 Revises: 0010_payments_reconcile_caps
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_audit"
+revision = "0011_audit"
 down_revision = "0010_payments_reconcile_caps"
 branch_labels = None
 depends_on = None
