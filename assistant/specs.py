@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CHAT_PRICES = ("input_per_million", "output_per_million")
+VISION_PRICES = ("per_image",)  # a `vision` model (the local analyser) is priced per image
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ModelSpec:
     @property
     def priced(self) -> bool:
         """True when every price this kind needs is set (a model without one is refused)."""
-        needed = CHAT_PRICES if self.kind == "chat" else ()
+        needed = {"chat": CHAT_PRICES, "vision": VISION_PRICES}.get(self.kind, ())
         return bool(self.pricing) and all(isinstance(self.pricing.get(name), int) for name in needed)
 
     @property

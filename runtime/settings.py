@@ -154,6 +154,11 @@ class Settings(RailSettings):
     # The outbound-fetch guard (runtime/outbound.py): loopback receivers (127.0.0.0/8, ::1, any port) for
     # development and tests only; refused in production.
     OUTBOUND_ALLOW_LOOPBACK: bool = False
+    # Vision analyses (orchestration/images/vision.py): the largest image accepted (bytes, fetched or
+    # base64), the most pixels it may declare (decompression bombs), and how long fetching its URL may take.
+    VISION_MAX_BYTES: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    VISION_MAX_PIXELS: int = Field(40_000_000, ge=10_000, le=200_000_000)
+    VISION_FETCH_TIMEOUT_S: float = Field(10.0, gt=0, le=120)
 
     @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
     @classmethod

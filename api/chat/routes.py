@@ -19,6 +19,7 @@ from api.chat.schemas import (
     NewMessageSchema,
     model_view,
 )
+from api.dry_run import dry_run_requested, dry_runnable
 from api.errors import problem
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
@@ -102,6 +103,7 @@ class ConversationMessages(MethodView):
     @blp.alt_response(409, description="The previous reply still runs and on_busy=reject")
     @blp.alt_response(422, description="Unknown or unavailable model, or the message doesn't fit")
     @blp.doc(parameters=[PARAMETER_DOC])
+    @dry_runnable
     def post(self, body: dict[str, Any], conversation_id: str, on_busy: str) -> dict[str, Any]:
         """Store the message now and start the reply (job kind `chat`, queue `interactive`)."""
         command = chat.PostMessage(
@@ -114,6 +116,7 @@ class ConversationMessages(MethodView):
             idempotency_key=current_idempotency_key(),
             api_key_id=current_auth().api_key_id,
             daily_credit_limit=current_auth().daily_credit_limit,
+            dry_run=dry_run_requested(),
         )
         try:
             row = chat.post_message(services(), command)

@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from api.auth.context import auth_required, current_auth, current_user_id
+from api.dry_run import dry_run_requested, dry_runnable
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.money import Credits
@@ -49,6 +50,7 @@ class AgentTasks(MethodView):
     @blp.alt_response(402, description="Not enough credits for the hold (max_credits)")
     @blp.alt_response(422, description="Unknown or unavailable model, or unreadable or oversized data")
     @blp.doc(parameters=[PARAMETER_DOC])
+    @dry_runnable
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Hold max_credits and start the task (job kind `agent`, queue `agents`); follow it as a job."""
         command = StartAgentTask(
@@ -61,6 +63,7 @@ class AgentTasks(MethodView):
             idempotency_key=current_idempotency_key(),
             api_key_id=current_auth().api_key_id,
             daily_credit_limit=current_auth().daily_credit_limit,
+            dry_run=dry_run_requested(),
         )
         try:
             row = start_agent_task(services(), command)

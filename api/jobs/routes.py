@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from api.auth.context import auth_required, current_auth, current_user_id
+from api.dry_run import dry_run_requested, dry_runnable
 from api.errors import problem
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import (
@@ -137,6 +138,7 @@ class DiagnosticJobs(MethodView):
     @blp.response(202, JobAcceptedSchema)
     @blp.alt_response(402, description="Not enough credits for the hold")
     @blp.doc(parameters=[PARAMETER_DOC])
+    @dry_runnable
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Exercise the pipeline: sleep, progress, tokens, failures at a step, retryable errors."""
         if not services().settings.diagnostic_jobs:
@@ -150,6 +152,7 @@ class DiagnosticJobs(MethodView):
             idempotency_key=current_idempotency_key(),
             api_key_id=current_auth().api_key_id,
             daily_credit_limit=current_auth().daily_credit_limit,
+            dry_run=dry_run_requested(),
         )
         row, _created = job_cases.create_job(services(), command)
         return accepted_view(row)

@@ -17,6 +17,7 @@ MODULES = {
     "echo": "assistant.providers.echo",
     "openai": "assistant.providers.openai",
     "local": "assistant.providers.local",
+    "inspect": "assistant.providers.inspect",
 }
 
 

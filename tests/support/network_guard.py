@@ -5,6 +5,7 @@ socket, are let through)."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,10 +36,9 @@ def _numeric(host: str) -> bool:
     return True
 
 
-@contextmanager
-def network_guard() -> Iterator[NetworkGuard]:
-    """Install the resolver table and the connect guard for the duration of the block."""
-    guard = NetworkGuard()
+def install(guard: NetworkGuard, *, passthrough: bool = False, log: str | None = None) -> Callable[[], None]:
+    """Patch resolution and connects in this process; returns the undo. `passthrough`: names not in the
+    table resolve for real (a subprocess's own services); `log`: a file each refused address is added to."""
     real_getaddrinfo = socket.getaddrinfo
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
@@ -50,13 +50,14 @@ def network_guard() -> Iterator[NetworkGuard]:
         guard.lookups.append(name)
         addresses = guard.names.get(name.lower().rstrip("."))
         if not addresses:
+            if passthrough:
+                return real_getaddrinfo(host, port, *args, **kwargs)
             raise socket.gaierror(socket.EAI_NONAME, f"{name} is not in the test's name table")
         answers = []
         for address in addresses:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            sockaddr = (
-                (address, int(port or 0), 0, 0) if family == socket.AF_INET6 else (address, int(port or 0))
-            )
+            where = int(port or 0)
+            sockaddr = (address, where, 0, 0) if family == socket.AF_INET6 else (address, where)
             answers.append((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
         return answers
 
@@ -67,6 +68,9 @@ def network_guard() -> Iterator[NetworkGuard]:
         guard.connects.append(host)
         if host not in LOCAL:
             guard.refused.append(host)
+            if log:
+                with open(log, "a") as handle:
+                    handle.write(host + "\n")
             raise AssertionError(f"the test tried to connect to {host}, which is not 127.0.0.1")
 
     def connect(self: socket.socket, address: Any) -> None:
@@ -85,9 +89,34 @@ def network_guard() -> Iterator[NetworkGuard]:
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, value in patches:
         setattr(owner, name, value)
+
+    def undo() -> None:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+    return undo
+
+
+@contextmanager
+def network_guard() -> Iterator[NetworkGuard]:
+    """Install the resolver table and the connect guard for the duration of the block."""
+    guard = NetworkGuard()
+    undo = install(guard)
     try:
         yield guard
     finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
+        undo()
     assert not guard.refused, f"connections attempted beyond 127.0.0.1: {guard.refused}"
+
+
+def subprocess_env(names: dict[str, str], log: str) -> dict[str, str]:
+    """Environment that installs the guard in a creditflow subprocess at start (tests/support/guarded_site):
+    `names` resolve as given, other names for real, and any connect beyond 127.0.0.1 is refused and logged."""
+    from tests.support.processes import ROOT
+
+    site = ROOT / "tests" / "support" / "guarded_site"
+    return {
+        "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
+        "CF_TEST_NAMES": ",".join(f"{name}={address}" for name, address in names.items()),
+        "CF_TEST_REFUSED_LOG": log,
+    }
