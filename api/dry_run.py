@@ -33,22 +33,18 @@ _ANSWER_SCHEMA = {
         "details": {"type": "object", "description": "what the quote was computed from (model, tokens...)"},
     },
 }
-_DOC = {
-    "parameters": [
-        {
-            "in": "query",
-            "name": PARAMETER,
-            "required": False,
-            "schema": {"type": "boolean", "default": False},
-            "description": "Validate and quote only: 200 with the cost; no job, hold or ledger entry.",
-        }
-    ],
-    "responses": {
-        "200": {
-            "description": "Dry run: what the job would cost",
-            "content": {"application/json": {"schema": _ANSWER_SCHEMA}},
-        }
-    },
+_PARAMETER_DOC = {
+    "in": "query",
+    "name": PARAMETER,
+    "required": False,
+    "schema": {"type": "boolean", "default": False},
+    "description": "Validate and quote only: 200 with the cost; no job, hold or ledger entry.",
+}
+_RESPONSES_DOC = {
+    "200": {
+        "description": "Dry run: what the job would cost",
+        "content": {"application/json": {"schema": _ANSWER_SCHEMA}},
+    }
 }
 
 
@@ -69,8 +65,12 @@ def dry_run_requested() -> bool:
 
 
 def dry_runnable(func: F) -> F:
-    """Document `?dry_run` and its 200 answer on a job-creating POST (the route passes the flag down)."""
-    return cast(F, Blueprint.doc(**_DOC)(func))
+    """Document `?dry_run` and its 200 answer on a job-creating POST (the route passes the flag down).
+
+    Put it above `idempotent` and every `blp.doc(parameters=...)`: a later doc's parameter list would
+    replace this one's (flask-smorest merges dicts, not lists), so it appends to what they declared."""
+    declared = getattr(func, "_apidoc", {}).get("manual_doc", {}).get("parameters", [])
+    return cast(F, Blueprint.doc(parameters=[*declared, _PARAMETER_DOC], responses=_RESPONSES_DOC)(func))
 
 
 def dry_run_answer(quote_error: DryRunQuoted) -> Response:

@@ -42,4 +42,5 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
                       chat.blp, agents.blp, vision.blp, payments.blp, payments.me_blp, payment_admin.blp):
         api.register_blueprint(blueprint)
+    vision.document_one_image(api.spec)
     register_guards(app, api)

@@ -95,6 +95,7 @@ class ConversationMessages(MethodView):
 
     @auth_required
     @rate_limit("jobs")
+    @dry_runnable
     @idempotent
     @blp.arguments(MessageArgsSchema, location="query", as_kwargs=True)
     @blp.arguments(NewMessageSchema())  # an instance: from a class, webargs builds one per request
@@ -103,7 +104,6 @@ class ConversationMessages(MethodView):
     @blp.alt_response(409, description="The previous reply still runs and on_busy=reject")
     @blp.alt_response(422, description="Unknown or unavailable model, or the message doesn't fit")
     @blp.doc(parameters=[PARAMETER_DOC])
-    @dry_runnable
     def post(self, body: dict[str, Any], conversation_id: str, on_busy: str) -> dict[str, Any]:
         """Store the message now and start the reply (job kind `chat`, queue `interactive`)."""
         command = chat.PostMessage(

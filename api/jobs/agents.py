@@ -44,13 +44,13 @@ class AgentTasks(MethodView):
 
     @auth_required
     @rate_limit("jobs")
+    @dry_runnable
     @idempotent
     @blp.arguments(AgentTaskSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
     @blp.alt_response(402, description="Not enough credits for the hold (max_credits)")
     @blp.alt_response(422, description="Unknown or unavailable model, or unreadable or oversized data")
     @blp.doc(parameters=[PARAMETER_DOC])
-    @dry_runnable
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Hold max_credits and start the task (job kind `agent`, queue `agents`); follow it as a job."""
         command = StartAgentTask(

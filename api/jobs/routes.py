@@ -133,12 +133,12 @@ class DiagnosticJobs(MethodView):
 
     @auth_required
     @rate_limit("jobs")
+    @dry_runnable
     @idempotent
     @blp.arguments(DiagnosticJobSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
     @blp.alt_response(402, description="Not enough credits for the hold")
     @blp.doc(parameters=[PARAMETER_DOC])
-    @dry_runnable
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Exercise the pipeline: sleep, progress, tokens, failures at a step, retryable errors."""
         if not services().settings.diagnostic_jobs:

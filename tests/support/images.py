@@ -8,6 +8,16 @@ import zlib
 
 from PIL import Image
 
+# GPT-4o's published image rule, as a catalog entry states it (capabilities.image).
+GPT_4O_TILES = {
+    "formula": "tiles",
+    "max_side": 2048,
+    "short_side": 768,
+    "tile": 512,
+    "base_tokens": 85,
+    "tokens_per_tile": 170,
+}
+
 
 def picture(
     width: int,

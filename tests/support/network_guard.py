@@ -111,7 +111,8 @@ def network_guard() -> Iterator[NetworkGuard]:
 
 def subprocess_env(names: dict[str, str], log: str) -> dict[str, str]:
     """Environment that installs the guard in a creditflow subprocess at start (tests/support/guarded_site):
-    `names` resolve as given, other names for real, and any connect beyond 127.0.0.1 is refused and logged."""
+    `names` (and localhost) resolve as given, no other name does, and any connect beyond 127.0.0.1 is
+    refused and logged in `log`."""
     from tests.support.processes import ROOT
 
     site = ROOT / "tests" / "support" / "guarded_site"

@@ -26,7 +26,7 @@ from orchestration.bootstrap import bootstrap
 from orchestration.services import Services
 from orchestration.tables import jobs
 from runtime.settings import load_settings
-from tests.support.images import picture, png_bomb
+from tests.support.images import GPT_4O_TILES, picture, png_bomb
 from tests.support.network_guard import subprocess_env
 from tests.support.openai_server import openai_server
 from tests.support.processes import ROOT, api_server, child_env, worker
@@ -44,14 +44,7 @@ VLM = {
         "context_length": 16000,
         "streaming": True,
         "vision": True,
-        "image": {
-            "formula": "tiles",
-            "max_side": 2048,
-            "short_side": 768,
-            "tile": 512,
-            "base_tokens": 85,
-            "tokens_per_tile": 170,
-        },
+        "image": GPT_4O_TILES,
     },
     "pricing": {"input_per_million": 2_000_000_000, "output_per_million": 8_000_000_000},
     "options": {"upstream": "fake-vision"},

@@ -1,5 +1,6 @@
 """Started with a test subprocess (PYTHONPATH, tests/support/network_guard.subprocess_env): names from
-CF_TEST_NAMES resolve as the test said, and any connect beyond 127.0.0.1 fails and is logged."""
+CF_TEST_NAMES (and localhost) resolve as the test said, no other name resolves, and any connect beyond
+127.0.0.1 fails and is logged."""
 
 import os
 
@@ -7,7 +8,8 @@ if os.environ.get("CF_TEST_REFUSED_LOG"):
     from tests.support.network_guard import NetworkGuard, install
 
     _guard = NetworkGuard()
+    _guard.map("localhost", "127.0.0.1")
     for _pair in filter(None, os.environ.get("CF_TEST_NAMES", "").split(",")):
         _name, _address = _pair.split("=", 1)
         _guard.map(_name, _address)
-    install(_guard, passthrough=True, log=os.environ["CF_TEST_REFUSED_LOG"])
+    install(_guard, log=os.environ["CF_TEST_REFUSED_LOG"])

@@ -9,16 +9,9 @@ from PIL import Image
 
 from assistant.imaging import ImageRefused, fitted_size, image_tokens, prepare
 from assistant.providers import inspect
-from tests.support.images import picture, png_bomb
+from tests.support.images import GPT_4O_TILES, picture, png_bomb
 
-GPT_4O = {
-    "formula": "tiles",
-    "max_side": 2048,
-    "short_side": 768,
-    "tile": 512,
-    "base_tokens": 85,
-    "tokens_per_tile": 170,
-}
+GPT_4O = GPT_4O_TILES
 PATCHES = {"formula": "patches", "patch": 32, "max_patches": 1536, "max_side": 4096}
 
 
