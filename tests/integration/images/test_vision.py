@@ -267,6 +267,16 @@ def test_the_local_analyser_reports_what_it_computes(user: User, services: Servi
     assert len(report["dhash"]) == 16
     assert {c["hex"] for c in report["dominant_colours"]}
     assert Decimal(job["cost"]["charged"]) * ledger.MICRO == 1000  # its price per image, nothing else
+    # An API key spends within its limits: vision analyses are open to it (api/auth/policy.py).
+    key = user.call("POST", "/api/v1/api-keys", json={"name": "vision"}).json()["key"]
+    with_key = requests.post(
+        f"{user.api}/api/v1/vision/analyses?dry_run=true",
+        json={"prompt": "p", "image_base64": image, "model": "inspect-local"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert with_key.status_code == 200, with_key.text
+    assert with_key.json()["cost"]["quoted"] == "0.001"
 
 
 def test_dry_runs_of_every_job_kind_create_nothing(
