@@ -61,6 +61,8 @@ def stack(
     shutil.copy(DEFAULT_CATALOG, catalog)
     document = yaml.safe_load(catalog.read_text())
     document["models"].append(VLM)
+    # The same model behind an upstream that refuses every request (the test server's `error-400`).
+    document["models"].append({**VLM, "id": "vision-broken", "options": {"upstream": "error-400"}})
     catalog.write_text(yaml.safe_dump(document))
     refused_log = base / "refused.log"
     refused_log.touch()
@@ -200,6 +202,16 @@ def test_a_vlm_sees_the_downscaled_image_and_the_charge_is_its_usage(
     sent = stack["received"][-1]["body"]["messages"][0]["content"]
     assert [part["type"] for part in sent] == ["text", "image_url"]
     assert sent[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+
+
+def test_a_model_error_fails_the_job_and_charges_nothing(user: User, services: Services) -> None:
+    before = footprint(services, user.id)[3]
+    accepted = user.analyse(image_base64=b64(picture(64, 64, "PNG")), model="vision-broken")
+    assert accepted.status_code == 202, accepted.text
+    job = user.wait(accepted.json()["job_id"])
+    assert job["status"] == "failed"
+    assert Decimal(job["cost"]["charged"] or 0) == 0
+    assert footprint(services, user.id)[3] == before  # the hold was voided: the balance is whole again
 
 
 def test_an_image_url_is_fetched_through_the_guard(stack: dict[str, Any], user: User) -> None:
