@@ -3,6 +3,7 @@ oversized answers (the far end of an outbound fetch)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -38,11 +39,13 @@ class WebOrigin:
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.server_names: list[str | None] = []  # TLS: the SNI name of each handshake
         self.port = 0
+        self.scheme = "http"
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         """The URL of `path` on this server, under `host` (a name the test maps to 127.0.0.1)."""
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
 
 def _handler(origin: WebOrigin) -> type[BaseHTTPRequestHandler]:
@@ -88,12 +91,16 @@ def _handler(origin: WebOrigin) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def web_origin() -> Iterator[WebOrigin]:
-    """Serve a WebOrigin on a free port of 127.0.0.1 for the block."""
+def web_origin(tls: ssl.SSLContext | None = None) -> Iterator[WebOrigin]:
+    """Serve a WebOrigin on a free port of 127.0.0.1 for the block (over TLS with a server context)."""
     origin = WebOrigin()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(origin))
     server.daemon_threads = True
     origin.port = int(server.server_address[1])
+    if tls is not None:
+        tls.sni_callback = lambda _sock, name, _ctx: origin.server_names.append(name)  # type: ignore[assignment]
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        origin.scheme = "https"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
