@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row, update
 
 from assistant.pricing import chat_hold
 from assistant.providers import ProviderError
@@ -31,6 +31,7 @@ from orchestration.jobs.kinds import JobKind, Quote, QuoteError
 from orchestration.jobs.models import catalog_models, job_model, work_queue
 from orchestration.replies.model_reply import JobSink
 from orchestration.services import Services
+from orchestration.tables import jobs
 
 PRICE_VERSION_KEY = "price_version"
 
@@ -202,6 +203,14 @@ def run(ctx: RunContext) -> Mapping[str, Any]:
     }
 
 
+def on_settled(db: Connection, row: Row[Any]) -> None:
+    """Drop the image's bytes with the charge: a settled job keeps the image's format, sizes and tokens,
+    not a copy of the picture (a failed job keeps them until its row goes)."""
+    image = dict(row.params.get("image") or {})
+    if image.pop("data", None) is not None:
+        db.execute(update(jobs).where(jobs.c.id == row.id).values(params={**row.params, "image": image}))
+
+
 VISION = JobKind(
     name="vision",
     queue="interactive",
@@ -211,4 +220,5 @@ VISION = JobKind(
     route=lambda params: str(params.get("queue", "interactive")),
     limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
     restartable=False,  # the user saw part of the answer: a lost worker ends it failed, like a chat turn
+    on_settled=on_settled,
 )

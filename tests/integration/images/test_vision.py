@@ -199,6 +199,10 @@ def test_a_vlm_sees_the_downscaled_image_and_the_charge_is_its_usage(
     assert usage["input_tokens"] >= 765
     cost = chat_cost(VLM["pricing"], input_tokens=usage["input_tokens"], output_tokens=usage["output_tokens"])
     assert Decimal(job["cost"]["charged"]) * ledger.MICRO == cost
+    with services.uow(autocommit=True) as db:
+        kept = db.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar_one()["image"]
+    assert "data" not in kept  # the settled job keeps what it was quoted from, not the picture
+    assert kept["tokens"] == 765
     sent = stack["received"][-1]["body"]["messages"][0]["content"]
     assert [part["type"] for part in sent] == ["text", "image_url"]
     assert sent[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
