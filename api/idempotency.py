@@ -13,6 +13,7 @@ from flask import Response, current_app, g, request
 from flask_smorest import Blueprint, abort
 
 from api.auth.context import authenticate
+from api.dry_run import dry_run_requested
 from api.services import services
 from orchestration.accounts import idempotency
 
@@ -78,7 +79,7 @@ def idempotent(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = _key()
-        if key is None:
+        if key is None or dry_run_requested():  # a dry run moves nothing: no key to claim or replay
             return func(*args, **kwargs)
         user_id = authenticate().user_id
         ttl = timedelta(seconds=services().settings.IDEMPOTENCY_TTL_S)

@@ -12,8 +12,10 @@ from api.admin import routes as admin
 from api.admin import users as admin_users
 from api.auth import routes as auth_routes
 from api.chat import routes as chat
+from api.dry_run import register_dry_run
 from api.errors import ProblemApi
 from api.guards import register_guards
+from api.images import vision
 from api.jobs import admin as job_admin
 from api.jobs import agents
 from api.jobs import routes as jobs
@@ -38,9 +40,11 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     api.register_field(Credits, "string", "decimal")
     register_ledger_errors(app)
     jobs.register_job_errors(app)
+    register_dry_run(app)
     payments.register_payment_errors(app)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
-                      chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp, admin_users.blp,
-                      admin_reports.blp, admin_audit.blp):
+                      chat.blp, agents.blp, vision.blp, payments.blp, payments.me_blp, payment_admin.blp,
+                      admin_users.blp, admin_reports.blp, admin_audit.blp):
         api.register_blueprint(blueprint)
+    vision.document_one_image(api.spec)
     register_guards(app, api)

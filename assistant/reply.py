@@ -45,14 +45,19 @@ def stream_reply(
     pricing: Mapping[str, int],
     sink: ReplySink,
     options: Mapping[str, Any] | None = None,
+    estimated_input: int | None = None,
 ) -> dict[str, Any]:
-    """Stream the reply, booking the cost of what was delivered as it goes; its text, usage, cost, end."""
+    """Stream the reply, booking the cost of what was delivered as it goes; its text, usage, cost, end.
+
+    `estimated_input` replaces the prompt's text estimate where the prompt is more than text (an
+    image's tokens), for a reply cut before the provider reported its usage."""
     provider = provider_for(spec.provider)
     text: list[str] = []
     usage: Usage | None = None
     finish = "stop"
     # The prompt's estimate is the same for every chunk: counted once, not once per token.
-    estimated_input = sum(token_estimate(turn["content"]) + 4 for turn in turns)
+    if estimated_input is None:
+        estimated_input = sum(token_estimate(turn["content"]) + 4 for turn in turns)
     try:
         for chunk in provider.stream(spec, turns, max_tokens=max_tokens, settings=settings, options=options):
             if chunk.text:

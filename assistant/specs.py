@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CHAT_PRICES = ("input_per_million", "output_per_million")
-PRICES = {"chat": CHAT_PRICES, "embedding": ("input_per_million",)}
+VISION_PRICES = ("per_image",)  # a `vision` model (the local analyser) is priced per image
+PRICES = {"chat": CHAT_PRICES, "embedding": ("input_per_million",), "vision": VISION_PRICES}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import Any, NotRequired, TypedDict
 
 ROLES = {"user": "User", "assistant": "Assistant"}
 PREAMBLE = "A conversation between a curious user and a helpful, concise assistant.\n\n"
@@ -19,6 +19,9 @@ class Turn(TypedDict):
 
     role: str
     content: str
+    # OpenAI-style content parts (text and image_url) for vision models; `content` keeps the text alone,
+    # for providers and estimates that read text.
+    parts: NotRequired[list[dict[str, Any]]]
 
 
 def transcript(turns: Sequence[Turn]) -> str:

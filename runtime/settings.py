@@ -156,6 +156,14 @@ class Settings(RailSettings, OperatorSettings):
     AGENT_SEARCH_URL: str = ""
     AGENT_SEARCH_TIMEOUT_S: float = Field(10.0, gt=0, le=120)
     AGENT_TOOLS: str = ""  # LangChain tools (import paths, comma-separated) research tasks call too
+    # The outbound-fetch guard (runtime/outbound.py): loopback receivers (127.0.0.0/8, ::1, any port) for
+    # development and tests only; refused in production.
+    OUTBOUND_ALLOW_LOOPBACK: bool = False
+    # Vision analyses (orchestration/images/vision.py): the largest image accepted (bytes, fetched or
+    # base64), the most pixels it may declare (decompression bombs), and how long fetching its URL may take.
+    VISION_MAX_BYTES: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    VISION_MAX_PIXELS: int = Field(40_000_000, ge=10_000, le=200_000_000)
+    VISION_FETCH_TIMEOUT_S: float = Field(10.0, gt=0, le=120)
 
     @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
     @classmethod
@@ -214,6 +222,8 @@ class Settings(RailSettings, OperatorSettings):
             raise ValueError("WORKER_EXTRA_TASK_MODULES is for tests; leave it empty in production")
         if self.CREDITFLOW_ENV == "production" and self.FAULT_INJECTION_ENABLED:
             raise ValueError("FAULT_INJECTION_ENABLED is for tests; it must be false in production")
+        if self.CREDITFLOW_ENV == "production" and self.OUTBOUND_ALLOW_LOOPBACK:
+            raise ValueError("OUTBOUND_ALLOW_LOOPBACK is for development; it must be false in production")
         if self.JOB_HEARTBEAT_TIMEOUT_S < 3 * self.JOB_HEARTBEAT_S:
             raise ValueError("JOB_HEARTBEAT_TIMEOUT_S must be at least 3 x JOB_HEARTBEAT_S")
         if self.REDIS_URL.startswith(("amqp", "pyamqp")):

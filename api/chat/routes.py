@@ -21,6 +21,7 @@ from api.chat.schemas import (
     SearchSchema,
     model_view,
 )
+from api.dry_run import dry_run_requested, dry_runnable
 from api.errors import problem
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
@@ -117,6 +118,7 @@ class ConversationMessages(MethodView):
 
     @auth_required
     @rate_limit("jobs")
+    @dry_runnable
     @idempotent
     @blp.arguments(MessageArgsSchema, location="query", as_kwargs=True)
     @blp.arguments(NewMessageSchema())  # an instance: from a class, webargs builds one per request
@@ -137,6 +139,7 @@ class ConversationMessages(MethodView):
             idempotency_key=current_idempotency_key(),
             api_key_id=current_auth().api_key_id,
             daily_credit_limit=current_auth().daily_credit_limit,
+            dry_run=dry_run_requested(),
         )
         try:
             row = chat.post_message(services(), command)

@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from api.auth.context import auth_required, current_auth, current_user_id
+from api.dry_run import dry_run_requested, dry_runnable
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.money import Credits
@@ -43,6 +44,7 @@ class AgentTasks(MethodView):
 
     @auth_required
     @rate_limit("jobs")
+    @dry_runnable
     @idempotent
     @blp.arguments(AgentTaskSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
@@ -61,6 +63,7 @@ class AgentTasks(MethodView):
             idempotency_key=current_idempotency_key(),
             api_key_id=current_auth().api_key_id,
             daily_credit_limit=current_auth().daily_credit_limit,
+            dry_run=dry_run_requested(),
         )
         try:
             row = start_agent_task(services(), command)

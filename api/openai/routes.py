@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, Response, request
 from marshmallow import ValidationError
 
 from api.auth.context import authenticate
+from api.dry_run import dry_run_requested
 from api.errors import PROBLEM_JSON
 from api.openai.format import error
 from api.openai.schemas import STREAM_OPTIONS_WITHOUT_STREAM, CompletionRequestSchema, unsupported_parameter
@@ -75,10 +76,11 @@ def chat_completions() -> Response:
         api_key_id=auth.api_key_id,
         daily_credit_limit=auth.daily_credit_limit,
         sdk_retry=not body.get("stream") and _retry_count() > 0,
+        dry_run=dry_run_requested(),
     )
     # The answer holds a connection on the async front, streamed or not: it counts in the user's cap
     # of open streams (429 and Retry-After when full, which OpenAI SDKs retry), taken before any hold.
-    slot = acquire_stream_slot(auth.user_id) if async_front() else None
+    slot = acquire_stream_slot(auth.user_id) if async_front() and not command.dry_run else None
     try:
         row, _created = start_completion(services(), command)
     except ModelUnavailable as exc:

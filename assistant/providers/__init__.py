@@ -19,6 +19,7 @@ MODULES = {
     "local": "assistant.providers.local",
     "langchain": "assistant.providers.langchain",
     "minilm": "assistant.providers.minilm",  # an embedding model: no `stream`
+    "inspect": "assistant.providers.inspect",
 }
 
 

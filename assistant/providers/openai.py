@@ -97,7 +97,9 @@ def stream(
     chosen = {**{k: spec.options[k] for k in SAMPLING if spec.options.get(k) is not None}, **(options or {})}
     body: dict[str, Any] = {
         "model": str(spec.options.get("upstream", spec.id)),
-        "messages": [{"role": turn["role"], "content": turn["content"]} for turn in turns],
+        "messages": [
+            {"role": turn["role"], "content": turn.get("parts") or turn["content"]} for turn in turns
+        ],
         "max_tokens": max_tokens,
         "stream": True,
         "stream_options": {"include_usage": True},

@@ -19,7 +19,7 @@ import ledger
 from orchestration.accounts.api_keys import reserve_daily_allowance, return_daily_allowance
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.jobs import balances, dispatch, meters, progress
-from orchestration.jobs.kinds import get_kind
+from orchestration.jobs.kinds import DryRunQuoted, get_kind
 from orchestration.services import Services
 from orchestration.tables import FINAL_STATUSES, QUEUED_SQL, jobs
 from runtime.limits import job_limit_s
@@ -47,6 +47,9 @@ class CreateJob:
     request: Mapping[str, Any] | None = None
     after_job_id: str | None = None  # start only once this job ended (a conversation's previous turn)
     job_id: str | None = None  # chosen by the caller when other rows of its transaction name the job
+    # Validate and quote only: insert_job raises DryRunQuoted where the hold would be placed, so the
+    # caller's transaction (a chat turn's message, say) rolls back and nothing is held or created.
+    dry_run: bool = False
 
     def request_hash(self) -> str:
         """SHA-256 of the kind and the client's request, in canonical JSON."""
@@ -82,7 +85,7 @@ def _now() -> datetime:
 
 def create_job(services: Services, command: CreateJob) -> tuple[Row[Any], bool]:
     """Quote, hold and insert in one money unit of work, then enqueue; returns (job, created)."""
-    if command.idempotency_key:
+    if command.idempotency_key and not command.dry_run:
         existing = find_by_key(services, command)
         if existing is not None:
             return existing, False
@@ -108,6 +111,8 @@ def insert_job(db: Connection, services: Services, command: CreateJob) -> Row[An
     quote = kind.price(command.params)
     queue = kind.queue_for(command.params)
     time_limit_s = job_limit_s(kind.requested_limit_s(command.params), queue, services.settings)
+    if command.dry_run:
+        raise DryRunQuoted(quote)
     job_id = command.job_id or uuid.uuid4().hex
     now = _now()
     hold = ledger.hold(

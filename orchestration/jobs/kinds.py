@@ -26,6 +26,14 @@ class Quote:
         return {"amount": self.amount, "price_version": self.price_version, **self.details}
 
 
+class DryRunQuoted(Exception):
+    """A dry run reached the point where the hold would be placed: `quote` is what the job would cost."""
+
+    def __init__(self, quote: Quote) -> None:
+        super().__init__(f"dry run quoted {quote.amount}")
+        self.quote = quote
+
+
 class QuoteError(ValueError):
     """The request can't be priced (unknown model, missing price, bad parameters)."""
 

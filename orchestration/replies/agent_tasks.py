@@ -32,6 +32,7 @@ class StartAgentTask:
     idempotency_key: str | None = None
     api_key_id: str | None = None
     daily_credit_limit: int | None = None
+    dry_run: bool = False
 
 
 def start_agent_task(services: Services, command: StartAgentTask) -> Row[Any]:
@@ -81,6 +82,7 @@ def start_agent_task(services: Services, command: StartAgentTask) -> Row[Any]:
             idempotency_key=command.idempotency_key,
             api_key_id=command.api_key_id,
             daily_credit_limit=command.daily_credit_limit,
+            dry_run=command.dry_run,
         ),
     )
     return row

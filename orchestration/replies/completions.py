@@ -45,6 +45,7 @@ class StartCompletion:
     api_key_id: str | None = None
     daily_credit_limit: int | None = None
     sdk_retry: bool = False  # an OpenAI SDK's own retry of a whole answer (x-stainless-retry-count > 0)
+    dry_run: bool = False
 
     def request(self) -> dict[str, Any]:
         """What the client asked for (an Idempotency-Key replay compares it)."""
@@ -89,8 +90,9 @@ def start_completion(services: Services, command: StartCompletion) -> tuple[Row[
         api_key_id=command.api_key_id,
         daily_credit_limit=command.daily_credit_limit,
         request=command.request(),
+        dry_run=command.dry_run,
     )
-    if command.sdk_retry and not command.idempotency_key:
+    if command.sdk_retry and not command.idempotency_key and not command.dry_run:
         earlier = retried_job(services, job)
         if earlier is not None:
             return earlier, False

@@ -47,6 +47,7 @@ class PostMessage:
     idempotency_key: str | None = None
     api_key_id: str | None = None
     daily_credit_limit: int | None = None
+    dry_run: bool = False
 
     def request(self) -> dict[str, Any]:
         """What the client asked for: an Idempotency-Key replay compares this, not the derived params."""
@@ -240,6 +241,7 @@ def _job_command(
         daily_credit_limit=command.daily_credit_limit,
         request=command.request(),
         after_job_id=after_job_id,
+        dry_run=command.dry_run,
     )
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, String, Table, Text
 
-from ledger.tables import Id
-from runtime.db import Base
+from runtime.db import Base, Id
 
 audit_log = Table(
     "admin_audit",

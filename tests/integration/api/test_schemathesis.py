@@ -21,6 +21,7 @@ from schemathesis.engine import StopReason, from_schema
 from schemathesis.engine import events as engine_events
 
 from tests.integration.api.conftest import make_token
+from tests.support.network_guard import subprocess_env
 from tests.support.processes import api_server
 
 pytestmark = pytest.mark.slow
@@ -30,11 +31,20 @@ ADMIN = make_token(sub="schemathesis-admin", roles=["admin"], exp=4102444800)
 # Refusals a schema can't foresee, for what a valid request means (the problem `type` names them):
 # a model not in the catalog, a message too long for the model's context, analysis data without
 # rows, a well-formed but unknown cursor, a grant expiry in the past, a job priced beyond the
-# ledger's range, a report whose `from` is not before its `to`. Anything else refused as 400/415/422
-# on valid data means the document promised too much.
+# ledger's range, an image that is not one (bytes no image decoder reads, a URL the outbound guard refuses),
+# a report whose `from` is not before its `to`.
+# Anything else refused as 400/415/422 on valid data means the document promised too much.
 MEANINGFUL_REFUSALS = frozenset(
-    {"model-unavailable", "unpriceable", "bad-data", "invalid-cursor", "expiry-in-the-past", "invalid-amount",
-     "invalid-period"}
+    {
+        "model-unavailable",
+        "unpriceable",
+        "bad-data",
+        "invalid-cursor",
+        "expiry-in-the-past",
+        "invalid-amount",
+        "image-refused",
+        "invalid-period",
+    }
 )
 CHECKED_REFUSALS = (400, 415, 422)
 # The payment rails answer 503 (fail closed) while their secrets are not configured, as here; their
@@ -71,10 +81,19 @@ def valid_requests_are_refused_only_for_a_named_reason(ctx: Any, response: Any, 
 
 @pytest.fixture(scope="module")
 def api(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The API on a fresh database, short heartbeats, no stream cap in the way."""
-    env = {**server_env, "SSE_HEARTBEAT_S": "0.2", "SSE_MAX_STREAMS_PER_USER": "1000"}
-    with api_server(env=env, log=tmp_path_factory.mktemp("schemathesis") / "api.log") as base:
+    """The API on a fresh database, short heartbeats, no stream cap in the way; the image URLs it is sent
+    resolve nowhere and connect nowhere beyond 127.0.0.1 (a guard in the API process logs any attempt)."""
+    logs = tmp_path_factory.mktemp("schemathesis")
+    refused = logs / "refused.log"
+    env = {
+        **server_env,
+        "SSE_HEARTBEAT_S": "0.2",
+        "SSE_MAX_STREAMS_PER_USER": "1000",
+        **subprocess_env({}, str(refused)),
+    }
+    with api_server(env=env, log=logs / "api.log") as base:
         yield base
+    assert not refused.exists() or refused.read_text() == "", refused.read_text()
 
 
 def _config() -> SchemathesisConfig:

@@ -94,3 +94,23 @@ def test_concurrent_availability_probes_of_one_endpoint_share_one_request() -> N
             answers = list(pool.map(lambda _i: provider.available(model("fake"), settings), range(8)))
         assert answers == [True] * 8
         assert [request["get"] for request in received] == ["/v1/models"]  # one probe answered all eight
+
+
+def test_image_parts_are_sent_as_multimodal_content(endpoint: tuple[Settings, list]) -> None:
+    import base64
+
+    from tests.support.images import picture
+
+    settings, received = endpoint
+    data = base64.b64encode(picture(96, 64, "PNG")).decode()
+    parts = [
+        {"type": "text", "text": "what is it"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}", "detail": "high"}},
+    ]
+    turn = Turn(role="user", content="what is it", parts=parts)
+    provider = provider_for("openai")
+    chunks = list(provider.stream(model("fake-vision"), [turn], max_tokens=20, settings=settings))
+    assert "".join(c.text for c in chunks) == "I see 96x64/PNG."
+    assert received[-1]["body"]["messages"] == [{"role": "user", "content": parts}]
+    usage = next(c.usage for c in chunks if c.usage)
+    assert usage.input_tokens == 3 + 4 + 85 + 170  # text words, turn overhead, one 512-pixel tile

@@ -1,0 +1,1 @@
+"""Image routes: vision analyses (and image generation)."""

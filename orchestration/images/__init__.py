@@ -1,0 +1,1 @@
+"""Image jobs: vision analyses (and image generation)."""
