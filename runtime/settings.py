@@ -152,6 +152,9 @@ class Settings(RailSettings, NotifySettings):
     AGENT_DATA_MAX_BYTES: int = Field(256 * 1024, ge=1, le=10 * 1024 * 1024)
     AGENT_SEARCH_URL: str = ""
     AGENT_SEARCH_TIMEOUT_S: float = Field(10.0, gt=0, le=120)
+    # The outbound-fetch guard (runtime/outbound.py): loopback receivers (127.0.0.0/8, ::1, any port) for
+    # development and tests only; refused in production.
+    OUTBOUND_ALLOW_LOOPBACK: bool = False
 
     @field_validator("RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_AUTH", "RATE_LIMIT_JOBS")
     @classmethod
@@ -210,6 +213,8 @@ class Settings(RailSettings, NotifySettings):
             raise ValueError("WORKER_EXTRA_TASK_MODULES is for tests; leave it empty in production")
         if self.CREDITFLOW_ENV == "production" and self.FAULT_INJECTION_ENABLED:
             raise ValueError("FAULT_INJECTION_ENABLED is for tests; it must be false in production")
+        if self.CREDITFLOW_ENV == "production" and self.OUTBOUND_ALLOW_LOOPBACK:
+            raise ValueError("OUTBOUND_ALLOW_LOOPBACK is for development; it must be false in production")
         if self.JOB_HEARTBEAT_TIMEOUT_S < 3 * self.JOB_HEARTBEAT_S:
             raise ValueError("JOB_HEARTBEAT_TIMEOUT_S must be at least 3 x JOB_HEARTBEAT_S")
         if self.REDIS_URL.startswith(("amqp", "pyamqp")):

@@ -120,3 +120,10 @@ def test_a_bad_setting_stops_a_command_with_one_line() -> None:
 def test_a_heartbeat_timeout_shorter_than_three_beats_is_refused() -> None:
     with pytest.raises(SettingsError, match="JOB_HEARTBEAT_TIMEOUT_S"):
         load_settings(JOB_HEARTBEAT_S=10, JOB_HEARTBEAT_TIMEOUT_S=20)
+
+
+def test_loopback_fetches_are_refused_in_production() -> None:
+    assert load_settings(**PRODUCTION).OUTBOUND_ALLOW_LOOPBACK is False
+    with pytest.raises(SettingsError, match="OUTBOUND_ALLOW_LOOPBACK"):
+        load_settings(**PRODUCTION, OUTBOUND_ALLOW_LOOPBACK=True)
+    assert load_settings(OUTBOUND_ALLOW_LOOPBACK=True).OUTBOUND_ALLOW_LOOPBACK is True
