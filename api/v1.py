@@ -16,6 +16,7 @@ from api.jobs import agents
 from api.jobs import routes as jobs
 from api.ledger_errors import register_ledger_errors
 from api.money import Credits
+from api.notify import routes as webhooks
 from api.payments import admin as payment_admin
 from api.payments import routes as payments
 from runtime.settings import Settings
@@ -36,7 +37,8 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     register_ledger_errors(app)
     jobs.register_job_errors(app)
     payments.register_payment_errors(app)
+    webhooks.register_webhook_errors(app)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
-                      chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp):
+                      chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp, webhooks.blp):
         api.register_blueprint(blueprint)
     register_guards(app, api)

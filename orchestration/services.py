@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-import logging
 from functools import cached_property
 
 import redis
@@ -59,8 +59,8 @@ class Services:
         # path of the job that wrote them); one the broker refuses is found by the sweep.
         try:
             self.producer.send_task(FAN_OUT_TASK, args=[notification_ids], ignore_result=True)
-        except Exception as exc:  # noqa: BLE001 - the outbox row is the record; the sweep sends it again
-            log.warning("fan-out of %d notification(s) not sent (%s); the sweep will", len(notification_ids), exc)
+        except Exception as exc:
+            log.warning("%d notification(s) not fanned out (%s); the sweep will", len(notification_ids), exc)
 
     @cached_property
     def _autocommit_engine(self) -> Engine:

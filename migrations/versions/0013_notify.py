@@ -41,8 +41,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_notifications_user", "notifications", ["user_id", "created_at"])
     op.create_index(
-        "ix_notifications_unsent", "notifications", ["created_at"],
-        postgresql_where=sa.text("fanned_out_at IS NULL"), sqlite_where=sa.text("fanned_out_at IS NULL"),
+        "ix_notifications_unsent",
+        "notifications",
+        ["created_at"],
+        postgresql_where=sa.text("fanned_out_at IS NULL"),
+        sqlite_where=sa.text("fanned_out_at IS NULL"),
     )
     op.create_table(
         "webhook_endpoints",
@@ -77,8 +80,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_webhook_deliveries_user", "webhook_deliveries", ["user_id", "created_at"])
     op.create_index(
-        "ix_webhook_deliveries_due", "webhook_deliveries", ["next_attempt_at"],
-        postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"),
+        "ix_webhook_deliveries_due",
+        "webhook_deliveries",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
     )
 
 

@@ -11,8 +11,8 @@ from sqlalchemy import func, literal, null, update
 import ledger
 from orchestration.accounts.api_keys import return_daily_allowance
 from orchestration.jobs import dispatch, progress
-from orchestration.notify import moves
 from orchestration.jobs.balances import balance_fields, release_hold, utc_day
+from orchestration.notify import moves
 from orchestration.services import Services
 from orchestration.tables import jobs
 

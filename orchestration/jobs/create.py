@@ -243,7 +243,8 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
                 cost_released=jobs.c.cost_held,
             )
             .returning(
-                jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at, jobs.c.queue, jobs.c.kind
+                jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at, jobs.c.queue,
+                jobs.c.kind,
             )
         ).first()
         # A hold the reaper expired meanwhile gave its credits back already: the cancel still ends the job.

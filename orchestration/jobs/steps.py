@@ -170,7 +170,8 @@ def settle(services: Services, *, job_id: str) -> str | None:
             woken = dispatch.mark_woken(services, db, job_id=job_id, user_id=row.user_id, queue=row.queue)
             # No low-balance check: a settle gives back what the hold took beyond the cost, never less.
             moves.job_ended(
-                db, user_id=row.user_id, job_id=job_id, kind=row.kind, status=row.status, charged=row.cost_charged
+                db, user_id=row.user_id, job_id=job_id, kind=row.kind, status=row.status,
+                charged=row.cost_charged,
             )
     except ledger.HoldAlreadyResolved as exc:
         # The hold expired before settlement (it must outlive the time limit; this is the backstop):

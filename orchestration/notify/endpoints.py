@@ -44,11 +44,15 @@ def create(services: Services, *, user_id: str, url: str, events: Sequence[str])
     """Register an endpoint; answers its row and the whsec_ secret (shown this once, stored encrypted)."""
     unknown = sorted(set(events) - set(EVENT_TYPES))
     if unknown or not events:
-        raise WebhookRefused(f"Unknown events: {', '.join(unknown)}." if unknown else "No events.", kind="invalid-events")
+        raise WebhookRefused(
+            f"Unknown events: {', '.join(unknown)}." if unknown else "No events.", kind="invalid-events"
+        )
     try:
         check_url(url, policy(services))
     except OutboundRefused as exc:
-        raise WebhookRefused(f"The webhook URL is refused: {exc.message}", kind="invalid-webhook-url") from None
+        raise WebhookRefused(
+            f"The webhook URL is refused: {exc.message}", kind="invalid-webhook-url"
+        ) from None
     secret = keys.new_secret()
     sealed = keys.seal(services.settings.WEBHOOK_SECRET_KEY, secret)
     with services.uow(account_of=user_id) as db:
@@ -106,13 +110,13 @@ def delete(services: Services, *, user_id: str, endpoint_id: str) -> None:
         refresh_events(db, user_id)
 
 
-def rotate(services: Services, *, user_id: str, endpoint_id: str) -> str:
+def rotate(services: Services, *, user_id: str, endpoint_id: str) -> tuple[Row[Any], str]:
     """A new secret (shown once); the old one keeps signing beside it for WEBHOOK_ROTATION_GRACE_S."""
     secret = keys.new_secret()
     settings = services.settings
     with services.uow(account_of=user_id) as db:
         row = own(db, user_id=user_id, endpoint_id=endpoint_id)
-        db.execute(
+        rotated = db.execute(
             update(endpoints)
             .where(endpoints.c.id == row.id)
             .values(
@@ -120,8 +124,9 @@ def rotate(services: Services, *, user_id: str, endpoint_id: str) -> str:
                 previous_secret=row.secret,
                 previous_until=_now() + timedelta(seconds=settings.WEBHOOK_ROTATION_GRACE_S),
             )
-        )
-    return secret
+            .returning(*endpoints.c)
+        ).one()
+    return rotated, secret
 
 
 def send_test(services: Services, *, user_id: str, endpoint_id: str) -> str:

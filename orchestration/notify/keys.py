@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from orchestration.notify.errors import webhooks_off
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of the form, not a secret
 
 
 def new_secret() -> str:

@@ -21,7 +21,7 @@ def job_ended(db: Connection, *, user_id: str, job_id: str, kind: str, status: s
 def payment_applied(
     db: Connection, *, user_id: str, order_id: str, rail: str, status: str, credits: int
 ) -> None:
-    """In the transaction that applied a payment fact: the low-balance check, and `payment.*` if subscribed."""
+    """In the transaction that applied a payment fact: the low-balance check, `payment.*` if subscribed."""
     if credits == 0:
         return
     if credits > 0:

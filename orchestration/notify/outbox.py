@@ -79,9 +79,7 @@ def upsert_watch(db: Connection, user_id: str, **values: Any) -> None:
     found = db.execute(select(watches.c.user_id).where(watches.c.user_id == user_id)).first()
     if found is None:
         db.execute(
-            insert(watches).values(
-                user_id=user_id, **{"thresholds": [], "told": [], "events": 0, **values}
-            )
+            insert(watches).values(user_id=user_id, **{"thresholds": [], "told": [], "events": 0, **values})
         )
     else:
         db.execute(update(watches).where(watches.c.user_id == user_id).values(**values))

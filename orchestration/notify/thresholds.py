@@ -72,7 +72,10 @@ def decide(db: Connection, *, user_id: str, available: int, credit: bool) -> lis
     rose = [t for t in thresholds if t in told and available >= t] if credit else []
     written = [
         outbox.write(db, user_id=user_id, event_type="balance.low", data=_data(t, available)) for t in fell
-    ] + [outbox.write(db, user_id=user_id, event_type="balance.recovered", data=_data(t, available)) for t in rose]
+    ] + [
+        outbox.write(db, user_id=user_id, event_type="balance.recovered", data=_data(t, available))
+        for t in rose
+    ]
     if fell or rose:
         told = (told | set(fell)) - set(rose)
         floor, ceiling = band(thresholds, told)
