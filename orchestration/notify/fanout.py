@@ -57,7 +57,9 @@ def fan_out(services: Services, notification_id: str) -> list[str]:
     if stream_type is not None:
         # `kind` names the event itself on the user's stream: a job's kind is told as `job_kind`.
         fields = {("job_kind" if name == "kind" else name): value for name, value in dict(row.data).items()}
-        progress.publish_user_event(services.redis, row.user_id, stream_type, id=row.id, event=row.type, **fields)
+        progress.publish_user_event(
+            services.redis, row.user_id, stream_type, id=row.id, event=row.type, **fields
+        )
     if mail.enabled(services.settings) and row.type in services.settings.email_events:
         _send(services, EMAIL_TASK, row.id)
     return made

@@ -56,7 +56,9 @@ def webhook_receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             with receiver.lock:
                 receiver.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                    Received(
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
+                    )
                 )
                 script = receiver.scripts.get(self.path) or [(200, {})]
                 status, headers = script.pop(0) if len(script) > 1 else script[0]

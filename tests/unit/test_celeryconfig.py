@@ -7,7 +7,7 @@ from celery import Celery
 
 import celeryconfig
 import workers.maintenance
-import workers.notify  # noqa: F401  (the outbox sweep)
+import workers.notify  # (the outbox sweep)
 import workers.payments  # noqa: F401  (the reconciler, scanner and auto top-up beat tasks)
 from workers.app import celery_app, queue_task
 

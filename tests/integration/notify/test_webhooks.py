@@ -32,7 +32,7 @@ from payments.facts import PaymentFact
 from runtime.packs import DEFAULT_PACKS
 from runtime.settings import load_settings
 from tests.support.processes import ROOT, api_server, child_env, free_port, worker
-from tests.support.webhook_receiver import Receiver, Received, webhook_receiver
+from tests.support.webhook_receiver import Received, Receiver, webhook_receiver
 
 pytestmark = [pytest.mark.slow]
 JWT_SECRET = "notify-test-secret-notify-test-secret-0123"
@@ -46,7 +46,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], str]] = []
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf-8", "replace")))
         return "250 OK"
 
@@ -142,7 +142,8 @@ class Client:
 
 def _verify(secret: str, item: Received) -> dict[str, Any]:
     body: dict[str, Any] = Webhook(secret).verify(item.body, item.headers)
-    assert set(body) == {"type", "timestamp", "data"} and len(item.body) < 20 * 1024
+    assert set(body) == {"type", "timestamp", "data"}
+    assert len(item.body) < 20 * 1024
     return body
 
 
@@ -193,7 +194,9 @@ def test_webhooks_thresholds_and_email_end_to_end(
         assert refused.status_code == 422, (bad, refused.text)
         assert refused.headers["content-type"].startswith("application/problem+json")
     key = user.call("POST", "/api/v1/api-keys", json={"name": "ide"}).json()["key"]
-    as_key = Client(api, key).call("POST", "/api/v1/webhooks", json={"url": f"{receiver.base}/a", "events": ["job.succeeded"]})
+    as_key = Client(api, key).call(
+        "POST", "/api/v1/webhooks", json={"url": f"{receiver.base}/a", "events": ["job.succeeded"]}
+    )
     assert as_key.status_code == 403
     assert user.call("GET", "/api/v1/webhooks").json()["items"] == []
 
@@ -219,11 +222,13 @@ def test_webhooks_thresholds_and_email_end_to_end(
         assert made.json()["secret"].startswith("whsec_")
         secrets[path], ids[path] = made.json()["secret"], made.json()["id"]
     listed = user.call("GET", "/api/v1/webhooks").json()["items"]
-    assert len(listed) == 5 and all("secret" not in item for item in listed)
+    assert len(listed) == 5
+    assert all("secret" not in item for item in listed)
 
     # Two thresholds; the balance (1000) is over both. A 10-credit hold crosses 995 once.
     prefs = user.call("PATCH", "/api/v1/me/preferences", json={"low_balance_threshold": ["995", "500"]})
-    assert prefs.status_code == 200 and prefs.json()["low_balance_threshold"] == ["500", "995"]
+    assert prefs.status_code == 200
+    assert prefs.json()["low_balance_threshold"] == ["500", "995"]
     first_job = user.job("10")
     a = receiver.wait("/a", 2)
     bodies = [_verify(secrets["/a"], item) for item in a]
@@ -246,13 +251,16 @@ def test_webhooks_thresholds_and_email_end_to_end(
     receiver.wait("/gone", 1)
     _wait("410 disables", lambda: _endpoint(user, ids["/gone"])["status"] == "disabled")
 
-    log = user.call("GET", "/api/v1/webhooks/deliveries", params={"endpoint_id": ids["/flaky"]}).json()["items"]
+    log = user.call("GET", "/api/v1/webhooks/deliveries", params={"endpoint_id": ids["/flaky"]}).json()[
+        "items"
+    ]
     assert [(d["status"], d["attempts"], d["response_status"]) for d in log] == [("succeeded", 3, 200)]
     moved_log = _wait(
         "the redirect given up",
         lambda: [d for d in _deliveries(user, ids["/moved"]) if d["status"] == "failed"],
     )
-    assert moved_log[0]["attempts"] == 4 and "redirect" in moved_log[0]["error"]
+    assert moved_log[0]["attempts"] == 4
+    assert "redirect" in moved_log[0]["error"]
     assert receiver.on("/a") == a  # the redirect's Location was not visited
 
     # A second job: still under 995, nothing more to tell of it; the disabled endpoint gets nothing.
@@ -286,18 +294,27 @@ def test_webhooks_thresholds_and_email_end_to_end(
     # Replay: the first delivery again, same webhook-id, a new row in the log.
     first = _deliveries(user, ids["/a"])[-1]
     replayed = user.call("POST", f"/api/v1/webhooks/deliveries/{first['id']}/replay")
-    assert replayed.status_code == 202 and replayed.json()["replay_of"] == first["id"]
+    assert replayed.status_code == 202
+    assert replayed.json()["replay_of"] == first["id"]
     again = receiver.wait("/a", 9)[8]
     assert again.headers["webhook-id"] == first["webhook_id"] == a[0].headers["webhook-id"]
     assert user.call("POST", "/api/v1/webhooks/deliveries/whd_nope/replay").status_code == 404
 
     # /me/events carried each crossing; email told the low balance and the disabled endpoint.
-    stream = [event for _id, event in progress.read_events(services.redis, progress.user_stream(user_id), "0-0", block_ms=None)]
+    stream = [
+        event
+        for _id, event in progress.read_events(
+            services.redis, progress.user_stream(user_id), "0-0", block_ms=None
+        )
+    ]
     kinds = [event["type"] for event in stream]
-    assert kinds.count("low_balance") == 2 and kinds.count("balance_recovered") == 1
+    assert kinds.count("low_balance") == 2
+    assert kinds.count("balance_recovered") == 1
     assert "webhook_disabled" in kinds
     box, _port = mailbox
-    mails = _wait("emails", lambda: [m for rcpt, m in box.messages if email in rcpt] if len(box.messages) >= 4 else None)
+    mails = _wait(
+        "emails", lambda: [m for rcpt, m in box.messages if email in rcpt] if len(box.messages) >= 4 else None
+    )
     subjects = [line for m in mails for line in m.splitlines() if line.startswith("Subject:")]
     assert subjects.count("Subject: Your creditflow balance is low") == 2
     assert "Subject: Your creditflow balance is back up" in subjects
@@ -334,7 +351,9 @@ def test_a_lost_attempt_is_retried_from_its_row(api: str, services: Services, re
     """An attempt whose worker died (its lease ran out, the row still pending) goes out again from the
     row alone, with the same webhook-id; nothing in Redis or the broker is needed to remember it."""
     user = Client(api, _token(f"notify-{uuid.uuid4().hex}", "k@example.test"))
-    made = user.call("POST", "/api/v1/webhooks", json={"url": f"{receiver.base}/lost", "events": ["job.succeeded"]})
+    made = user.call(
+        "POST", "/api/v1/webhooks", json={"url": f"{receiver.base}/lost", "events": ["job.succeeded"]}
+    )
     secret, endpoint_id = made.json()["secret"], made.json()["id"]
     receiver.scripts["/lost"] = [(200, {})]
     user.job("1")
