@@ -19,7 +19,8 @@ from orchestration.services import Services
 from runtime.outbound import OutboundRefused, guarded_request
 
 log = logging.getLogger(__name__)
-LEASE_MARGIN_S = 60
+# An attempt's lease: its whole exchange (the guard's deadline) and its bookkeeping, with room to spare.
+LEASE_MARGIN_S = 10
 USER_AGENT = "creditflow-webhooks/1"
 
 

@@ -27,6 +27,8 @@ class Receiver:
 
     base: str
     scripts: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    # Seconds the first request on a path is held before its answer (a receiver that hangs).
+    holds: dict[str, float] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -62,6 +64,8 @@ def webhook_receiver() -> Iterator[Receiver]:
                 )
                 script = receiver.scripts.get(self.path) or [(200, {})]
                 status, headers = script.pop(0) if len(script) > 1 else script[0]
+                hold = receiver.holds.pop(self.path, 0.0)
+            time.sleep(hold)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -73,6 +77,8 @@ def webhook_receiver() -> Iterator[Receiver]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # a held request does not hold the test's end
+    server.block_on_close = False
     receiver.base = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

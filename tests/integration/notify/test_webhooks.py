@@ -7,7 +7,6 @@ the standardwebhooks library."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,12 +18,12 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
-from sqlalchemy import select, update
+from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from orchestration.bootstrap import bootstrap
 from orchestration.jobs import progress
-from orchestration.notify.tables import deliveries, endpoints
+from orchestration.notify.tables import endpoints
 from orchestration.payments.fulfilment import apply_fact
 from orchestration.payments.orders import NewOrder, insert_order
 from orchestration.services import Services
@@ -211,7 +210,7 @@ def test_webhooks_thresholds_and_email_end_to_end(
     secrets: dict[str, str] = {}
     ids: dict[str, str] = {}
     for path, events in (
-        ("/a", ["job.succeeded", "balance.low", "balance.recovered", "payment.succeeded"]),
+        ("/a", ["job.succeeded", "job.failed", "balance.low", "balance.recovered", "payment.succeeded"]),
         ("/flaky", ["job.succeeded"]),
         ("/gone", ["job.succeeded"]),
         ("/slow", ["job.succeeded"]),
@@ -330,6 +329,17 @@ def test_webhooks_thresholds_and_email_end_to_end(
     user.job("1")
     _wait("five days of failures disable", lambda: _endpoint(user, ids["/moved"])["status"] == "disabled")
 
+    # A failed job is told too (from the compensation's transaction), charged nothing.
+    failing = user.call(
+        "POST", "/api/v1/diagnostics/jobs", json={"steps": 1, "cost_per_step": "1", "fail_at_step": 1}
+    ).json()["job_id"]
+    told = _wait(
+        "job.failed",
+        # Signed with the new secret since the rotation: the ninth delivery on.
+        lambda: [b for b in (_verify(new_secret, i) for i in receiver.on("/a")[9:]) if b["type"] != "job.succeeded"],
+    )
+    assert told[0]["data"] == {"job_id": failing, "kind": "diagnostic", "status": "failed", "charged": "0"}
+
     # Deleting an endpoint: gone from the list, someone else's is a 404.
     other = Client(api, _token(f"notify-{uuid.uuid4().hex}", "o@example.test"))
     assert other.call("DELETE", f"/api/v1/webhooks/{ids['/flaky']}").status_code == 404
@@ -345,33 +355,3 @@ def _endpoint(user: Client, endpoint_id: str) -> dict[str, Any]:
 def _deliveries(user: Client, endpoint_id: str) -> list[dict[str, Any]]:
     answer = user.call("GET", "/api/v1/webhooks/deliveries", params={"endpoint_id": endpoint_id})
     return list(answer.json()["items"])
-
-
-def test_a_lost_attempt_is_retried_from_its_row(api: str, services: Services, receiver: Receiver) -> None:
-    """An attempt whose worker died (its lease ran out, the row still pending) goes out again from the
-    row alone, with the same webhook-id; nothing in Redis or the broker is needed to remember it."""
-    user = Client(api, _token(f"notify-{uuid.uuid4().hex}", "k@example.test"))
-    made = user.call(
-        "POST", "/api/v1/webhooks", json={"url": f"{receiver.base}/lost", "events": ["job.succeeded"]}
-    )
-    secret, endpoint_id = made.json()["secret"], made.json()["id"]
-    receiver.scripts["/lost"] = [(200, {})]
-    user.job("1")
-    first = receiver.wait("/lost", 1)[0]
-    # As if a worker had claimed the attempt and been killed: pending, one attempt, the lease run out.
-    with services.uow() as db:
-        db.execute(
-            update(deliveries)
-            .where(deliveries.c.endpoint_id == endpoint_id)
-            .values(status="pending", next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
-    from orchestration.notify.sweep import sweep
-
-    assert sweep(services).deliveries >= 1
-    again = receiver.wait("/lost", 2)[1]
-    assert again.headers["webhook-id"] == first.headers["webhook-id"]
-    assert Webhook(secret).verify(again.body, again.headers)["type"] == "job.succeeded"
-    with services.uow(autocommit=True) as db:
-        row = db.execute(select(deliveries).where(deliveries.c.endpoint_id == endpoint_id)).one()
-    assert (row.status, row.attempts) == ("succeeded", 2)
-    assert json.loads(again.body)["data"]["charged"] == "1"
