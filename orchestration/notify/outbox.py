@@ -15,13 +15,12 @@ from orchestration.notify.tables import notifications, watches
 from orchestration.notify.watch import wrote
 
 MAX_BODY_BYTES = 20 * 1024
-# What /me/events calls each notification (API.md "Notifications"); webhooks use the dotted type.
+# What /me/events calls each notification (API.md "Notifications"); webhooks use the dotted type. A job's
+# end is on /me/events already, for every user (the `balance` event it publishes names the job), and a
+# payment's (`payment`, orchestration/payments/notices.py).
 STREAM_TYPES = {
     "balance.low": "low_balance",
     "balance.recovered": "balance_recovered",
-    "job.succeeded": "job_finished",
-    "job.failed": "job_finished",
-    "job.canceled": "job_finished",
     "webhook.disabled": "webhook_disabled",
 }
 
