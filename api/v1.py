@@ -37,7 +37,7 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     register_ledger_errors(app)
     jobs.register_job_errors(app)
     payments.register_payment_errors(app)
-    webhooks.register_webhook_errors(app)
+    webhooks.register_webhooks(app, api)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
                       chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp, webhooks.blp):
         api.register_blueprint(blueprint)

@@ -9,7 +9,7 @@ from flask_smorest import Blueprint, abort
 
 import ledger
 from api.auth import auth_required, current_auth
-from api.money import Credits
+from api.money import Credits, credits_pattern
 from api.services import services
 from orchestration.accounts.users import COST_MODES, get_user, set_preferences
 from orchestration.notify.thresholds import MAX_THRESHOLDS
@@ -43,10 +43,7 @@ class Thresholds(ma.fields.Field):  # type: ignore[type-arg]
             return self._one.deserialize(value)
         if not 1 <= len(value) <= MAX_THRESHOLDS:
             raise ma.ValidationError(f"Between 1 and {MAX_THRESHOLDS} thresholds.")
-        amounts = [self._one.deserialize(item) for item in value]
-        if len(set(amounts)) != len(amounts):
-            raise ma.ValidationError("Each threshold once.")
-        return sorted(amounts)
+        return sorted({self._one.deserialize(item) for item in value})  # "5" and "5.0" are one threshold
 
 
 class PreferencesSchema(ma.Schema):
@@ -57,6 +54,17 @@ class PreferencesSchema(ma.Schema):
     low_balance_threshold = Thresholds(
         allow_none=True,
         metadata={
+            "oneOf": [
+                {"type": "string", "pattern": credits_pattern("non-negative")},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": credits_pattern("non-negative")},
+                    "minItems": 1,
+                    "maxItems": MAX_THRESHOLDS,
+                    "uniqueItems": True,
+                },
+                {"type": "null"},
+            ],
             "description": "Warn below this balance: one amount, or a list of up to "
             f"{MAX_THRESHOLDS} (each told once per crossing, and again after a top-up lifts the balance back)"
         },

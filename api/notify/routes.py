@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response
-from flask_smorest import Blueprint
+from flask_smorest import Api, Blueprint
+from werkzeug.routing import BaseConverter
 
 from api.auth import auth_required, current_auth
 from api.errors import problem
@@ -26,11 +27,21 @@ from api.services import services
 from orchestration.notify import endpoints, history
 from orchestration.notify.errors import WebhookRefused
 
+ENDPOINT_ID = "whe_[0-9a-f]{24}"  # orchestration/notify/outbox.new_id("whe")
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks", description="Webhooks")
 
 
-def register_webhook_errors(app: Flask) -> None:
-    """Webhook refusals as problem+json (503 while WEBHOOK_SECRET_KEY is not set)."""
+class EndpointId(BaseConverter):
+    """A webhook endpoint id in a path (so `/webhooks/deliveries` is never taken for one)."""
+
+    regex = ENDPOINT_ID
+
+
+def register_webhooks(app: Flask, api: Api) -> None:
+    """The endpoint-id converter (before the blueprint is registered) and webhook refusals as problem+json
+    (503 while WEBHOOK_SECRET_KEY is not set)."""
+    app.url_map.converters["endpoint_id"] = EndpointId
+    api.register_converter(EndpointId, lambda _converter: {"type": "string", "pattern": f"^{ENDPOINT_ID}$"})
 
     @app.errorhandler(WebhookRefused)
     def _refused(exc: WebhookRefused) -> Response:
@@ -55,7 +66,7 @@ def list_() -> dict[str, Any]:
     return {"items": endpoints.list_endpoints(services(), user_id=current_auth().user_id)}
 
 
-@blp.route("/<endpoint_id>", methods=["DELETE"])
+@blp.route("/<endpoint_id:endpoint_id>", methods=["DELETE"])
 @auth_required
 @blp.response(204)
 def delete(endpoint_id: str) -> None:
@@ -63,7 +74,7 @@ def delete(endpoint_id: str) -> None:
     endpoints.delete(services(), user_id=current_auth().user_id, endpoint_id=endpoint_id)
 
 
-@blp.route("/<endpoint_id>/rotate", methods=["POST"])
+@blp.route("/<endpoint_id:endpoint_id>/rotate", methods=["POST"])
 @auth_required
 @blp.response(200, RotatedSchema)
 def rotate(endpoint_id: str) -> dict[str, Any]:
@@ -72,7 +83,7 @@ def rotate(endpoint_id: str) -> dict[str, Any]:
     return {"id": row.id, "secret": secret, "previous_valid_until": row.previous_until}
 
 
-@blp.route("/<endpoint_id>/enable", methods=["POST"])
+@blp.route("/<endpoint_id:endpoint_id>/enable", methods=["POST"])
 @auth_required
 @blp.response(200, WebhookSchema)
 def enable(endpoint_id: str) -> Any:
@@ -80,7 +91,7 @@ def enable(endpoint_id: str) -> Any:
     return endpoints.enable(services(), user_id=current_auth().user_id, endpoint_id=endpoint_id)
 
 
-@blp.route("/<endpoint_id>/test", methods=["POST"])
+@blp.route("/<endpoint_id:endpoint_id>/test", methods=["POST"])
 @auth_required
 @blp.response(202, TestSentSchema)
 def test(endpoint_id: str) -> dict[str, Any]:

@@ -30,9 +30,14 @@ ADMIN = make_token(sub="schemathesis-admin", roles=["admin"], exp=4102444800)
 # Refusals a schema can't foresee, for what a valid request means (the problem `type` names them):
 # a model not in the catalog, a message too long for the model's context, analysis data without
 # rows, a well-formed but unknown cursor, a grant expiry in the past, a job priced beyond the
-# ledger's range. Anything else refused as 400/415/422 on valid data means the document promised too much.
+# ledger's range, a webhook URL the outbound guard refuses (a private address, a port not for the web).
+# Anything else refused as 400/415/422 on valid data means the document promised too much.
 MEANINGFUL_REFUSALS = frozenset(
-    {"model-unavailable", "unpriceable", "bad-data", "invalid-cursor", "expiry-in-the-past", "invalid-amount"}
+    {
+        "model-unavailable", "unpriceable", "bad-data", "invalid-cursor", "expiry-in-the-past",
+        "invalid-amount",
+        "invalid-webhook-url",
+    }
 )
 CHECKED_REFUSALS = (400, 415, 422)
 # The payment rails answer 503 (fail closed) while their secrets are not configured, as here; their

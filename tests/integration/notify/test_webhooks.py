@@ -25,7 +25,7 @@ from orchestration.bootstrap import bootstrap
 from orchestration.jobs import progress
 from orchestration.notify.tables import endpoints
 from orchestration.payments.fulfilment import apply_fact
-from orchestration.payments.orders import NewOrder, insert_order
+from orchestration.payments.orders import NewOrder, get_order, insert_order
 from orchestration.services import Services
 from payments.facts import PaymentFact
 from runtime.packs import DEFAULT_PACKS
@@ -150,7 +150,7 @@ def _types(secret: str, items: list[Received]) -> list[str]:
     return [_verify(secret, item)["type"] for item in items]
 
 
-def _credit(services: Services, user_id: str) -> None:
+def _credit(services: Services, user_id: str) -> str:
     """A paid Stripe order of the 1000-credit pack, applied by the fulfilment every rail uses."""
     now = datetime.now(UTC)
     pack = DEFAULT_PACKS[0]
@@ -162,6 +162,18 @@ def _credit(services: Services, user_id: str) -> None:
             kind="paid", order_id=order.id, amount=2400, currency="USD", payment_ref=f"pi_{uuid.uuid4().hex}"
         )
         assert apply_fact(db, order, fact, now).credits > 0
+    return str(order.id)
+
+
+def _refund(services: Services, user_id: str, order_id: str, cents: int) -> None:
+    """A partial refund of that order, as the provider's refund event is applied."""
+    now = datetime.now(UTC)
+    with services.uow(account_of=user_id) as db:
+        order = get_order(db, order_id, lock=True)
+        fact = PaymentFact(
+            kind="refunded", order_id=order_id, amount=cents, currency="USD", key=uuid.uuid4().hex
+        )
+        assert apply_fact(db, order, fact, now).credits < 0
 
 
 def _wait(what: str, predicate: Any, timeout: float = 30) -> Any:
@@ -210,7 +222,17 @@ def test_webhooks_thresholds_and_email_end_to_end(
     secrets: dict[str, str] = {}
     ids: dict[str, str] = {}
     for path, events in (
-        ("/a", ["job.succeeded", "job.failed", "balance.low", "balance.recovered", "payment.succeeded"]),
+        (
+            "/a",
+            [
+                "job.succeeded",
+                "job.failed",
+                "balance.low",
+                "balance.recovered",
+                "payment.succeeded",
+                "payment.refunded",
+            ],
+        ),
         ("/flaky", ["job.succeeded"]),
         ("/gone", ["job.succeeded"]),
         ("/slow", ["job.succeeded"]),
@@ -269,7 +291,7 @@ def test_webhooks_thresholds_and_email_end_to_end(
     assert len(receiver.on("/gone")) == 1
 
     # A top-up lifts the balance over 995: recovered (and the payment); the next crossing tells again.
-    _credit(services, user_id)
+    order_id = _credit(services, user_id)
     a = receiver.wait("/a", 5)
     assert sorted(_types(secrets["/a"], a[3:])) == ["balance.recovered", "payment.succeeded"]
     user.job("990")  # 1980 -> 990: under 995 again, over 500
@@ -341,6 +363,24 @@ def test_webhooks_thresholds_and_email_end_to_end(
         ],
     )
     assert told[0]["data"] == {"job_id": failing, "kind": "diagnostic", "status": "failed", "charged": "0"}
+
+    # A refund (a tenth of the pack back to the card) is told as payment.refunded; 889 crosses nothing new.
+    _refund(services, user_id, order_id, 240)
+    refunded = _wait(
+        "payment.refunded",
+        lambda: [
+            b
+            for b in (_verify(new_secret, i) for i in receiver.on("/a")[9:])
+            if b["type"] == "payment.refunded"
+        ],
+    )
+    assert refunded[0]["data"] == {
+        "order_id": order_id,
+        "rail": "stripe",
+        "status": "refunded",
+        "credits": "100",
+    }
+    assert _types(new_secret, receiver.on("/a")[9:]).count("balance.low") == 0
 
     # Deleting an endpoint: gone from the list, someone else's is a 404.
     other = Client(api, _token(f"notify-{uuid.uuid4().hex}", "o@example.test"))

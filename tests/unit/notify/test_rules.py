@@ -103,7 +103,8 @@ def test_the_threshold_preference_takes_one_amount_or_a_list() -> None:
     assert schema.dump({"low_balance_threshold": [10_000_000, 50_000_000]}) == {
         "low_balance_threshold": ["10", "50"]
     }
-    for bad in ([], ["1"] * 6, ["5", "5"], ["-1"], [3], "1.0000001"):
+    assert schema.load({"low_balance_threshold": ["5", "5.0"]}) == {"low_balance_threshold": [5_000_000]}
+    for bad in ([], ["1"] * 6, ["-1"], [3], "1.0000001", {}):
         with pytest.raises(ma.ValidationError):
             schema.load({"low_balance_threshold": bad})
 
