@@ -19,11 +19,11 @@ redis_transport.register()  # one redis-py client per channel, not one per publi
 
 # The queues of DESIGN.md "Queues"; name -> (soft, hard) Celery time limits, from runtime/limits.py
 # (the jobs' own limits, which the running steps enforce, come first).
-QUEUES = ("critical", "interactive", "agents", "images", "local", "maintenance")
-# Queues whose jobs wait on the network (remote model streams, provider polls): a `threads` pool with
-# hundreds of slots per process serves them. The others run on prefork pools: `local` is CPU-bound
-# (the local llama.cpp model, embeddings: slots = cores), critical and maintenance are short.
-IO_QUEUES = ("interactive", "agents", "images")
+QUEUES = ("critical", "interactive", "agents", "images", "local", "maintenance", "notify")
+# Queues whose jobs wait on the network (remote model streams, provider polls, webhook receivers): a
+# `threads` pool with hundreds of slots per process serves them. The others run on prefork pools: `local`
+# is CPU-bound (the local llama.cpp model, embeddings: slots = cores), critical and maintenance are short.
+IO_QUEUES = ("interactive", "agents", "images", "notify")
 QUEUE_LIMITS: dict[str, tuple[int, int]] = {name: celery_limits(name, _settings) for name in QUEUES}
 LONGEST_TIME_LIMIT_S = max(hard for _soft, hard in QUEUE_LIMITS.values())
 # A message not acked within the visibility timeout is handed to another worker; it must outlast
@@ -95,6 +95,9 @@ beat_schedule: dict[str, dict[str, object]] = {
     ),
     "auto-top-up": _every(
         "creditflow.maintenance.auto_top_up_sweep", _settings.AUTO_TOP_UP_INTERVAL_S, expires_after=2
+    ),
+    "notify-sweep": _every(
+        "creditflow.notify.sweep_outbox", _settings.NOTIFY_SWEEP_INTERVAL_S, expires_after=2
     ),
 }
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

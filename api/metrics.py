@@ -42,7 +42,7 @@ REQUESTS = Counter(
 LATENCY = Histogram(
     "creditflow_http_request_duration_seconds", "Time to answer an HTTP request", ["method", "endpoint"]
 )
-QUEUES = ("critical", "interactive", "agents", "images", "maintenance")
+QUEUES = ("critical", "interactive", "agents", "images", "maintenance", "notify")
 
 
 WELCOME_GRANTS = Counter(

@@ -21,6 +21,7 @@ from api.jobs import agents
 from api.jobs import routes as jobs
 from api.ledger_errors import register_ledger_errors
 from api.money import Credits
+from api.notify import routes as webhooks
 from api.payments import admin as payment_admin
 from api.payments import routes as payments
 from runtime.settings import Settings
@@ -42,9 +43,10 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     jobs.register_job_errors(app)
     register_dry_run(app)
     payments.register_payment_errors(app)
+    webhooks.register_webhooks(app, api)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
                       chat.blp, agents.blp, vision.blp, payments.blp, payments.me_blp, payment_admin.blp,
-                      admin_users.blp, admin_reports.blp, admin_audit.blp):
+                      webhooks.blp, admin_users.blp, admin_reports.blp, admin_audit.blp):
         api.register_blueprint(blueprint)
     vision.document_one_image(api.spec)
     register_guards(app, api)

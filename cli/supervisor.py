@@ -26,10 +26,11 @@ from runtime.migrate import upgrade
 from runtime.settings import Settings
 
 # Settlement never waits behind a long agent task; jobs that only wait (remote models, provider
-# polls) share one threads pool of hundreds of slots; the local model has its own prefork pool.
+# polls, webhook receivers) share one threads pool of hundreds of slots; the local model has its own
+# prefork pool.
 WORKER_GROUPS = {
     "worker-critical": "critical,maintenance",
-    "worker-io": "interactive,agents,images",
+    "worker-io": "interactive,agents,images,notify",
     "worker-local": "local",
 }
 STOP_GRACE_S = 15.0

@@ -6,6 +6,7 @@ import orchestration.accounts.api_keys
 import orchestration.accounts.idempotency
 import orchestration.accounts.users
 import orchestration.accounts.welcome
+import orchestration.notify.tables
 import orchestration.payments.tables
 import orchestration.reports.tables
 import orchestration.tables
@@ -14,5 +15,6 @@ from runtime.db import Base
 TABLE_MODULES = (
     assistant.tables, ledger.tables, orchestration.accounts.api_keys, orchestration.accounts.idempotency,
     orchestration.payments.tables, orchestration.reports.tables, orchestration.tables, orchestration.accounts.users, orchestration.accounts.welcome,
+    orchestration.notify.tables,
 )
 target_metadata = Base.metadata

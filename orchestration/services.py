@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ from sqlalchemy.engine import Engine
 from orchestration.uow import unit_of_work
 from runtime.db import single_statement_engine
 from runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+# orchestration/notify's fan-out task (workers/notify.py), by name: orchestration imports no worker.
+FAN_OUT_TASK = "creditflow.notify.fan_out"
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,17 @@ class Services:
             account=account,
             autocommit=autocommit,
             snapshot=snapshot,
+            on_commit=self._fan_out,
         ) as connection:
             yield connection
+
+    def _fan_out(self, notification_ids: list[str]) -> None:
+        # Notifications written in the unit go out after its commit, on the notify queue (never in the
+        # path of the job that wrote them); one the broker refuses is found by the sweep.
+        try:
+            self.producer.send_task(FAN_OUT_TASK, args=[notification_ids], ignore_result=True)
+        except Exception as exc:
+            log.warning("%d notification(s) not fanned out (%s); the sweep will", len(notification_ids), exc)
 
     @cached_property
     def _autocommit_engine(self) -> Engine:

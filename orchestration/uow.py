@@ -21,26 +21,29 @@ balances are derived), and a sweep over many users (the reaper) runs one unit pe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.engine import Engine
 
 from ledger.tables import accounts
+from orchestration.notify.tables import watches
+from orchestration.notify.watch import forget, remember
 from orchestration.tables import jobs
 
 # Built once: the values are bound per call. SQLite ignores FOR UPDATE, but its BEGIN IMMEDIATE
-# (runtime/db.py) already makes every transaction the only writer.
-_LOCK_ACCOUNT = select(accounts.c.id).where(accounts.c.user_id == bindparam("user_id")).with_for_update()
-_LOCK_ACCOUNT_ID = select(accounts.c.id).where(accounts.c.id == bindparam("account_id")).with_for_update()
-_LOCK_ACCOUNT_OF_JOB = (
-    select(accounts.c.id)
-    .where(
-        accounts.c.user_id == select(jobs.c.user_id).where(jobs.c.id == bindparam("job_id")).scalar_subquery()
-    )
-    .with_for_update()
+# (runtime/db.py) already makes every transaction the only writer. The lock also reads what the user
+# watches (orchestration/notify/watch.py) in the same round trip: a money move then decides whether it
+# crossed a low-balance threshold, or ended a job someone's webhook waits for, by comparing numbers.
+_LOCKED = select(accounts.c.id, watches.c.floor, watches.c.ceiling, watches.c.events).select_from(
+    accounts.outerjoin(watches, watches.c.user_id == accounts.c.user_id)
 )
+_LOCK_ACCOUNT = _LOCKED.where(accounts.c.user_id == bindparam("user_id")).with_for_update(of=accounts)
+_LOCK_ACCOUNT_ID = _LOCKED.where(accounts.c.id == bindparam("account_id")).with_for_update(of=accounts)
+_LOCK_ACCOUNT_OF_JOB = _LOCKED.where(
+    accounts.c.user_id == select(jobs.c.user_id).where(jobs.c.id == bindparam("job_id")).scalar_subquery()
+).with_for_update(of=accounts)
 
 
 @contextmanager
@@ -53,6 +56,7 @@ def unit_of_work(
     account: int | None = None,
     autocommit: bool = False,
     snapshot: bool = False,
+    on_commit: Callable[[list[str]], None] | None = None,
 ) -> Iterator[Connection]:
     """A database scope: a transaction (locking one user's account first when asked), or autocommit."""
     if autocommit:
@@ -75,10 +79,19 @@ def unit_of_work(
             yield connection
         return
     with engine.begin() as connection:
+        locked = None
         if account_of is not None:
-            connection.execute(_LOCK_ACCOUNT, {"user_id": account_of})
+            locked = connection.execute(_LOCK_ACCOUNT, {"user_id": account_of}).first()
         elif account_of_job is not None:
-            connection.execute(_LOCK_ACCOUNT_OF_JOB, {"job_id": account_of_job})
+            locked = connection.execute(_LOCK_ACCOUNT_OF_JOB, {"job_id": account_of_job}).first()
         elif account is not None:
-            connection.execute(_LOCK_ACCOUNT_ID, {"account_id": account})
-        yield connection
+            locked = connection.execute(_LOCK_ACCOUNT_ID, {"account_id": account}).first()
+        remember(connection, locked)  # also clears what an earlier unit on this connection left
+        try:
+            yield connection
+        except BaseException:
+            forget(connection)
+            raise
+        written = forget(connection)
+    if written and on_commit is not None:
+        on_commit(written)

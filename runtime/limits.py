@@ -15,7 +15,7 @@ from runtime.settings import Settings
 CELERY_SOFT_MARGIN_S = 15
 CELERY_HARD_MARGIN_S = 30
 REAPER_GRACE_S = 60
-FIXED_LIMITS_S = {"critical": 60, "maintenance": 300}
+FIXED_LIMITS_S = {"critical": 60, "maintenance": 300, "notify": 120}
 
 
 def queue_limit_s(queue: str, settings: Settings) -> int:

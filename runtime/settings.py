@@ -13,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from runtime.notify import NotifySettings
 from runtime.operators import OperatorSettings
 from runtime.rails import RailSettings
 from runtime.setting_types import Authority, BasicAuthLogins, JwtSecret, Origin, ProviderList, VerifyKey
@@ -50,7 +51,7 @@ class OidcIssuer(BaseModel):
         return value
 
 
-class Settings(RailSettings, OperatorSettings):
+class Settings(RailSettings, OperatorSettings, NotifySettings):
     """Every setting of creditflow; `.env.example` documents each one."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)

@@ -12,7 +12,7 @@ from runtime.settings import get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-TASK_MODULES = ["workers.maintenance", "workers.jobs", "workers.payments", "workers.search"]
+TASK_MODULES = ["workers.maintenance", "workers.jobs", "workers.payments", "workers.search", "workers.notify"]
 EXTRA_MODULES = [name.strip() for name in get_settings().WORKER_EXTRA_TASK_MODULES.split(",") if name.strip()]
 
 celery_app = Celery(

@@ -9,9 +9,10 @@ from flask_smorest import Blueprint, abort
 
 import ledger
 from api.auth import auth_required, current_auth
-from api.money import Credits
+from api.money import Credits, credits_pattern
 from api.services import services
-from orchestration.accounts.users import COST_MODES, get_user, update_preferences
+from orchestration.accounts.users import COST_MODES, get_user, set_preferences
+from orchestration.notify.thresholds import MAX_THRESHOLDS
 from orchestration.replies.conversations import check_default_chat_model
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
@@ -25,13 +26,48 @@ class BalanceSchema(ma.Schema):
     posted = Credits(required=True)
 
 
+class Thresholds(ma.fields.Field):  # type: ignore[type-arg]
+    """One credits amount, or a list of them (answered in the shape it was sent)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._one = Credits(sign="non-negative")
+        super().__init__(**kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, list):
+            return [self._one._serialize(item, attr, obj) for item in value]
+        return self._one._serialize(value, attr, obj)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, list):
+            return self._one.deserialize(value)
+        if not 1 <= len(value) <= MAX_THRESHOLDS:
+            raise ma.ValidationError(f"Between 1 and {MAX_THRESHOLDS} thresholds.")
+        return sorted({self._one.deserialize(item) for item in value})  # "5" and "5.0" are one threshold
+
+
 class PreferencesSchema(ma.Schema):
     """What the user chose; every field may be sent alone in a PATCH."""
 
     default_chat_model = ma.fields.String(allow_none=True, validate=ma.validate.Length(1, 100))
     cost_mode = ma.fields.String(validate=ma.validate.OneOf(COST_MODES))
-    low_balance_threshold = Credits(
-        sign="non-negative", allow_none=True, metadata={"description": "Warn below this balance"}
+    low_balance_threshold = Thresholds(
+        allow_none=True,
+        metadata={
+            "oneOf": [
+                {"type": "string", "pattern": credits_pattern("non-negative")},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": credits_pattern("non-negative")},
+                    "minItems": 1,
+                    "maxItems": MAX_THRESHOLDS,
+                    "uniqueItems": True,
+                },
+                {"type": "null"},
+            ],
+            "description": "Warn below this balance: one amount, or a list of up to "
+            f"{MAX_THRESHOLDS} (each told once per crossing, and again after a top-up lifts the balance back)"
+        },
     )
 
 
@@ -73,5 +109,4 @@ def me() -> dict[str, Any]:
 def patch_preferences(changes: dict[str, Any]) -> dict[str, Any]:
     """Change some preferences; answers all of them (422 for a model that is not a chat model)."""
     check_default_chat_model(services(), changes.get("default_chat_model"))
-    with services().uow() as session:
-        return update_preferences(session, user_id=current_auth().user_id, changes=changes)
+    return set_preferences(services(), user_id=current_auth().user_id, changes=changes)

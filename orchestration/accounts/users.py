@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from orchestration.accounts.welcome import Signup, WelcomeDecision, WelcomePolicy
+from orchestration.notify import thresholds
 from runtime.db import Base
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ COST_MODES = ("cheapest", "balanced", "best")
 DEFAULT_PREFERENCES: dict[str, Any] = {
     "default_chat_model": None,
     "cost_mode": "balanced",
-    "low_balance_threshold": None,  # micro-credits, or None for no warning
+    "low_balance_threshold": None,  # micro-credits, a list of them (several thresholds), or None
 }
 
 
@@ -146,4 +147,13 @@ def update_preferences(session: Connection, *, user_id: str, changes: Mapping[st
         raise LookupError(user_id)
     stored = {**(row.preferences or {}), **changes}
     session.execute(update(users).where(users.c.id == user_id).values(preferences=stored))
+    if "low_balance_threshold" in changes:
+        # The caller's unit holds the user's account lock (set_preferences): no money moves meanwhile.
+        thresholds.choose(session, user_id=user_id, preference=stored["low_balance_threshold"])
     return {**DEFAULT_PREFERENCES, **stored}
+
+
+def set_preferences(services: Services, *, user_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Change some preferences in a money unit (thresholds are judged against the balance they lock)."""
+    with services.uow(account_of=user_id) as session:
+        return update_preferences(session, user_id=user_id, changes=changes)

@@ -12,6 +12,7 @@ import ledger
 from orchestration.accounts.api_keys import return_daily_allowance
 from orchestration.jobs import dispatch, meters, progress
 from orchestration.jobs.balances import balance_fields, release_hold, utc_day
+from orchestration.notify import moves
 from orchestration.services import Services
 from orchestration.tables import jobs
 
@@ -67,6 +68,7 @@ def fail(
         ).first()
         if ended is None:
             return False
+        moves.job_ended(db, user_id=ended.user_id, job_id=job_id, kind=ended.kind, status=status, charged=0)
         voided = release_hold(db, ended.hold_id, key=f"compensate:{job_id}")
         if ended.api_key_id:
             return_daily_allowance(

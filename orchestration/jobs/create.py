@@ -20,6 +20,7 @@ from orchestration.accounts.api_keys import reserve_daily_allowance, return_dail
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.jobs import balances, dispatch, meters, progress
 from orchestration.jobs.kinds import DryRunQuoted, get_kind
+from orchestration.notify import moves, thresholds
 from orchestration.services import Services
 from orchestration.tables import FINAL_STATUSES, QUEUED_SQL, jobs
 from runtime.limits import job_limit_s
@@ -125,6 +126,7 @@ def insert_job(db: Connection, services: Services, command: CreateJob) -> Row[An
         reference=f"job:{job_id}",
         idempotency_key=f"job:{job_id}",
     )
+    thresholds.check_debit(db, user_id=command.user_id)  # a compare unless the user watches their balance
     if command.api_key_id and not reserve_daily_allowance(db, key_id=command.api_key_id, amount=quote.amount):
         raise DailyLimitExceeded(limit=command.daily_credit_limit or 0, required=quote.amount)
     return db.execute(
@@ -246,12 +248,17 @@ def cancel_job(services: Services, *, user_id: str, job_id: str) -> str:
                 cost_charged=0,
                 cost_released=jobs.c.cost_held,
             )
-            .returning(jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at, jobs.c.queue)
+            .returning(
+                jobs.c.hold_id, jobs.c.cost_held, jobs.c.api_key_id, jobs.c.created_at, jobs.c.queue,
+                jobs.c.kind,
+            )
         ).first()
         # A hold the reaper expired meanwhile gave its credits back already: the cancel still ends the job.
         voided = (
             balances.release_hold(db, ended.hold_id, key=f"cancel:{job_id}") if ended is not None else None
         )
+        if ended is not None:
+            moves.job_ended(db, user_id=user_id, job_id=job_id, kind=ended.kind, status="canceled", charged=0)
         if ended is not None and ended.api_key_id:
             return_daily_allowance(
                 db, key_id=ended.api_key_id, amount=ended.cost_held, today=balances.utc_day(ended.created_at)

@@ -62,7 +62,8 @@ def publish_job_event(
     """Append an event to the job's stream (a final one starts its expiry); None if Redis failed.
 
     `owner_balance` (user id, balance fields) also appends a `balance` event to the owner's stream
-    in the same round trip, as a final event usually changes it. Events are best effort: the
+    in the same round trip, as a final event usually changes it; after a final event it names the job
+    and its status (the job completions of /me/events). Events are best effort: the
     database is the record (a reader that misses the final event gets it from the job row), so a
     Redis blip never fails the step that published.
     """
@@ -76,7 +77,10 @@ def publish_job_event(
         if kind in FINAL_TYPES:
             pipe.expire(key, FINAL_TTL_S)
         if owner_balance is not None:
-            _append_user_event(pipe, owner_balance[0], "balance", owner_balance[1])
+            balance: Mapping[str, Any] = owner_balance[1]
+            if kind in FINAL_TYPES:  # the job's end on /me/events, in the same entry as the balance it left
+                balance = {**balance, "job_id": job_id, "job_status": fields.get("status", kind)}
+            _append_user_event(pipe, owner_balance[0], "balance", balance)
         entry_id = pipe.execute()[0]
     except redis.RedisError as exc:
         log.warning("could not publish %s event of job %s: %s", kind, job_id, exc)

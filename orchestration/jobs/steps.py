@@ -24,6 +24,7 @@ from orchestration.jobs.claims import Claimed
 from orchestration.jobs.compensation import fail
 from orchestration.jobs.heartbeats import Beating, heartbeats_of
 from orchestration.jobs.kinds import get_kind
+from orchestration.notify import moves
 from orchestration.services import Services
 from orchestration.tables import RUNNING_SQL, jobs
 
@@ -168,6 +169,11 @@ def settle(services: Services, *, job_id: str) -> str | None:
             balance = (settlement and settlement.balance) or ledger.balance(db, user_id=row.user_id)
             # Marked in this transaction (the owner's account is locked already), sent after its commit.
             woken = dispatch.mark_woken(services, db, job_id=job_id, user_id=row.user_id, queue=row.queue)
+            # No low-balance check: a settle gives back what the hold took beyond the cost, never less.
+            moves.job_ended(
+                db, user_id=row.user_id, job_id=job_id, kind=row.kind, status=row.status,
+                charged=row.cost_charged,
+            )
     except ledger.HoldAlreadyResolved as exc:
         # The hold expired before settlement (it must outlive the time limit; this is the backstop):
         # the job fails and nothing is charged.

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 import ledger
+from orchestration.notify import moves
 from orchestration.payments import disputes, freezes
 from orchestration.payments.books import (
     CREDITABLE,
@@ -39,7 +40,13 @@ def apply_fact(connection: Connection, order: Row[Any], fact: PaymentFact, now: 
     """Apply one fact to a locked order; returns what changed."""
     handler = _HANDLERS.get(fact.kind)
     if handler is not None:
-        return handler(connection, order, fact, now)
+        applied = handler(connection, order, fact, now)
+        if not applied.noop:
+            moves.payment_applied(
+                connection, user_id=order.user_id, order_id=order.id, rail=order.rail, status=applied.status,
+                credits=applied.credits,
+            )
+        return applied
     if fact.kind in ("failed", "expired") and order.status in ("pending", "paid"):
         failure = (fact.detail or None) and fact.detail[:200]
         set_order(connection, order, now, status=fact.kind, failure=failure)

@@ -7,13 +7,16 @@ from celery import Celery
 
 import celeryconfig
 import workers.maintenance
+import workers.notify  # (the outbox sweep)
 import workers.payments  # noqa: F401  (the reconciler, scanner and auto top-up beat tasks)
 from workers.app import celery_app, queue_task
 
 
 def test_queue_table_matches_the_design() -> None:
-    assert set(celeryconfig.QUEUES) == {"critical", "interactive", "agents", "images", "local", "maintenance"}
-    assert set(celeryconfig.IO_QUEUES) == {"interactive", "agents", "images"}
+    assert set(celeryconfig.QUEUES) == {
+        "critical", "interactive", "agents", "images", "local", "maintenance", "notify"
+    }
+    assert set(celeryconfig.IO_QUEUES) == {"interactive", "agents", "images", "notify"}
     assert {queue.name for queue in celeryconfig.task_queues} == set(celeryconfig.QUEUES)
 
 

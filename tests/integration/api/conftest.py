@@ -28,6 +28,7 @@ from tests.support.databases import backends, fresh_database
 from tests.support.processes import api_server, child_env, free_port
 
 JWT_SECRET = "test-secret-for-the-api-suite-0123456789"
+WEBHOOK_KEY = "bm90aWZ5LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY="  # a Fernet key (32 bytes, urlsafe base64)
 SIWE_DOMAIN = "creditflow.test"
 BASE_SETTINGS: dict[str, Any] = {
     "AUTH_JWT_SECRET": JWT_SECRET,
@@ -72,6 +73,7 @@ def server_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 VAR_DIR=str(tmp / "var"),
                 API_WORKERS="1",
                 RATE_LIMITS_ENABLED="false",
+                WEBHOOK_SECRET_KEY=WEBHOOK_KEY,  # webhooks on (they are 503 without it); no worker delivers
             )
         finally:
             stop_embedded_redis(tmp / "broker")

@@ -32,7 +32,8 @@ ADMIN = make_token(sub="schemathesis-admin", roles=["admin"], exp=4102444800)
 # a model not in the catalog, a message too long for the model's context, analysis data without
 # rows, a well-formed but unknown cursor, a grant expiry in the past, a job priced beyond the
 # ledger's range, an image that is not one (bytes no image decoder reads, a URL the outbound guard refuses),
-# a report whose `from` is not before its `to`.
+# a report whose `from` is not before its `to`,
+# a webhook URL the outbound guard refuses.
 # Anything else refused as 400/415/422 on valid data means the document promised too much.
 MEANINGFUL_REFUSALS = frozenset(
     {
@@ -44,6 +45,7 @@ MEANINGFUL_REFUSALS = frozenset(
         "invalid-amount",
         "image-refused",
         "invalid-period",
+        "invalid-webhook-url",
     }
 )
 CHECKED_REFUSALS = (400, 415, 422)

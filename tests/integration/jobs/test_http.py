@@ -197,6 +197,8 @@ def test_user_stream_carries_balance_changes(api: str, services: Services) -> No
                 if frame.data["available"] == "998":
                     break
     assert seen[-1].data == {**seen[-1].data, "posted": "998", "held": "0", "available": "998"}
+    # The job's end, on the user's stream with the balance it left (the job completions of /me/events).
+    assert (seen[-1].data["job_id"], seen[-1].data["job_status"]) == (job["job_id"], "succeeded")
     assert get(api, bearer, f"/api/v1/jobs/{job['job_id']}").json()["status"] == "succeeded"
 
 
