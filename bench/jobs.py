@@ -34,8 +34,8 @@ from celery import Celery, chain
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import celeryconfig
-from orchestration.jobs import progress
 from bench.profiling import spied
+from orchestration.jobs import progress
 from tests.support.databases import fresh_database
 from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker
 from tests.support.sse import frames
@@ -244,7 +244,7 @@ def one_job(api: str, bearer: str) -> tuple[float, float]:
 
 
 def ours(
-    api: str, runs: int, burst: int, clients: int, roots: dict[str, int], profile: Path | None = None
+    api: str, runs: int, burst: int, clients: int, roots: dict[str, int], *, profile: Path | None = None
 ) -> dict[str, Any]:
     """Our full job: latency one at a time, then jobs/s with `clients` concurrent clients."""
     bearers = [token(f"bench-{uuid.uuid4().hex}") for _ in range(clients)]
@@ -359,7 +359,7 @@ def main() -> int:
         url = engine.url.render_as_string(hide_password=False)
         with stack(url, redis_url, tmp, threads=max(128, args.streams)) as (api, roots):
             a = floor(redis_url, args.runs, args.burst, roots)
-            b = ours(api, args.runs, args.burst, args.clients, roots, args.profile)
+            b = ours(api, args.runs, args.burst, args.clients, roots, profile=args.profile)
             paced = paced_floor(redis_url, b["per_s"], 5.0, roots)
             at_goal = paced_floor(redis_url, GOAL_SHARE * a["per_s"], 5.0, roots)
             c = fanout(api, redis_url, args.streams, args.events)

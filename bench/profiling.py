@@ -22,7 +22,8 @@ import psutil
 
 @contextmanager
 def spied(roots: Mapping[str, int], out_dir: Path | None, rate: int = 250) -> Iterator[None]:
-    """Record collapsed stacks (GIL-holding threads: Python CPU) of each root process and its children into `out_dir` while the block runs."""
+    """Record collapsed stacks (GIL-holding threads: Python CPU) of each root process and its children
+    into `out_dir` while the block runs."""
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if out_dir is None or spy is None:
         if out_dir is not None:
@@ -61,7 +62,8 @@ IDLE = ("select", "poll", "epoll", "wait", "sleep", "_wait_for_tstate_lock", "ac
 
 def _frames(stack: str) -> list[str]:
     # py-spy raw: "thread;frame;frame ... count"; a frame is "function (file:line)"
-    return [frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0] for frame in stack.split(";")[1:]]
+    frames = stack.split(";")[1:]
+    return [frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0] for frame in frames]
 
 
 def summary(path: Path, top: int = 20) -> str:

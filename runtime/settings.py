@@ -84,7 +84,12 @@ class Settings(RailSettings):
 
     WORKER_CONCURRENCY: int = Field(2, ge=1, le=256)
     WORKER_IO_CONCURRENCY: int = Field(200, ge=1, le=10_000)
+    # A reply's tokens after its first are batched per TOKEN_COALESCE_MS; with more than
+    # TOKEN_COALESCE_STREAMS replies streaming in a worker process the window widens in proportion, up to
+    # TOKEN_COALESCE_MAX_MS (first token first: orchestration/jobs/coalescing.py).
     TOKEN_COALESCE_MS: int = Field(25, ge=0, le=1000)
+    TOKEN_COALESCE_MAX_MS: int = Field(200, ge=0, le=2000)
+    TOKEN_COALESCE_STREAMS: int = Field(16, ge=1, le=10_000)
     TASK_MAX_REDELIVERIES: int = Field(3, ge=0, le=100)
     WORKER_EXTRA_TASK_MODULES: str = ""
     FAULT_INJECTION_ENABLED: bool = False
