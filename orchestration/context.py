@@ -48,8 +48,13 @@ class RunContext:
     _tokens: TokenCoalescer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        window_s = self.services.settings.TOKEN_COALESCE_MS / 1000
-        self._tokens = TokenCoalescer(lambda text: self._publish("token", text=text), window_s)
+        settings = self.services.settings
+        self._tokens = TokenCoalescer(
+            lambda text: self._publish("token", text=text),
+            settings.TOKEN_COALESCE_MS / 1000,
+            max_window_s=settings.TOKEN_COALESCE_MAX_MS / 1000,
+            streams_at_base=settings.TOKEN_COALESCE_STREAMS,
+        )
 
     @property
     def canceled(self) -> bool:
@@ -70,15 +75,15 @@ class RunContext:
         self._publish("progress", **self.last_progress)
 
     def token(self, text: str) -> None:
-        """Stream a delta of text: `token` events coalesce what arrives within TOKEN_COALESCE_MS."""
+        """Stream a delta of text: `token` events coalesce what arrives within a window (TOKEN_COALESCE_*)."""
         if not self._first_token:
             self._first_token = True
             meters.first_token(self.kind, self.model, time.monotonic() - self._started)
         self._tokens.add(text)
 
     def flush(self) -> None:
-        """Publish any text still waiting for its window (the step ended)."""
-        self._tokens.flush()
+        """Publish any text still waiting for its window (the step ended: no longer counted as streaming)."""
+        self._tokens.close()
 
     def charge(self, amount: int) -> int:
         """Book delivered cost (capped at the hold); return what is left of the hold."""

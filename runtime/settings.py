@@ -86,7 +86,10 @@ class Settings(RailSettings, OperatorSettings, NotifySettings):
 
     WORKER_CONCURRENCY: int = Field(2, ge=1, le=256)
     WORKER_IO_CONCURRENCY: int = Field(200, ge=1, le=10_000)
+    # Token batching windows, widened under load, first token first: orchestration/jobs/coalescing.py
     TOKEN_COALESCE_MS: int = Field(25, ge=0, le=1000)
+    TOKEN_COALESCE_MAX_MS: int = Field(200, ge=0, le=2000)
+    TOKEN_COALESCE_STREAMS: int = Field(16, ge=1, le=10_000)
     TASK_MAX_REDELIVERIES: int = Field(3, ge=0, le=100)
     WORKER_EXTRA_TASK_MODULES: str = ""
     FAULT_INJECTION_ENABLED: bool = False

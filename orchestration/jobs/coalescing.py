@@ -6,6 +6,11 @@ when the job's last token event is at least a window old (so the first token nev
 otherwise keeps it until the window closes, adding what arrives meanwhile. One thread per process
 closes the windows of every job, so a pause of the model never holds back text already received.
 The concatenation of the events' texts is exactly the text given, in order.
+
+First token first: under load the window widens with the replies streaming in this process (beyond
+`streams_at_base` of them, in proportion, up to `max_window_s`), while a reply's first delta still goes
+out at once. Replies already streaming then cost fewer Redis entries and SSE writes per token, and the
+CPU they leave goes to new replies' first tokens.
 """
 
 from __future__ import annotations
@@ -18,15 +23,50 @@ import time
 from collections.abc import Callable
 
 
-class TokenCoalescer:
-    """Batches one job's text deltas into token events, at most one per `window_s`."""
+class _Streaming:
+    """How many replies of this process are streaming (sent a first token and not closed)."""
 
-    def __init__(self, publish: Callable[[str], None], window_s: float) -> None:
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def change(self, by: int) -> None:
+        with self._lock:
+            self.count += by
+
+
+_streaming = _Streaming()
+
+
+def streaming_replies() -> int:
+    """Replies of this process between their first token and their end."""
+    return _streaming.count
+
+
+class TokenCoalescer:
+    """Batches one job's text deltas into token events, at most one per window (see the module)."""
+
+    def __init__(
+        self,
+        publish: Callable[[str], None],
+        window_s: float,
+        *,
+        max_window_s: float | None = None,
+        streams_at_base: int = 16,
+    ) -> None:
         self._publish = publish
         self._window_s = window_s
+        self._max_window_s = max(window_s, max_window_s if max_window_s is not None else window_s)
+        self._streams_at_base = max(1, streams_at_base)
         self._pending: list[str] = []
         self._last_sent = float("-inf")
+        self._counted = False
         self._lock = threading.Lock()
+
+    def window_s(self) -> float:
+        """This instant's window: the base one, widened while more replies stream than `streams_at_base`."""
+        load = _streaming.count / self._streams_at_base
+        return min(self._max_window_s, self._window_s * max(1.0, load))
 
     def add(self, text: str) -> None:
         """Take a delta: published now if the window is open, else with the rest of this window's."""
@@ -36,7 +76,10 @@ class TokenCoalescer:
             self._pending.append(text)
             if len(self._pending) > 1:
                 return  # a flush is already due for this window
-            due = self._last_sent + self._window_s
+            if not self._counted:
+                self._counted = True
+                _streaming.change(+1)
+            due = self._last_sent + self.window_s()
             if time.monotonic() >= due:
                 self._send()
                 return
@@ -47,6 +90,15 @@ class TokenCoalescer:
         with self._lock:
             if self._pending:
                 self._send()
+
+    def close(self) -> None:
+        """The reply ended: publish what is pending and stop counting it among the streaming ones."""
+        with self._lock:
+            if self._pending:
+                self._send()
+            if self._counted:
+                self._counted = False
+                _streaming.change(-1)
 
     def _send(self) -> None:
         text, self._pending = "".join(self._pending), []

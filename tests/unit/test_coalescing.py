@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from orchestration.jobs.coalescing import TokenCoalescer
+import pytest
+
+from orchestration.jobs.coalescing import TokenCoalescer, streaming_replies
 
 
 class Events:
@@ -69,3 +71,35 @@ def test_many_jobs_streaming_at_once_keep_each_ones_text_whole_and_in_order() ->
     for n, events in results.items():
         assert "".join(events.texts) == "".join(f"{n}.{piece} " for piece in range(200))
         assert len(events.texts) < 200  # coalesced
+
+
+def test_under_load_later_tokens_wait_longer_while_a_new_replys_first_token_never_waits() -> None:
+    before = streaming_replies()  # replies other tests left open in this process count too
+
+    def coalescer(events: Events | None = None) -> TokenCoalescer:
+        publish = (events or Events()).publish
+        return TokenCoalescer(publish, window_s=0.025, max_window_s=0.2, streams_at_base=4 + before)
+
+    streaming = [coalescer()]
+    streaming[0].add("first")
+    assert streaming[0].window_s() == 0.025  # few replies streaming: the base window
+    for _ in range(15 + 3 * before):  # 16 + 4 * before streaming in all
+        reply = coalescer()
+        reply.add("t")
+        streaming.append(reply)
+    assert streaming[0].window_s() == pytest.approx(0.1)  # four times the base-load count: four windows
+    newcomer_events = Events()
+    newcomer = coalescer(newcomer_events)
+    newcomer.add("hello")
+    assert newcomer_events.texts == ["hello"]  # its first token went out at once, load or not
+    for _ in range(8 * (4 + before)):
+        extra = coalescer()
+        extra.add("t")
+        streaming.append(extra)
+    assert streaming[0].window_s() == 0.2  # capped
+    for reply in [*streaming, newcomer]:
+        reply.close()
+    assert streaming_replies() == before  # every reply ended: back to the base window
+    assert streaming[0].window_s() == 0.025
+    newcomer.close()  # closing twice counts once
+    assert streaming_replies() == before
