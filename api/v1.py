@@ -11,6 +11,7 @@ from api.auth import routes as auth_routes
 from api.chat import routes as chat
 from api.errors import ProblemApi
 from api.guards import register_guards
+from api.images import routes as images
 from api.jobs import admin as job_admin
 from api.jobs import agents
 from api.jobs import routes as jobs
@@ -37,6 +38,6 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     jobs.register_job_errors(app)
     payments.register_payment_errors(app)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
-                      chat.blp, agents.blp, payments.blp, payments.me_blp, payment_admin.blp):
+                      chat.blp, agents.blp, images.blp, payments.blp, payments.me_blp, payment_admin.blp):
         api.register_blueprint(blueprint)
     register_guards(app, api)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CHAT_PRICES = ("input_per_million", "output_per_million")
+IMAGE_PRICES = ("per_megapixel_step",)
+NEEDED_PRICES = {"chat": CHAT_PRICES, "image": IMAGE_PRICES}
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class ModelSpec:
     @property
     def priced(self) -> bool:
         """True when every price this kind needs is set (a model without one is refused)."""
-        needed = CHAT_PRICES if self.kind == "chat" else ()
+        needed = NEEDED_PRICES.get(self.kind, ())
         return bool(self.pricing) and all(isinstance(self.pricing.get(name), int) for name in needed)
 
     @property

@@ -6,6 +6,7 @@ import orchestration.accounts.api_keys
 import orchestration.accounts.idempotency
 import orchestration.accounts.users
 import orchestration.accounts.welcome
+import orchestration.images.tables
 import orchestration.payments.tables
 import orchestration.tables
 from runtime.db import Base
@@ -13,5 +14,6 @@ from runtime.db import Base
 TABLE_MODULES = (
     assistant.tables, ledger.tables, orchestration.accounts.api_keys, orchestration.accounts.idempotency,
     orchestration.payments.tables, orchestration.tables, orchestration.accounts.users, orchestration.accounts.welcome,
+    orchestration.images.tables,
 )
 target_metadata = Base.metadata

@@ -9,6 +9,7 @@ import threading
 import redis
 from celery import Celery
 
+from orchestration.images import generation
 from orchestration.jobs import kinds
 from orchestration.replies import agents, chat, completions, diagnostic
 from orchestration.services import Services
@@ -33,7 +34,7 @@ def check_settings(settings: Settings) -> None:
 
 def register_kinds() -> None:
     """Make the product's job kinds known to job creation and the workers (idempotent)."""
-    for kind in (chat.CHAT, completions.COMPLETION, agents.AGENT, diagnostic.DIAGNOSTIC):
+    for kind in (chat.CHAT, completions.COMPLETION, agents.AGENT, diagnostic.DIAGNOSTIC, generation.IMAGE):
         kinds.register(kind)
 
 

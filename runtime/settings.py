@@ -13,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from runtime.media import ImageSettings
 from runtime.rails import RailSettings
 from runtime.setting_types import Authority, BasicAuthLogins, JwtSecret, Origin, ProviderList, VerifyKey
 
@@ -49,7 +50,7 @@ class OidcIssuer(BaseModel):
         return value
 
 
-class Settings(RailSettings):
+class Settings(RailSettings, ImageSettings):
     """Every setting of creditflow; `.env.example` documents each one."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
