@@ -161,4 +161,5 @@ IMAGE = JobKind(
     model=lambda params: str(params["model"]),
     route=lambda params: str(params.get("queue", "images")),
     limit=lambda params: int(params["time_limit_s"]) if params.get("time_limit_s") else None,
+    resumable=True,  # a lost worker's job is queued again and polls the generation it stored
 )

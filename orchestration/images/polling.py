@@ -42,8 +42,9 @@ def _wait(ctx: RunContext, seconds: float) -> None:
         time.sleep(min(SLICE_S, left))
 
 
-def _call(ctx: RunContext, what: str, call: Callable[[], T], *, tries: int) -> T:
-    """Call the provider; passing errors are retried here (waiting what it asked), then by Celery."""
+def _call(ctx: RunContext, what: str, call: Callable[[], T], *, tries: int, then_retry: bool = True) -> T:
+    """Call the provider; passing errors are retried here (waiting what it asked), then by Celery, or
+    (`then_retry` false: a submit, which no provider makes idempotent) the job fails uncharged."""
     for attempt in range(1, tries + 1):
         try:
             return call()
@@ -56,6 +57,8 @@ def _call(ctx: RunContext, what: str, call: Callable[[], T], *, tries: int) -> T
                 ) from exc
             if not exc.retryable:
                 raise failure("provider_error", f"the image provider refused the {what}: {exc}") from exc
+            if attempt == tries and not then_retry:
+                raise failure("provider_error", f"the image provider failed the {what}: {exc}") from exc
             if attempt == tries:
                 raise RetryableError(f"the image provider failed the {what}: {exc}") from exc
             _wait(ctx, exc.retry_after if exc.retry_after is not None else min(8.0, 0.5 * 2**attempt))
@@ -134,11 +137,16 @@ def _download(ctx: RunContext, provider: ImageProvider, handle: Handle, status: 
         fresh = _call(ctx, "poll", lambda: provider.poll(handle, settings), tries=POLL_FAILURES)
         if fresh.result is not None:
             return fresh.result
-        if fresh.state != "ready" or not fresh.result_url or fresh.result_url == url:
-            expired = "the provider's result expired before it was saved; nothing was charged"
-            raise failure("result_expired", expired) from exc
-        again = str(fresh.result_url)
-        return _call(ctx, "download", lambda: provider.download(again, settings), tries=DOWNLOAD_TRIES)
+        again = str(fresh.result_url or "")
+        expired = failure(
+            "result_expired", "the provider's result expired before it was saved; nothing was charged"
+        )
+        if fresh.state != "ready" or not again or again == url:
+            raise expired from exc
+        try:
+            return _call(ctx, "download", lambda: provider.download(again, settings), tries=DOWNLOAD_TRIES)
+        except FinalError as second:
+            raise expired from second
 
 
 def _ready(
@@ -196,11 +204,12 @@ def generate(
     if stored is None:
         if ctx.should_stop():
             return _stopped(ctx, provider, None, 0, step_price)
-        handle = _call(ctx, "request", lambda: provider.submit(request, settings), tries=3)
+        handle = _call(ctx, "request", lambda: provider.submit(request, settings), tries=3, then_retry=False)
         records.save_handle(services, ctx.job_id, handle)
     else:
         handle = records.handle_of(stored)
-    steps_done, last_position = 0, None
+    steps_done = 0
+    last_position: int | None = -1  # no queued event yet (a provider may give no position: None)
     while not ctx.should_stop():
         status = _call(ctx, "poll", lambda: provider.poll(handle, settings), tries=POLL_FAILURES)
         if status.state == "ready":

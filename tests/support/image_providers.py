@@ -106,6 +106,9 @@ class ProviderServer:
     def new(self, provider: str, body: dict[str, Any], headers: dict[str, str]) -> Generation:
         source = body.get("input", body)
         size = source.get("image_size") or {}
+        if isinstance(source.get("size"), str):  # OpenAI's "WxH"
+            width_text, _, height_text = source["size"].partition("x")
+            size = {"width": int(width_text), "height": int(height_text)}
         width = int(source.get("width") or size.get("width") or 64)
         height = int(source.get("height") or size.get("height") or 64)
         steps = int(source.get("steps") or source.get("num_inference_steps") or 4)
@@ -168,12 +171,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(401, {"detail": "bad credentials"})
         return False
 
-    def _gen(self, gen_id: str) -> Generation | None:
+    def _gen(self, gen_id: str, *, poll: bool = False) -> Generation | None:
         with self.state.lock:
             gen = self.state.generations.get(gen_id)
         if gen is None:
             self._send(404, {"detail": "not found"})
-        elif gen.has("flaky"):
+        elif poll and gen.has("flaky"):
             gen.polls += 1
             if gen.polls % 2:
                 self._send(503, {"detail": "upstream busy"})
@@ -287,11 +290,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/files/"):
             self._file(path.removeprefix("/files/").removesuffix(".png"))
         elif path.startswith("/bfl/v1/get_result") and self._authorized("bfl"):
-            gen = self._gen(parse_qs(parts.query).get("id", [""])[0])
+            gen = self._gen(parse_qs(parts.query).get("id", [""])[0], poll=True)
             if gen is not None:
                 self._send(200, self._bfl(gen))
         elif path.startswith("/replicate/v1/predictions/") and self._authorized("replicate"):
-            gen = self._gen(path.split("/")[-1])
+            gen = self._gen(path.split("/")[-1], poll=True)
             if gen is not None:
                 self._send(200, self._prediction(gen))
         elif path.startswith("/fal/") and "/requests/" in path and self._authorized("fal"):
@@ -318,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fal(self, path: str) -> None:
         tail = path.split("/requests/")[1].split("/")
-        gen = self._gen(tail[0])
+        gen = self._gen(tail[0], poll=tail[-1] == "status")
         if gen is None:
             return
         phase, done = gen.phase()

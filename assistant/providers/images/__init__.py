@@ -93,9 +93,16 @@ class ImageProviderError(Exception):
     operator's account or key is the problem (no credit left upstream), never the user's fault."""
 
     def __init__(
-        self, message: str, *, retryable: bool, operator: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        operator: bool = False,
+        retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.code = code  # the provider's own error code, when it gives one
         self.retryable = retryable
         self.operator = operator
         self.retry_after = retry_after

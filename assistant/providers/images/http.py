@@ -62,11 +62,13 @@ def refusal(answer: httpx2.Response, what: str) -> ImageProviderError:
         body = None
     status, detail = answer.status_code, _detail(body, answer.content)
     message = f"{what} answered {status}: {detail}"
+    error = body.get("error") if isinstance(body, dict) else None
+    code = str(error["code"]) if isinstance(error, dict) and error.get("code") else None
     if status == 429:
-        return ImageProviderError(message, retryable=True, retry_after=_retry_after(answer, body))
+        return ImageProviderError(message, retryable=True, retry_after=_retry_after(answer, body), code=code)
     if status in (401, 402, 403):
-        return ImageProviderError(message, retryable=False, operator=True)
-    return ImageProviderError(message, retryable=status >= 500 or status in (408, 409))
+        return ImageProviderError(message, retryable=False, operator=True, code=code)
+    return ImageProviderError(message, retryable=status >= 500 or status in (408, 409), code=code)
 
 
 def call(

@@ -16,6 +16,7 @@ from assistant.providers.images import Handle, ImageProviderError, ImageRequest,
 from assistant.providers.images.http import call
 from runtime.settings import Settings
 
+MODERATION_CODES = ("content_policy_violation", "moderation_blocked")
 _results: dict[str, Status] = {}
 _lock = threading.Lock()
 
@@ -40,7 +41,7 @@ def submit(request: ImageRequest, settings: Settings) -> Handle:
     try:
         answer = call(settings, "POST", url, what="OpenAI images", headers=headers, body=body, ok=(200,))
     except ImageProviderError as exc:
-        if "content_policy_violation" not in str(exc) and "moderation" not in str(exc).lower():
+        if exc.code not in MODERATION_CODES:
             raise
         status = Status("moderated", error="refused by the content policy")
     else:

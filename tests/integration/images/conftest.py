@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
+from assistant.catalog import DEFAULT_CATALOG
 from orchestration.bootstrap import bootstrap
 from orchestration.services import Services
 from runtime.settings import load_settings
@@ -26,6 +28,28 @@ def providers() -> Iterator[ProviderServer]:
     """One local server speaking BFL's, fal's, Replicate's and OpenAI's image protocols."""
     with provider_server() as server:
         yield server
+
+
+# The flux models once per remote provider, so one set of workers exercises all four protocols.
+PROVIDER_MODELS = {
+    "flux-schnell": "bfl",
+    "flux-schnell-fal": "fal",
+    "flux-dev-replicate": "replicate",
+    "flux-schnell-openai": "openai",
+}
+
+
+def catalog_with_providers(directory: Path) -> Path:
+    """The default catalog, plus the flux models served by each remote provider."""
+    document = yaml.safe_load(DEFAULT_CATALOG.read_text())
+    flux = {entry["id"]: entry for entry in document["models"]}
+    for model, provider in {**PROVIDER_MODELS, "flux-dev-fal": "fal"}.items():
+        if model not in flux:
+            base = dict(flux["flux-dev" if "dev" in model else "flux-schnell"])
+            document["models"].append({**base, "id": model, "provider": provider})
+    path = directory / "catalog.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
 
 
 @pytest.fixture(scope="package")
@@ -50,6 +74,7 @@ def image_env(
             RATE_LIMIT_JOBS="1000/minute",
             API_WORKERS="1",
             IMAGE_POLL_INTERVAL_S="0.05",
+            ASSISTANT_CATALOG=str(catalog_with_providers(var)),
             **providers.settings(),
         )
 
@@ -57,7 +82,14 @@ def image_env(
 @pytest.fixture(scope="package")
 def services(image_env: dict[str, str]) -> Iterator[Services]:
     """The test process's own services on the workers' database and Redis."""
-    names = ("REDIS_URL", "DATABASE_URL", "AUTH_JWT_SECRET", "VAR_DIR", "IMAGE_STORAGE_DIR")
+    names = (
+        "REDIS_URL",
+        "DATABASE_URL",
+        "AUTH_JWT_SECRET",
+        "VAR_DIR",
+        "IMAGE_STORAGE_DIR",
+        "ASSISTANT_CATALOG",
+    )
     built = bootstrap(load_settings(**{name: image_env[name] for name in names}))
     yield built
     built.close()
