@@ -90,7 +90,11 @@ def services(image_env: dict[str, str]) -> Iterator[Services]:
         "IMAGE_STORAGE_DIR",
         "ASSISTANT_CATALOG",
     )
-    built = bootstrap(load_settings(**{name: image_env[name] for name in names}))
+    heartbeats = {
+        "JOB_HEARTBEAT_S": 0.5,
+        "JOB_HEARTBEAT_TIMEOUT_S": 3.0,
+    }  # as the workers': the reaper's view
+    built = bootstrap(load_settings(**{name: image_env[name] for name in names}, **heartbeats))
     yield built
     built.close()
 
