@@ -85,6 +85,7 @@ beat_schedule: dict[str, dict[str, object]] = {
         "options": {"expires": _settings.SEAL_INTERVAL_S * 3},
     },
     "purge-idempotency": {"task": "creditflow.maintenance.purge_idempotency", "schedule": 3600.0},
+    "purge-images": {"task": "creditflow.maintenance.purge_images", "schedule": 3600.0},
     "reconcile-payments": {
         "task": "creditflow.maintenance.reconcile_payments",
         "schedule": _settings.RECONCILE_INTERVAL_S,
