@@ -29,6 +29,10 @@ SLICE_S = 0.2  # a wait between polls checks for a cancel this often
 IMAGE_PATH = "/api/v1/images/{id}"
 
 
+class Stopped(Exception):
+    """The job was told to stop (cancel, time limit, taken over) while a provider call was retried."""
+
+
 def failure(code: str, message: str) -> FinalError:
     """A final failure with its own code on the job (`moderated`, `provider_account`, ...)."""
     error = FinalError(message)
@@ -63,7 +67,7 @@ def _call(ctx: RunContext, what: str, call: Callable[[], T], *, tries: int, then
                 raise RetryableError(f"the image provider failed the {what}: {exc}") from exc
             _wait(ctx, exc.retry_after if exc.retry_after is not None else min(8.0, 0.5 * 2**attempt))
             if ctx.should_stop():
-                raise RetryableError(f"stopped while the {what} was being retried") from exc
+                raise Stopped from exc
     raise AssertionError("unreachable")
 
 
@@ -194,26 +198,42 @@ def generate(
 ) -> Mapping[str, Any]:
     """Submit (or resume) the job's generation and follow it to its end; the result names the image."""
     services, settings = ctx.services, ctx.services.settings
-    total = request.steps
-    quote = total * step_price
     stored = records.generation_of(services, ctx.job_id)
     if stored is not None and stored.image_id:  # kept by an earlier attempt: only the result was lost
         image = records.image_of(services, user_id=ctx.user_id, image_id=stored.image_id)
         if image is not None:
-            return _result(ctx, image, quote)
-    if stored is None:
-        if ctx.should_stop():
-            return _stopped(ctx, provider, None, 0, step_price)
+            return _result(ctx, image, request.steps * step_price)
+    if stored is not None:
+        return _follow(ctx, provider, records.handle_of(stored), request, model=model, step_price=step_price)
+    if ctx.should_stop():
+        return _stopped(ctx, provider, None, 0, step_price)
+    try:
         handle = _call(ctx, "request", lambda: provider.submit(request, settings), tries=3, then_retry=False)
-        records.save_handle(services, ctx.job_id, handle)
-    else:
-        handle = records.handle_of(stored)
+    except Stopped:
+        return _stopped(ctx, provider, None, 0, step_price)
+    records.save_handle(services, ctx.job_id, handle)
+    return _follow(ctx, provider, handle, request, model=model, step_price=step_price)
+
+
+def _follow(
+    ctx: RunContext,
+    provider: ImageProvider,
+    handle: Handle,
+    request: ImageRequest,
+    *,
+    model: str,
+    step_price: int,
+) -> Mapping[str, Any]:
+    settings, total = ctx.services.settings, request.steps
     steps_done = 0
     last_position: int | None = -1  # no queued event yet (a provider may give no position: None)
     while not ctx.should_stop():
-        status = _call(ctx, "poll", lambda: provider.poll(handle, settings), tries=POLL_FAILURES)
+        try:
+            status = _call(ctx, "poll", lambda: provider.poll(handle, settings), tries=POLL_FAILURES)
+        except Stopped:
+            break
         if status.state == "ready":
-            return _ready(ctx, provider, handle, status, model=model, total=total, quote=quote)
+            return _ready(ctx, provider, handle, status, model=model, total=total, quote=total * step_price)
         if status.state == "queued":
             if status.queue_position != last_position or status.eta_s is not None:
                 ctx.progress("queued", 0, total, status.eta_s, queue_position=status.queue_position)
