@@ -82,7 +82,8 @@ def _own_image(image_id: str) -> Any:
     return row
 
 
-@blp.route("/images/<image_id>")
+# Ids are 32 hex characters: `/images/generations` is never read as an image id (its Allow header).
+@blp.route("/images/<string(length=32):image_id>")
 class ImageById(MethodView):
     """An image made by one of the caller's jobs."""
 
