@@ -37,6 +37,8 @@ class ImageSettings(BaseSettings):
     REPLICATE_API_BASE: str = "https://api.replicate.com"
     IMAGES_OPENAI_BASE_URL: str = ""
     IMAGES_OPENAI_API_KEY: str = ""
+    # Partial images per OpenAI generation (streamed, shown as previews); 0: one unstreamed call.
+    IMAGES_OPENAI_PARTIAL_IMAGES: int = Field(0, ge=0, le=3)
 
     @field_validator("IMAGE_PROVIDERS")
     @classmethod

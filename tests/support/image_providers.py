@@ -231,9 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         else:
-            self._openai(gen)
+            self._openai(gen, int(body.get("partial_images") or 0) if body.get("stream") else None)
 
-    def _openai(self, gen: Generation) -> None:
+    def _openai(self, gen: Generation, partials: int | None) -> None:
+        if partials and not gen.has("moderate") and not gen.has("fail"):
+            self._openai_stream(gen, partials)
+            return
         time.sleep(gen.steps * gen.step_s)
         if gen.has("moderate"):
             error = {
@@ -246,6 +249,22 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             encoded = base64.b64encode(png(gen.width, gen.height, gen.prompt)).decode()
             self._send(200, {"created": int(time.time()), "data": [{"b64_json": encoded}]})
+
+    def _openai_stream(self, gen: Generation, partials: int) -> None:
+        """Server-sent events: `partial_images` previews, then the completed image."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        image = png(gen.width, gen.height, gen.prompt)
+        events = [
+            ("image_generation.partial_image", {"partial_image_index": index}) for index in range(partials)
+        ]
+        for kind, extra in [*events, ("image_generation.completed", {})]:
+            time.sleep(gen.steps * gen.step_s / (partials + 1))
+            data = {"type": kind, "b64_json": base64.b64encode(image).decode(), **extra}
+            self.wfile.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
+        self.close_connection = True
 
     def _prediction(self, gen: Generation) -> dict[str, Any]:
         phase, done = gen.phase()

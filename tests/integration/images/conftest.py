@@ -74,6 +74,7 @@ def image_env(
             RATE_LIMIT_JOBS="1000/minute",
             API_WORKERS="1",
             IMAGE_POLL_INTERVAL_S="0.05",
+            IMAGES_OPENAI_PARTIAL_IMAGES="2",  # OpenAI's calls streamed: partial images are previews
             ASSISTANT_CATALOG=str(catalog_with_providers(var)),
             **providers.settings(),
         )

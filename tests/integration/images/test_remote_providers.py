@@ -56,11 +56,14 @@ def test_every_provider_tells_one_progress_story_and_charges_the_quote(
         assert events[-1].data["credits_spent"] == credits(quote(model, 4))
         progress = [e.data for e in events if e.event == "progress"]
         stages = [p["stage"] for p in progress]
-        if model != "flux-schnell-openai":  # a synchronous call has nothing to report meanwhile
+        running = [p for p in progress if p["stage"] == "generating"]
+        assert [p["percent"] for p in running] == sorted(p["percent"] for p in running)
+        assert all(p["total"] == 4 for p in running)
+        if model == "flux-schnell-openai":  # streamed: its two partial images are the previews
+            assert any(p.get("preview_url", "").startswith("data:image/webp;base64,") for p in running)
+            assert stages.index("generating") < stages.index("done"), stages
+        else:
             assert stages.index("queued") < stages.index("generating") < stages.index("done"), (model, stages)
-            running = [p for p in progress if p["stage"] == "generating"]
-            assert [p["percent"] for p in running] == sorted(p["percent"] for p in running)
-            assert all(p["total"] == 4 for p in running)
         if model == "flux-schnell-fal":
             positions = [p["queue_position"] for p in progress if p["stage"] == "queued"]
             assert positions[0] > 1, positions
