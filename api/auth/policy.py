@@ -20,6 +20,7 @@ API_KEY_MAY: dict[str, frozenset[str]] = {
     "jobs": EVERYTHING,  # jobs of every kind: create (within the key's limits), follow, cancel
     "chat": EVERYTHING,  # models, conversations and their messages
     "agents": EVERYTHING,  # agent tasks
+    "images": EVERYTHING,  # image generations (within the key's limits) and the images they made
     "openai": EVERYTHING,  # the OpenAI-compatible API
     "credits": READS,  # balance, transactions, proofs
     "me": READS,  # who am I (PATCH /me/preferences is a setting)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import time
+import uuid
 
 import pytest
 from PIL import Image
@@ -17,6 +18,10 @@ from orchestration.services import Services
 from tests.integration.images.conftest import Client
 
 pytestmark = [pytest.mark.slow]
+
+
+def job_key() -> str:
+    return uuid.uuid4().hex
 
 
 def step_price(width: int, height: int, per_megapixel_step: int = 50_000) -> int:
@@ -64,9 +69,13 @@ def test_an_image_from_prompt_to_pixels(api: str, services: Services) -> None:
     assert alice.available() == "1000"
     assert alice.get("/api/v1/jobs").json()["items"] == []
 
-    accepted = alice.generate(**body)
+    key = {"Idempotency-Key": f"img-{job_key()}"}
+    accepted = alice.post("/api/v1/images/generations", body, headers=key)
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["job_id"]
+    replay = alice.post("/api/v1/images/generations", body, headers=key)
+    assert replay.json()["job_id"] == job_id  # the same job, held once
+    assert alice.post("/api/v1/images/generations", {**body, "seed": 43}, headers=key).status_code == 409
     assert accepted.json()["cost"] == {"quoted": credits(quote), "held": credits(quote)}
     events = alice.events(accepted.json()["events_url"])
     kinds = [e.event for e in events]
