@@ -160,3 +160,20 @@ def test_cancel_while_generating_goes_upstream_by_its_own_id_and_pays_the_steps_
     assert other.wait_job(other_job)["status"] == "succeeded"
     with services.uow(autocommit=True) as db:
         assert db.execute(select(images).where(images.c.job_id == job_id)).first() is None
+
+
+def test_cancel_while_queued_upstream_charges_nothing(api: str, providers: ProviderServer) -> None:
+    client = Client(api)
+    prompt = f"[queue] [slow] a queue of ships {uuid.uuid4().hex[:6]}"
+    job_id = start(client, "flux-dev-fal", prompt, steps=20)
+    deadline = time.monotonic() + 30
+    while (client.job(job_id)["progress"] or {}).get("stage") != "queued":
+        assert time.monotonic() < deadline, client.job(job_id)
+        time.sleep(0.02)
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 202
+    job = client.wait_job(job_id)
+    assert job["status"] == "canceled", job
+    assert job["cost"]["charged"] == "0"
+    assert client.available() == "1000"
+    (generation,) = providers.of_prompt(prompt)
+    assert generation.id in providers.cancels
