@@ -87,6 +87,7 @@ beat_schedule: dict[str, dict[str, object]] = {
     "reap": _every("creditflow.maintenance.reap", _settings.REAPER_INTERVAL_S, expires_after=3),
     "seal-ledger": _every("creditflow.maintenance.seal", _settings.SEAL_INTERVAL_S, expires_after=3),
     "purge-idempotency": _every("creditflow.maintenance.purge_idempotency", 3600.0),
+    "purge-images": _every("creditflow.maintenance.purge_images", 3600.0),
     "reconcile-payments": _every(
         "creditflow.maintenance.reconcile_payments", _settings.RECONCILE_INTERVAL_S, expires_after=2
     ),

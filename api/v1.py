@@ -15,6 +15,7 @@ from api.chat import routes as chat
 from api.dry_run import register_dry_run
 from api.errors import ProblemApi
 from api.guards import register_guards
+from api.images import routes as images
 from api.images import vision
 from api.jobs import admin as job_admin
 from api.jobs import agents
@@ -45,8 +46,8 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     payments.register_payment_errors(app)
     webhooks.register_webhooks(app, api)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
-                      chat.blp, agents.blp, vision.blp, payments.blp, payments.me_blp, payment_admin.blp,
-                      webhooks.blp, admin_users.blp, admin_reports.blp, admin_audit.blp):
+                      chat.blp, agents.blp, images.blp, vision.blp, payments.blp, payments.me_blp,
+                      payment_admin.blp, webhooks.blp, admin_users.blp, admin_reports.blp, admin_audit.blp):
         api.register_blueprint(blueprint)
     vision.document_one_image(api.spec)
     register_guards(app, api)

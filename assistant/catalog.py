@@ -133,6 +133,13 @@ def load_models(session: Connection, settings: Settings) -> list[ModelSpec]:
         )
         for row in rows
     ]
+    # An image model's provider may be chosen by settings (IMAGE_PROVIDERS) over the catalog's.
+    specs = [
+        replace(spec, provider=settings.image_provider_of(spec.id, spec.provider))
+        if spec.kind == "image"
+        else spec
+        for spec in specs
+    ]
     listed = [spec for spec in specs if spec.listed_in(settings.CREDITFLOW_ENV)]
     return [_availability(spec, settings) for spec in listed]
 

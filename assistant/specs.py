@@ -8,7 +8,13 @@ from typing import Any
 
 CHAT_PRICES = ("input_per_million", "output_per_million")
 VISION_PRICES = ("per_image",)  # a `vision` model (the local analyser) is priced per image
-PRICES = {"chat": CHAT_PRICES, "embedding": ("input_per_million",), "vision": VISION_PRICES}
+IMAGE_PRICES = ("per_megapixel_step",)
+PRICES = {
+    "chat": CHAT_PRICES,
+    "embedding": ("input_per_million",),
+    "vision": VISION_PRICES,
+    "image": IMAGE_PRICES,
+}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import threading
 import redis
 from celery import Celery
 
-from orchestration.images import vision
+from orchestration.images import generation, vision
 from orchestration.jobs import kinds
 from orchestration.replies import agents, chat, completions, diagnostic
 from orchestration.services import Services
@@ -34,7 +34,8 @@ def check_settings(settings: Settings) -> None:
 
 def register_kinds() -> None:
     """Make the product's job kinds known to job creation and the workers (idempotent)."""
-    for kind in (chat.CHAT, completions.COMPLETION, agents.AGENT, diagnostic.DIAGNOSTIC, vision.VISION):
+    kinds_of_product = (chat.CHAT, completions.COMPLETION, agents.AGENT, diagnostic.DIAGNOSTIC)
+    for kind in (*kinds_of_product, vision.VISION, generation.IMAGE):
         kinds.register(kind)
 
 

@@ -61,8 +61,11 @@ class RunContext:
         """Whether the step stopped because the user canceled."""
         return self.stop_reason == "canceled"
 
-    def progress(self, stage: str, step: int, total: int, eta_s: float | None = None) -> None:
-        """Publish a `progress` event (stage, step of total, percent, eta)."""
+    def progress(
+        self, stage: str, step: int, total: int, eta_s: float | None = None, **extra: Any
+    ) -> None:
+        """Publish a `progress` event (stage, step of total, percent, eta, and a kind's own fields such
+        as an image job's `queue_position` or `preview_url`)."""
         percent = round(100 * step / total, 1) if total else None
         self.last_progress = {
             "stage": stage,
@@ -70,6 +73,7 @@ class RunContext:
             "total": total,
             "percent": percent,
             "eta_s": eta_s,
+            **extra,
         }
         self._tokens.flush()  # the text before this progress goes out first
         self._publish("progress", **self.last_progress)

@@ -13,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from runtime.media import ImageSettings
 from runtime.notify import NotifySettings
 from runtime.operators import OperatorSettings
 from runtime.rails import RailSettings
@@ -51,7 +52,7 @@ class OidcIssuer(BaseModel):
         return value
 
 
-class Settings(RailSettings, OperatorSettings, NotifySettings):
+class Settings(RailSettings, OperatorSettings, NotifySettings, ImageSettings):
     """Every setting of creditflow; `.env.example` documents each one."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)

@@ -12,6 +12,7 @@ from typing import Any
 import celeryconfig
 import ledger
 from orchestration.accounts import idempotency
+from orchestration.images import retention
 from orchestration.jobs import reaper
 from workers.app import queue_task
 
@@ -61,3 +62,10 @@ def purge_idempotency(self: Any) -> int:
     cutoff = datetime.now(UTC) - timedelta(seconds=self.services.settings.IDEMPOTENCY_TTL_S)
     with self.services.uow() as db:
         return idempotency.purge(db, older_than=cutoff)
+
+
+@queue_task("maintenance", ignore_result=True)
+def purge_images(self: Any) -> int:
+    """Delete images past their retention (IMAGE_RETENTION_DAYS; beat, hourly)."""
+    return retention.purge_expired(self.services)
+

@@ -21,6 +21,7 @@ API_KEY_MAY: dict[str, frozenset[str]] = {
     "chat": EVERYTHING,  # models, conversations and their messages
     "agents": EVERYTHING,  # agent tasks
     "vision": EVERYTHING,  # vision analyses (jobs, within the key's limits)
+    "images": EVERYTHING,  # image generations (within the key's limits) and the images they made
     "openai": EVERYTHING,  # the OpenAI-compatible API
     "credits": READS,  # balance, transactions, proofs
     "me": READS,  # who am I (PATCH /me/preferences is a setting)

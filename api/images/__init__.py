@@ -1,1 +1,2 @@
-"""Image routes: vision analyses (and image generation)."""
+"""The images API: image generation jobs and the images they made (served to their owners), vision
+analyses."""

@@ -81,6 +81,10 @@ def provider_for(name: str) -> Provider:
 
 def is_available(spec: ModelSpec, settings: Settings) -> bool:
     """Whether the model's provider exists, is configured and is reachable."""
+    if spec.kind == "image":
+        from assistant.providers.images import image_available
+
+        return image_available(spec, settings)
     if spec.provider not in MODULES:
         return False
     return provider_for(spec.provider).available(spec, settings)

@@ -1,1 +1,2 @@
-"""Image jobs: vision analyses (and image generation)."""
+"""Image jobs: generation (the `image` kind, its polling of a provider, where the images are kept) and
+vision analyses."""

@@ -54,6 +54,10 @@ class JobKind:
     # steps whose effects are private until they return (a diagnostic, an agent task); false where
     # the user already saw part of the output (a streamed chat reply), which then ends failed instead.
     restartable: bool = True
+    # Whether a job whose worker was lost (its heartbeat stale, no message coming back) is queued again
+    # by the reaper to resume, rather than failed: for steps that left their work running elsewhere and
+    # can find it again (an image job's stored provider id), so the work done upstream is not lost.
+    resumable: bool = False
     # Called inside settle's transaction once the job ended `succeeded` or `canceled` (e.g. to
     # append a chat reply), so the domain change commits with the charge or not at all.
     on_settled: Callable[[Connection, Row[Any]], None] | None = None

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, select, update
 
 import ledger
 from ledger.tables import holds
 from orchestration import broker
 from orchestration.jobs import compensation, dispatch, steps
+from orchestration.jobs.kinds import get_kind
 from orchestration.services import Services
 from orchestration.tables import QUEUED_SQL, RUNNING_SQL, jobs
 from runtime.limits import REAPER_GRACE_S
@@ -72,14 +73,9 @@ def sweep(services: Services, *, now: datetime | None = None) -> Sweep:
     )
     result.worker_lost = _each(
         result,
-        "ending an orphaned job",
+        "ending or resuming an orphaned job",
         _orphaned(services, now),
-        lambda row: _end(
-            services,
-            row,
-            code="worker_lost",
-            message="the worker running the job stopped; nothing was charged",
-        ),
+        lambda row: _lost_worker(services, row, now),
     )
     _resend_lost(services, now, result)
     with services.uow(autocommit=True) as db:
@@ -121,6 +117,41 @@ def _end(services: Services, row: Any, *, code: str, message: str) -> bool:
     return compensation.fail(services, job_id=row.id, code=code, message=message, statuses=("running",))
 
 
+def _lost_worker(services: Services, row: Any, now: datetime) -> bool:
+    if not row.run_completed and row.enqueues < MAX_ENQUEUES and _resumable(row.kind):
+        return _requeue(services, row, now)
+    lost = "the worker running the job stopped; nothing was charged"
+    return _end(services, row, code="worker_lost", message=lost)
+
+
+def _resumable(kind: str) -> bool:
+    try:
+        return get_kind(kind).resumable
+    except KeyError:  # a kind this worker does not know (a rolling deploy): it is ended as before
+        return False
+
+
+def _requeue(services: Services, row: Any, now: datetime) -> bool:
+    """Queue a resumable job whose worker is gone again: its next run picks up what it left upstream
+    (an image job polls the provider id it stored) instead of the job failing with the work paid for."""
+    stale = now - timedelta(seconds=services.settings.JOB_HEARTBEAT_TIMEOUT_S)
+    with services.uow(autocommit=True) as db:
+        requeued = db.execute(
+            update(jobs)
+            .where(
+                jobs.c.id == row.id,
+                jobs.c.status == RUNNING_SQL,
+                jobs.c.heartbeat_at < stale,
+                jobs.c.run_completed.is_(False),
+            )
+            .values(status="queued", claim=None, enqueued_at=None)
+        ).rowcount
+    if requeued != 1:
+        return False
+    log.warning("job %s lost its worker; queued again to resume", row.id)
+    return dispatch.resend(services, job_id=row.id, queue=row.queue, priority=row.priority)
+
+
 def _overrun(services: Services, now: datetime) -> list[Any]:
     """Running jobs past their time limit plus the grace (exact per limit: none hides behind others)."""
     with services.uow(autocommit=True) as db:
@@ -139,13 +170,16 @@ def _overrun(services: Services, now: datetime) -> list[Any]:
     return rows[:BATCH]
 
 
+_ORPHAN_COLUMNS = ("id", "run_completed", "kind", "queue", "priority", "enqueues")
+
+
 def _orphaned(services: Services, now: datetime) -> list[Any]:
     """Running jobs whose worker stopped refreshing their heartbeat (killed, host lost)."""
     stale = now - timedelta(seconds=services.settings.JOB_HEARTBEAT_TIMEOUT_S)
     with services.uow(autocommit=True) as db:
         return list(
             db.execute(
-                select(jobs.c.id, jobs.c.run_completed)
+                select(*(jobs.c[name] for name in _ORPHAN_COLUMNS))
                 .where(jobs.c.status == RUNNING_SQL, jobs.c.heartbeat_at < stale)
                 .order_by(jobs.c.heartbeat_at)
                 .limit(BATCH)

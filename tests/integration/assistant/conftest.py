@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 import requests
 
@@ -18,13 +15,13 @@ from assistant.catalog import DEFAULT_CATALOG
 from orchestration.bootstrap import bootstrap
 from orchestration.services import Services
 from runtime.settings import load_settings
+from tests.support.api_user import ApiUser, signed_token
 from tests.support.processes import (
     ROOT,
     api_server,
     child_env,
     worker,
 )
-from tests.support.sse import Frame, frames, open_stream
 
 JWT_SECRET = "assistant-test-secret-0123456789-abcdef"
 ECHO_DELAY_MS = 40
@@ -86,22 +83,14 @@ def api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def token(sub: str | None = None) -> str:
     """A creditflow JWT for a (new) user."""
-    now = int(time.time())
-    claims = {"iss": "creditflow", "sub": sub or f"u-{uuid.uuid4().hex}", "iat": now, "exp": now + 900}
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    return signed_token(JWT_SECRET, sub)
 
 
-class Client:
+class Client(ApiUser):
     """A signed-in user talking to the API."""
 
     def __init__(self, base: str) -> None:
-        self.base = base
-        self.bearer = token()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Any request with the bearer token."""
-        headers = {"Authorization": f"Bearer {self.bearer}", **kwargs.pop("headers", {})}
-        return requests.request(method, f"{self.base}{path}", headers=headers, timeout=30, **kwargs)
+        super().__init__(base, JWT_SECRET)
 
     def conversation(self, **body: Any) -> str:
         """Start a conversation; its id."""
@@ -112,31 +101,6 @@ class Client:
     def send(self, conversation_id: str, query: str = "", **body: Any) -> requests.Response:
         """POST a message."""
         return self.call("POST", f"/api/v1/chat/conversations/{conversation_id}/messages{query}", json=body)
-
-    def events(self, path: str, *, until_tokens: int | None = None) -> list[Frame]:
-        """SSE events until the stream ends (or `until_tokens` token events arrived)."""
-        got: list[Frame] = []
-        with open_stream(f"{self.base}{path}", self.bearer, timeout=120) as response:
-            for frame in frames(response):
-                if frame.comment is None and frame.event:
-                    got.append(frame)
-                    if until_tokens and sum(f.event == "token" for f in got) >= until_tokens:
-                        break
-        return got
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        """The job resource."""
-        return dict(self.call("GET", f"/api/v1/jobs/{job_id}").json())
-
-    def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
-        """Poll until the job is final."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.job(job_id)
-            if job["status"] in ("succeeded", "failed", "canceled"):
-                return job
-            time.sleep(0.1)
-        raise AssertionError(f"job {job_id} not final in {timeout}s: {job}")
 
 
 @pytest.fixture
