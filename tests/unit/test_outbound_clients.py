@@ -27,6 +27,10 @@ ALLOWED = {
     "assistant/providers/openai.py": "OPENAI_BASE_URL and the catalog's model endpoints (operator settings)",
     "assistant/agents/tools.py": "AGENT_SEARCH_URL, the operator's search service",
     "payments/paypal_gateway.py": "PAYPAL_API_BASE (operator setting)",
+    "assistant/providers/images/http.py": "BFL_API_BASE, FAL_QUEUE_BASE, REPLICATE_API_BASE (operator "
+    "settings) "
+    "and the polling and result URLs those providers answer, never a user's",
+    "assistant/providers/images/openai.py": "IMAGES_OPENAI_BASE_URL (operator setting)",
 }
 FETCH_CALLS = {"urlopen", "urlretrieve", "create_connection"}
 
