@@ -91,6 +91,11 @@ class Settings(RailSettings):
     DIAGNOSTIC_JOBS_ENABLED: bool | None = None
     REAPER_INTERVAL_S: float = Field(10.0, gt=0)
     SEAL_INTERVAL_S: float = Field(5.0, gt=0)
+    # Beat sends a no-op to each of CANARY_QUEUES this often; one not consumed in time marks its queue
+    # stalled (orchestration/jobs/canaries.py): in /readyz's detail and creditflow_queue_consuming.
+    CANARY_INTERVAL_S: float = Field(30.0, gt=0, le=3600)
+    CANARY_TIMEOUT_S: float = Field(120.0, gt=0, le=24 * 3600)
+    CANARY_QUEUES: str = "critical,interactive,agents,images,local,maintenance"
     JOB_QUEUE_TIMEOUT_S: int = Field(3600, ge=10)
     JOB_REENQUEUE_AFTER_S: int = Field(30, ge=1)
     REDIS_MAX_CONNECTIONS: int = Field(0, ge=0, le=100_000)
@@ -211,6 +216,8 @@ class Settings(RailSettings):
             raise ValueError("FAULT_INJECTION_ENABLED is for tests; it must be false in production")
         if self.JOB_HEARTBEAT_TIMEOUT_S < 3 * self.JOB_HEARTBEAT_S:
             raise ValueError("JOB_HEARTBEAT_TIMEOUT_S must be at least 3 x JOB_HEARTBEAT_S")
+        if self.CANARY_TIMEOUT_S <= self.CANARY_INTERVAL_S:
+            raise ValueError("CANARY_TIMEOUT_S must be longer than CANARY_INTERVAL_S")
         if self.REDIS_URL.startswith(("amqp", "pyamqp")):
             raise ValueError("REDIS_URL must be a Redis URL; put RabbitMQ in BROKER_URL")
         return self
@@ -261,6 +268,11 @@ class Settings(RailSettings):
         """Redis connections per process: REDIS_MAX_CONNECTIONS, else one per API thread or I/O worker
         slot, and spare."""
         return self.REDIS_MAX_CONNECTIONS or max(self.API_THREADS, self.WORKER_IO_CONCURRENCY) + 32
+
+    @property
+    def canary_queues(self) -> tuple[str, ...]:
+        """The queues beat sends a consume canary to (CANARY_QUEUES, comma-separated)."""
+        return tuple(name.strip() for name in self.CANARY_QUEUES.split(",") if name.strip())
 
     @property
     def diagnostic_jobs(self) -> bool:
