@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 
 import celeryconfig
 from orchestration.tables import jobs
+from tests.chaos.proxy import Proxy
 from tests.chaos.stack import ChaosRedis, Stack
 from tests.support.postgres_server import PrivateServer
 
@@ -23,10 +24,17 @@ IO_QUEUES = ("interactive", "agents", "images")
 class Faults:
     """Applies the plan's faults by name; `rng` (seeded) picks among equal targets."""
 
-    def __init__(
-        self, stack: Stack, redis: ChaosRedis, postgres: PrivateServer, engine: Engine, rng: random.Random
+    def __init__(  # noqa: PLR0917 - the stack and each thing a fault acts on
+        self,
+        stack: Stack,
+        redis: ChaosRedis,
+        postgres: PrivateServer,
+        links: tuple[Proxy, ...],
+        engine: Engine,
+        rng: random.Random,
     ) -> None:
-        self.stack, self.redis, self.postgres, self.engine, self.rng = stack, redis, postgres, engine, rng
+        self.stack, self.redis, self.postgres, self.links = stack, redis, postgres, links
+        self.engine, self.rng = engine, rng
         self.producer = Celery("chaos-producer")
         self.producer.config_from_object(celeryconfig)
         self.producer.conf.update(broker_url=redis.url, result_backend=None)
@@ -106,6 +114,28 @@ class Faults:
             queue = db.execute(select(jobs.c.queue).where(jobs.c.id == job_id)).scalar_one()
         self.producer.send_task(f"creditflow.{queue}.run", args=[job_id])
         return f"run of {job_id} sent again"
+
+    def _links(self, mode: str, seconds: float) -> None:
+        for link in self.links:
+            link.mode = mode
+        time.sleep(seconds)
+        for link in self.links:
+            link.mode = "pass"
+
+    def slow_links(self) -> str:
+        running = self._running(IO_QUEUES, wait_s=3)
+        self._links("slow", 6)
+        return f"{len(running)} jobs running"
+
+    def hang_links(self) -> str:
+        running = self._running(IO_QUEUES, wait_s=3)
+        self._links("hang", 5)
+        return f"{len(running)} jobs running"
+
+    def reset_links(self) -> str:
+        running = self._running(IO_QUEUES, wait_s=3)
+        reset = sum(link.reset() for link in self.links)
+        return f"{reset} connections reset, {len(running)} jobs running"
 
     def close(self) -> None:
         """Let go of the broker connection."""

@@ -18,6 +18,9 @@ FAULTS = (
     "restart_postgres",  # a fast restart of PostgreSQL: every backend terminated
     "pause_beat",  # beat stopped (SIGSTOP) for a while, then going on
     "double_delivery",  # a running job's `run` message delivered a second time
+    "slow_links",  # the workers' links to Redis and PostgreSQL 200 ms slower per chunk, for 6 s
+    "hang_links",  # the workers' links forward nothing for 5 s, connections kept open
+    "reset_links",  # every connection of the workers to Redis and PostgreSQL reset
 )
 USERS = 4
 
@@ -50,7 +53,7 @@ class Plan:
     duration_s: float
 
 
-def make_plan(seed: int, *, rounds: int = 1, gap_s: float = 7.0) -> Plan:
+def make_plan(seed: int, *, rounds: int = 1, gap_s: float = 5.0) -> Plan:
     """The load and faults of `rounds` rounds (every fault once per round), `gap_s` apart on average."""
     rng = random.Random(seed)
     faults: list[Fault] = []

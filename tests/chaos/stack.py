@@ -74,6 +74,7 @@ class Role:
     name: str
     args: tuple[str, ...]
     ready: str  # a line its log shows once it serves
+    env: dict[str, str] = field(default_factory=dict)  # this role's own settings, over the stack's
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     log: Path = field(default_factory=Path)
@@ -82,7 +83,8 @@ class Role:
 class Stack:
     """API, pools and beat on the given environment; each role restarted on demand."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, *, worker_env: dict[str, str] | None = None) -> None:
+        """`worker_env` is what the pools and beat see instead (their links through the proxies)."""
         self.env, self.logs = env, logs
         self.api_port = free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
@@ -99,15 +101,15 @@ class Stack:
                 "--hostname",
                 f"{name}@%h",
             )
-            self.roles[name] = Role(name, args, " ready.")
-        self.roles["beat"] = Role("beat", ("beat",), "beat: Starting")
+            self.roles[name] = Role(name, args, " ready.", dict(worker_env or {}))
+        self.roles["beat"] = Role("beat", ("beat",), "beat: Starting", dict(worker_env or {}))
 
     def start(self, name: str) -> None:
         """Start role `name` and wait until it serves."""
         role = self.roles[name]
         role.starts += 1
         role.log = self.logs / f"{name}.{role.starts}.log"
-        role.process = creditflow(*role.args, env=self.env, cwd=ROOT, log=role.log)
+        role.process = creditflow(*role.args, env={**self.env, **role.env}, cwd=ROOT, log=role.log)
         wait_for_log(role.log, role.ready, process=role.process, timeout=90)
         if name == "api":
             wait_http(f"{self.base}/healthz", process=role.process, log=role.log)
@@ -116,6 +118,17 @@ class Stack:
         """Every role, the API first."""
         for name in self.roles:
             self.start(name)
+
+    def revive(self) -> list[str]:
+        """Start again, as a supervisor would, every role that exited without being told to; the
+        exits seen (name and code), which the suite reports."""
+        exits = []
+        for name, role in self.roles.items():
+            if role.process is not None and role.process.poll() is not None:
+                exits.append(f"{name} exited {role.process.returncode}")
+                stop(role.process, timeout=1)
+                self.start(name)
+        return exits
 
     def main_pid(self, name: str) -> int:
         """The role's own process (a worker's main process, the pool's parent)."""

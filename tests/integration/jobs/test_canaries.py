@@ -1,6 +1,7 @@
 """Consume canaries on real processes: beat sends them, a real worker consumes them; a worker told to
 stop consuming one queue (connected, answering control, as after a bad broker reconnect) shows that
-queue stalled in /readyz and the metrics, and consuming again clears it."""
+queue stalled in /readyz and the metrics, its watchdog then stops it (free slots, a forgotten queue),
+and a fresh worker clears it."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def test_a_queue_no_longer_consumed_shows_stalled_until_it_is_consumed_again(
     beat_log = tmp_path / "beat.log"
     beat = creditflow("beat", env=env, cwd=ROOT, log=beat_log)
     try:
-        with worker("interactive,agents", env=env, cwd=ROOT, log=tmp_path / "worker.log", name="canary"):
+        log = tmp_path / "worker.log"
+        with worker("interactive,agents", env=env, cwd=ROOT, log=log, name="canary") as first:
             wait_for_log(beat_log, "Sending due task canary-agents", process=beat)
             client = redis.Redis.from_url(private_redis)
             deadline = time.monotonic() + 30
@@ -89,13 +91,19 @@ def test_a_queue_no_longer_consumed_shows_stalled_until_it_is_consumed_again(
             assert 'creditflow_queue_consuming{queue="agents"} 0.0' in text
             assert 'creditflow_queue_consuming{queue="interactive"} 1.0' in text
             waited = next(
-                float(line.split()[-1]) for line in text.splitlines()
+                float(line.split()[-1])
+                for line in text.splitlines()
                 if line.startswith('creditflow_queue_canary_waiting_seconds{queue="agents"}')
             )
             assert waited > 3
 
-            # Consuming again: the expired canaries are dropped unrun, the next one clears the mark.
-            control.control.add_consumer("agents", reply=True, timeout=5)
+            # Its free slots idle while its queue waits: the watchdog stops it for its supervisor.
+            first.wait(timeout=30)
+            assert first.returncode == 0, log.read_text()[-3000:]
+            assert "consume watchdog: agents not consumed" in log.read_text()
+
+        # A fresh worker: the expired canaries are dropped unrun, the next one clears the mark.
+        with worker("interactive,agents", env=env, cwd=ROOT, log=tmp_path / "second.log", name="second"):
             _until(api, {"interactive": "ok", "agents": "ok"})
     finally:
         stop(beat)
