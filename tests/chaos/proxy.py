@@ -16,14 +16,14 @@ CHUNK = 65536
 
 
 class Proxy:
-    """127.0.0.1:`port` forwarded to 127.0.0.1:`target`; `mode` is "pass", "slow" or "hang"."""
+    """`host`:`port` forwarded to 127.0.0.1:`target`; `mode` is "pass", "slow" or "hang"."""
 
-    def __init__(self, target: int, *, latency_s: float = 0.2) -> None:
+    def __init__(self, target: int, *, latency_s: float = 0.2, host: str = "127.0.0.1") -> None:
         self.target, self.port, self.latency_s = target, free_port(), latency_s
         self.mode = "pass"
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener = socket.create_server((host, self.port))
         self._closed = False
         threading.Thread(target=self._accept, daemon=True, name=f"proxy-{self.port}").start()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class Role:
     args: tuple[str, ...]
     ready: str  # a line its log shows once it serves
     env: dict[str, str] = field(default_factory=dict)  # this role's own settings, over the stack's
+    prefix: tuple[str, ...] = ()  # runs it elsewhere: `ip netns exec <host>`
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     log: Path = field(default_factory=Path)
@@ -109,7 +111,19 @@ class Stack:
         role = self.roles[name]
         role.starts += 1
         role.log = self.logs / f"{name}.{role.starts}.log"
-        role.process = creditflow(*role.args, env={**self.env, **role.env}, cwd=ROOT, log=role.log)
+        env = {**self.env, **role.env}
+        if role.prefix:
+            with role.log.open("ab") as out:
+                role.process = subprocess.Popen(
+                    [*role.prefix, sys.executable, "-m", "cli.main", *role.args],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        else:
+            role.process = creditflow(*role.args, env=env, cwd=ROOT, log=role.log)
         wait_for_log(role.log, role.ready, process=role.process, timeout=90)
         if name == "api":
             wait_http(f"{self.base}/healthz", process=role.process, log=role.log)
