@@ -8,7 +8,9 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
+import psutil
 from celery import Celery
 from sqlalchemy import Engine, select
 
@@ -36,6 +38,7 @@ class Faults:
     ) -> None:
         self.stack, self.redis, self.postgres, self.links = stack, redis, postgres, links
         self.engine, self.rng = engine, rng
+        self.revived: list[str] = []  # processes found dead (and started again) while a fault looked
         self.producer = Celery("chaos-producer")
         self.producer.config_from_object(celeryconfig)
         self.producer.conf.update(broker_url=redis.url, result_backend=None)
@@ -66,10 +69,22 @@ class Faults:
         return f"{len(running)} jobs running"
 
     def kill_pool_child(self) -> str:
-        children = self.stack.pool_children("critical")
+        deadline = time.monotonic() + 10
+        while not (children := self._children("critical")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the pool is being replaced (a child just died, the worker restarts)
+        if not children:
+            return "no pool child to kill (the pool was restarting)"
         victim = self.rng.choice(sorted(children, key=lambda p: p.pid))
         victim.kill()
         return f"child {victim.pid} of {len(children)}"
+
+    def _children(self, name: str) -> list[Any]:
+        for exit_seen in self.stack.revive():
+            self.revived.append(exit_seen)
+        try:
+            return self.stack.pool_children(name)
+        except (AssertionError, psutil.Error):
+            return []
 
     def kill_critical_main(self) -> str:
         self.stack.kill("critical", signal.SIGKILL)

