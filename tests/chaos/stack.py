@@ -51,6 +51,7 @@ def stack_env(database: str, redis_url: str, var: Path) -> dict[str, str]:
         VAR_DIR=str(var),
         API_WORKERS="1",
         RATE_LIMITS_ENABLED="false",
+        DATABASE_POOL_SIZE="10",  # the default: the suite's own 3 is for tests sharing one server
         **FAST,
     )
 
