@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit integration e2e bench clean
+.PHONY: install run test lint unit integration e2e chaos bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("creditflow needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -27,6 +27,9 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+chaos: install
+	$(BIN)/pytest -q -m chaos tests/chaos $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest -q tests/unit

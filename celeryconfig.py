@@ -101,4 +101,21 @@ beat_schedule: dict[str, dict[str, object]] = {
         "creditflow.notify.sweep_outbox", _settings.NOTIFY_SWEEP_INTERVAL_S, expires_after=2
     ),
 }
+# A consume canary per queue (orchestration/jobs/canaries.py), at the highest priority so only a queue
+# no worker takes from (or one whose every slot stayed busy) leaves it waiting. One that waited past the
+# timeout is dropped unrun when a worker gets to it; a queue nobody ever consumes gathers one per
+# interval, so leave such queues out of CANARY_QUEUES.
+CANARY_QUEUES = _settings.canary_queues
+if unknown_canaries := sorted(set(CANARY_QUEUES) - set(QUEUES)):
+    raise ValueError(f"CANARY_QUEUES names unknown queues: {', '.join(unknown_canaries)}")
+beat_schedule.update(
+    {
+        f"canary-{queue}": {
+            "task": f"creditflow.{queue}.canary",
+            "schedule": _settings.CANARY_INTERVAL_S,
+            "options": {"expires": _settings.CANARY_TIMEOUT_S, "priority": 0},
+        }
+        for queue in CANARY_QUEUES
+    }
+)
 beat_schedule_filename = str(_settings.VAR_DIR / "celerybeat-schedule")

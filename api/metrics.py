@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.payments.metrics import PaymentCollector
 from orchestration import broker
 from orchestration.accounts.welcome import WelcomeDecision
-from orchestration.jobs import meters, stats
+from orchestration.jobs import canaries, meters, stats
 from orchestration.jobs.kinds import kind_names
 from orchestration.payments.crypto import review
 from orchestration.services import Services
@@ -90,6 +90,38 @@ class QueueLengthCollector:
             family.add_metric([queue], float(length))
         yield family
         yield by_priority
+
+
+class CanaryCollector:
+    """Each queue's consume canary (orchestration/jobs/canaries.py), read from Redis at scrape time."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """How long each queue's oldest canary has waited, and whether the queue is consumed (1) or
+        stalled (0); nothing when Redis does not answer."""
+        try:
+            waited = canaries.waiting_s(self.services, self.services.settings.canary_queues, now=time.time())
+        except Exception as exc:  # a scrape must not fail because Redis blinked
+            log.warning("queue canaries unavailable: %s: %s", type(exc).__name__, exc)
+            return
+        timeout = self.services.settings.CANARY_TIMEOUT_S
+        age = GaugeMetricFamily(
+            "creditflow_queue_canary_waiting_seconds",
+            "Seconds the oldest consume canary of a queue has waited unconsumed (0: none waiting)",
+            labels=["queue"],
+        )
+        consuming = GaugeMetricFamily(
+            "creditflow_queue_consuming",
+            "1 while a queue's canaries are consumed within CANARY_TIMEOUT_S, 0 when it is stalled",
+            labels=["queue"],
+        )
+        for queue, seconds in waited.items():
+            age.add_metric([queue], seconds)
+            consuming.add_metric([queue], 0.0 if seconds > timeout else 1.0)
+        yield age
+        yield consuming
 
 
 class JobCollector:
@@ -189,6 +221,7 @@ def render_metrics(services: Services) -> tuple[bytes, str]:
             registry.register(collector)
     registry.register(QueueLengthCollector(services))
     registry.register(JobCollector(services))
+    registry.register(CanaryCollector(services))
     registry.register(CryptoReviewCollector(services))
     registry.register(PaymentCollector(services))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,5 +1,9 @@
 """Operations endpoints: liveness, readiness (database, Redis, broker) and Prometheus metrics.
 
+`/readyz` also reports each queue's consume canary (orchestration/jobs/canaries.py) under `queues`:
+`stalled` names a queue no worker took a message from for CANARY_TIMEOUT_S. It is detail for
+operators, not a reason to take this API out of its load balancer: the API still takes requests.
+
 `/readyz` is anonymous (load balancers call it), so it names only what failed; the reason (an
 exception's text can carry host names, ports, user names) goes to the log. Every check reuses a
 pooled connection with a short timeout: a probe every few seconds must not open new connections.
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -18,6 +23,7 @@ from sqlalchemy import text
 
 from api.metrics import render_metrics
 from orchestration import broker
+from orchestration.jobs import canaries
 from orchestration.services import Services
 
 ops = Blueprint("ops", __name__)
@@ -68,7 +74,20 @@ def readyz() -> tuple[Response, int]:
             checks[name] = "failed"
     failed = sorted(name for name, state in checks.items() if state != "ok")
     status = 503 if failed else 200
-    return jsonify(status="ready" if not failed else "unavailable", failed=failed, checks=checks), status
+    body: dict[str, object] = {"status": "unavailable" if failed else "ready", "failed": failed}
+    body["checks"] = checks
+    if checks["redis"] == "ok":
+        body |= _queues(services)
+    return jsonify(body), status
+
+
+def _queues(services: Services) -> dict[str, object]:
+    try:
+        states = canaries.queue_states(services, services.settings.canary_queues, now=time.time())
+    except Exception as exc:  # detail only: a blink here must not fail the probe
+        log.warning("readiness: queue canaries unreadable: %s: %s", type(exc).__name__, exc)
+        return {}
+    return {"queues": states, "stalled_queues": sorted(q for q, state in states.items() if state != "ok")}
 
 
 def _may_read_metrics(services: Services) -> bool:

@@ -15,6 +15,7 @@ from orchestration.replies import agents, chat, completions, diagnostic
 from orchestration.services import Services
 from payments import crypto_keys
 from runtime.db import make_engine
+from runtime.redis_pools import IdleCappedPool
 from runtime.settings import Settings, SettingsError, get_settings
 
 # The producer only publishes (and answers orchestration/broker.py's probes): a broker that stops
@@ -23,6 +24,10 @@ from runtime.settings import Settings, SettingsError, get_settings
 # broker crash lost a saga sent just before it (tests/integration/test_broker.py); confirms cost
 # 1.1 ms per send (p50 0.6 -> 1.7 ms on this machine). The Redis transport ignores the option.
 PRODUCER_TRANSPORT_OPTIONS = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0, "confirm_publish": True}
+
+
+# Idle Redis connections a process keeps after a burst (runtime/redis_pools.py).
+IDLE_REDIS_CONNECTIONS = 16
 
 
 def check_settings(settings: Settings) -> None:
@@ -48,9 +53,10 @@ def bootstrap(settings: Settings | None = None) -> Services:
     # Every SSE reader blocks on its own connection (XREAD BLOCK): size the pool for all threads,
     # and make a request wait for a free connection rather than fail when they are all taken. The
     # read timeout must outlast a heartbeat's block (redis-py would reuse the connect timeout).
-    pool = redis.BlockingConnectionPool.from_url(
+    pool = IdleCappedPool.from_url(
         settings.REDIS_URL,
         max_connections=settings.redis_max_connections,
+        max_idle=IDLE_REDIS_CONNECTIONS,  # what a burst of threads opened is closed after it
         timeout=10,
         decode_responses=True,
         health_check_interval=30,

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from runtime.setting_types import MetricsToken, NetworkList
@@ -24,6 +25,22 @@ class OperatorSettings(BaseSettings):
     WORKER_METRICS_HOST: str = "127.0.0.1"
     # External ids that are auditors (like ADMIN_SUBJECTS); creditflow JWTs with roles ["auditor"] are too.
     AUDITOR_SUBJECTS: str = ""
+    # Beat sends a no-op to each of CANARY_QUEUES this often; one not consumed in time marks its queue
+    # stalled (orchestration/jobs/canaries.py): in /readyz's detail and creditflow_queue_consuming.
+    CANARY_INTERVAL_S: float = Field(30.0, gt=0, le=3600)
+    CANARY_TIMEOUT_S: float = Field(120.0, gt=0, le=24 * 3600)
+    CANARY_QUEUES: str = "critical,interactive,agents,images,local,maintenance,notify"
+
+    @model_validator(mode="after")
+    def _canary_waits_longer_than_its_interval(self) -> Self:
+        if self.CANARY_TIMEOUT_S <= self.CANARY_INTERVAL_S:
+            raise ValueError("CANARY_TIMEOUT_S must be longer than CANARY_INTERVAL_S")
+        return self
+
+    @property
+    def canary_queues(self) -> tuple[str, ...]:
+        """The queues beat sends a consume canary to (CANARY_QUEUES, comma-separated)."""
+        return tuple(name.strip() for name in self.CANARY_QUEUES.split(",") if name.strip())
 
     @property
     def auditor_subjects(self) -> frozenset[str]:

@@ -12,7 +12,15 @@ from runtime.settings import get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-TASK_MODULES = ["workers.maintenance", "workers.jobs", "workers.payments", "workers.search", "workers.notify"]
+# workers.watchdog holds no task: it is loaded for its worker_ready hook (the consume watchdog).
+TASK_MODULES = [
+    "workers.maintenance",
+    "workers.jobs",
+    "workers.payments",
+    "workers.search",
+    "workers.notify",
+    "workers.watchdog",
+]
 EXTRA_MODULES = [name.strip() for name in get_settings().WORKER_EXTRA_TASK_MODULES.split(",") if name.strip()]
 
 celery_app = Celery(

@@ -1,4 +1,4 @@
-"""Maintenance queue tasks, plus a `ping` on every queue for health checks and smoke tests."""
+"""Maintenance queue tasks, plus a `ping` (smoke tests) and a `canary` (consume checks) on every queue."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.signals import after_task_publish
+
 import celeryconfig
 import ledger
 from orchestration.accounts import idempotency
+from orchestration.bootstrap import process_services
 from orchestration.images import retention
-from orchestration.jobs import reaper
+from orchestration.jobs import canaries, reaper
 from workers.app import queue_task
 
 
@@ -27,6 +30,26 @@ def _make_ping(queue: str) -> Any:
 
 
 PINGS = {queue: _make_ping(queue) for queue in celeryconfig.QUEUES}
+
+
+def _make_canary(queue: str) -> Any:
+    def canary(self: Any) -> None:
+        """Mark `queue` consumed: a worker took this no-op from it (orchestration/jobs/canaries.py)."""
+        canaries.record_consumed(self.services, queue, now=time.time())
+
+    canary.__name__ = "canary"
+    return queue_task(queue, ignore_result=True)(canary)
+
+
+CANARIES = {_make_canary(queue).name: queue for queue in celeryconfig.QUEUES}
+
+
+@after_task_publish.connect  # type: ignore[untyped-decorator]
+def _canary_sent(sender: str | None = None, **_kwargs: Any) -> None:
+    # Beat publishes the canaries: the time it sent the oldest one still waiting is what stalls show.
+    queue = CANARIES.get(sender or "")
+    if queue is not None:
+        canaries.record_sent(process_services(), queue, now=time.time())
 
 
 @queue_task("maintenance")

@@ -32,6 +32,7 @@ from orchestration.jobs import create as job_cases
 from orchestration.jobs import progress
 from orchestration.jobs.stream_slots import AsyncStreamSlots, Slot
 from orchestration.services import Services
+from runtime.redis_pools import AsyncIdleCappedPool
 
 log = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -39,6 +40,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Connections of one process for open streams (each blocked read holds one); Redis' own default
 # maxclients is 10000 for every process together.
 MAX_STREAM_CONNECTIONS = 5000
+# Idle connections kept once streams end (runtime/redis_pools.py): enough for the reads of a quiet moment.
+IDLE_STREAM_CONNECTIONS = 32
 # A connection is probed after 30 s of silence, every 10 s, and given up after 3 unanswered probes.
 KEEPALIVE = {socket.TCP_KEEPIDLE: 30, socket.TCP_KEEPINTVL: 10, socket.TCP_KEEPCNT: 3}
 
@@ -59,9 +62,10 @@ class AsyncStreams:
     def redis(self) -> aioredis.Redis:
         """The async Redis client (built on first use, in the serving loop)."""
         if self._redis is None:
-            pool = aioredis.BlockingConnectionPool.from_url(
+            pool = AsyncIdleCappedPool.from_url(
                 self.services.settings.REDIS_URL,
                 max_connections=MAX_STREAM_CONNECTIONS,
+                max_idle=IDLE_STREAM_CONNECTIONS,
                 timeout=10,
                 decode_responses=True,
                 socket_connect_timeout=5,
