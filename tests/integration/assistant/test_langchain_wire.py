@@ -4,20 +4,30 @@ what goes on the wire (text and image turns), usage, finish reasons and error ma
 from __future__ import annotations
 
 import base64
+import io
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from assistant.providers import ProviderError
 from assistant.providers import langchain as provider
 from assistant.specs import ModelSpec
 from assistant.transcript import Turn
 from runtime.settings import Settings, load_settings
-from tests.support.openai_server import REPLY, openai_server
+from tests.support.openai_server import openai_server
 
-PNG = b"\x89PNG\r\n\x1a\n checked bytes"
+
+def _png() -> bytes:
+    """A real 2x3 PNG (the test server decodes the image parts it receives)."""
+    out = io.BytesIO()
+    Image.new("RGB", (2, 3), (200, 10, 10)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = _png()
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +62,9 @@ def test_an_image_goes_out_as_a_data_url_beside_the_text(endpoint: tuple[str, li
     chunks = list(
         provider.stream_messages(chat_openai(base, "fake"), [message], max_tokens=20, settings=SETTINGS)
     )
-    assert "".join(c.text for c in chunks) == "".join(REPLY)
+    assert "".join(c.text for c in chunks) == "I see 2x3/PNG."  # the server decoded the bytes we sent
     assert chunks[-1].usage is not None
-    assert chunks[-1].usage.output_tokens == len(REPLY)
+    assert chunks[-1].usage.output_tokens == 1
     text, image = received[-1]["body"]["messages"][0]["content"]
     assert text == {"type": "text", "text": "what is in this picture?"}
     assert image["type"] == "image_url"
