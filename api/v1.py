@@ -20,6 +20,7 @@ from api.jobs import admin as job_admin
 from api.jobs import agents
 from api.jobs import routes as jobs
 from api.ledger_errors import register_ledger_errors
+from api.links import register_links
 from api.money import Credits
 from api.payments import admin as payment_admin
 from api.payments import routes as payments
@@ -42,6 +43,7 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     jobs.register_job_errors(app)
     register_dry_run(app)
     payments.register_payment_errors(app)
+    register_links(api.spec)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
                       chat.blp, agents.blp, vision.blp, payments.blp, payments.me_blp, payment_admin.blp,
                       admin_users.blp, admin_reports.blp, admin_audit.blp):

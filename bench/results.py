@@ -56,7 +56,7 @@ class Figure:
                 else f"{sign} {self.goal_ratio:g}x floor"
             )
         if self.goal_value is not None:
-            parts.append(f"{sign} {self.goal_value:g} {self.unit}")
+            parts.append(f"{sign} {self.goal_value:,g} {self.unit}".strip())
         return ", ".join(parts) or "-"
 
 
