@@ -79,4 +79,4 @@ def register_links(spec: APISpec) -> None:
     """Install the plugin; call before the blueprints are registered."""
     plugin = LinksPlugin()
     plugin.init_spec(spec)
-    spec.plugins.append(plugin)
+    spec.plugins = [*spec.plugins, plugin]
