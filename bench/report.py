@@ -179,7 +179,9 @@ def markdown(
     results: list[Results], statuses: dict[str, str], images: dict[str, str], notes: list[str]
 ) -> str:
     """The report: the table, then per bench its status, notes and plot."""
-    lines = ["# creditflow benchmark report", "", *notes, ""]
+    lines = ["# creditflow benchmark report", ""]
+    for note in notes:
+        lines += [note, ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows(results)]
     by_name = {result.bench: result for result in results}

@@ -56,7 +56,12 @@ class Figure:
                 else f"{sign} {self.goal_ratio:g}x floor"
             )
         if self.goal_value is not None:
-            parts.append(f"{sign} {self.goal_value:,g} {self.unit}".strip())
+            goal = self.goal_value
+            parts.append(
+                f"{sign} {goal:,.0f} {self.unit}".strip()
+                if goal == int(goal) or goal >= 100
+                else f"{sign} {goal:.1f} {self.unit}"
+            )
         return ", ".join(parts) or "-"
 
 
