@@ -40,8 +40,11 @@ integration: install
 e2e: install
 	$(BIN)/pytest -q tests/e2e
 
+# Every benchmark in bench/ (short variants; BENCH_ARGS=--full for their long defaults), one table, and a
+# markdown report with plots in var/bench/report/REPORT.md.
 bench: install
-	$(BIN)/python bench/ledger.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/report.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

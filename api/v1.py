@@ -21,6 +21,7 @@ from api.jobs import admin as job_admin
 from api.jobs import agents
 from api.jobs import routes as jobs
 from api.ledger_errors import register_ledger_errors
+from api.links import register_links
 from api.money import Credits
 from api.notify import routes as webhooks
 from api.payments import admin as payment_admin
@@ -45,6 +46,7 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     register_dry_run(app)
     payments.register_payment_errors(app)
     webhooks.register_webhooks(app, api)
+    register_links(api.spec)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
                       chat.blp, agents.blp, images.blp, vision.blp, payments.blp, payments.me_blp,
                       payment_admin.blp, webhooks.blp, admin_users.blp, admin_reports.blp, admin_audit.blp):

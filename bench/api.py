@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import Results, add_json_argument  # noqa: E402
 from tests.support.databases import fresh_database  # noqa: E402
 from tests.support.processes import child_env, creditflow, free_port, stop, wait_http  # noqa: E402
 
@@ -177,6 +178,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--serve-bare", type=int, default=None, help=argparse.SUPPRESS)
+    add_json_argument(parser)
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare)
@@ -220,6 +222,14 @@ def main() -> int:
     cpu_ratio = best["bare"]["cpu_us"] / best["ours"]["cpu_us"]
     print(f"\nratio ours/bare: {ratio:.0%} of the requests/s (goal >= {GOAL:.0%}) -> "
           f"{'OK' if ratio >= GOAL else 'BELOW GOAL'}; by server CPU per request: {cpu_ratio:.0%}")
+    results = Results("api")
+    results.add("GET /credits/balance req/s", best["ours"]["rps"], "req/s", floor=best["bare"]["rps"],
+                floor_name="bare Flask hello", goal_ratio=GOAL)
+    results.add("GET /credits/balance p99", best["ours"]["p99_ms"], "ms", floor=best["bare"]["p99_ms"],
+                floor_name="bare Flask hello p99", higher_is_better=False)
+    results.throughput = {"balance": {args.connections: best["ours"]["rps"]},
+                          "bare Flask": {args.connections: best["bare"]["rps"]}}
+    results.write(args.json)
     return 0
 
 

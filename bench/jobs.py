@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import celeryconfig
 from bench.profiling import spied
+from bench.results import Results, add_json_argument
 from orchestration.jobs import progress
 from tests.support.databases import fresh_database
 from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker
@@ -151,6 +152,7 @@ def floor(redis_url: str, runs: int, burst: int, roots: dict[str, int]) -> dict[
     return {
         "p50": pct(latencies, 0.5),
         "p95": pct(latencies, 0.95),
+        "samples_ms": [x * 1000 for x in latencies],
         "per_s": burst / elapsed,
         "cpu_ms": cpu_per_item(cpu, cpu_seconds(roots), burst),
     }
@@ -260,6 +262,7 @@ def ours(
     return {
         "p50": pct(list(latencies), 0.5),
         "p95": pct(list(latencies), 0.95),
+        "samples_ms": [x * 1000 for x in latencies],
         "post_p50": pct(list(posts), 0.5),
         "per_s": burst / elapsed,
         "cpu_ms": cpu_per_item(cpu, cpu_seconds(roots), burst),
@@ -333,6 +336,7 @@ def fanout(api: str, redis_url: str, streams: int, events: int) -> dict[str, flo
         "p50": pct(latencies, 0.5),
         "p99": pct(latencies, 0.99),
         "max": max(latencies),
+        "samples_ms": [x * 1000 for x in latencies],
         "received": len(latencies),
         "expected": expected,
         "errors": len(errors),
@@ -349,6 +353,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--profile", type=Path, help="py-spy every process during (b)'s burst into DIR")
+    add_json_argument(parser)
     args = parser.parse_args()
     base, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not base.startswith("postgres") or not redis_url:
@@ -362,6 +367,18 @@ def main() -> int:
             paced = paced_floor(redis_url, b["per_s"], 5.0, roots)
             at_goal = paced_floor(redis_url, GOAL_SHARE * a["per_s"], 5.0, roots)
             c = fanout(api, redis_url, args.streams, args.events)
+    results = Results("jobs")
+    results.latency_ms = {
+        "bare Celery chain": a.pop("samples_ms"),
+        "job POST -> final SSE": b.pop("samples_ms"),
+        "SSE fan-out XADD -> client": c.pop("samples_ms"),
+    }
+    results.add("job p50", b["p50"] * 1000, "ms", floor=a["p50"] * 1000, floor_name="bare Celery chain p50",
+                goal_ratio=3.0, higher_is_better=False)
+    results.add("jobs/s", b["per_s"], "jobs/s", floor=a["per_s"], floor_name="bare chains/s", goal_ratio=0.40)
+    results.add(f"SSE fan-out p99 ({args.streams} streams)", c["p99"] * 1000, "ms", goal_value=50,
+                higher_is_better=False)
+    results.write(args.json)
     report = {"floor": a, "ours": b, "floor_paced": paced, "floor_at_goal": at_goal, "fanout": c}
     print(json.dumps(report, indent=1))
     print(

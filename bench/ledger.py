@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ledger
 import ledger.sql
+from bench.results import Results, add_json_argument
 from ledger.tables import unsealed
 from tests.support.databases import fresh_database
 
@@ -303,7 +304,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0, help="ledger run time per scenario")
     parser.add_argument("--verify-pairs", type=int, default=20_000, help="extra history for verify")
+    add_json_argument(parser)
     args = parser.parse_args()
+    results = Results("ledger")
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
         print("bench/ledger.py needs DATABASE_URL=postgresql://...", file=sys.stderr)
@@ -347,6 +350,9 @@ def main() -> int:
             backlog_ok &= backlog_s < 5
             total_violations += violations
             per_transaction[name] = 2 * rate / floor_rate
+            goal = {"1000 accounts": 0.50, "hot account": 0.30}.get(name)
+            results.add(f"{name.strip()}: ledger transactions/s", 2 * rate, "tx/s", floor=floor_rate,
+                        floor_name="raw UPDATE/s", goal_ratio=goal)
             print(
                 f"{name:<14}{rate:>10.0f}{floor_rate:>13.0f}{rate / floor_rate:>10.1%}"
                 f"{2 * rate / floor_rate:>12.1%}{violations:>12}{backlog_s:>12.2f} s{cpu_ms:>7.2f} ms"
@@ -386,6 +392,9 @@ def main() -> int:
             f"sealing kept up (< 5 s backlog): {backlog_ok}; total run {elapsed:.0f} s; "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
+        results.add("verify", speed, "entries/s", goal_value=100_000)
+        results.add("invariant violations", total_violations, "", goal_value=0, higher_is_better=False)
+        results.write(args.json)
     return 0 if report.ok and total_violations == 0 and backlog_ok else 1
 
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from assistant.catalog import DEFAULT_CATALOG, read_catalog
 from assistant.providers.local import model_path, sampling
 from assistant.transcript import STOP, Turn, transcript
+from bench.results import Results, add_json_argument
 from runtime.local import embedded_redis_url, stop_embedded_redis
 from tests.support.processes import ROOT, child_env, creditflow, free_port, stop, wait_http, worker
 from tests.support.sse import frames
@@ -129,6 +130,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--question", default=QUESTION, help="the user's message (sets the reply's length)")
+    add_json_argument(parser)
     args = parser.parse_args()
     from llama_cpp import Llama
 
@@ -183,6 +185,16 @@ def main() -> int:
     print(f"(a) llama-cpp-python directly: {floor:6.1f} tokens/s (median of {args.runs})")
     ratio = 100 * pipeline / floor
     print(f"(b) POST -> final SSE event:   {pipeline:6.1f} tokens/s  = {ratio:.0f}% of (a) (goal >= 90%)")
+    results = Results("llm")
+    results.add(
+        "chat job tokens/s (Gemma 3 270M)",
+        pipeline,
+        "tokens/s",
+        floor=floor,
+        floor_name="llama-cpp-python directly",
+        goal_ratio=0.9,
+    )
+    results.write(args.json)
     return 0
 
 

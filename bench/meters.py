@@ -21,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.results import Results, add_json_argument  # noqa: E402
+
 GOAL_US = 50.0
 
 
@@ -59,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    add_json_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # before prometheus_client is imported
@@ -69,6 +72,10 @@ def main() -> None:
     print(f"meters (multiprocess): {meter_us:8.2f} us per job over {meter_jobs} jobs")
     print(f"ratio meters / floor: {meter_us / floor_us:.1f}x; goal under {GOAL_US:.0f} us per job: "
           f"{'met' if meter_us < GOAL_US else 'MISSED'}")
+    results = Results("meters")
+    results.add("meters per job", meter_us, "us", floor=floor_us, floor_name="dict updates",
+                goal_value=GOAL_US, higher_is_better=False)
+    results.write(args.json)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import Results, add_json_argument  # noqa: E402
 from tests.support import stream_client as http  # noqa: E402
 from tests.support.databases import fresh_database  # noqa: E402
 from tests.support.processes import child_env, creditflow, free_port, stop, wait_http  # noqa: E402
@@ -484,6 +485,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,16,64,128")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--modes", default="direct,litellm,creditflow")
+    add_json_argument(parser)
     args = parser.parse_args()
     levels = [int(part) for part in args.levels.split(",")]
     modes = args.modes.split(",")
@@ -552,6 +554,55 @@ def main() -> None:
                     )
     report(results)
     compare_langchain(results)
+    machine_readable(results).write(args.json)
+
+
+def machine_readable(results: dict[str, list[Level]]) -> Results:
+    """The goals of `report` as figures, first-token samples per mode and tokens/s by concurrency."""
+    out = Results("relay")
+    for mode, levels in results.items():
+        out.throughput[mode] = {level.users: level.tokens_per_s for level in levels}
+        top = max(levels, key=lambda level: level.users)
+        out.latency_ms[f"{mode} first token ({top.users} users)"] = [
+            (s.first - s.started) * 1000 for s in top.ok if s.first
+        ]
+    direct = {level.users: level for level in results.get("direct", [])}
+    for peer in ("creditflow", "litellm"):
+        for users, limit in ((1, 10.0), (64, 50.0)):
+            mine = {level.users: level for level in results.get(peer, [])}.get(users)
+            if mine and users in direct:
+                out.add(
+                    f"{peer} first-token p50 at {users} users",
+                    mine.first_ms(0.5),
+                    "ms",
+                    floor=direct[users].first_ms(0.5),
+                    floor_name="upstream direct p50",
+                    goal_value=direct[users].first_ms(0.5) + limit if peer == "creditflow" else None,
+                    higher_is_better=False,
+                )
+            if mine and users in direct and users == 64:
+                out.add(
+                    f"{peer} tokens/s at {users} users",
+                    mine.tokens_per_s,
+                    "tokens/s",
+                    floor=direct[users].tokens_per_s,
+                    floor_name="upstream direct",
+                    goal_ratio=0.9 if peer == "creditflow" else None,
+                )
+    ours = {level.users: level for level in results.get("creditflow", [])}
+    for level in results.get("litellm", []):
+        if level.users in ours:
+            out.add(
+                f"creditflow tokens/s at {level.users} users vs LiteLLM",
+                ours[level.users].tokens_per_s,
+                "tokens/s",
+                floor=level.tokens_per_s,
+                floor_name="LiteLLM proxy",
+                goal_ratio=1.0,
+            )
+    if "litellm" not in results:
+        out.notes.append("LiteLLM was not measured: creditflow is compared with the upstream only.")
+    return out
 
 
 def compare_langchain(results: dict[str, list[Level]]) -> None:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from api.streams.server import MAX_STREAM_CONNECTIONS
+from bench.results import Results
 
 LATENCY_GOAL_S = 0.050  # XADD -> client p99 at 1,000 streams
 THOUSANDS = 2000  # "thousands of streams per host": at least this many held, every event delivered
@@ -41,6 +42,32 @@ def served(row: dict[str, Any]) -> bool:
         and collected["errors"] == 0
         and len(collected["latencies"]) == row["expected"]
     )
+
+
+def results_of(rows: list[dict[str, Any]]) -> Results:
+    """The goals as figures (bench/results.py), the XADD -> client samples and the ordinary requests' p99."""
+    out = Results("streams")
+    for row in rows:
+        n, where = row["streams"], f"{row['streams']} streams, {row['workers']} worker(s)"
+        out.latency_ms[f"XADD -> client, {where}"] = [1000 * s for s in row["collected"]["latencies"]]
+        out.add(
+            f"XADD -> client p99, {where}",
+            1000 * pct(row["collected"]["latencies"], 0.99),
+            "ms",
+            goal_value=1000 * LATENCY_GOAL_S,
+            higher_is_better=False,
+        )
+        base = pct(row["probe_0"]["latencies"], 0.99)
+        out.add(
+            f"ordinary p99 with {n} quiet streams",
+            1000 * pct(row["probe_idle"]["latencies"], 0.99),
+            "ms",
+            floor=1000 * base,
+            floor_name="p99 with none open",
+            goal_ratio=UNAFFECTED,
+            higher_is_better=False,
+        )
+    return out
 
 
 def report(

@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import stream_load  # noqa: E402
-from bench.stream_report import report  # noqa: E402
+from bench.results import add_json_argument  # noqa: E402
+from bench.stream_report import report, results_of  # noqa: E402
 from orchestration.jobs import progress  # noqa: E402
 from orchestration.jobs.stream_slots import slot_key  # noqa: E402
 from runtime.local import embedded_redis_url, stop_embedded_redis  # noqa: E402
@@ -298,6 +299,7 @@ def main() -> int:
     parser.add_argument("--open-concurrency", type=int, default=64, help="stream handshakes in flight")
     parser.add_argument("--open-timeout-s", type=float, default=180.0)
     parser.add_argument("--default-workers-level", type=int, default=1000, help="also at API_WORKERS (0: no)")
+    add_json_argument(parser)
     args = parser.parse_args()
     base, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not base.startswith("postgres") or not redis_url:
@@ -326,6 +328,7 @@ def main() -> int:
                 print(f"level {streams} streams, {workers or 'API_WORKERS'} worker(s)...", flush=True)
                 rows.append(run_level(args, env, tmp, streams, workers))
     report(rows, args, nofile=nofile, redis_maxclients=_maxclients(redis_url))
+    results_of(rows).write(args.json)
     return 0
 
 

@@ -34,6 +34,9 @@ FIELDS = {
     "Expiration Time": "expiration_time", "Not Before": "not_before", "Request ID": "request_id",
 }
 NONCE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+# EIP-4361's chain-id is 1*DIGIT (ASCII), an EIP-155 id (uint256: at most 78 digits). str.isdigit also
+# passes "²" (which int() then refuses: a 500) and Arabic-Indic digits (which int() reads).
+CHAIN_ID = re.compile(r"^[0-9]{1,78}$")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -93,7 +96,7 @@ def parse_message(text: str) -> SiweMessage:
     missing = [name for name in ("uri", "version", "chain_id", "nonce", "issued_at") if name not in values]
     if missing:
         raise SiweError(f"message lacks {', '.join(missing)}")
-    if not values["chain_id"].isdigit():
+    if not CHAIN_ID.match(values["chain_id"]) or int(values["chain_id"]) >= 2**256:
         raise SiweError("Chain ID is not a number")
     return SiweMessage(
         domain=match["domain"],

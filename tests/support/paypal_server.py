@@ -183,7 +183,7 @@ class PaypalState:
             body["transmission_id"], body["transmission_time"], self.webhook_id, raw_event
         )
         good = body.get("webhook_id") == self.webhook_id and hmac.compare_digest(
-            expected, body["transmission_sig"]
+            expected.encode(), str(body["transmission_sig"]).encode()  # str compare_digest is ASCII-only
         )
         return 200, {"verification_status": "SUCCESS" if good else "FAILURE"}
 

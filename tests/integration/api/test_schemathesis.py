@@ -2,8 +2,11 @@
 
 It runs all phases (examples, coverage, fuzzing, stateful) and all of Schemathesis' checks on every
 operation of the served document, SSE streams and job-creating POSTs included, over HTTP against
-`creditflow api` (gunicorn), bounded in examples and time. Jobs it creates go to a broker of its own
-(an embedded Redis) where no worker takes them, so no other test sees them.
+`creditflow api` (gunicorn), bounded in examples and time. The stateful phase follows the document's
+OpenAPI links (api/links.py): a created job to its status, events and cancel, a conversation to its
+messages, a key to its revocation; the test checks that those links were followed and answered. Jobs it
+creates go to a broker of its own (an embedded Redis) where no worker takes them, so no other test sees
+them.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ def _config() -> SchemathesisConfig:
                     "expected-statuses": ["2xx", "3xx", "401", "402", "403", "404", "409", "422", "429"]
                 },
             },
+            "phases": {"stateful": {"max-steps": 8, "generation": {"max-examples": 80}}},
             "operations": [
                 # A user's stream never ends by itself: each case reads what a second brings.
                 {"include-path-regex": "/events$", "request-timeout": 1},
@@ -141,6 +145,29 @@ def _failures(event: Any) -> list[str]:
     return found
 
 
+# What the stateful phase must have followed, each answered as for a real resource: (a link's target, status),
+# from any operation whose answer names it (the links of api/links.py; Schemathesis infers a few more).
+LINKS_FOLLOWED = (
+    ("GET /api/v1/jobs/{job_id}", 200),
+    ("POST /api/v1/jobs/{job_id}/cancel", 202),
+    ("GET /api/v1/chat/conversations/{conversation_id}", 200),
+    ("POST /api/v1/chat/conversations/{conversation_id}/messages", 202),
+    ("DELETE /api/v1/api-keys/{key_id}", 204),
+)
+
+
+def _record_links(event: Any, followed: dict[str, set[int]]) -> None:
+    """Each link the stateful phase followed ("POST a -> GET b") with the statuses its step was answered."""
+    for case_id, node in event.recorder.cases.items():
+        if node.parent_id is None or not node.is_transition_applied:
+            continue
+        parent = event.recorder.cases[node.parent_id].value
+        answer = event.recorder.interactions.get(case_id)
+        if answer is not None and answer.response is not None:
+            link = f"{parent.operation.label} -> {node.value.operation.label}"
+            followed.setdefault(link, set()).add(answer.response.status_code)
+
+
 def test_the_document_is_true(api: str, tmp_path: Path) -> None:
     schema = schemathesis.openapi.from_url(f"{api}/api/v1/openapi.json", config=_config())
     schema = schema.exclude(path_regex=PAYMENT_PATHS)
@@ -150,10 +177,13 @@ def test_the_document_is_true(api: str, tmp_path: Path) -> None:
     failures: list[str] = []
     errors: list[str] = []
     stop = None
+    followed: dict[str, set[int]] = {}
     started = time.monotonic()
     for event in from_schema(schema).execute():
         if isinstance(event, engine_events.ScenarioFinished):
             failures += _failures(event)
+            if event.phase.name == "STATEFUL_TESTING":
+                _record_links(event, followed)
             if event.skip_reason is None and event.phase.name in ("COVERAGE", "FUZZING"):
                 tested.setdefault(event.label, set()).add(event.phase.name)
         elif isinstance(event, engine_events.NonFatalError):
@@ -170,4 +200,16 @@ def test_the_document_is_true(api: str, tmp_path: Path) -> None:
     assert stop == StopReason.COMPLETED, stop
     untested = {label for label in operations if tested.get(label) != {"COVERAGE", "FUZZING"}}
     assert not untested, untested
+    # Each link was followed with the value the first answer gave, and answered as for a real resource.
+    print("links followed:", {link: sorted(codes) for link, codes in sorted(followed.items())})
+    reached = {
+        (target, status)
+        for target, status in LINKS_FOLLOWED
+        for link, codes in followed.items()
+        if link.endswith(f" -> {target}") and status in codes
+    }
+    # Which links a seeded run walks shifts with the document; a created job and a created conversation
+    # read back are always among them, and most of the rest.
+    assert set(LINKS_FOLLOWED[:1] + LINKS_FOLLOWED[2:3]) <= reached, (reached, followed)
+    assert len(reached) >= len(LINKS_FOLLOWED) - 1, (reached, followed)
     print(f"schemathesis: {stop} in {time.monotonic() - started:.0f}s")
