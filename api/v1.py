@@ -23,6 +23,7 @@ from api.ledger_errors import register_ledger_errors
 from api.money import Credits
 from api.payments import admin as payment_admin
 from api.payments import routes as payments
+from api.ui import config as ui_config
 from runtime.settings import Settings
 
 
@@ -44,7 +45,7 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     payments.register_payment_errors(app)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
                       chat.blp, agents.blp, vision.blp, payments.blp, payments.me_blp, payment_admin.blp,
-                      admin_users.blp, admin_reports.blp, admin_audit.blp):
+                      admin_users.blp, admin_reports.blp, admin_audit.blp, ui_config.blp):
         api.register_blueprint(blueprint)
     vision.document_one_image(api.spec)
     register_guards(app, api)
