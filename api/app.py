@@ -14,6 +14,7 @@ from api.openai.routes import init_openai_api
 from api.ops import ops
 from api.ratelimit import init_rate_limits
 from api.services import VERIFIER
+from api.ui.pages import SWAGGER_UI_URL, init_ui
 from api.v1 import register_v1
 from orchestration.bootstrap import bootstrap
 from orchestration.services import Services
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="v1/openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_URL,  # vendored: the docs work offline
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
     )
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     api = ProblemApi(app)
     register_error_handlers(app, api)
     app.register_blueprint(ops)
+    init_ui(app)
     register_v1(app, api, settings)
     init_openai_api(app)
     if settings.METRICS_ENABLED:

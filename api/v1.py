@@ -26,6 +26,7 @@ from api.money import Credits
 from api.notify import routes as webhooks
 from api.payments import admin as payment_admin
 from api.payments import routes as payments
+from api.ui import config as ui_config
 from runtime.settings import Settings
 
 
@@ -49,7 +50,8 @@ def register_v1(app: Flask, api: ProblemApi, settings: Settings) -> None:
     register_links(api.spec)
     for blueprint in (me.blp, credits.blp, api_keys.blp, auth_routes.blp, admin.blp, jobs.blp, job_admin.blp,
                       chat.blp, agents.blp, images.blp, vision.blp, payments.blp, payments.me_blp,
-                      payment_admin.blp, webhooks.blp, admin_users.blp, admin_reports.blp, admin_audit.blp):
+                      payment_admin.blp, webhooks.blp, admin_users.blp, admin_reports.blp, admin_audit.blp,
+                      ui_config.blp):
         api.register_blueprint(blueprint)
     vision.document_one_image(api.spec)
     register_guards(app, api)

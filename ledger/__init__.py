@@ -19,7 +19,7 @@ from ledger.errors import (
     NotSealed,
 )
 from ledger.funding import adjust, clawback, purchase, refund
-from ledger.history import InvalidCursor, transactions
+from ledger.history import InvalidCursor, resolution, transactions
 from ledger.holds import capture, due_holds, expire_hold, expire_holds, get_hold, hold, void
 from ledger.lots import accounts_with_expired_lots, expire_lots, expire_lots_of, grant, lots_of
 from ledger.models import (
@@ -46,7 +46,7 @@ __all__ = [
     "Verifier", "VerifyReport",
     "account", "accounts_with_expired_lots", "adjust", "balance", "capture", "clawback", "due_holds",
     "ensure_user_account", "expire_hold", "expire_holds", "expire_lots", "expire_lots_of", "get_hold",
-    "grant", "hold", "list_checkpoints", "lots_of", "proof", "purchase", "refund", "seal",
+    "grant", "hold", "list_checkpoints", "lots_of", "proof", "purchase", "refund", "resolution", "seal",
     "signer_from_key", "system_balances", "transactions", "verifier_from_key", "verify", "verify_proof",
     "void",
 ]

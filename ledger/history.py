@@ -9,9 +9,10 @@ from sqlalchemy import select
 from ledger import canonical, chart
 from ledger.errors import AccountNotFound, LedgerError
 from ledger.sql import Executor
-from ledger.tables import accounts, checkpoint_leaves, entries, holds
+from ledger.tables import accounts, checkpoint_leaves, checkpoints, entries, holds
 
 MAX_LIMIT = 200
+RESOLVING_KINDS = ("capture", "void", "expire")
 
 
 class InvalidCursor(LedgerError):
@@ -75,3 +76,28 @@ def transactions(
         })
     next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
+
+
+def resolution(session: Executor, *, user_id: str, hold_id: str) -> dict[str, Any] | None:
+    """The entry that resolved a user's hold (capture, void or expiry) and its checkpoint number once sealed.
+
+    Keyed by the account first: (account_id, seq) is indexed and the entry is among its latest."""
+    account_id = select(accounts.c.id).where(accounts.c.user_id == user_id).scalar_subquery()
+    row = session.execute(
+        select(entries.c.id, entries.c.hash, checkpoints.c.number)
+        .select_from(
+            entries.outerjoin(checkpoint_leaves, checkpoint_leaves.c.entry_id == entries.c.id).outerjoin(
+                checkpoints, checkpoints.c.id == checkpoint_leaves.c.checkpoint_id
+            )
+        )
+        .where(
+            entries.c.account_id == account_id,
+            entries.c.hold_id == hold_id,
+            entries.c.kind.in_(RESOLVING_KINDS),
+        )
+        .order_by(entries.c.seq.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return {"entry_id": row.id, "entry_hash": bytes(row.hash), "sealed_in": row.number}

@@ -138,7 +138,8 @@ def capture(
         if row is None:
             return _already(session, hold_id, "capture", amount, idempotency_key)
         balance = Balance(row.posted, row.held, row.posted - row.held)
-        return Settlement(hold_id, "captured", amount, row.hold_amount - amount, row.entry_id, balance)
+        released = row.hold_amount - amount
+        return Settlement(hold_id, "captured", amount, released, row.entry_id, balance, bytes(row.entry_hash))
     pending = session.execute(sql.HOLD_CAPTURE, params).one_or_none()
     if pending is None:
         return _already(session, hold_id, "capture", amount, idempotency_key)
@@ -146,7 +147,7 @@ def capture(
     updated = session.execute(sql.ACCOUNT_UPDATE, params).one()
     entry_id = insert_entry(session, updated, params, updated.id, chart.REVENUE)
     balance = Balance(updated.posted, updated.held, updated.posted - updated.held)
-    return Settlement(hold_id, "captured", amount, pending.amount - amount, entry_id, balance)
+    return Settlement(hold_id, "captured", amount, pending.amount - amount, entry_id, balance, updated.head)
 
 
 def _release(session: sql.Executor, hold_id: str, kind: str, key: str, now: datetime) -> Settlement:
@@ -163,7 +164,7 @@ def _release(session: sql.Executor, hold_id: str, kind: str, key: str, now: date
     )
     assert posted is not None
     balance = Balance(posted.posted, posted.held, posted.posted - posted.held)
-    return Settlement(hold_id, status, 0, pending.amount, posted.entry_id, balance)
+    return Settlement(hold_id, status, 0, pending.amount, posted.entry_id, balance, posted.hash)
 
 
 def void(

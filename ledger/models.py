@@ -63,6 +63,7 @@ class Settlement:
     entry_id: int | None
     # The owner's balance right after this call moved it; None when it replayed an earlier one.
     balance: Balance | None = None
+    entry_hash: bytes | None = None  # the resolving entry's chain hash; None on a replay
 
 
 @dataclass(frozen=True)

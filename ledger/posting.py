@@ -22,6 +22,7 @@ class Posted:
     posted: int
     held: int
     debt: int
+    hash: bytes | None = None  # the entry's chain hash (a receipt shows it)
 
 
 def check_amount(amount: object, *, allow_zero: bool = False) -> int:
@@ -97,12 +98,12 @@ def post(
         found = sql.pg_one(connection, sql.PG_POST, params)
         if found is None:
             return None
-        return Posted(found.id, found.seq, found.posted_after, found.held_after, found.debt_after)
+        return Posted(found.id, found.seq, found.posted_after, found.held_after, found.debt_after, found.hash)
     row = session.execute(sql.ACCOUNT_UPDATE, params).one_or_none()
     if row is None:
         return None
     entry_id = insert_entry(session, row, params, debit, credit)
-    return Posted(entry_id, row.seq, row.posted, row.held, row.debt)
+    return Posted(entry_id, row.seq, row.posted, row.held, row.debt, row.head)
 
 
 def lock_account(

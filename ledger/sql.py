@@ -63,7 +63,7 @@ WITH a AS (
 )
 INSERT INTO ledger_entries {_ENTRY_COLUMNS}
 {_PG_ENTRY_SELECT.format(debit="CAST(:debit AS BIGINT)", credit="CAST(:credit AS BIGINT)")}
-RETURNING id, seq, posted_after, held_after, debt_after
+RETURNING id, seq, posted_after, held_after, debt_after, hash
 """)
 
 PG_HOLD = _sql(f"""
@@ -103,7 +103,7 @@ WITH h AS (
     {_PG_ENTRY_SELECT.format(debit="a.id", credit="CAST(:credit AS BIGINT)")}
     RETURNING id
 )
-SELECT a.hold_amount, a.posted, a.held, e.id AS entry_id FROM a JOIN e ON true
+SELECT a.hold_amount, a.posted, a.held, a.head AS entry_hash, e.id AS entry_id FROM a JOIN e ON true
 """)
 
 # --- SQLite (and the pieces of the above, run one after another) --------------------------------

@@ -28,6 +28,7 @@ from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
 from api.ratelimit import rate_limit
 from api.services import services
+from api.streams.created import streams_when_asked
 from assistant.providers import ProviderError
 from orchestration.replies import conversations as chat
 from orchestration.replies.conversations import ConversationBusy, ConversationNotFound, ModelUnavailable
@@ -74,13 +75,6 @@ class Conversations(MethodView):
         return page(rows, limit=limit, position=time_position)
 
 
-def _own(conversation_id: str) -> Any:
-    try:
-        return chat.get_conversation(services(), user_id=current_user_id(), conversation_id=conversation_id)
-    except ConversationNotFound:
-        abort(404, message="No such conversation.")
-
-
 @blp.route("/chat/search")
 class Search(MethodView):
     """Semantic search over the caller's own conversations."""
@@ -108,8 +102,14 @@ class ConversationById(MethodView):
     @blp.response(200, ConversationDetailSchema)
     def get(self, conversation_id: str) -> dict[str, Any]:
         """The conversation with its messages in order."""
-        row, history = _own(conversation_id)
-        return {**row._asdict(), "messages": [chat.message_view(message) for message in history]}
+        try:
+            row, history, total = chat.conversation_with_total(
+                services(), user_id=current_user_id(), conversation_id=conversation_id
+            )
+        except ConversationNotFound:
+            abort(404, message="No such conversation.")
+        messages = [chat.message_view(message) for message in history]
+        return {**row._asdict(), "messages": messages, "total_charged": total}
 
 
 @blp.route("/chat/conversations/<conversation_id>/messages")
@@ -119,6 +119,7 @@ class ConversationMessages(MethodView):
     @auth_required
     @rate_limit("jobs")
     @dry_runnable
+    @streams_when_asked
     @idempotent
     @blp.arguments(MessageArgsSchema, location="query", as_kwargs=True)
     @blp.arguments(NewMessageSchema())  # an instance: from a class, webargs builds one per request

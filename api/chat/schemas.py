@@ -80,6 +80,7 @@ class ConversationDetailSchema(ConversationSchema):
     """A conversation with its messages in order."""
 
     messages = ma.fields.List(ma.fields.Nested(MessageSchema), required=True)
+    total_charged = Credits(required=True, metadata={"description": "What its replies were charged so far"})
 
 
 class NewMessageSchema(ma.Schema):

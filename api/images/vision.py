@@ -17,6 +17,7 @@ from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.ratelimit import rate_limit
 from api.services import services
+from api.streams.created import streams_when_asked
 from orchestration.images.intake import ImageInputError
 from orchestration.images.vision import StartAnalysis, start_analysis
 
@@ -68,6 +69,7 @@ class VisionAnalyses(MethodView):
     @auth_required
     @rate_limit("jobs")
     @dry_runnable
+    @streams_when_asked
     @idempotent
     @blp.arguments(VisionAnalysisSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)

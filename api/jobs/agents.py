@@ -15,6 +15,7 @@ from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.money import Credits
 from api.ratelimit import rate_limit
 from api.services import services
+from api.streams.created import streams_when_asked
 from orchestration.replies.agent_tasks import KINDS, DataError, StartAgentTask, start_agent_task
 
 blp = Blueprint(
@@ -45,6 +46,7 @@ class AgentTasks(MethodView):
     @auth_required
     @rate_limit("jobs")
     @dry_runnable
+    @streams_when_asked
     @idempotent
     @blp.arguments(AgentTaskSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)

@@ -26,10 +26,12 @@ from api.money import credits_text
 from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
 from api.ratelimit import rate_limit
 from api.services import services
+from api.streams.created import streams_when_asked
 from api.streams.events import job_event_stream
 from api.streams.schemas import JOB_EVENT, stream_doc
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.jobs import create as job_cases
+from orchestration.jobs import receipts
 from orchestration.jobs.kinds import QuoteError
 from orchestration.jobs.progress import EVENT_TYPES
 
@@ -73,8 +75,9 @@ class JobById(MethodView):
     @auth_required
     @blp.response(200, JobSchema)
     def get(self, job_id: str) -> dict[str, Any]:
-        """Poll a job: status, progress, result or error, cost."""
-        return job_view(own_job(job_id))
+        """Poll a job: status, progress, result or error, cost; the receipt once it ended."""
+        row = own_job(job_id)
+        return job_view(row, receipts.job_receipt(services(), row))
 
 
 @blp.route("/jobs")
@@ -134,6 +137,7 @@ class DiagnosticJobs(MethodView):
     @auth_required
     @rate_limit("jobs")
     @dry_runnable
+    @streams_when_asked
     @idempotent
     @blp.arguments(DiagnosticJobSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)

@@ -30,6 +30,17 @@ class CostSchema(QuotedCostSchema):
     released = Credits(allow_none=True)
 
 
+class ReceiptSchema(ma.Schema):
+    """What an ended job was charged and released, and the ledger entry that captured or voided its hold."""
+
+    charged = ma.fields.String(required=True)
+    released = ma.fields.String(required=True)
+    entry_id = ma.fields.String(allow_none=True)
+    entry_hash = ma.fields.String(allow_none=True)
+    price_version = ma.fields.String(allow_none=True)
+    sealed_in = ma.fields.Integer(metadata={"description": "The checkpoint number, once sealed"})
+
+
 class JobSchema(ma.Schema):
     """A job of any kind."""
 
@@ -43,6 +54,7 @@ class JobSchema(ma.Schema):
     result = ma.fields.Dict(allow_none=True)
     error = ma.fields.Dict(allow_none=True)
     cost = ma.fields.Nested(CostSchema, required=True)
+    receipt = ma.fields.Nested(ReceiptSchema, allow_none=True)
     attempts = ma.fields.Integer()
     created_at = UtcDateTime(required=True)
     started_at = UtcDateTime(allow_none=True)
@@ -97,9 +109,10 @@ class DiagnosticJobSchema(ma.Schema):
     )
 
 
-def job_view(row: Any) -> dict[str, Any]:
-    """A job row as the JobSchema expects it."""
+def job_view(row: Any, receipt: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A job row as the JobSchema expects it (with its receipt once ended, when the caller read it)."""
     return {
+        "receipt": receipt,
         **{
             name: getattr(row, name)
             for name in (

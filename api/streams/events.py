@@ -15,7 +15,7 @@ from flask import Response, current_app, request
 from flask_smorest import abort
 
 from api.services import services
-from api.streams.frames import HEADERS, final_event
+from api.streams.frames import HEADERS, final_event, with_queued
 from api.streams.frames import frame as _frame
 from api.streams.protocol import async_front, stream_descriptor
 from api.streams.schemas import ENTRY_ID
@@ -55,12 +55,14 @@ def _final_from_row(job: Any) -> dict[str, Any]:
     return final
 
 
-def _drain(client: redis.Redis, key: str, last: str, job: Any) -> Iterator[str]:
+def _drain(
+    client: redis.Redis, key: str, last: str, job: Any, queued: dict[str, Any] | None = None
+) -> Iterator[str]:
     """What follows `last` in a finished job's stream, then its final event from the row if the
     stream lacks one (expired, trimmed, or its publish failed): the stream always ends."""
     final_seen = False
     while page := progress.read_events(client, key, last, block_ms=None, count=DRAIN_PAGE):
-        for entry_id, event in page:
+        for entry_id, event in with_queued(page, queued):
             final_seen = event.get("type") in progress.FINAL_TYPES
             yield _frame(entry_id, event)
         last = page[-1][0]
@@ -68,8 +70,13 @@ def _drain(client: redis.Redis, key: str, last: str, job: Any) -> Iterator[str]:
         yield _frame(None, _final_from_row(job))
 
 
-def job_event_stream(job: Any) -> Response:
-    """The job's events from Last-Event-ID (or the start), heartbeats, ending after the final one."""
+def job_event_stream(
+    job: Any, *, queued: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """The job's events from Last-Event-ID (or the start), heartbeats, ending after the final one.
+
+    `queued`: fields merged into the `queued` event (the answer of the POST that created the job);
+    `headers`: extra answer headers."""
     found = services()
     heartbeat_ms = int(found.settings.SSE_HEARTBEAT_S * 1000)
     last = _last_event_id("0-0")
@@ -77,19 +84,20 @@ def job_event_stream(job: Any) -> Response:
     if async_front():
         slot = acquire_stream_slot(job.user_id)
         return stream_descriptor(
-            "job", user_id=job.user_id, slot=slot.id, job_id=job.id, last=last, final=final_event(job)
+            "job", user_id=job.user_id, slot=slot.id, job_id=job.id, last=last, final=final_event(job),
+            queued=queued, headers=headers,
         )
 
     def job_frames() -> Iterator[str]:
         yield "retry: 2000\n\n"
         if job.status in FINAL_STATUSES:
-            yield from _drain(found.redis, key, last, job)
+            yield from _drain(found.redis, key, last, job, queued)
             return
         position = last
         for batch in progress.follow(found.redis, key, last, block_ms=heartbeat_ms):
             if batch:
                 position = batch[-1][0]
-                yield "".join(_frame(*entry) for entry in batch)
+                yield "".join(_frame(*entry) for entry in with_queued(batch, queued))
                 continue
             yield ": keep-alive\n\n"
             # A quiet period: if the job ended without its final event reaching Redis, end from the row.
@@ -98,7 +106,9 @@ def job_event_stream(job: Any) -> Response:
                 yield from _drain(found.redis, key, position, current)
                 return
 
-    return _streamed(job.user_id, job_frames())
+    response = _streamed(job.user_id, job_frames())
+    response.headers.update(headers or {})
+    return response
 
 
 def _ending_cleanly(frames: Iterator[str]) -> Iterator[str]:

@@ -18,6 +18,14 @@ def frame(entry_id: str | None, event: dict[str, Any]) -> str:
     return f"{head}event: {event['type']}\ndata: {data}\n\n"
 
 
+def with_queued(entries: list[tuple[str, dict[str, Any]]], queued: dict[str, Any] | None) -> list[Any]:
+    """The entries with the answer of the POST that created the job merged into its `queued` event."""
+    if not queued:
+        return entries
+    return [(entry, {**event, **queued}) if event.get("type") == "queued" else (entry, event)
+            for entry, event in entries]
+
+
 def final_event(job: Any) -> dict[str, Any] | None:
     """The final event of a finished job, made from its row (None while it is open)."""
     kind = FINAL_OF_STATUS.get(job.status)

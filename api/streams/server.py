@@ -25,7 +25,7 @@ from api.openai.streams import OpenAIRelay
 from api.streams import sse_io
 from api.streams.answers import REVOKED, Answer, StallWatch, end_broken
 from api.streams.endings import JobEndings, LiveKeys
-from api.streams.frames import frame
+from api.streams.frames import frame, with_queued
 from api.streams.leases import KeyRevoked, Lease
 from orchestration.errors import JobAlreadyFinished
 from orchestration.jobs import create as job_cases
@@ -146,11 +146,13 @@ class AsyncStreams:
         await send({"type": "http.response.body", "body": b""})
 
     async def _job(self, descriptor: dict[str, Any], send: Send, lease: Lease) -> None:
-        await sse_io.start(send)
+        given = descriptor.get("headers") or {}
+        extra = [(name.lower().encode(), value.encode()) for name, value in given.items()]
+        await sse_io.start(send, extra=extra)
         await sse_io.write(send, "retry: 2000\n\n")
         key, last = progress.job_stream(descriptor["job_id"]), descriptor["last"]
         if descriptor.get("final") is not None:
-            await self._drain(send, key, last, descriptor["final"])
+            await self._drain(send, key, last, descriptor["final"], descriptor.get("queued"))
             await sse_io.end(send)
             return
         while True:
@@ -161,6 +163,7 @@ class AsyncStreams:
                     i for i, (_entry, event) in enumerate(batch) if event.get("type") in progress.FINAL_TYPES
                 ]
                 shown = batch[: ended[0] + 1] if ended else batch
+                shown = with_queued(shown, descriptor.get("queued"))
                 await sse_io.write(send, "".join(frame(*entry) for entry in shown))
                 if ended:
                     break
@@ -238,10 +241,13 @@ class AsyncStreams:
             (entry, json.loads(fields["data"])) for _key, entries in answer or [] for entry, fields in entries
         ]
 
-    async def _drain(self, send: Send, key: str, last: str, final: dict[str, Any]) -> None:
+    async def _drain(
+        self, send: Send, key: str, last: str, final: dict[str, Any], queued: dict[str, Any] | None = None
+    ) -> None:
         """What follows `last` in a finished job's stream, then its final event if the stream lacks one."""
         final_seen = False
         while entries := await self._read(key, last, block=False):
+            entries = with_queued(entries, queued)
             await sse_io.write(send, "".join(frame(*entry) for entry in entries))  # a page at a time
             ends = [event for _entry, event in entries if event.get("type") in progress.FINAL_TYPES]
             final_seen = final_seen or bool(ends)

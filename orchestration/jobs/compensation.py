@@ -10,7 +10,7 @@ from sqlalchemy import func, literal, null, update
 
 import ledger
 from orchestration.accounts.api_keys import return_daily_allowance
-from orchestration.jobs import dispatch, meters, progress
+from orchestration.jobs import dispatch, meters, progress, receipts
 from orchestration.jobs.balances import balance_fields, release_hold, utc_day
 from orchestration.notify import moves
 from orchestration.services import Services
@@ -64,6 +64,7 @@ def fail(
                 jobs.c.model,
                 jobs.c.started_at,
                 jobs.c.finished_at,
+                jobs.c.quote,
             )
         ).first()
         if ended is None:
@@ -88,6 +89,7 @@ def fail(
         held=ended.cost_held,
         spent=0,
         status=status,
+        receipt=receipts.settled(ended, voided, charged=0, released=ended.cost_held),
         owner_balance=(ended.user_id, balance_fields(balance)),
         **event,
     )

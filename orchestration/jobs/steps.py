@@ -18,7 +18,7 @@ import ledger
 from orchestration.accounts.api_keys import return_daily_allowance
 from orchestration.context import RunContext
 from orchestration.errors import StepError
-from orchestration.jobs import dispatch, meters, progress
+from orchestration.jobs import dispatch, meters, progress, receipts
 from orchestration.jobs.balances import balance_fields, utc_day
 from orchestration.jobs.claims import Claimed
 from orchestration.jobs.compensation import fail
@@ -195,6 +195,7 @@ def settle(services: Services, *, job_id: str) -> str | None:
         spent=row.cost_charged,
         status=row.status,
         result=row.result,
+        receipt=receipts.settled(row, settlement, charged=row.cost_charged, released=row.cost_released),
         owner_balance=(row.user_id, balance_fields(balance)),
     )
     dispatch.send_woken(services, woken)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 
 from assistant import conversations
@@ -96,11 +96,28 @@ def get_conversation(
     services: Services, *, user_id: str, conversation_id: str
 ) -> tuple[Row[Any], list[Row[Any]]]:
     """The conversation and its messages in order; ConversationNotFound for anyone else's."""
+    row, history, _total = conversation_with_total(services, user_id=user_id, conversation_id=conversation_id)
+    return row, history
+
+
+def conversation_with_total(
+    services: Services, *, user_id: str, conversation_id: str
+) -> tuple[Row[Any], list[Row[Any]], int]:
+    """The conversation, its messages, and what its replies were charged so far (micro-credits)."""
     with services.uow(autocommit=True) as db:
         row = conversations.get(db, user_id=user_id, conversation_id=conversation_id)
         if row is None:
             raise ConversationNotFound(conversation_id)
-        return row, conversations.history(db, conversation_id=conversation_id)
+        history = conversations.history(db, conversation_id=conversation_id)
+        job_ids = {message.job_id for message in history if message.job_id}
+        total = 0
+        if job_ids:
+            # The jobs' own charges (a canceled reply paid what it delivered), each job once.
+            charged = select(func.coalesce(func.sum(jobs.c.cost_charged), 0)).where(
+                jobs.c.id.in_(job_ids), jobs.c.user_id == user_id
+            )
+            total = int(db.execute(charged).scalar_one())
+        return row, history, total
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,11 @@ class ApiUser:
                         break
         return got
 
+    def events_after(self, path: str, last_event_id: str) -> list[Frame]:
+        """SSE events after `last_event_id` until the stream ends."""
+        with open_stream(f"{self.base}{path}", self.bearer, last_event_id, timeout=120) as response:
+            return [frame for frame in frames(response) if frame.comment is None and frame.event]
+
     def job(self, job_id: str) -> dict[str, Any]:
         """The job resource."""
         return dict(self.call("GET", f"/api/v1/jobs/{job_id}").json())
