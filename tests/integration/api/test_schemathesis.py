@@ -208,8 +208,10 @@ def test_the_document_is_true(api: str, tmp_path: Path) -> None:
         for link, codes in followed.items()
         if link.endswith(f" -> {target}") and status in codes
     }
-    # Which links a seeded run walks shifts with the document; a created job and a created conversation
-    # read back are always among them, and most of the rest.
-    assert set(LINKS_FOLLOWED[:1] + LINKS_FOLLOWED[2:3]) <= reached, (reached, followed)
+    # Which links a seeded run walks shifts with the document: a created job reached through one of its
+    # links (its status or its cancel) and a created conversation read back are always among them, and
+    # all but one of the rest.
+    assert set(LINKS_FOLLOWED[:2]) & reached, (reached, followed)
+    assert LINKS_FOLLOWED[2] in reached, (reached, followed)
     assert len(reached) >= len(LINKS_FOLLOWED) - 1, (reached, followed)
     print(f"schemathesis: {stop} in {time.monotonic() - started:.0f}s")
