@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from orchestration.notify import keys, outbox, schedule
+from orchestration.notify import keys, meters, outbox, schedule
 from orchestration.notify.endpoints import policy, refresh_events
 from orchestration.notify.tables import deliveries, endpoints, notifications
 from orchestration.services import Services
@@ -59,6 +59,13 @@ _JOINED = (
 
 def attempt(services: Services, delivery_id: str) -> Attempted | None:
     """Try a due delivery once; None when it is not due or another worker holds it."""
+    attempted = _attempt(services, delivery_id)
+    if attempted is not None:
+        meters.delivery(attempted.status)  # every caller (the task, the sweep) counted once per attempt
+    return attempted
+
+
+def _attempt(services: Services, delivery_id: str) -> Attempted | None:
     settings = services.settings
     now = _now()
     with services.uow(autocommit=True) as db:
