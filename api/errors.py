@@ -32,6 +32,18 @@ class ProblemSchema(ma.Schema):
     )
 
 
+class ShortBalanceSchema(ProblemSchema):
+    """A 402: the credits the request needs and what the balance (or a key's daily limit) has."""
+
+    available = ma.fields.String(metadata={"description": "Credits available, as decimal text"})
+    required = ma.fields.String(metadata={"description": "Credits the request needs, as decimal text"})
+    limit = ma.fields.String(metadata={"description": "The API key's daily limit left, as decimal text"})
+
+
+# `@blp.alt_response(402, description=..., **SHORT_BALANCE)`: every route that places a hold says so.
+SHORT_BALANCE: dict[str, Any] = {"schema": ShortBalanceSchema, "content_type": PROBLEM_JSON}
+
+
 def problem_document(status: int, detail: str, /, *, kind: str | None = None, **extra: Any) -> dict[str, Any]:
     """The JSON members of a problem: type, title, status, detail, then `extra` (never overriding those)."""
     title = _title(status)

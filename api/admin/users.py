@@ -19,6 +19,7 @@ from api.admin.schemas import (
     UserQuerySchema,
 )
 from api.auth import admin_read_required, admin_required, current_auth
+from api.errors import SHORT_BALANCE
 from api.idempotency import current_idempotency_key, idempotent
 from api.jobs.schemas import job_view
 from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
@@ -74,6 +75,7 @@ class Adjustments(MethodView):
     @idempotent
     @blp.arguments(AdjustmentSchema)
     @blp.response(201, AdjustmentResultSchema)
+    @blp.alt_response(402, description="A debit beyond the user's available credits", **SHORT_BALANCE)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Add (negative: take) credits for a reason, through the ledger; audited, once per key."""
         key = f"admin-adjust:{current_auth().user_id}:{current_idempotency_key() or secrets.token_hex(16)}"

@@ -22,7 +22,7 @@ from api.chat.schemas import (
     model_view,
 )
 from api.dry_run import dry_run_requested, dry_runnable
-from api.errors import problem
+from api.errors import SHORT_BALANCE, problem
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.pagination import PageArgsSchema, decode_time_cursor, page, time_position
@@ -83,7 +83,7 @@ class Search(MethodView):
     @rate_limit("jobs")
     @blp.arguments(SearchArgsSchema, location="query", as_kwargs=True)
     @blp.response(200, SearchSchema)
-    @blp.alt_response(402, description="Not enough credits for a priced embedding model")
+    @blp.alt_response(402, description="Not enough credits for a priced embedding model", **SHORT_BALANCE)
     @blp.alt_response(422, description="Unknown or unavailable embedding model")
     @blp.alt_response(502, description="The embedding model failed (nothing charged)")
     def get(self, q: str, limit: int, model: str | None) -> Any:
@@ -124,7 +124,7 @@ class ConversationMessages(MethodView):
     @blp.arguments(MessageArgsSchema, location="query", as_kwargs=True)
     @blp.arguments(NewMessageSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
-    @blp.alt_response(402, description="Not enough credits for the hold")
+    @blp.alt_response(402, description="Not enough credits for the hold", **SHORT_BALANCE)
     @blp.alt_response(409, description="The previous reply still runs and on_busy=reject")
     @blp.alt_response(422, description="Unknown or unavailable model, or the message doesn't fit")
     @blp.doc(parameters=[PARAMETER_DOC])

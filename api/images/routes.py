@@ -10,7 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from api.auth.context import auth_required, current_auth, current_user_id
-from api.errors import problem
+from api.errors import SHORT_BALANCE, problem
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.images.schemas import CostPreviewSchema, DryRunArgsSchema, ImageArgsSchema, ImageGenerationSchema
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
@@ -41,7 +41,7 @@ class ImageGenerations(MethodView):
     @blp.arguments(ImageGenerationSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
     @blp.alt_response(200, schema=CostPreviewSchema, description="`?dry_run=true`: the cost, nothing held")
-    @blp.alt_response(402, description="Not enough credits for the quote")
+    @blp.alt_response(402, description="Not enough credits for the quote", **SHORT_BALANCE)
     @blp.alt_response(422, description="Outside the model's limits, or an unknown or unavailable model")
     @blp.doc(parameters=[PARAMETER_DOC])
     def post(self, body: dict[str, Any], dry_run: bool) -> Any:

@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 
 from api.auth.context import auth_required, current_auth, current_user_id
 from api.dry_run import dry_run_requested, dry_runnable
-from api.errors import problem
+from api.errors import SHORT_BALANCE, problem
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.ratelimit import rate_limit
@@ -73,7 +73,7 @@ class VisionAnalyses(MethodView):
     @idempotent
     @blp.arguments(VisionAnalysisSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
-    @blp.alt_response(402, description="Not enough credits for the hold")
+    @blp.alt_response(402, description="Not enough credits for the hold", **SHORT_BALANCE)
     @blp.alt_response(422, description="Unknown model, or an image refused (URL, format, size)")
     @blp.doc(parameters=[PARAMETER_DOC])
     def post(self, body: dict[str, Any]) -> dict[str, Any]:

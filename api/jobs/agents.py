@@ -10,6 +10,7 @@ from flask_smorest import Blueprint, abort
 
 from api.auth.context import auth_required, current_auth, current_user_id
 from api.dry_run import dry_run_requested, dry_runnable
+from api.errors import SHORT_BALANCE
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import JobAcceptedSchema, accepted_view
 from api.money import Credits
@@ -50,7 +51,7 @@ class AgentTasks(MethodView):
     @idempotent
     @blp.arguments(AgentTaskSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
-    @blp.alt_response(402, description="Not enough credits for the hold (max_credits)")
+    @blp.alt_response(402, description="Not enough credits for the hold (max_credits)", **SHORT_BALANCE)
     @blp.alt_response(422, description="Unknown or unavailable model, or unreadable or oversized data")
     @blp.doc(parameters=[PARAMETER_DOC])
     def post(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint, abort
 
 from api.auth.context import auth_required, current_auth, current_user_id
 from api.dry_run import dry_run_requested, dry_runnable
-from api.errors import problem
+from api.errors import SHORT_BALANCE, problem
 from api.idempotency import PARAMETER_DOC, current_idempotency_key, idempotent
 from api.jobs.schemas import (
     CancelAnswerSchema,
@@ -141,7 +141,7 @@ class DiagnosticJobs(MethodView):
     @idempotent
     @blp.arguments(DiagnosticJobSchema())  # an instance: from a class, webargs builds one per request
     @blp.response(202, JobAcceptedSchema)
-    @blp.alt_response(402, description="Not enough credits for the hold")
+    @blp.alt_response(402, description="Not enough credits for the hold", **SHORT_BALANCE)
     @blp.doc(parameters=[PARAMETER_DOC])
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Exercise the pipeline: sleep, progress, tokens, failures at a step, retryable errors."""

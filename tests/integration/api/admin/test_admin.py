@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, text, update
@@ -46,6 +47,16 @@ def _writes(user_id: str) -> list[tuple[str, dict[str, Any] | None]]:
         (f"/api/v1/admin/dead-letters/{uuid.uuid4().hex}/replay", None),
         (f"/api/v1/admin/payments/{uuid.uuid4().hex}/refund", {"reason": "r"}),
     ]
+
+
+def assert_documented(client: FlaskClient, path: str, body: dict[str, Any]) -> None:
+    """A POST's problem body is valid against the schema its OpenAPI document declares for that status."""
+    document = client.get("/api/v1/openapi.json").json
+    declared = document["paths"][path]["post"]["responses"][str(body["status"])]
+    schema = declared["content"]["application/problem+json"]["schema"]
+    name = schema["$ref"].rsplit("/", 1)[1]
+    jsonschema.validate(body, {**document["components"]["schemas"][name],
+                               "components": document["components"]})
 
 
 def test_roles_user_403_auditor_reads_only_admin_all(client: FlaskClient) -> None:
@@ -90,9 +101,11 @@ def test_adjustment_is_idempotent_audited_and_checked(client: FlaskClient, servi
     assert_problem(
         client.post("/api/v1/admin/adjustments", headers=admin, json={**body, "credits": "0"}), 422
     )
-    assert_problem(
+    short = assert_problem(
         client.post("/api/v1/admin/adjustments", headers=admin, json={**body, "credits": "-5000"}), 402
     )
+    assert (short["available"], short["required"]) == ("987.5", "5000")
+    assert_documented(client, "/api/v1/admin/adjustments", short)
     assert_problem(
         client.post("/api/v1/admin/adjustments", headers=admin, json={**body, "user_id": "usr_x"}), 404
     )
