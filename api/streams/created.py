@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import wraps
+from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
 from flask import current_app, request
@@ -38,10 +39,15 @@ def streams_when_asked(func: F) -> F:
         if response.status_code != 202 or not wants_stream():
             return response
         accepted = json.loads(response.get_data(as_text=True))
-        job = job_cases.get_job(services(), user_id=current_user_id(), job_id=accepted["job_id"])
-        headers = {"X-Creditflow-Job-Id": job.id}
+        headers = {"X-Creditflow-Job-Id": accepted["job_id"]}
         if REPLAYED_HEADER in response.headers:
+            # A replay's job may have ended since: its row says how the stream ends.
             headers[REPLAYED_HEADER] = response.headers[REPLAYED_HEADER]
+            job: Any = job_cases.get_job(services(), user_id=current_user_id(), job_id=accepted["job_id"])
+        else:
+            # Just created by this request, as the 202 body says: no second read of the row (the stream
+            # itself follows whatever the job does next).
+            job = SimpleNamespace(id=accepted["job_id"], user_id=current_user_id(), status=accepted["status"])
         return job_event_stream(job, queued=accepted, headers=headers)
 
     return cast(F, wrapper)

@@ -15,7 +15,7 @@ from flask import Response, current_app, request
 from flask_smorest import abort
 
 from api.services import services
-from api.streams.frames import HEADERS, final_event, with_queued
+from api.streams.frames import HEADERS, RETRY, final_event, with_queued
 from api.streams.frames import frame as _frame
 from api.streams.protocol import async_front, stream_descriptor
 from api.streams.schemas import ENTRY_ID
@@ -89,7 +89,7 @@ def job_event_stream(
         )
 
     def job_frames() -> Iterator[str]:
-        yield "retry: 2000\n\n"
+        yield RETRY
         if job.status in FINAL_STATUSES:
             yield from _drain(found.redis, key, last, job, queued)
             return
@@ -141,7 +141,7 @@ def user_event_stream(user_id: str) -> Response:
         return stream_descriptor("user", user_id=user_id, slot=slot.id, last=last)
 
     def frames() -> Iterator[str]:
-        yield "retry: 2000\n\n"
+        yield RETRY
         for batch in progress.follow(
             client, progress.user_stream(user_id), last, block_ms=heartbeat_ms, final=frozenset()
         ):

@@ -8,6 +8,7 @@ from typing import Any
 from orchestration.jobs import progress
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+RETRY = "retry: 2000\n\n"  # a stream's first line: a client reconnects 2 s after a cut
 FINAL_OF_STATUS = {"succeeded": "result", "failed": "failed", "canceled": "canceled"}
 
 

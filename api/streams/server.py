@@ -25,7 +25,7 @@ from api.openai.streams import OpenAIRelay
 from api.streams import sse_io
 from api.streams.answers import REVOKED, Answer, StallWatch, end_broken
 from api.streams.endings import JobEndings, LiveKeys
-from api.streams.frames import frame, with_queued
+from api.streams.frames import RETRY, frame, with_queued
 from api.streams.leases import KeyRevoked, Lease
 from orchestration.errors import JobAlreadyFinished
 from orchestration.jobs import create as job_cases
@@ -149,10 +149,12 @@ class AsyncStreams:
         given = descriptor.get("headers") or {}
         extra = [(name.lower().encode(), value.encode()) for name, value in given.items()]
         await sse_io.start(send, extra=extra)
-        await sse_io.write(send, "retry: 2000\n\n")
+        # The retry hint rides with the first events (a job's `queued` event is there already): one
+        # write fewer per stream; the headers went out with the start.
+        head = RETRY
         key, last = progress.job_stream(descriptor["job_id"]), descriptor["last"]
         if descriptor.get("final") is not None:
-            await self._drain(send, key, last, descriptor["final"], descriptor.get("queued"))
+            await self._drain(send, key, last, descriptor["final"], descriptor.get("queued"), head=head)
             await sse_io.end(send)
             return
         while True:
@@ -164,11 +166,12 @@ class AsyncStreams:
                 ]
                 shown = batch[: ended[0] + 1] if ended else batch
                 shown = with_queued(shown, descriptor.get("queued"))
-                await sse_io.write(send, "".join(frame(*entry) for entry in shown))
+                await sse_io.write(send, head + "".join(frame(*entry) for entry in shown))
                 if ended:
                     break
             else:
-                await sse_io.write(send, ": keep-alive\n\n")
+                await sse_io.write(send, head + ": keep-alive\n\n")
+            head = ""
             if not await lease.kept():
                 break
             if not batch:
@@ -181,7 +184,7 @@ class AsyncStreams:
 
     async def _user(self, descriptor: dict[str, Any], send: Send, lease: Lease) -> None:
         await sse_io.start(send)
-        await sse_io.write(send, "retry: 2000\n\n")
+        await sse_io.write(send, RETRY)
         key, last = progress.user_stream(descriptor["user_id"]), descriptor["last"]
         while True:
             batch = await self._read(key, last, block=True)
@@ -242,18 +245,21 @@ class AsyncStreams:
         ]
 
     async def _drain(
-        self, send: Send, key: str, last: str, final: dict[str, Any], queued: dict[str, Any] | None = None
+        self, send: Send, key: str, last: str, final: dict[str, Any], queued: dict[str, Any] | None = None,
+        *, head: str = "",
     ) -> None:
-        """What follows `last` in a finished job's stream, then its final event if the stream lacks one."""
+        """What follows `last` in a finished job's stream, then its final event if the stream lacks one;
+        `head` goes out with the first write."""
         final_seen = False
         while entries := await self._read(key, last, block=False):
             entries = with_queued(entries, queued)
-            await sse_io.write(send, "".join(frame(*entry) for entry in entries))  # a page at a time
+            await sse_io.write(send, head + "".join(frame(*entry) for entry in entries))  # a page at a time
+            head = ""
             ends = [event for _entry, event in entries if event.get("type") in progress.FINAL_TYPES]
             final_seen = final_seen or bool(ends)
             last = entries[-1][0]
         if not final_seen:
-            await sse_io.write(send, frame(None, final))
+            await sse_io.write(send, head + frame(None, final))
 
     def _lease(self, slot: Slot | None, key_id: str | None) -> Lease:
         # Every half heartbeat, as HeldStream does: a quiet read lasts a heartbeat, but a busy stream's
