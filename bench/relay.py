@@ -1,7 +1,7 @@
 """Relay benchmark: first-token latency and delivered tokens/s of streamed chat replies, many users.
 
 Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/relay.py
-     [--tokens 64 --interval-ms 10 --levels 1,16,64,128 --seconds 6 --modes direct,litellm,creditflow]
+     [--tokens 64 --interval-ms 10 --levels 1,16,64,128 --seconds 6 --modes direct,litellm,creditflow,onerequest]
 
 One local OpenAI-compatible upstream (tests/support/paced_upstream.py) streams `--tokens` tokens
 `--interval-ms` apart, usage in the last chunk. The same asyncio client (tests/support/stream_client.py)
@@ -14,6 +14,9 @@ drives, at each concurrency level, `level` users who each stream one reply after
                   threads pool) on PostgreSQL and Redis; each stream a different user with their own
                   conversation: POST the message, then follow its SSE events;
   (d) openai      creditflow's OpenAI-compatible endpoint with the same streaming request as (a);
+  (f) onerequest  as (c) in one request: the POST sent with `Accept: text/event-stream` answers the
+                  job's events itself (the web UI's way; issue #25's goal: first-token overhead at 1 user
+                  at or below LiteLLM's, and no worse at 64);
   (e) langchain   as (c), on a `provider: langchain` catalog entry: `langchain_openai.ChatOpenAI` pointed at
                   the same upstream (what the LangChain path costs per token against the direct one).
 First token: from sending the (first) request to the first token's text. Delivered tokens/s: all
@@ -130,22 +133,30 @@ async def openai_stream(
         response.close()
 
 
-async def creditflow_stream(port: int, user: dict[str, str], tokens: int, out: Stream) -> None:
-    """POST a message to the user's conversation, then follow the job's events to the final one."""
+async def creditflow_stream(
+    port: int, user: dict[str, str], tokens: int, out: Stream, *, one_request: bool = False
+) -> None:
+    """POST a message to the user's conversation, then follow the job's events to the final one
+    (`one_request`: the POST answers them itself)."""
     headers = {"Authorization": f"Bearer {user['token']}"}
+    if one_request:
+        headers["Accept"] = "text/event-stream"
     path = f"/api/v1/chat/conversations/{user['conversation']}/messages"
     posted = await http.request(
         port, "POST", path, body={"content": "Tell me something.", "max_tokens": tokens}, headers=headers
     )
-    accepted = await posted.json()
-    posted.close()
-    if posted.status != 202:
-        out.error = f"POST {posted.status}: {str(accepted)[:200]}"
-        return
-    events = await http.request(port, "GET", accepted["events_url"], headers=headers)
+    if one_request:
+        events = posted
+    else:
+        accepted = await posted.json()
+        posted.close()
+        if posted.status != 202:
+            out.error = f"POST {posted.status}: {str(accepted)[:200]}"
+            return
+        events = await http.request(port, "GET", accepted["events_url"], headers=headers)
     try:
         if events.status != 200:
-            out.error = f"GET events {events.status}: {(await events.body())[:200]!r}"
+            out.error = f"events {events.status}: {(await events.body())[:200]!r}"
             return
         async for frame in events.frames():
             if frame.event == "token":
@@ -446,10 +457,16 @@ def report(results: dict[str, list[Level]]) -> None:
                 f"{mode:10} {level.users:6} {level.first_ms(0.5):8.1f} {level.first_ms(0.95):7.1f} ms "
                 f"{over:+10.1f} ms {level.tokens_per_s:14.0f} {ratio:9.0%} {cpu:13.0f} {level.errors:7}"
             )
-    if "creditflow" not in results or not direct:
-        return
-    print("\ngoals:")
-    ours = {level.users: level for level in results["creditflow"]}
+    for mode in ("creditflow", "onerequest"):
+        if mode in results and direct:
+            goals(mode, {level.users: level for level in results[mode]}, direct, litellm_)
+    if "onerequest" in results and "creditflow" in results:
+        one_request_goal(results, direct, litellm_)
+
+
+def goals(mode: str, ours: dict[int, Level], direct: dict[int, Level], litellm_: dict[int, Level]) -> None:
+    """Issue #21's goals for one of our modes, against the upstream and LiteLLM measured in this run."""
+    print(f"\ngoals ({mode}):")
     for users, limit in ((1, 10.0), (64, 50.0)):
         if users in ours and users in direct:
             over = ours[users].first_ms(0.5) - direct[users].first_ms(0.5)
@@ -476,6 +493,27 @@ def report(results: dict[str, list[Level]]) -> None:
         )
 
 
+def one_request_goal(
+    results: dict[str, list[Level]], direct: dict[int, Level], litellm_: dict[int, Level]
+) -> None:
+    """Issue #25's goal: one request's first-token overhead at 1 user at or below LiteLLM's, and at 64
+    no worse than the two-request path's."""
+    one = {level.users: level for level in results["onerequest"]}
+    two = {level.users: level for level in results["creditflow"]}
+    if 1 in one and 1 in litellm_ and 1 in direct:
+        ours, theirs = (m[1].first_ms(0.5) - direct[1].first_ms(0.5) for m in (one, litellm_))
+        print(
+            f"  one request at 1 user: {ours:+.1f} ms over direct, LiteLLM {theirs:+.1f} ms (goal: at or "
+            f"below): {'met' if ours <= theirs else 'NOT met'}"
+        )
+    if 64 in one and 64 in two:
+        mine, before = one[64].first_ms(0.5), two[64].first_ms(0.5)
+        print(
+            f"  one request at 64 users: first token p50 {mine:.1f} ms, two requests {before:.1f} ms "
+            f"(goal: no worse): {'met' if mine <= before else 'NOT met'}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -484,7 +522,7 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=float, default=10.0)
     parser.add_argument("--levels", default="1,16,64,128")
     parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--modes", default="direct,litellm,creditflow")
+    parser.add_argument("--modes", default="direct,litellm,creditflow,onerequest")
     add_json_argument(parser)
     args = parser.parse_args()
     levels = [int(part) for part in args.levels.split(",")]
@@ -517,7 +555,7 @@ def main() -> None:
                     ),
                     servers,
                 )
-        if {"creditflow", "openai", "langchain"} & set(modes):
+        if {"creditflow", "openai", "langchain", "onerequest"} & set(modes):
             with creditflow_stack(up, logs) as (port, stack_processes):
                 users = asyncio.run(make_users(port, max(levels)))
                 servers = [*stack_processes, *services_by_name("postgres", "redis-server")]
@@ -527,6 +565,14 @@ def main() -> None:
                         levels,
                         args.seconds,
                         lambda n, out: creditflow_stream(port, users[n], args.tokens, out),
+                        servers,
+                    )
+                if "onerequest" in modes:
+                    results["onerequest"] = measure(
+                        "onerequest",
+                        levels,
+                        args.seconds,
+                        lambda n, out: creditflow_stream(port, users[n], args.tokens, out, one_request=True),
                         servers,
                     )
                 if "openai" in modes:
@@ -567,7 +613,7 @@ def machine_readable(results: dict[str, list[Level]]) -> Results:
             (s.first - s.started) * 1000 for s in top.ok if s.first
         ]
     direct = {level.users: level for level in results.get("direct", [])}
-    for peer in ("creditflow", "litellm"):
+    for peer in ("creditflow", "onerequest", "litellm"):
         for users, limit in ((1, 10.0), (64, 50.0)):
             mine = {level.users: level for level in results.get(peer, [])}.get(users)
             if mine and users in direct:
@@ -577,7 +623,7 @@ def machine_readable(results: dict[str, list[Level]]) -> Results:
                     "ms",
                     floor=direct[users].first_ms(0.5),
                     floor_name="upstream direct p50",
-                    goal_value=direct[users].first_ms(0.5) + limit if peer == "creditflow" else None,
+                    goal_value=direct[users].first_ms(0.5) + limit if peer != "litellm" else None,
                     higher_is_better=False,
                 )
             if mine and users in direct and users == 64:
@@ -587,7 +633,7 @@ def machine_readable(results: dict[str, list[Level]]) -> Results:
                     "tokens/s",
                     floor=direct[users].tokens_per_s,
                     floor_name="upstream direct",
-                    goal_ratio=0.9 if peer == "creditflow" else None,
+                    goal_ratio=0.9 if peer != "litellm" else None,
                 )
     ours = {level.users: level for level in results.get("creditflow", [])}
     for level in results.get("litellm", []):
