@@ -78,6 +78,17 @@ def history(session: Connection, *, conversation_id: str, before: int | None = N
     return list(session.execute(query.order_by(messages.c.position)).all())
 
 
+def recent(session: Connection, *, conversation_id: str, before: int, limit: int) -> list[Row[Any]]:
+    """The newest `limit` messages before `position`, in order: id, position, role, content only."""
+    query = (
+        select(messages.c.id, messages.c.position, messages.c.role, messages.c.content)
+        .where(messages.c.conversation_id == conversation_id, messages.c.position < before)
+        .order_by(messages.c.position.desc())
+        .limit(limit)
+    )
+    return list(reversed(session.execute(query).all()))
+
+
 def as_turns(rows: list[Row[Any]]) -> list[Turn]:
     """Messages as provider turns."""
     return [Turn(role=row.role, content=row.content) for row in rows if row.content]
@@ -153,9 +164,3 @@ def add_message(
             .values(prompt_bound=conversations.c.prompt_bound + turn_bound(Turn(role=role, content=content)))
         )
     return message_id
-
-
-def store_embeddings(session: Connection, vectors: dict[str, list[float]]) -> None:
-    """Keep computed message embeddings so each message is embedded once."""
-    for message_id, vector in vectors.items():
-        session.execute(update(messages).where(messages.c.id == message_id).values(embedding=vector))

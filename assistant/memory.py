@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from assistant.transcript import Turn, token_bound, turn_bound
 
 RECENT_SHARE = 0.6  # of the budget kept for the most recent messages when relevance scores are given
@@ -62,17 +64,36 @@ def overflows(earlier: Sequence[Any], *, new: str, budget: int) -> bool:
     return token_bound([*turns, Turn(role="user", content=new)]) > budget
 
 
-def relevance(earlier: Sequence[Any], *, new: str) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Similarity of each earlier message to `new` (local MiniLM), and the embeddings it had to compute."""
-    from assistant.embeddings import embed, similarity
+def relevance(
+    earlier: Sequence[Any],
+    *,
+    new: str,
+    stored: Mapping[str, bytes] | None = None,
+    embed_limit: int | None = None,
+) -> tuple[dict[str, float], dict[str, bytes]]:
+    """Similarity of earlier messages to `new` (local MiniLM, cosine), and the packed vectors it had to
+    compute (to keep: each message is embedded once).
 
-    missing = [row for row in earlier if row.content and not row.embedding]
-    computed = dict(zip((row.id for row in missing), embed([row.content for row in missing]), strict=True))
-    question = embed([new])[0]
-    scores = {
-        row.id: similarity(question, row.embedding or computed[row.id]) for row in earlier if row.content
+    `stored`: vectors kept earlier (message id -> packed, assistant/vectors.py). At most `embed_limit`
+    missing ones are embedded, newest first; older ones left without a vector score 0 this turn. So a
+    turn's cost is bounded however long the conversation: one product over the vectors, a few embeddings."""
+    from assistant.embeddings import embed
+    from assistant.vectors import packed
+
+    texts = [row for row in earlier if row.content]
+    known = dict(stored or {})
+    missing = [row for row in reversed(texts) if row.id not in known][:embed_limit]
+    computed = {
+        row.id: packed(vector)
+        for row, vector in zip(missing, embed([row.content for row in missing]), strict=True)
     }
-    return scores, computed
+    known.update(computed)
+    question = np.frombuffer(packed(embed([new])[0]), dtype="<f4")
+    ids = [row.id for row in texts if len(known.get(row.id, b"")) == question.nbytes]
+    if not ids:
+        return {}, computed
+    matrix = np.frombuffer(b"".join(known[key] for key in ids), dtype="<f4").reshape(len(ids), -1)
+    return dict(zip(ids, (matrix @ question).tolist(), strict=True)), computed
 
 
 def _turn(row: Any) -> Turn:

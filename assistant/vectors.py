@@ -83,6 +83,16 @@ def candidates(db: Connection, *, user_id: str, model: str, limit: int) -> list[
     return list(db.execute(query).all())
 
 
+def stored(db: Connection, *, model: str, message_ids: Sequence[str]) -> dict[str, bytes]:
+    """The packed vectors kept for these messages and `model` (message id -> vector)."""
+    if not message_ids:
+        return {}
+    query = select(message_vectors.c.message_id, message_vectors.c.vector).where(
+        message_vectors.c.model == model, message_vectors.c.message_id.in_(list(message_ids))
+    )
+    return {row.message_id: bytes(row.vector) for row in db.execute(query)}
+
+
 def store(db: Connection, *, model: str, vectors: Mapping[str, bytes]) -> None:
     """Keep the packed vectors computed for `model` (a concurrent search that stored one first wins)."""
     if not vectors:

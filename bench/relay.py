@@ -1,7 +1,8 @@
 """Relay benchmark: first-token latency and delivered tokens/s of streamed chat replies, many users.
 
 Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/relay.py
-     [--tokens 64 --interval-ms 10 --levels 1,16,64,128 --seconds 6 --modes direct,litellm,creditflow,onerequest]
+     [--tokens 64 --interval-ms 10 --levels 1,16,64,128 --seconds 6
+      --modes direct,litellm,creditflow,onerequest]
 
 One local OpenAI-compatible upstream (tests/support/paced_upstream.py) streams `--tokens` tokens
 `--interval-ms` apart, usage in the last chunk. The same asyncio client (tests/support/stream_client.py)

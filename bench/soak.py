@@ -29,10 +29,12 @@ from typing import Any
 
 import psutil
 import requests
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import Results, add_json_argument
+from orchestration.tables import jobs
 from tests.chaos.invariants import ENDED, problems
 from tests.chaos.stack import Stack, stack_env
 from tests.integration.api.conftest import bearer, make_token
@@ -42,6 +44,9 @@ from tests.support.processes import ROOT, creditflow, wait_for_log, wait_http
 # RSS a process may gain per thousand jobs once warm (allocator arenas and caches settle in the warm-up).
 GROWTH_BUDGET_KIB = 2048
 WARM_UP_JOBS = 200
+# Every job ends this long after the load stops at the latest (the longest job is seconds; a lost one
+# is failed by the reaper within its heartbeat timeout).
+DRAIN_S = 60.0
 
 
 class Client(threading.Thread):
@@ -137,6 +142,18 @@ class Soak:
             return sum(n for what, n in self.counts.items() if what.endswith(" ended"))
 
 
+def drain(engine: Any) -> float:
+    """Seconds until every job ended after the load stopped (-1: not within DRAIN_S)."""
+    began = time.monotonic()
+    while time.monotonic() - began < DRAIN_S:
+        with engine.connect() as db:
+            open_jobs = db.execute(select(func.count()).where(jobs.c.status.not_in(ENDED))).scalar_one()
+        if not open_jobs:
+            return time.monotonic() - began
+        time.sleep(1.0)
+    return -1.0
+
+
 def start_together(stack: Stack) -> None:
     """Every role at once, then wait until each serves (one after another costs their imports in turn)."""
     for role in stack.roles.values():
@@ -183,6 +200,9 @@ def main() -> int:
             start_together(stack)
             print(f"stack up in {time.monotonic() - began:.0f} s")
             report = soak(stack, args)
+            drained = drain(engine)
+            print(f"every job ended {drained:.0f} s after the load stopped" if drained >= 0
+                  else f"jobs still open {DRAIN_S:.0f} s after the load stopped")
             found, outcomes = problems(engine, report.pop("chats"))
         finally:
             stack.stop_all()

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from assistant import conversations
+from assistant import conversations, vectors
 from assistant.chat_graph import TurnContext, build_graph, run_turn
 from assistant.embeddings import available as embeddings_available
 from assistant.memory import overflows, relevance, select_context
@@ -49,13 +49,20 @@ def _graph() -> Any:
     return build_graph()
 
 
+# A turn reads at most MEMORY_SCAN earlier messages and embeds at most MEMORY_EMBED_PER_TURN of those
+# without a vector: its cost stays bounded however long the conversation grows (a soak of 300-turn
+# conversations showed every turn slower than the last when all were read and embedded inline).
+MEMORY_SCAN = 2000
+MEMORY_EMBED_PER_TURN = 64
+MEMORY_MODEL = "all-minilm-l6-v2"  # the catalog's local embedding model (vectors kept in message_vectors)
+
+
 def _prompt(ctx: RunContext, spec: ModelSpec, kept: list[int]) -> Any:
     def build() -> list[Any]:
+        conversation_id, before = ctx.params["conversation_id"], int(ctx.params["message_position"])
         with ctx.services.uow(autocommit=True) as db:
-            earlier = conversations.history(
-                db,
-                conversation_id=ctx.params["conversation_id"],
-                before=int(ctx.params["message_position"]),
+            earlier = conversations.recent(
+                db, conversation_id=conversation_id, before=before, limit=MEMORY_SCAN
             )
         budget = min(int(ctx.params["prompt_tokens"]), spec.context_length - int(ctx.params["max_tokens"]))
         content, scores = str(ctx.params["content"]), None
@@ -65,9 +72,13 @@ def _prompt(ctx: RunContext, spec: ModelSpec, kept: list[int]) -> Any:
             and overflows(earlier, new=content, budget=budget)
         ):
             # Only when the conversation outgrew its window, and each message is embedded once.
-            scores, computed = relevance(earlier, new=content)
+            with ctx.services.uow(autocommit=True) as db:
+                known = vectors.stored(db, model=MEMORY_MODEL, message_ids=[row.id for row in earlier])
+            scores, computed = relevance(
+                earlier, new=content, stored=known, embed_limit=MEMORY_EMBED_PER_TURN
+            )
             with ctx.services.uow() as db:
-                conversations.store_embeddings(db, computed)
+                vectors.store(db, model=MEMORY_MODEL, vectors=computed)
         chosen = select_context(earlier, new=content, budget=budget, relevance=scores)
         kept[:] = [row.position for row in chosen]
         return [*conversations.as_turns(chosen), Turn(role="user", content=content)]
