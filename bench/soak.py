@@ -63,7 +63,7 @@ class Client(threading.Thread):
     def run(self) -> None:
         """Jobs until told to stop; each waits for its end (saturation comes from the number of users)."""
         while self.soak.take():
-            kind = self.rng.choices(("chat", "diagnostic", "cancel"), weights=(4, 5, 1))[0]
+            kind = self.rng.choices(list(self.soak.mix), weights=list(self.soak.mix.values()))[0]
             try:
                 self._one(kind)
             except requests.RequestException as exc:
@@ -112,8 +112,8 @@ class Client(threading.Thread):
 class Soak:
     """The shared budget of jobs, the counts, and the chat texts the invariants check."""
 
-    def __init__(self, max_jobs: int, seconds: float) -> None:
-        self.left, self.deadline = max_jobs, time.monotonic() + seconds
+    def __init__(self, max_jobs: int, seconds: float, mix: dict[str, float]) -> None:
+        self.left, self.deadline, self.mix = max_jobs, time.monotonic() + seconds, mix
         self.counts: Counter[str] = Counter()
         self.chats: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -176,6 +176,13 @@ def rss_kib(stack: Stack) -> dict[str, int]:
     return sizes
 
 
+def _mix(text: str) -> dict[str, float]:
+    weights = {name: float(weight) for name, _, weight in (part.partition("=") for part in text.split(","))}
+    if not weights or set(weights) - {"chat", "diagnostic", "cancel"} or min(weights.values()) < 0:
+        raise argparse.ArgumentTypeError("kinds are chat, diagnostic and cancel, e.g. chat=4,diagnostic=5")
+    return weights
+
+
 def main() -> int:
     """Run the soak and print memory per thousand jobs and the promises checked after it."""
     parser = argparse.ArgumentParser(
@@ -184,6 +191,10 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--max-jobs", type=int, default=100_000)
+    parser.add_argument(
+        "--mix", type=_mix, default=_mix("chat=4,diagnostic=5,cancel=1"),
+        help="kinds of jobs and their weights (chat, diagnostic, cancel: a diagnostic job cancelled)",
+    )
     parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(2**32))
     add_json_argument(parser)
     args = parser.parse_args()
@@ -191,7 +202,8 @@ def main() -> int:
     if not base_url.startswith("postgres") or not redis_url:
         raise SystemExit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
     began = time.monotonic()
-    print(f"soak seed {args.seed}: {args.users} users, {args.seconds:.0f} s, at most {args.max_jobs} jobs")
+    print(f"soak seed {args.seed}, mix {args.mix}: {args.users} users, {args.seconds:.0f} s, "
+          f"at most {args.max_jobs} jobs")
     tmp = Path(tempfile.mkdtemp(prefix="cf-soak-"))
     with fresh_database("postgresql", tmp, pool_size=5) as engine:
         url = engine.url.render_as_string(hide_password=False)
@@ -225,7 +237,7 @@ def main() -> int:
 def soak(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """The load, the RSS samples around it, and what it did."""
     rng = random.Random(args.seed)
-    state = Soak(args.max_jobs, args.seconds)
+    state = Soak(args.max_jobs, args.seconds, args.mix)
     clients = [Client(stack.base, n, random.Random(rng.random()), state) for n in range(args.users)]
     started = time.monotonic()
     for client in clients:
