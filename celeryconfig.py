@@ -33,11 +33,20 @@ VISIBILITY_TIMEOUT_S = LONGEST_TIME_LIMIT_S + 600
 broker_url = _settings.broker_url
 result_backend = _settings.result_backend_url or None
 broker_connection_retry_on_startup = True
+# A broker link that goes silent without closing (a NAT or firewall dropping it, a hung proxy): kombu's
+# Redis sockets otherwise wait for ever (socket_timeout None), and a warm shutdown then hangs in closing
+# the channel, reading the reply of a BRPOP that never comes, so no supervisor ever restarts the worker.
+# With a timeout every blocking read ends; the health checks drop a BRPOP overdue by brpop_timeout +
+# this interval, so a consumer on a dead link reconnects within about 21 s (kombu's default: 51).
+BROKER_SOCKET_TIMEOUT_S = 5.0
 broker_transport_options = {
     "visibility_timeout": VISIBILITY_TIMEOUT_S,
     "queue_order_strategy": "priority",
     "priority_steps": list(range(10)),
     "sep": ":",
+    "socket_timeout": BROKER_SOCKET_TIMEOUT_S,
+    "socket_connect_timeout": 5.0,
+    "health_check_interval": 10,
 }
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 result_expires = timedelta(days=1)

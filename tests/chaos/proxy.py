@@ -71,6 +71,10 @@ class Proxy:
         for sock in open_now:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # Wakes the pump blocked in recv() on it: a bare close() would not, and the kernel keeps
+                # a socket some thread still reads from open (ESTABLISHED, silent), so the peer would see
+                # a link that hangs for ever instead of one that was reset. SHUT_RD sends nothing.
+                sock.shutdown(socket.SHUT_RD)
         self._drop(*open_now)
         return len(open_now) // 2
 

@@ -34,6 +34,7 @@ FAST = {  # heartbeats every second, a worker lost after 5 s, the reaper every s
     "DIAGNOSTIC_JOBS_ENABLED": "true",
     "CANARY_INTERVAL_S": "2",
     "CANARY_TIMEOUT_S": "10",
+    "CANARY_STOP_GRACE_S": "20",  # the longest diagnostic job (9 s) finishes in it
     "CANARY_QUEUES": "critical,interactive,agents,images,maintenance",  # no `local` pool here
 }
 
