@@ -67,7 +67,20 @@ task_track_started = True
 task_time_limit = QUEUE_LIMITS["maintenance"][1]
 task_soft_time_limit = QUEUE_LIMITS["maintenance"][0]
 
-task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
+# On RabbitMQ every work queue is a quorum queue (replicated, durable, a delivery count per message);
+# Celery 5.5+ detects them and uses per-consumer prefetch and native delayed delivery for countdowns (a
+# retry's backoff). RabbitMQ's consumer_timeout (30 min by default) must outlast the longest task or a
+# long agent task's channel is closed at minute 30: deploy/rabbitmq/rabbitmq.conf sets it above
+# LONGEST_TIME_LIMIT_S (tests/unit/test_celeryconfig.py holds the two together).
+def queues_for(broker: str) -> tuple[Queue, ...]:
+    """The work queues as declared on `broker` (quorum queues on RabbitMQ); a producer whose broker is
+    not this process's (orchestration/bootstrap.py) declares them the same way as the workers."""
+    amqp = broker.startswith(("amqp", "pyamqp"))
+    arguments = {"x-queue-type": "quorum"} if amqp else None
+    return tuple(Queue(name, routing_key=name, queue_arguments=arguments) for name in QUEUES)
+
+
+task_queues = queues_for(broker_url)
 task_default_queue = "maintenance"
 task_create_missing_queues = False
 # Routing by name only: a `queue=` on a decorator is lost on later chain steps (celery#5219).

@@ -36,6 +36,9 @@ FAST = {  # heartbeats every second, a worker lost after 5 s, the reaper every s
     "CANARY_TIMEOUT_S": "10",
     "CANARY_STOP_GRACE_S": "20",  # the longest diagnostic job (9 s) finishes in it
     "CANARY_QUEUES": "critical,interactive,agents,images,maintenance",  # no `local` pool here
+    # A message a dead link swallowed (kombu pops before delivery; the README's Redis limit) leaves its
+    # job queued with nothing to run it: it fails `not_started` this long after it was created.
+    "JOB_QUEUE_TIMEOUT_S": "60",
 }
 
 

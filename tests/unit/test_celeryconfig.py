@@ -93,3 +93,13 @@ def test_retry_policy_is_declared_once_and_only_money_steps_dead_letter() -> Non
     assert (run.dead_letter_on_failure, run.saga_run) == (False, True)
     assert settle.dead_letter_on_failure
     assert compensate.dead_letter_on_failure
+
+
+def test_rabbitmqs_consumer_timeout_outlasts_the_longest_task() -> None:
+    # A message held unacked past consumer_timeout closes its channel: the running task's ack is lost
+    # and the message is handed out again (RabbitMQ's default, 30 minutes, cuts a 30-minute agent task).
+    from pathlib import Path
+
+    conf = (Path(celeryconfig.__file__).parent / "deploy" / "rabbitmq" / "rabbitmq.conf").read_text()
+    setting = next(line for line in conf.splitlines() if line.startswith("consumer_timeout"))
+    assert int(setting.split("=")[1]) > celeryconfig.LONGEST_TIME_LIMIT_S * 1000

@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import sqlalchemy
 from flask.testing import FlaskClient
 
 from api.app import create_app
@@ -75,3 +77,26 @@ def test_a_dry_database_pool_is_503_with_retry_after(api_database_url: str, redi
         assert client.get("/api/v1/credits/balance", headers=bearer(make_token())).status_code == 200
     finally:
         services.close()
+
+
+def test_a_connection_the_server_dropped_mid_unit_raises_the_reason(
+    api_database_url: str, redis_url: str
+) -> None:
+    # PostgreSQL restarting terminates every backend: the unit of work must raise what happened (a 503
+    # above), not a PendingRollbackError from tidying up the invalidated connection (a 500).
+    if api_database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no server to drop a connection")
+    services = bootstrap(load_settings(DATABASE_URL=api_database_url, REDIS_URL=redis_url, **BASE_SETTINGS))
+    try:
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            _dropped_mid_unit(services)
+    finally:
+        services.close()
+
+
+def _dropped_mid_unit(services: Any) -> None:
+    with services.uow() as db:
+        backend = db.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar_one()
+        with services.engine.connect() as other:
+            other.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        db.execute(sqlalchemy.text("SELECT 1"))
