@@ -45,8 +45,9 @@ def seed_from_env() -> int:
     return int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**32))
 
 
-def keeps_every_promise(plan: Plan, tmp_path: Path, *, label: str) -> None:
-    """Run the plan on a fresh stack, print what it did and found, and assert every promise."""
+def keeps_every_promise(plan: Plan, tmp_path: Path, *, label: str, **settings: str) -> None:
+    """Run the plan on a fresh stack (`settings` over the suite's), print what it did and found, and
+    assert every promise."""
     seed = plan.seed
     print(
         f"\n{label} seed {seed} (replay: CHAOS_SEED={seed}): {len(plan.jobs)} jobs, "
@@ -58,7 +59,7 @@ def keeps_every_promise(plan: Plan, tmp_path: Path, *, label: str) -> None:
         upgrade(engine)
         redis = ChaosRedis(tmp_path / "redis")
         redis.start(persist=True)
-        env = stack_env(database, redis.url, tmp_path / "var")
+        env = stack_env(database, redis.url, tmp_path / "var", **settings)
         links = (Proxy(redis.port), Proxy(postgres.port))
         worker_env = {
             "REDIS_URL": f"redis://127.0.0.1:{links[0].port}/0",
