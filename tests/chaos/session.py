@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 from sqlalchemy import Engine, select
 
@@ -73,6 +75,8 @@ def keeps_every_promise(plan: Plan, tmp_path: Path, *, label: str, **settings: s
             applied = _run(plan, stack, faults)
             load_counts, accepted, chats, unexpected = applied.pop("load")  # type: ignore[misc]
             waited, still_open = _until_all_ended(engine, time.monotonic() + BOUND_S, stack, applied)
+            if still_open:  # where each process is stuck, for the report
+                print(f"  stacks of every process: {_dump_stacks(stack, tmp_path / 'stacks.txt')}")
             ready = requests.get(f"{stack.base}/readyz", timeout=10).json()
             found, outcomes = problems(engine, chats)
             verify = _verify(env)
@@ -159,3 +163,23 @@ def _verify(env: dict[str, str]) -> dict[str, object]:
         return dict(json.loads(done.stdout))
     except json.JSONDecodeError:
         return {"ok": False, "output": (done.stdout + done.stderr)[-2000:]}
+
+
+def _dump_stacks(stack: Stack, out: Path) -> Path:
+    """py-spy's dump of every role's processes (when py-spy is installed) into `out`."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    with out.open("w") as sink:
+        for name, role in stack.roles.items():
+            if spy is None or role.process is None or role.process.poll() is not None:
+                continue
+            pids = [
+                role.process.pid,
+                *(p.pid for p in psutil.Process(role.process.pid).children(recursive=True)),
+            ]
+            for pid in pids:
+                sink.write(f"==== {name} pid {pid}\n")
+                sink.flush()
+                subprocess.run(
+                    [spy, "dump", "--pid", str(pid)], stdout=sink, stderr=sink, timeout=30, check=False
+                )
+    return out
