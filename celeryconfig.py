@@ -33,11 +33,20 @@ VISIBILITY_TIMEOUT_S = LONGEST_TIME_LIMIT_S + 600
 broker_url = _settings.broker_url
 result_backend = _settings.result_backend_url or None
 broker_connection_retry_on_startup = True
+# A broker link that goes silent without closing (a NAT or firewall dropping it, a hung proxy): kombu's
+# Redis sockets otherwise wait for ever (socket_timeout None), and a warm shutdown then hangs in closing
+# the channel, reading the reply of a BRPOP that never comes, so no supervisor ever restarts the worker.
+# With a timeout every blocking read ends; the health checks drop a BRPOP overdue by brpop_timeout +
+# this interval, so a consumer on a dead link reconnects within about 21 s (kombu's default: 51).
+BROKER_SOCKET_TIMEOUT_S = 5.0
 broker_transport_options = {
     "visibility_timeout": VISIBILITY_TIMEOUT_S,
     "queue_order_strategy": "priority",
     "priority_steps": list(range(10)),
     "sep": ":",
+    "socket_timeout": BROKER_SOCKET_TIMEOUT_S,
+    "socket_connect_timeout": 5.0,
+    "health_check_interval": 10,
 }
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 result_expires = timedelta(days=1)
@@ -58,7 +67,20 @@ task_track_started = True
 task_time_limit = QUEUE_LIMITS["maintenance"][1]
 task_soft_time_limit = QUEUE_LIMITS["maintenance"][0]
 
-task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
+# On RabbitMQ every work queue is a quorum queue (replicated, durable, a delivery count per message);
+# Celery 5.5+ detects them and uses per-consumer prefetch and native delayed delivery for countdowns (a
+# retry's backoff). RabbitMQ's consumer_timeout (30 min by default) must outlast the longest task or a
+# long agent task's channel is closed at minute 30: deploy/rabbitmq/rabbitmq.conf sets it above
+# LONGEST_TIME_LIMIT_S (tests/unit/test_celeryconfig.py holds the two together).
+def queues_for(broker: str) -> tuple[Queue, ...]:
+    """The work queues as declared on `broker` (quorum queues on RabbitMQ); a producer whose broker is
+    not this process's (orchestration/bootstrap.py) declares them the same way as the workers."""
+    amqp = broker.startswith(("amqp", "pyamqp"))
+    arguments = {"x-queue-type": "quorum"} if amqp else None
+    return tuple(Queue(name, routing_key=name, queue_arguments=arguments) for name in QUEUES)
+
+
+task_queues = queues_for(broker_url)
 task_default_queue = "maintenance"
 task_create_missing_queues = False
 # Routing by name only: a `queue=` on a decorator is lost on later chain steps (celery#5219).

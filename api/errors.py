@@ -7,6 +7,8 @@ from http import HTTPStatus
 from typing import Any, cast
 
 import marshmallow as ma
+import redis
+import sqlalchemy.exc
 from flask import Flask, Response, json
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -15,6 +17,19 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://creditflow.dev/problems/"
+# A store that does not answer now (PostgreSQL restarting, its pool dry for pool_timeout, a deadlock or
+# serialization failure, Redis away): the request changed nothing that committed, so "try again" is the
+# truth, not "the server has a bug". Each request's work is one transaction; money calls carry their
+# Idempotency-Key, so a retry is safe.
+UNAVAILABLE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+UNAVAILABLE_RETRY_AFTER_S = 5
 
 
 class ProblemSchema(ma.Schema):
@@ -125,5 +140,12 @@ def register_error_handlers(app: Flask, api: ProblemApi) -> None:
     def _unhandled(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return api.handle_http_exception(exc)
+        if isinstance(exc, UNAVAILABLE) or (
+            isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+        ):
+            log.warning("a store did not answer: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:300])
+            response = problem(503, "A service the API depends on is unavailable right now; retry shortly.")
+            response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
+            return response
         log.exception("unhandled error")
         return problem(500, InternalServerError.description)

@@ -35,7 +35,13 @@ def _drain(session: Executor, limit: int) -> list[Any]:
     seal, so an id that commits after a larger one is sealed later, never lost.
     """
     if sql.dialect(session) == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEAL_LOCK})
+        # Another seal running: leave it the queue (the next one takes what is left). Waiting for its
+        # lock held every caller's slot as long as it lasted, and a holder whose client vanished
+        # without closing (a killed host, a dead link) lasts until the server notices: all critical
+        # slots stuck there stopped settlement with them (tests/chaos).
+        taken = session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _SEAL_LOCK})
+        if not taken.scalar_one():
+            return []
         return list(session.execute(_PG_DRAIN, {"limit": limit}).all())
     rows = session.execute(
         select(entries.c.id.label("entry_id"), entries.c.hash)
@@ -51,7 +57,8 @@ def _drain(session: Executor, limit: int) -> list[Any]:
 def seal(
     session: Executor, *, signer: Signer, now: datetime | None = None, limit: int = 100_000
 ) -> Checkpoint | None:
-    """Seal up to `limit` unsealed entries into the next signed checkpoint; None if none waited."""
+    """Seal up to `limit` unsealed entries into the next signed checkpoint; None if none waited (or
+    another seal runs: it takes them, or the next one does)."""
     rows = _drain(session, limit)
     if not rows:
         return None

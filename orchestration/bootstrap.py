@@ -78,7 +78,10 @@ def make_producer(settings: Settings) -> Celery:
     producer.config_from_object(celeryconfig)
     options = {**celeryconfig.broker_transport_options, **PRODUCER_TRANSPORT_OPTIONS}
     producer.conf.update(
-        broker_url=settings.broker_url, result_backend=None, broker_transport_options=options
+        broker_url=settings.broker_url,
+        result_backend=None,
+        broker_transport_options=options,
+        task_queues=celeryconfig.queues_for(settings.broker_url),
     )
     return producer
 

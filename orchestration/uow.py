@@ -21,9 +21,11 @@ balances are derived), and a sweep over many users (the reaper) runs one unit pe
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import sqlalchemy.exc
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.engine import Engine
 
@@ -90,7 +92,10 @@ def unit_of_work(
         try:
             yield connection
         except BaseException:
-            forget(connection)
+            # A connection the server dropped (PostgreSQL restarting) was invalidated: its info went with
+            # it, and reading it would raise PendingRollbackError in place of the error that says why.
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                forget(connection)
             raise
         written = forget(connection)
     if written and on_commit is not None:

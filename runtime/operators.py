@@ -30,6 +30,10 @@ class OperatorSettings(BaseSettings):
     CANARY_INTERVAL_S: float = Field(30.0, gt=0, le=3600)
     CANARY_TIMEOUT_S: float = Field(120.0, gt=0, le=24 * 3600)
     CANARY_QUEUES: str = "critical,interactive,agents,images,local,maintenance,notify"
+    # A worker its consume watchdog stopped gets this long for its warm shutdown, then is killed (its
+    # supervisor starts a fresh one): on a broker link that hangs, closing the channels and sending the
+    # last events can take minutes. 0: the longest hard time limit of its queues plus a minute.
+    CANARY_STOP_GRACE_S: float = Field(0.0, ge=0, le=24 * 3600)
 
     @model_validator(mode="after")
     def _canary_waits_longer_than_its_interval(self) -> Self:

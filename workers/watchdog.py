@@ -5,7 +5,8 @@ After a broker reconnect a Celery worker can stay connected, answer pings and ke
 yet take nothing more from its queues (celery#8030, #10205, #10302). The consume canaries
 (orchestration/jobs/canaries.py) show it: a canary still waiting while this worker had a free slot at
 every look for a whole CANARY_TIMEOUT_S means this worker is not taking messages it could take. It then
-asks itself for a warm shutdown (running tasks finish).
+asks itself for a warm shutdown (running tasks finish), and kills itself if that has not ended within
+CANARY_STOP_GRACE_S: on a broker link that hangs the shutdown itself can wait on the dead link.
 A saturated worker (every slot busy) is never stopped: its queue is slow, not forgotten.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 from celery.signals import worker_ready
 from celery.worker import state
 
+import celeryconfig
 from orchestration.bootstrap import process_services
 from orchestration.jobs import canaries
 
@@ -34,11 +36,18 @@ def _watch_on_ready(sender: Any = None, **_kwargs: Any) -> None:
     queues = [queue for queue in settings.canary_queues if queue in consumed]
     if queues:
         slots = int(sender.controller.concurrency)
-        watch = threading.Thread(target=_watch, args=(queues, slots, time.time()), daemon=True)
+        grace = settings.CANARY_STOP_GRACE_S or stop_grace_s(consumed)
+        watch = threading.Thread(target=_watch, args=(queues, slots, time.time(), grace), daemon=True)
         watch.start()
 
 
-def _watch(queues: list[str], slots: int, ready_at: float) -> None:
+def stop_grace_s(queues: set[str]) -> float:
+    """How long a warm shutdown may take by default: the longest hard time limit of `queues` + 60 s."""
+    limits = [celeryconfig.QUEUE_LIMITS[queue][1] for queue in queues if queue in celeryconfig.QUEUE_LIMITS]
+    return float(max(limits, default=celeryconfig.LONGEST_TIME_LIMIT_S) + 60)
+
+
+def _watch(queues: list[str], slots: int, ready_at: float, grace_s: float) -> None:
     settings = process_services().settings
     free_since: float | None = None  # since when every look found a free slot
     while True:
@@ -65,4 +74,7 @@ def _watch(queues: list[str], slots: int, ready_at: float) -> None:
                 ", ".join(forgotten), settings.CANARY_TIMEOUT_S,
             )
             os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(grace_s)  # a daemon thread: a warm shutdown that ends takes it along
+            log.error("consume watchdog: the warm shutdown did not end in %g s; killing this worker", grace_s)
+            os.kill(os.getpid(), signal.SIGKILL)
             return

@@ -4,9 +4,10 @@ running, refused while the job waits for another or for its user's running cap."
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, exists, func, select, update
@@ -113,6 +114,16 @@ _TAKE_OVER = (
     .values(_CLAIM_SET)
     .returning(*_CLAIMED_COLUMNS)
 )
+# The same message redelivered takes the job over only from an attempt that stopped beating: a message
+# past the broker's visibility timeout, or redelivered after a connection loss, can reach us while its
+# first delivery still runs, and taking over would run the AI step twice (or fail a streamed reply).
+_TAKE_OVER_LOST = _TAKE_OVER.where(jobs.c.heartbeat_at < bindparam("b_stale", type_=jobs.c.heartbeat_at.type))
+_OWNER = select(jobs.c.claim, jobs.c.heartbeat_at).where(
+    jobs.c.id == bindparam("b_job_id"),
+    jobs.c.status == RUNNING_SQL,
+    jobs.c.claim.startswith(bindparam("b_delivery", type_=jobs.c.claim.type)),
+    jobs.c.run_completed.is_(False),
+)
 # Our own delivery again after its run was recorded (its process died before the ack): the work is done
 # and paid for by settlement, so nothing runs again and nothing is changed here.
 _RECORDED = select(*_CLAIMED_COLUMNS, jobs.c.claim).where(
@@ -140,17 +151,21 @@ def claim(
     A job that waits for a conversation's previous turn, or for one of its user's slots, is left
     queued (marked `waiting_slot` for the latter) and is sent again when what it waits for ends."""
     token = claim_token(task_id, retries)
-    params: dict[str, Any] = {"b_job_id": job_id, "b_token": token, "b_now": _now()}
     takeovers = [f"{task_id}:{retries - 1}:"] if retries else []
-    if redelivered:
-        takeovers.append(f"{task_id}:{retries}:")
+    redelivery = f"{task_id}:{retries}:"
+    if redelivered and not _owner_beats(services, job_id, redelivery):
+        takeovers.append(redelivery)
+    now = _now()
+    params: dict[str, Any] = {"b_job_id": job_id, "b_token": token, "b_now": now}
+    stale = now - timedelta(seconds=takeover_after_s(services))
     # The owner's account lock makes the running-jobs count exact: two claims of one user's jobs at
     # once (an I/O pool runs hundreds of deliveries side by side) would both see a free slot.
     with services.uow(account_of_job=job_id) as db:
         row = db.execute(_CLAIM, {**params, "b_cap": services.settings.JOB_MAX_RUNNING_PER_USER}).first()
         taken_over = recorded = False
         for delivery in takeovers if row is None else ():
-            row = db.execute(_TAKE_OVER, {**params, "b_delivery": delivery}).first()
+            statement = _TAKE_OVER_LOST if delivery == redelivery else _TAKE_OVER
+            row = db.execute(statement, {**params, "b_delivery": delivery, "b_stale": stale}).first()
             if row is not None:
                 taken_over = delivery.endswith(f":{retries}:")
                 break
@@ -184,3 +199,35 @@ def claim(
         bool(row.cancel_requested),
         recorded,
     )
+
+
+def takeover_after_s(services: Services) -> float:
+    """How long an attempt's heartbeat must have stood still before its own redelivery takes over:
+    three missed beats (a live one beats every JOB_HEARTBEAT_S), within the reaper's timeout."""
+    settings = services.settings
+    return min(3 * settings.JOB_HEARTBEAT_S, settings.JOB_HEARTBEAT_TIMEOUT_S)
+
+
+def _owner_beats(services: Services, job_id: str, delivery: str) -> bool:
+    """Whether the attempt running the job under this same delivery is alive: its heartbeat moves.
+
+    Watched for up to takeover_after_s and a beat (a pool child killed a moment ago beat just before):
+    False once it stood still that long, or when no attempt of this delivery runs the job."""
+    wait_s = takeover_after_s(services)
+    deadline = time.monotonic() + wait_s + services.settings.JOB_HEARTBEAT_S
+    first: Any = None
+    while True:
+        with services.uow(autocommit=True) as db:
+            owner = db.execute(_OWNER, {"b_job_id": job_id, "b_delivery": delivery}).first()
+        if owner is None:
+            return False
+        first = first or owner
+        if tuple(owner) != tuple(first):
+            log.warning("job %s: a redelivered run found its first delivery running; left to it", job_id)
+            return True
+        beat = owner.heartbeat_at if owner.heartbeat_at.tzinfo else owner.heartbeat_at.replace(tzinfo=UTC)
+        if (_now() - beat).total_seconds() >= wait_s:
+            return False
+        if time.monotonic() > deadline:
+            return True  # it beat in time (a clock far ahead of ours, say): never two attempts at once
+        time.sleep(min(services.settings.JOB_HEARTBEAT_S / 2, 1.0))

@@ -3,6 +3,8 @@ back), returning a note of what it hit."""
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import shutil
 import signal
@@ -11,7 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
+import redis
 from celery import Celery
+from kombu import Connection
 from sqlalchemy import Engine, select
 
 import celeryconfig
@@ -133,6 +137,22 @@ class Faults:
         self.producer.send_task(f"creditflow.{queue}.run", args=[job_id])
         return f"run of {job_id} sent again"
 
+    def past_visibility(self) -> str:
+        """A running job's `run` message handed out again as when it outlives the visibility timeout:
+        what kombu's restore sweep does to an unacked message that old (the same message, redelivered)."""
+        running = set(self._running(IO_QUEUES))
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            tags = [tag for tag, payload in client.hgetall("unacked").items() if _run_job(payload) in running]
+        finally:
+            client.close()
+        if not tags:
+            return f"{len(running)} jobs running, none with its message unacked: nothing restored"
+        tag = self.rng.choice(sorted(tags))
+        with Connection(self.redis.url, transport_options=celeryconfig.broker_transport_options) as broker:
+            broker.default_channel.qos.restore_by_tag(tag.decode())
+        return f"{len(running)} jobs running, the run message of one of them restored"
+
     def _links(self, mode: str, seconds: float) -> None:
         for link in self.links:
             link.mode = mode
@@ -158,3 +178,12 @@ class Faults:
     def close(self) -> None:
         """Let go of the broker connection."""
         self.producer.close()
+
+
+def _run_job(payload: bytes) -> str | None:
+    """The job of an unacked `run` message (kombu keeps [message, exchange, routing key])."""
+    message = json.loads(payload)[0]
+    if not str(message.get("headers", {}).get("task", "")).endswith(".run"):
+        return None
+    body = json.loads(base64.b64decode(message["body"]))
+    return str(body[0][0])

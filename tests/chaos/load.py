@@ -29,6 +29,7 @@ class Load(threading.Thread):
         self.accepted: list[str] = []
         self.chats: dict[str, str] = {}
         self.counts: Counter[str] = Counter()
+        self.unexpected: list[str] = []  # answers no client should see (a 500, a 4xx)
 
     def run(self) -> None:
         """Each job at its offset from the start."""
@@ -70,8 +71,11 @@ class Load(threading.Thread):
                 continue
             if answer.status_code in (200, 201, 202):
                 return str(answer.json()[field])
-            # Only "not now" may be retried (down, busy, the first send with this key still running).
-            assert answer.status_code >= 500 or answer.status_code in (409, 429), (path, answer.text[:300])
             self.counts[f"send answered {answer.status_code}"] += 1
+            # Only "not now" may be retried (down, busy, the first send with this key still running); a
+            # 500 says the server broke, a 4xx that the suite sent something wrong: both are findings.
+            if answer.status_code not in (409, 429, 503):
+                self.unexpected.append(f"{path} answered {answer.status_code}: {answer.text[:300]}")
+                return None
             time.sleep(0.5)
         return None

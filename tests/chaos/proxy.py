@@ -57,10 +57,17 @@ class Proxy:
         finally:
             self._drop(source, sink)
 
-    def _drop(self, *sockets: socket.socket) -> None:
+    def _drop(self, *sockets: socket.socket, graceful: bool = True) -> None:
         with self._lock:
             for sock in sockets:
                 self._sockets.discard(sock)
+                # shutdown() first: the pump of the other direction may be blocked in recv() on this
+                # socket, and a bare close() neither wakes it nor lets the kernel end the connection (no
+                # FIN, no RST): a client killed mid-transaction left its PostgreSQL backend, and the
+                # locks it held, alive for ever behind the proxy. A killed process's kernel closes at once.
+                if graceful:  # a reset (SO_LINGER 0, SHUT_RD done) must end in an RST, not a FIN
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     sock.close()
 
@@ -71,7 +78,11 @@ class Proxy:
         for sock in open_now:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self._drop(*open_now)
+                # Wakes the pump blocked in recv() on it: a bare close() would not, and the kernel keeps
+                # a socket some thread still reads from open (ESTABLISHED, silent), so the peer would see
+                # a link that hangs for ever instead of one that was reset. SHUT_RD sends nothing.
+                sock.shutdown(socket.SHUT_RD)
+        self._drop(*open_now, graceful=False)
         return len(open_now) // 2
 
     def close(self) -> None:

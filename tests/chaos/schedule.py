@@ -18,6 +18,7 @@ FAULTS = (
     "restart_postgres",  # a fast restart of PostgreSQL: every backend terminated
     "pause_beat",  # beat stopped (SIGSTOP) for a while, then going on
     "double_delivery",  # a running job's `run` message delivered a second time
+    "past_visibility",  # a running job's own message handed out again, as past the visibility timeout
     "slow_links",  # the workers' links to Redis and PostgreSQL 200 ms slower per chunk, for 6 s
     "hang_links",  # the workers' links forward nothing for 5 s, connections kept open
     "reset_links",  # every connection of the workers to Redis and PostgreSQL reset
@@ -53,13 +54,26 @@ class Plan:
     duration_s: float
 
 
-def make_plan(seed: int, *, rounds: int = 1, gap_s: float = 5.0) -> Plan:
-    """The load and faults of `rounds` rounds (every fault once per round), `gap_s` apart on average."""
+# The short variant of the default run (tests/chaos/test_short.py): a process killed on each pool, a
+# store restarted, the broker links reset, a message delivered again two ways, in about 20 s.
+SHORT = (
+    "kill_io_main",
+    "kill_pool_child",
+    "restart_postgres",
+    "reset_links",
+    "double_delivery",
+    "past_visibility",
+)
+
+
+def make_plan(seed: int, *, rounds: int = 1, gap_s: float = 5.0, faults_of: tuple[str, ...] = FAULTS) -> Plan:
+    """The load and faults of `rounds` rounds (each of `faults_of` once per round), `gap_s` apart on
+    average."""
     rng = random.Random(seed)
     faults: list[Fault] = []
     at = 4.0
     for _round in range(rounds):
-        for name in rng.sample(FAULTS, len(FAULTS)):
+        for name in rng.sample(faults_of, len(faults_of)):
             faults.append(Fault(round(at, 2), name))
             at += gap_s * rng.uniform(0.6, 1.4)
     duration = at

@@ -93,3 +93,27 @@ def test_retry_policy_is_declared_once_and_only_money_steps_dead_letter() -> Non
     assert (run.dead_letter_on_failure, run.saga_run) == (False, True)
     assert settle.dead_letter_on_failure
     assert compensate.dead_letter_on_failure
+
+
+def test_rabbitmqs_consumer_timeout_outlasts_the_longest_task() -> None:
+    # A message held unacked past consumer_timeout closes its channel: the running task's ack is lost
+    # and the message is handed out again (RabbitMQ's default, 30 minutes, cuts a 30-minute agent task).
+    from pathlib import Path
+
+    conf = (Path(celeryconfig.__file__).parent / "deploy" / "rabbitmq" / "rabbitmq.conf").read_text()
+    setting = next(line for line in conf.splitlines() if line.startswith("consumer_timeout"))
+    assert int(setting.split("=")[1]) > celeryconfig.LONGEST_TIME_LIMIT_S * 1000
+
+
+def test_work_queues_are_quorum_queues_on_rabbitmq_only() -> None:
+    on_rabbit = celeryconfig.queues_for("amqp://guest:guest@127.0.0.1:5672//")
+    assert {queue.name for queue in on_rabbit} == set(celeryconfig.QUEUES)
+    assert all(queue.queue_arguments == {"x-queue-type": "quorum"} for queue in on_rabbit)
+    assert all(not queue.queue_arguments for queue in celeryconfig.queues_for("redis://127.0.0.1:6379/0"))
+
+
+def test_a_silent_broker_link_cannot_hold_a_worker_for_ever() -> None:
+    # Without a socket timeout kombu's Redis reads wait for ever: a warm shutdown hung on a dead link.
+    options = celeryconfig.broker_transport_options
+    assert 0 < options["socket_timeout"] <= 30
+    assert 0 < options["health_check_interval"] <= 30

@@ -94,11 +94,36 @@ def test_a_step_that_raises_after_the_reaper_ended_its_job_leaves_the_job_as_end
     assert row.cost_running == ended.cost_running
 
 
+def test_a_redelivery_while_its_first_delivery_still_runs_leaves_the_job_to_it(
+    services: Services, user: str
+) -> None:
+    # A message past the broker's visibility timeout, or redelivered after a connection loss, reaches a
+    # worker while its first delivery still runs and beats: taking over would run the step twice.
+    job_id = diagnostic_job(services, user, queue=QUEUE, steps=40, sleep_ms=100, cost_per_step=10)
+    old = claims.claim(services, job_id=job_id, task_id="t-same", retries=0)
+    assert old is not None
+    outcomes: dict[str, bool] = {}
+
+    def run() -> None:
+        outcomes["old"] = steps.run(services, old)
+
+    first = threading.Thread(target=run, daemon=True)
+    first.start()
+    wait_for(lambda: job_row(services, job_id).progress is not None, what="the old attempt beating")
+    assert claims.claim(services, job_id=job_id, task_id="t-same", retries=0, redelivered=True) is None
+    assert job_row(services, job_id).claim == old.token
+    first.join(timeout=60)
+    assert outcomes["old"] is True
+    assert steps.settle(services, job_id=job_id) == "succeeded"
+    row = job_row(services, job_id)
+    assert (row.attempts, row.cost_charged) == (1, 40 * 10)
+
+
 def test_a_takeover_in_the_same_process_keeps_the_new_attempts_heartbeat(
     services: Services, user: str
 ) -> None:
-    # A redelivery (a broker that lost its consumer's connection) can reach the very process still running
-    # the job: the new attempt takes it over, the old one learns so at its next beat and stops.
+    # A redelivery can reach the very process whose attempt stopped beating (stuck past the takeover
+    # wait): the new attempt takes it over, the old one learns so at its next beat and stops.
     job_id = diagnostic_job(services, user, queue=QUEUE, steps=40, sleep_ms=100, cost_per_step=10)
     old = claims.claim(services, job_id=job_id, task_id="t-same", retries=0)
     assert old is not None
@@ -111,17 +136,20 @@ def test_a_takeover_in_the_same_process_keeps_the_new_attempts_heartbeat(
         entries = services.redis.xrange(f"jobs:{job_id}")
         return sum(1 for _id, fields in entries if '"progress"' in fields["data"])
 
+    beats = heartbeats_of(services)
     first = threading.Thread(target=run, args=("old", old), daemon=True)
     first.start()
     wait_for(lambda: progress_events() >= 1, what="the old attempt running")
+    with beats._lock:
+        stuck = beats._jobs.pop(old.token)  # its beats stop: it stands still for the redelivery
     new = claims.claim(services, job_id=job_id, task_id="t-same", retries=0, redelivered=True)
+    beats.register(stuck)
     assert new is not None
     assert new.taken_over
     second = threading.Thread(target=run, args=("new", new), daemon=True)
     seen = progress_events()
     second.start()
     wait_for(lambda: progress_events() >= seen + 2, what="the new attempt running")
-    beats = heartbeats_of(services)
     beats.beat_now()  # tells the old attempt it lost the job
     first.join(timeout=30)
     assert outcomes["old"] is False

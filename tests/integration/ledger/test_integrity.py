@@ -292,3 +292,26 @@ def test_entry_committed_late_is_sealed_later_not_lost(
         assert again.size == 1
         assert ledger.verify_proof(ledger.proof(session, entry_id=late.entry_id or 0), signer.verifier)
     check_ledger(sessions, signer)
+
+
+@pytest.mark.parametrize("backend", [name for name in backends() if name == "postgresql"], indirect=True)
+def test_a_seal_while_another_runs_leaves_the_entries_to_it_at_once(
+    sessions: sessionmaker[Session], signer: ledger.Signer
+) -> None:
+    # A seal whose client vanished keeps its lock until the server notices: a second seal must not wait
+    # for it (every critical slot stuck there stopped settlement in the chaos suite).
+    new_user(sessions, "sealer")
+    with sessions.begin() as session:
+        place_hold(session, "sealer", M, "a", reference=None)
+    first = sessions()
+    first.begin()
+    assert ledger.seal(first, signer=signer) is not None  # holds the seal lock until it ends
+    with sessions.begin() as session:
+        session.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait would fail here, not hang
+        assert ledger.seal(session, signer=signer) is None
+    first.rollback()
+    first.close()
+    with sessions.begin() as session:
+        checkpoint = ledger.seal(session, signer=signer)
+        assert checkpoint is not None  # what the first left undone is sealed by the next
+    check_ledger(sessions, signer)
