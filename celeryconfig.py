@@ -48,6 +48,18 @@ broker_transport_options = {
     "socket_connect_timeout": 5.0,
     "health_check_interval": 10,
 }
+
+
+def transport_options_for(broker: str, options: dict[str, object]) -> dict[str, object]:
+    """`options` for `broker`: on RabbitMQ a publish returns once the broker confirmed it. A quorum queue
+    writes a message to its log in batches: an unconfirmed one sent just before the node stopped was gone
+    after its restart (tests/integration/test_broker.py), so a saga's send after commit is not a send."""
+    if broker.startswith(("amqp", "pyamqp")):
+        return {**options, "confirm_publish": True}
+    return options
+
+
+broker_transport_options = transport_options_for(broker_url, broker_transport_options)
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 result_expires = timedelta(days=1)
 
@@ -67,20 +79,21 @@ task_track_started = True
 task_time_limit = QUEUE_LIMITS["maintenance"][1]
 task_soft_time_limit = QUEUE_LIMITS["maintenance"][0]
 
-# On RabbitMQ every work queue is a quorum queue (replicated, durable, a delivery count per message);
+# On RabbitMQ with BROKER_QUORUM_QUEUES every work queue is a quorum queue (replicated, durable, a
+# delivery count per message);
 # Celery 5.5+ detects them and uses per-consumer prefetch and native delayed delivery for countdowns (a
 # retry's backoff). RabbitMQ's consumer_timeout (30 min by default) must outlast the longest task or a
 # long agent task's channel is closed at minute 30: deploy/rabbitmq/rabbitmq.conf sets it above
 # LONGEST_TIME_LIMIT_S (tests/unit/test_celeryconfig.py holds the two together).
-def queues_for(broker: str) -> tuple[Queue, ...]:
-    """The work queues as declared on `broker` (quorum queues on RabbitMQ); a producer whose broker is
-    not this process's (orchestration/bootstrap.py) declares them the same way as the workers."""
+def queues_for(broker: str, *, quorum: bool = False) -> tuple[Queue, ...]:
+    """The work queues as declared on `broker` (quorum queues on RabbitMQ when `quorum`); a producer whose
+    broker is not this process's (orchestration/bootstrap.py) declares them the same way as the workers."""
     amqp = broker.startswith(("amqp", "pyamqp"))
-    arguments = {"x-queue-type": "quorum"} if amqp else None
+    arguments = {"x-queue-type": "quorum"} if amqp and quorum else None
     return tuple(Queue(name, routing_key=name, queue_arguments=arguments) for name in QUEUES)
 
 
-task_queues = queues_for(broker_url)
+task_queues = queues_for(broker_url, quorum=_settings.BROKER_QUORUM_QUEUES)
 task_default_queue = "maintenance"
 task_create_missing_queues = False
 # Routing by name only: a `queue=` on a decorator is lost on later chain steps (celery#5219).

@@ -76,12 +76,14 @@ def make_producer(settings: Settings) -> Celery:
 
     producer = Celery("creditflow-producer")
     producer.config_from_object(celeryconfig)
-    options = {**celeryconfig.broker_transport_options, **PRODUCER_TRANSPORT_OPTIONS}
+    options = celeryconfig.transport_options_for(
+        settings.broker_url, {**celeryconfig.broker_transport_options, **PRODUCER_TRANSPORT_OPTIONS}
+    )
     producer.conf.update(
         broker_url=settings.broker_url,
         result_backend=None,
         broker_transport_options=options,
-        task_queues=celeryconfig.queues_for(settings.broker_url),
+        task_queues=celeryconfig.queues_for(settings.broker_url, quorum=settings.BROKER_QUORUM_QUEUES),
     )
     return producer
 

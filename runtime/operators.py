@@ -27,6 +27,11 @@ class OperatorSettings(BaseSettings):
     AUDITOR_SUBJECTS: str = ""
     # Beat sends a no-op to each of CANARY_QUEUES this often; one not consumed in time marks its queue
     # stalled (orchestration/jobs/canaries.py): in /readyz's detail and creditflow_queue_consuming.
+    # RabbitMQ only: declare the work queues as quorum queues (replicated; Celery 5.5+ then uses
+    # per-consumer prefetch and native delayed delivery). Off by default: on a node restarted after a
+    # crash, the queue depth the metrics and autoscalers read (AMQP declare-ok) stayed 0 for a quorum
+    # queue in tests/integration/test_broker.py. Existing classic queues must be deleted before switching.
+    BROKER_QUORUM_QUEUES: bool = False
     CANARY_INTERVAL_S: float = Field(30.0, gt=0, le=3600)
     CANARY_TIMEOUT_S: float = Field(120.0, gt=0, le=24 * 3600)
     CANARY_QUEUES: str = "critical,interactive,agents,images,local,maintenance,notify"

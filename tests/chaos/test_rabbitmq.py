@@ -68,12 +68,14 @@ def test_jobs_run_on_quorum_queues_and_a_killed_workers_job_is_taken_over_and_ch
         VAR_DIR=str(tmp_path / "var"),
         CREDITFLOW_ENV="test",
         CANARY_QUEUES="",
+        BROKER_QUORUM_QUEUES="true",
         **HEARTBEAT,
     )
     settings = load_settings(
         REDIS_URL=redis_url,
         DATABASE_URL=module_database_url,
         BROKER_URL=rabbit.url,
+        BROKER_QUORUM_QUEUES=True,
         JOB_HEARTBEAT_S=0.5,
         JOB_HEARTBEAT_TIMEOUT_S=3.0,
     )

@@ -105,11 +105,13 @@ def test_rabbitmqs_consumer_timeout_outlasts_the_longest_task() -> None:
     assert int(setting.split("=")[1]) > celeryconfig.LONGEST_TIME_LIMIT_S * 1000
 
 
-def test_work_queues_are_quorum_queues_on_rabbitmq_only() -> None:
-    on_rabbit = celeryconfig.queues_for("amqp://guest:guest@127.0.0.1:5672//")
+def test_work_queues_are_quorum_queues_on_rabbitmq_only_when_asked() -> None:
+    assert all(not q.queue_arguments for q in celeryconfig.queues_for("amqp://guest:guest@127.0.0.1:5672//"))
+    on_rabbit = celeryconfig.queues_for("amqp://guest:guest@127.0.0.1:5672//", quorum=True)
     assert {queue.name for queue in on_rabbit} == set(celeryconfig.QUEUES)
     assert all(queue.queue_arguments == {"x-queue-type": "quorum"} for queue in on_rabbit)
-    assert all(not queue.queue_arguments for queue in celeryconfig.queues_for("redis://127.0.0.1:6379/0"))
+    on_redis = celeryconfig.queues_for("redis://127.0.0.1:6379/0", quorum=True)
+    assert all(not queue.queue_arguments for queue in on_redis)
 
 
 def test_a_silent_broker_link_cannot_hold_a_worker_for_ever() -> None:
