@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -25,4 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        # The interpreter's last collections walk every object import made (web3, Celery, SQLAlchemy):
+        # seconds of a stopping worker or API on a busy host. Frozen, they are left to the exit.
+        gc.freeze()

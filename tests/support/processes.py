@@ -74,7 +74,7 @@ def wait_for_log(log: Path, needle: str, *, timeout: float = 60, process: subpro
             return
         if process.poll() is not None:
             raise AssertionError(f"process exited {process.returncode} before {needle!r}:\n{text[-4000:]}")
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"{needle!r} not seen in {timeout}s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
@@ -100,7 +100,7 @@ def wait_http(
             last = f"{response.status_code} {response.text[:300]}"
         except requests.RequestException as exc:
             last = exc
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise AssertionError(f"{url} did not answer {status} in {timeout}s (last: {last})")
 
 
