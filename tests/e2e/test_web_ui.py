@@ -212,10 +212,10 @@ def test_agents_images_limit_and_webhooks_in_the_browser(stack: tuple[str, Path]
 
         # A personal spending limit: saved in preferences, then a job past it is refused, nothing held.
         page.goto(f"{base}/#/preferences")
-        page.fill("#pref-limit", "0.5")
+        page.fill("#pref-limit", "0.05")  # above what today took (~0.04), below one more image
         page.select_option("#pref-period", "day")
         page.click("#pref-save")
-        expect(page.locator("#pref-out")).to_contain_text("0.5 credits per day", timeout=15_000)
+        expect(page.locator("#pref-out")).to_contain_text("0.05 credits per day", timeout=15_000)
         page.screenshot(path=str(SHOTS / "preferences.png"), full_page=True)
         before = balance.inner_text()
         page.goto(f"{base}/#/images")
