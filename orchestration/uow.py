@@ -30,6 +30,7 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.engine import Engine
 
 from ledger.tables import accounts
+from orchestration.accounts.spending import remember_limit, spending_limits
 from orchestration.notify.tables import watches
 from orchestration.notify.watch import forget, remember
 from orchestration.tables import jobs
@@ -37,9 +38,19 @@ from orchestration.tables import jobs
 # Built once: the values are bound per call. SQLite ignores FOR UPDATE, but its BEGIN IMMEDIATE
 # (runtime/db.py) already makes every transaction the only writer. The lock also reads what the user
 # watches (orchestration/notify/watch.py) in the same round trip: a money move then decides whether it
-# crossed a low-balance threshold, or ended a job someone's webhook waits for, by comparing numbers.
-_LOCKED = select(accounts.c.id, watches.c.floor, watches.c.ceiling, watches.c.events).select_from(
-    accounts.outerjoin(watches, watches.c.user_id == accounts.c.user_id)
+# crossed a low-balance threshold, or ended a job someone's webhook waits for, by comparing numbers;
+# and the user's spending limit (orchestration/accounts/spending.py), which a hold then checks.
+_LOCKED = select(
+    accounts.c.id,
+    watches.c.floor,
+    watches.c.ceiling,
+    watches.c.events,
+    spending_limits.c.credits.label("limit_credits"),
+    spending_limits.c.period.label("limit_period"),
+).select_from(
+    accounts.outerjoin(watches, watches.c.user_id == accounts.c.user_id).outerjoin(
+        spending_limits, spending_limits.c.user_id == accounts.c.user_id
+    )
 )
 _LOCK_ACCOUNT = _LOCKED.where(accounts.c.user_id == bindparam("user_id")).with_for_update(of=accounts)
 _LOCK_ACCOUNT_ID = _LOCKED.where(accounts.c.id == bindparam("account_id")).with_for_update(of=accounts)
@@ -89,6 +100,7 @@ def unit_of_work(
         elif account is not None:
             locked = connection.execute(_LOCK_ACCOUNT_ID, {"account_id": account}).first()
         remember(connection, locked)  # also clears what an earlier unit on this connection left
+        remember_limit(connection, locked)
         try:
             yield connection
         except BaseException:
@@ -96,7 +108,9 @@ def unit_of_work(
             # it, and reading it would raise PendingRollbackError in place of the error that says why.
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 forget(connection)
+                remember_limit(connection, None)
             raise
         written = forget(connection)
+        remember_limit(connection, None)
     if written and on_commit is not None:
         on_commit(written)

@@ -11,6 +11,7 @@ import ledger
 from api.auth import auth_required, current_auth
 from api.money import Credits, credits_pattern
 from api.services import services
+from orchestration.accounts.spending import PERIODS
 from orchestration.accounts.users import COST_MODES, get_user, set_preferences
 from orchestration.notify.thresholds import MAX_THRESHOLDS
 from orchestration.replies.conversations import check_default_chat_model
@@ -68,6 +69,14 @@ class PreferencesSchema(ma.Schema):
             "description": "Warn below this balance: one amount, or a list of up to "
             f"{MAX_THRESHOLDS} (each told once per crossing, and again after a top-up lifts the balance back)"
         },
+    )
+    spending_limit = Credits(
+        sign="positive",
+        allow_none=True,
+        metadata={"description": "At most this many credits of jobs per period (a job past it is a 402)"},
+    )
+    spending_limit_period = ma.fields.String(
+        validate=ma.validate.OneOf(PERIODS), metadata={"description": "UTC day or calendar month"}
     )
 
 

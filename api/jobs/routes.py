@@ -29,6 +29,7 @@ from api.services import services
 from api.streams.created import streams_when_asked
 from api.streams.events import job_event_stream
 from api.streams.schemas import JOB_EVENT, stream_doc
+from orchestration.accounts.spending import SpendingLimitExceeded
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.jobs import create as job_cases
 from orchestration.jobs import receipts
@@ -48,6 +49,19 @@ def register_job_errors(app: Flask) -> None:
             "This API key's daily credit limit can't cover the job.",
             kind="api-key-daily-limit",
             limit=credits_text(exc.limit),
+            required=credits_text(exc.required),
+        )
+
+    @app.errorhandler(SpendingLimitExceeded)
+    def _spending_limit(exc: SpendingLimitExceeded) -> Response:
+        return problem(
+            402,
+            f"Your spending limit of {credits_text(exc.limit.credits)} credits per {exc.limit.period} "
+            f"can't cover this job ({credits_text(exc.spent)} spent, {credits_text(exc.required)} needed).",
+            kind="spending-limit",
+            limit=credits_text(exc.limit.credits),
+            period=exc.limit.period,
+            spent=credits_text(exc.spent),
             required=credits_text(exc.required),
         )
 

@@ -12,6 +12,7 @@ from sqlalchemy import JSON, Column, DateTime, String, Table, insert, select, up
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from orchestration.accounts import spending
 from orchestration.accounts.welcome import Signup, WelcomeDecision, WelcomePolicy
 from orchestration.notify import thresholds
 from runtime.db import Base
@@ -34,6 +35,8 @@ DEFAULT_PREFERENCES: dict[str, Any] = {
     "default_chat_model": None,
     "cost_mode": "balanced",
     "low_balance_threshold": None,  # micro-credits, a list of them (several thresholds), or None
+    "spending_limit": None,  # micro-credits of jobs per period, or None (orchestration/accounts/spending.py)
+    "spending_limit_period": "day",
 }
 
 
@@ -147,6 +150,13 @@ def update_preferences(session: Connection, *, user_id: str, changes: Mapping[st
         raise LookupError(user_id)
     stored = {**(row.preferences or {}), **changes}
     session.execute(update(users).where(users.c.id == user_id).values(preferences=stored))
+    if {"spending_limit", "spending_limit_period"} & set(changes):
+        # The enforced copy, in the same unit: the account lock reads it beside the balance.
+        merged = {**DEFAULT_PREFERENCES, **stored}
+        spending.set_limit(
+            session, user_id=user_id, credits=merged["spending_limit"],
+            period=merged["spending_limit_period"], now=datetime.now(UTC),
+        )
     if "low_balance_threshold" in changes:
         # The caller's unit holds the user's account lock (set_preferences): no money moves meanwhile.
         thresholds.choose(session, user_id=user_id, preference=stored["low_balance_threshold"])

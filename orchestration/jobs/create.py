@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 import ledger
 from orchestration.accounts.api_keys import reserve_daily_allowance, return_daily_allowance
+from orchestration.accounts.spending import check_spending
 from orchestration.errors import DailyLimitExceeded, JobAlreadyFinished, JobKeyConflict, JobNotFound
 from orchestration.jobs import balances, dispatch, meters, progress
 from orchestration.jobs.kinds import DryRunQuoted, get_kind
@@ -116,6 +117,7 @@ def insert_job(db: Connection, services: Services, command: CreateJob) -> Row[An
         raise DryRunQuoted(quote)
     job_id = command.job_id or uuid.uuid4().hex
     now = _now()
+    check_spending(db, user_id=command.user_id, amount=quote.amount, now=now)  # before anything is held
     hold = ledger.hold(
         db,
         user_id=command.user_id,

@@ -84,3 +84,10 @@ export async function postStreaming(path, body, onEvent, { key, signal } = {}) {
 }
 
 export function newKey() { return crypto.randomUUID(); }
+
+// An owner-only resource (an image) as a blob: URL for <img>: an <img src> cannot send the bearer token.
+export async function blobUrl(path) {
+  const response = await fetch(path, { headers: headers({ Accept: "image/*" }) });
+  if (!response.ok) throw new ApiError(response.status, null);
+  return URL.createObjectURL(await response.blob());
+}

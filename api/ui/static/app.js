@@ -1,27 +1,16 @@
 // The web application: sign in, chat with streaming replies and receipts, the live balance, transactions
 // with in-browser proof checks, API keys, buying credits, admin. Pages route by the URL fragment.
 import { api, ApiError, follow, newKey, postStreaming, setToken, token } from "/ui/api.js";
+import { credits, el, errorText, receiptLine, short, show } from "/ui/dom.js";
 import { verifyProof } from "/ui/verify.js";
+import { adminPage, buyPage, keysPage } from "/ui/pages/account.js";
+import { agentsPage } from "/ui/pages/agents.js";
+import { imagesPage } from "/ui/pages/images.js";
+import { preferencesPage } from "/ui/pages/preferences.js";
+import { webhooksPage } from "/ui/pages/webhooks.js";
 
-const main = document.getElementById("main");
 const RUNNING_KEY = "creditflow.running";  // the reply in progress: survives a refresh
 const state = { me: null, config: null, models: [], model: null, balance: null, held: 0, pack: null, averages: {} };
-
-// --- small DOM helpers -------------------------------------------------------------------------------
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "on") for (const [kind, fn] of Object.entries(value)) node.addEventListener(kind, fn);
-    else if (value === true) node.setAttribute(name, "");
-    else if (value !== false && value !== null && value !== undefined) node.setAttribute(name, value);
-  }
-  for (const child of children.flat()) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
-const show = (...nodes) => main.replaceChildren(...nodes);
-const errorText = (error) => el("p", { class: "error", role: "alert" }, error instanceof ApiError ? error.message : String(error));
-const short = (hash) => (hash ? `${hash.slice(0, 12)}…` : "—");
-const credits = (text) => Number(text);
 
 // --- balance -----------------------------------------------------------------------------------------
 function renderBalance() {
@@ -110,14 +99,6 @@ async function siwe() {
 }
 
 // --- chat --------------------------------------------------------------------------------------------
-function receiptLine(receipt) {
-  if (!receipt) return null;
-  const sealed = receipt.sealed_in ? ` · sealed in checkpoint ${receipt.sealed_in}` : " · not sealed yet";
-  return el("span", { class: "receipt", "data-testid": "receipt" },
-    `Charged ${receipt.charged} credits · released ${receipt.released} · entry #${receipt.entry_id} `,
-    el("code", { title: receipt.entry_hash || "" }, short(receipt.entry_hash)), ` · prices ${receipt.price_version}${sealed}`);
-}
-
 function running() { try { return JSON.parse(localStorage.getItem(RUNNING_KEY)); } catch { return null; } }
 function saveRunning(value) { if (value) localStorage.setItem(RUNNING_KEY, JSON.stringify(value)); else localStorage.removeItem(RUNNING_KEY); }
 
@@ -250,79 +231,17 @@ async function transactionsPage() {
       : el("p", { class: "empty" }, "No transactions yet."));
 }
 
-// --- API keys ----------------------------------------------------------------------------------------
-async function keysPage(made) {
-  const keys = await api("GET", "/api/v1/api-keys");
-  const name = el("input", { id: "key-name", placeholder: "Key name", "aria-label": "Key name" });
-  show(el("h1", {}, "API keys"),
-    made ? el("p", { class: "card", role: "status" }, "Copy it now, it is shown once: ", el("code", { id: "new-key" }, made.key)) : null,
-    el("div", { class: "toolbar" }, name, el("button", { class: "primary", on: { click: async () => {
-      try { keysPage(await api("POST", "/api/v1/api-keys", { name: name.value || "key" })); } catch (error) { main.append(errorText(error)); }
-    } } }, "Create key")),
-    (keys.items || []).length ? el("table", {}, el("tbody", {}, keys.items.map((k) => el("tr", {}, el("td", {}, k.name), el("td", {}, el("code", {}, k.prefix)),
-      el("td", {}, k.last_used_at ? `used ${new Date(k.last_used_at).toLocaleString()}` : "never used"),
-      el("td", {}, el("button", { on: { click: async () => { await api("DELETE", `/api/v1/api-keys/${k.id}`); keysPage(); } } }, "Revoke"))))))
-      : el("p", { class: "empty" }, "No API keys."));
-}
-
-// --- buy credits -------------------------------------------------------------------------------------
-async function buyPage() {
-  const packs = await api("GET", "/api/v1/payments/packs");
-  const rails = (state.config && state.config.rails) || [];
-  const outcome = el("div", { id: "buy-outcome" });
-  const buy = async (rail, pack) => {
-    try {
-      if (rail === "stripe") location.href = (await api("POST", "/api/v1/payments/stripe/checkout-sessions", { pack_id: pack.id })).url;
-      if (rail === "paypal") {
-        const order = await api("POST", "/api/v1/payments/paypal/orders", { pack_id: pack.id });
-        const approve = (order.links || []).find((l) => l.rel === "approve" || l.rel === "payer-action");
-        if (approve) location.href = approve.href; else outcome.replaceChildren(el("p", {}, `PayPal order ${order.id} created.`));
-      }
-      if (rail === "crypto") {
-        const intent = await api("POST", "/api/v1/payments/crypto/intents", { pack_id: pack.id, chain_id: 1 });
-        outcome.replaceChildren(el("p", { class: "card" }, `Send ${intent.amount_wei} wei to `, el("code", {}, intent.deposit_address), ` before ${intent.expires_at}.`));
-      }
-    } catch (error) { outcome.replaceChildren(errorText(error)); }
-  };
-  show(el("h1", {}, "Buy credits"), el("table", {}, el("tbody", {}, (packs.items || packs).map((pack) => el("tr", {},
-    el("td", {}, `${pack.credits} credits`), el("td", {}, `${pack.price} ${pack.currency}`),
-    el("td", {}, rails.map((r) => el("button", { disabled: !r.enabled, title: r.enabled ? "" : `${r.rail} is not configured here`,
-      on: { click: () => buy(r.rail, pack) } }, r.enabled ? `Pay with ${r.rail}` : `${r.rail}: not available`))))))), outcome);
-}
-
-// --- admin -------------------------------------------------------------------------------------------
-async function adminPage() {
-  const query = el("input", { id: "admin-q", placeholder: "Search users", "aria-label": "Search users" });
-  const results = el("div", {});
-  const search = async () => {
-    try {
-      const users = await api("GET", `/api/v1/admin/users?q=${encodeURIComponent(query.value)}`);
-      results.replaceChildren(el("table", {}, el("tbody", {}, (users.items || []).map((u) => el("tr", {}, el("td", {}, u.external_id), el("td", {}, u.id),
-        el("td", {}, u.balance ? u.balance.available : ""))))));
-    } catch (error) { results.replaceChildren(errorText(error)); }
-  };
-  const verifyOut = el("span", {});
-  show(el("h1", {}, "Admin"), el("div", { class: "toolbar" }, query, el("button", { on: { click: search } }, "Search")), results,
-    el("section", { class: "card" }, el("h2", {}, "Ledger"), el("button", { on: { click: async () => {
-      try { const r = await api("GET", "/api/v1/admin/ledger/verify"); verifyOut.textContent = r.ok ? `ok: ${r.entries_checked} entries` : `first bad entry ${r.first_bad_entry}`; }
-      catch (error) { verifyOut.textContent = error.message; }
-    } } }, "Verify the whole ledger"), " ", verifyOut),
-    el("section", { class: "card" }, el("h2", {}, "Reports and audit"), el("p", {},
-      el("a", { href: "/api/docs" }, "Usage and revenue reports, dead letters and the audit log"), " are in the API (JSON, CSV).")));
-  search();
-}
-
-// --- pages still to come -----------------------------------------------------------------------------
-const placeholder = (title, text) => async () => show(el("h1", {}, title), el("p", { class: "empty" }, text));
+// --- the pages, by the URL fragment ----------------------------------------------------------------
 const pages = {
   chat: chatPage,
   transactions: transactionsPage,
   keys: () => keysPage(),
-  buy: buyPage,
+  buy: () => buyPage(state),
   admin: adminPage,
-  agents: placeholder("Agent tasks", "Research, code and analysis tasks with per-step progress and a cost preview will be listed here."),
-  images: placeholder("Images", "Image generations with live previews and a gallery will be here once image jobs land."),
-  webhooks: placeholder("Webhooks", "Your webhook endpoints, their secrets and deliveries will be managed here once notifications land."),
+  agents: () => agentsPage(state),
+  images: imagesPage,
+  webhooks: () => webhooksPage(),
+  preferences: () => preferencesPage(state),
 };
 
 async function route() {
