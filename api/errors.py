@@ -48,11 +48,15 @@ class ProblemSchema(ma.Schema):
 
 
 class ShortBalanceSchema(ProblemSchema):
-    """A 402: the credits the request needs and what the balance (or a key's daily limit) has."""
+    """A 402: the credits the request needs and what the balance (or a key's or the user's limit) allows."""
 
     available = ma.fields.String(metadata={"description": "Credits available, as decimal text"})
     required = ma.fields.String(metadata={"description": "Credits the request needs, as decimal text"})
-    limit = ma.fields.String(metadata={"description": "The API key's daily limit left, as decimal text"})
+    limit = ma.fields.String(
+        metadata={"description": "The API key's daily limit, or the user's spending limit, as decimal text"}
+    )
+    period = ma.fields.String(metadata={"description": "The spending limit's period: day or month (UTC)"})
+    spent = ma.fields.String(metadata={"description": "Credits counted against the limit this period"})
 
 
 # `@blp.alt_response(402, description=..., **SHORT_BALANCE)`: every route that places a hold says so.

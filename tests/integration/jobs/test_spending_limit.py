@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import jsonschema
 import jwt
 import pytest
 import requests
@@ -140,5 +141,11 @@ def test_the_limit_over_http(api: str) -> None:
         "2.5", "day", "2", "2",
     )
     assert "spending limit" in problem["detail"]
+    # The body is what the document declares for the route's 402.
+    document = call("GET", "/api/v1/openapi.json").json()
+    declared = document["paths"]["/api/v1/diagnostics/jobs"]["post"]["responses"]["402"]
+    name = declared["content"]["application/problem+json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    components = document["components"]
+    jsonschema.validate(problem, {**components["schemas"][name], "components": components})
     assert call("GET", "/api/v1/credits/balance").json()["held"] == "2"  # the refused job held nothing
     assert len(call("GET", "/api/v1/jobs").json()["items"]) == 1
