@@ -44,6 +44,8 @@ class Thresholds(ma.fields.Field):  # type: ignore[type-arg]
             return self._one.deserialize(value)
         if not 1 <= len(value) <= MAX_THRESHOLDS:
             raise ma.ValidationError(f"Between 1 and {MAX_THRESHOLDS} thresholds.")
+        if len({repr(item) for item in value}) < len(value):
+            raise ma.ValidationError("Each threshold once.")  # the document's uniqueItems
         return sorted({self._one.deserialize(item) for item in value})  # "5" and "5.0" are one threshold
 
 

@@ -20,6 +20,8 @@ def test_first_request_creates_the_user_with_the_welcome_grant(client: FlaskClie
         "default_chat_model": None,
         "cost_mode": "balanced",
         "low_balance_threshold": None,
+        "spending_limit": None,
+        "spending_limit_period": "day",
     }
     assert me["created_at"].endswith("+00:00")
 
@@ -36,6 +38,8 @@ def test_preferences_are_patched_and_validated(client: FlaskClient) -> None:
         "default_chat_model": None,
         "cost_mode": "cheapest",
         "low_balance_threshold": "12.5",
+        "spending_limit": None,
+        "spending_limit_period": "day",
     }
     again = client.patch("/api/v1/me/preferences", headers=headers, json={"default_chat_model": "echo"})
     assert again.json["cost_mode"] == "cheapest"
@@ -47,6 +51,7 @@ def test_preferences_are_patched_and_validated(client: FlaskClient) -> None:
         {"low_balance_threshold": "-1"},
         {"low_balance_threshold": 3.5},
         {"low_balance_threshold": "1.0000001"},
+        {"low_balance_threshold": ["0", "0", "5"]},
     ):
         problem = assert_problem(client.patch("/api/v1/me/preferences", headers=headers, json=body), 422)
         assert problem["errors"], body
