@@ -25,8 +25,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The suite waits far more than it computes (processes starting, jobs running): TEST_PROCESSES pytest
+# processes share it, a test file each at a time (each with a Redis and a PostgreSQL database of its own:
+# tests/conftest.py); then the tests marked `alone`, which load the machine on purpose, by themselves.
+TEST_PROCESSES ?= 3
 test: lint
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadfile -m 'not chaos and not alone' $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m 'alone and not chaos' $(PYTEST_ARGS) || test $$? -eq 5
 
 chaos: install
 	$(BIN)/pytest -q -m chaos tests/chaos $(PYTEST_ARGS)

@@ -2,9 +2,11 @@
 
 Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/streams.py
      [--levels 100,1000,2000 --events 10 --period-s 1 --default-workers-level 1000]
+     10,000 streams on one host: --levels 10000 --workers 3 --private-redis --default-workers-level 0
 
-For each level N a fresh `creditflow api --workers 1` (one uvicorn process: "per host" is per API
-process) on a throw-away PostgreSQL database and REDIS_URL, no worker pool: N diagnostic jobs queued on
+For each level N a fresh `creditflow api --workers W` (W = 1 by default: one uvicorn process, "per host"
+is per API process; each holds at most MAX_STREAM_CONNECTIONS) on a throw-away PostgreSQL database and
+REDIS_URL (or, with --private-redis, a Redis of its own), no worker pool: N diagnostic jobs queued on
 `images` (their sagas wait, unserved, on an embedded Redis as the broker, gone afterwards), spread over
 users of SSE_MAX_STREAMS_PER_USER (16) streams each; also one level at the default API_WORKERS.
   1. ordinary requests (GET /api/v1/credits/balance, a few other users, paced) with 0 streams open;
@@ -51,6 +53,7 @@ from orchestration.jobs import progress  # noqa: E402
 from orchestration.jobs.stream_slots import slot_key  # noqa: E402
 from runtime.local import embedded_redis_url, stop_embedded_redis  # noqa: E402
 from tests.support import stream_client as http  # noqa: E402
+from tests.support.brokers import PrivateRedis  # noqa: E402
 from tests.support.databases import fresh_database  # noqa: E402
 from tests.support.processes import child_env, creditflow, free_port, stop, wait_http  # noqa: E402
 
@@ -299,6 +302,13 @@ def main() -> int:
     parser.add_argument("--open-concurrency", type=int, default=64, help="stream handshakes in flight")
     parser.add_argument("--open-timeout-s", type=float, default=180.0)
     parser.add_argument("--default-workers-level", type=int, default=1000, help="also at API_WORKERS (0: no)")
+    parser.add_argument("--workers", type=int, default=1, help="API processes of every level")
+    parser.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="streams on a Redis of the bench's own, its maxclients above the levels (REDIS_URL's "
+        "server keeps its own limit, 10000 by default, for every client together)",
+    )
     add_json_argument(parser)
     args = parser.parse_args()
     base, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
@@ -308,13 +318,17 @@ def main() -> int:
     heartbeat_s = float(os.environ.get("SSE_HEARTBEAT_S") or 15.0)
     args.idle_s = args.idle_s or heartbeat_s + 3.0
     levels = [int(part) for part in args.levels.split(",")]
-    plan = [(n, 1) for n in levels] + (
+    plan = [(n, args.workers) for n in levels] + (
         [(args.default_workers_level, None)] if args.default_workers_level else []
     )
     rows = []
     with tempfile.TemporaryDirectory(prefix="cf-streams-") as tmp_name:
         tmp = Path(tmp_name)
-        with fresh_database("postgresql", tmp) as engine, private_broker(tmp) as broker_url:
+        with (
+            fresh_database("postgresql", tmp) as engine,
+            private_broker(tmp) as broker_url,
+            streams_redis(tmp, redis_url, max(levels) if args.private_redis else 0) as redis_url,
+        ):
             env = child_env(
                 DATABASE_URL=engine.url.render_as_string(hide_password=False),
                 REDIS_URL=redis_url,
@@ -327,9 +341,23 @@ def main() -> int:
             for streams, workers in plan:
                 print(f"level {streams} streams, {workers or 'API_WORKERS'} worker(s)...", flush=True)
                 rows.append(run_level(args, env, tmp, streams, workers))
-    report(rows, args, nofile=nofile, redis_maxclients=_maxclients(redis_url))
+            maxclients = _maxclients(redis_url)
+    report(rows, args, nofile=nofile, redis_maxclients=maxclients)
     results_of(rows).write(args.json)
     return 0
+
+
+@contextmanager
+def streams_redis(tmp: Path, redis_url: str, streams: int) -> Iterator[str]:
+    """REDIS_URL, or (`streams` > 0) a private Redis whose maxclients leaves room for them and the rest."""
+    if not streams:
+        yield redis_url
+        return
+    server = PrivateRedis(tmp / "streams-redis", "--maxclients", str(streams * 2 + 1000)).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @contextmanager

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
 
 from runtime.db import make_engine
 from runtime.local import embedded_redis_url, stop_embedded_redis
@@ -19,6 +21,33 @@ from tests.support.databases import backends, fresh_database, postgres_url
 # pools in every Services of the test process and of the processes it starts (child_env copies this),
 # which also shows a few connections serve a pool of hundreds of threads.
 os.environ.setdefault("DATABASE_POOL_SIZE", "3")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`-n N`), each test process gets a Redis database and a PostgreSQL database of its
+    own (REDIS_URL's number + N, DATABASE_URL's name + "_gwN"): their Celery workers then never take each
+    other's messages, and session-wide rows stay apart. gw0 keeps the configured ones."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0)
+    if index == 0:
+        return
+    redis = os.environ.get("REDIS_URL")
+    if redis:
+        parts = urlsplit(redis)
+        number = int(parts.path.strip("/") or 0) + index
+        os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{number}"))
+    base = postgres_url()
+    if base:
+        url = make_url(base)
+        name = f"{url.database}_{worker}"
+        server = url.set(drivername="postgresql+psycopg", database="postgres")
+        admin = make_engine(server.render_as_string(hide_password=False))
+        admin = admin.execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        os.environ["DATABASE_URL"] = url.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=backends())

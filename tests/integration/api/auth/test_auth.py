@@ -82,22 +82,25 @@ def test_builtin_tokens_are_checked(client: FlaskClient) -> None:
 
 
 def test_oidc_tokens_verify_against_the_jwks(oidc_client: FlaskClient, jwks: Jwks) -> None:
-    jwks.add("k1")
+    # Kids of this run only: the JWKS server lives for the module and its client for the process, so a kid
+    # another test (or this one on the other backend) made is already known, with another key.
+    first, second = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("k1", "k2"))
+    jwks.add(first)
     sub = f"oidc-{uuid.uuid4().hex[:8]}"
-    me = oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k1", sub=sub)))
+    me = oidc_client.get("/api/v1/me", headers=bearer(jwks.token(first, sub=sub)))
     assert me.status_code == 200, me.json
     assert me.json["external_id"] == f"{ISSUER}#{sub}"
     assert me.json["email"] == "o@example.com"
     # The same subject from the built-in issuer is another user: issuers cannot impersonate each other.
     assert oidc_client.get("/api/v1/me", headers=bearer(make_token(sub=sub))).json["id"] != me.json["id"]
     # A rotated-in key is fetched when an unknown kid shows up.
-    jwks.add("k2")
+    jwks.add(second)
     fetches = jwks.fetches
     assert (
-        oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k2", sub=sub))).json["id"] == me.json["id"]
+        oidc_client.get("/api/v1/me", headers=bearer(jwks.token(second, sub=sub))).json["id"] == me.json["id"]
     )
     assert jwks.fetches == fetches + 1
-    assert oidc_client.get("/api/v1/me", headers=bearer(jwks.token("k2", sub=sub))).status_code == 200
+    assert oidc_client.get("/api/v1/me", headers=bearer(jwks.token(second, sub=sub))).status_code == 200
     assert jwks.fetches == fetches + 1  # cached
 
 
