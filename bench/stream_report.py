@@ -11,6 +11,7 @@ from bench.results import Results
 LATENCY_GOAL_S = 0.050  # XADD -> client p99 at 1,000 streams
 THOUSANDS = 2000  # "thousands of streams per host": at least this many held, every event delivered
 UNAFFECTED = 2.0  # ordinary requests' p99 with N streams open at most this times the p99 with none
+HOST_STREAMS = 10_000  # issue #26: streams on one host (its API processes together), an event a second each
 # Threads the API may add while streams are open, none of them per stream: asyncio's default executor
 # (min(32, cores + 4) threads) runs each quiet stream's look at its job row.
 POOLED_THREADS = 32
@@ -120,7 +121,33 @@ def report(
             if row[what].get("first_error"):
                 print(f"        {what}: first error: {row[what]['first_error']}")
     _verdicts([r for r in rows if r["workers"] == 1])
+    _host_verdicts([r for r in rows if r["workers"] > 1])
     _limits(rows, nofile, redis_maxclients)
+
+
+def _host_verdicts(rows: list[dict[str, Any]]) -> None:
+    """Issue #26's goals for one host (its API processes together): 10,000 streams at an event a second."""
+    for row in rows:
+        latencies = row["collected"]["latencies"]
+        p99 = pct(latencies, 0.99) if latencies else float("inf")
+        base, quiet = pct(row["probe_0"]["latencies"], 0.99), pct(row["probe_idle"]["latencies"], 0.99)
+        busy = pct(row["probe_busy"]["latencies"], 0.99)
+        print(f"\ngoals (one host, {row['workers']} API processes, {row['streams']} streams):")
+        print(
+            f"  held with every event delivered: {row['open']['ready']}/{row['streams']} open, "
+            f"{len(latencies)}/{row['expected']} events (goal {HOST_STREAMS} and all): "
+            f"{'met' if row['streams'] >= HOST_STREAMS and served(row) else 'NOT met'}"
+        )
+        print(
+            f"  XADD -> client p99: {1000 * p99:.1f} ms at {row['publish_rate']:.0f} events/s published "
+            f"(goal < {1000 * LATENCY_GOAL_S:.0f} ms at one a second each): "
+            f"{'met' if p99 < LATENCY_GOAL_S and served(row) else 'NOT met'}"
+        )
+        print(
+            f"  ordinary requests p99: {1000 * quiet:.0f} ms quiet, {1000 * busy:.0f} ms publishing, "
+            f"{1000 * base:.0f} ms with none (goal <= {UNAFFECTED:g}x): "
+            f"{'met' if max(quiet, busy) <= UNAFFECTED * base else 'NOT met'}"
+        )
 
 
 def _verdicts(rows: list[dict[str, Any]]) -> None:
@@ -160,13 +187,12 @@ def _verdicts(rows: list[dict[str, Any]]) -> None:
 
 def _limits(rows: list[dict[str, Any]], nofile: tuple[int, int], redis_maxclients: int | None) -> None:
     print("\nlimits on open streams per API process:")
-    biggest = max((r for r in rows if r["workers"] == 1), key=lambda r: r["streams"], default=None)
-    fds_per = (
-        (biggest["held"]["fds"] - biggest["base"]["fds"]) / biggest["streams"] if biggest else float("nan")
-    )
+    biggest = max(rows, key=lambda r: r["streams"], default=None)
+    fds_per = (biggest["held"]["fds"] - biggest["base"]["fds"]) / biggest["streams"] if biggest else 0.0
     print(
-        f"  file descriptors: RLIMIT_NOFILE {nofile[0]} (hard {nofile[1]}), for the API and the bench; "
-        f"{fds_per:.2f} per stream in the API -> about {int(nofile[0] / fds_per) if fds_per else 0} streams"
+        f"  file descriptors: RLIMIT_NOFILE {nofile[0]} (hard {nofile[1]}) a process, for the API and the "
+        f"bench; {fds_per:.2f} per stream in the API -> about "
+        f"{int(nofile[0] / fds_per) if fds_per > 0 else 0} streams a process"
     )
     print(f"  the async front's Redis pool: MAX_STREAM_CONNECTIONS = {MAX_STREAM_CONNECTIONS} per process")
     print(f"  Redis maxclients: {redis_maxclients} for every client of that server together")
