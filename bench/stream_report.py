@@ -117,6 +117,11 @@ def report(
         for what, figures in (("open", row["open"]), ("streams", collected)):
             if figures.get("first_error"):
                 print(f"        {what}: {figures['errors']} errors; first: {figures['first_error']}")
+        endings = row.get("server_endings") or {}
+        if any(value for key, value in endings.items() if key != "first"):
+            told = ", ".join(f"{key} {value}" for key, value in endings.items() if key != "first")
+            first = f"; {endings['first']}" if endings["first"] else ""
+            print(f"        the API ended streams early: {told}{first}")
         for what in ("probe_0", "probe_idle", "probe_busy"):
             if row[what].get("first_error"):
                 print(f"        {what}: first error: {row[what]['first_error']}")

@@ -285,7 +285,26 @@ def run_level(
             row["slots_left"] = cleanup(client, job_ids, user_ids)
             client.close()
     row["expected"] = streams * args.events
+    row["server_endings"] = server_endings(tmp / f"api-{port}.log")
     return row
+
+
+# What the API logs when it ends a stream early (api/streams/server.py, leases.py).
+ENDINGS = {
+    "stalled client dropped": "its client stopped reading",
+    "ended early": "event stream ended early",
+    "slot not refreshed": "stream slot not refreshed",
+    "lease lost": "stream lease lost",
+}
+
+
+def server_endings(log: Path) -> dict[str, Any]:
+    """How many streams the API ended early, by reason, from its log (gone with the level's directory)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    counts: dict[str, Any] = {name: text.count(marker) for name, marker in ENDINGS.items()}
+    early = [line for line in text.splitlines() if ENDINGS["ended early"] in line]
+    counts["first"] = early[0][-200:] if early else None
+    return counts
 
 
 def _recv(conn: Any, timeout_s: float) -> Any:

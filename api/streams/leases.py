@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Protocol
 
 from orchestration.jobs.stream_slots import Slot
+
+log = logging.getLogger(__name__)
 
 
 class LeaseKeeper(Protocol):
@@ -39,4 +42,7 @@ class Lease:
         if self._key_id is not None and not await self._streams.key_live(self._key_id):
             self.revoked = True
             return False
-        return self._slot is None or await self._streams.refresh_slot(self._slot)
+        if self._slot is None or await self._streams.refresh_slot(self._slot):
+            return True
+        log.warning("stream lease lost (its slot ran out and was taken, or Redis failed): the stream ends")
+        return False
