@@ -84,9 +84,12 @@ class MiniLM:
 
     def embed(self, texts: list[str]) -> Any:
         """Mean-pooled, normalised embeddings of `texts` (one row each)."""
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings])
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+        return self.encode(self.tokenizer.encode_batch(texts))
+
+    def encode(self, encodings: list[Any], length: int | None = None) -> Any:
+        """Embeddings of tokenized texts (right-padded), cut to `length` tokens (their longest's)."""
+        ids = np.array([e.ids[:length] for e in encodings])
+        mask = np.array([e.attention_mask[:length] for e in encodings], dtype=np.float32)
         w, length = self.w, ids.shape[1]
         x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:length]
         x = x + w["embeddings.token_type_embeddings.weight"][0]
@@ -160,12 +163,15 @@ def embed(texts: list[str]) -> list[list[float]]:
     if not texts:
         return []
     model = encoder()
-    # Each text's own length (the tokenizer pads a batch to its longest): batches group similar ones.
-    lengths = [max(1, sum(e.attention_mask)) for e in model.tokenizer.encode_batch(texts)]
+    # Tokenized once; each text's own length (the tokenizer pads all to the longest) groups similar ones,
+    # and each group is cut to its own longest.
+    encodings = model.tokenizer.encode_batch(texts)
+    lengths = [max(1, sum(e.attention_mask)) for e in encodings]
     rows: list[list[float]] = [[] for _ in texts]
     pool = _embedding_pool()
     for group in batches(lengths):
-        vectors = pool.submit(model.embed, [texts[index] for index in group]).result()
+        chosen = [encodings[index] for index in group]
+        vectors = pool.submit(model.encode, chosen, max(lengths[index] for index in group)).result()
         for index, vector in zip(group, vectors, strict=True):
             rows[index] = [round(float(v), 6) for v in vector]
     return rows
